@@ -1,0 +1,119 @@
+"""Service configuration: defaults < config file (TOML) < environment < command-line flags.
+
+Environment variables are the field names upper-cased with the prefix `ETAPALVELU_`, e.g.
+`ETAPALVELU_DATABASE_URL`, `ETAPALVELU_ICE_ADDRESSES='["127.0.0.1"]'`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(ValueError):
+    """A configuration value or file is unusable; the message says which and why."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ETAPALVELU_", extra="forbid")
+
+    # Where the HTTP / socket.io server listens.
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    # Public base URL printed to operators; derived from host/port when empty.
+    public_url: str = ""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    data_dir: Path = Path("data")
+    # Empty means SQLite in data_dir: sqlite+aiosqlite:///<data_dir>/etapalvelu.db
+    database_url: str = ""
+    # Set to share socket.io state between several signaling processes.
+    redis_url: str = ""
+
+    # Media relay (SFU) addresses: where it binds, and the ICE host candidates it announces.
+    # aioice leaves loopback out of its own gathering, so tests set ["127.0.0.1"].
+    relay_listen_address: str = "0.0.0.0"
+    ice_addresses: list[str] = Field(default_factory=list)
+    relay_port_min: int = Field(0, ge=0, le=65535)
+    relay_port_max: int = Field(0, ge=0, le=65535)
+
+    # ICE servers handed to clients and to the relay. Always explicit: an empty list means
+    # none (aiortc would otherwise fall back to a public STUN server).
+    stun_urls: list[str] = Field(default_factory=list)
+    turn_urls: list[str] = Field(default_factory=list)
+    # Shared secrets of coturn's `use-auth-secret`; the first one signs new credentials.
+    turn_secrets: list[str] = Field(default_factory=list)
+    turn_credential_ttl: int = Field(600, ge=30, le=86400)
+
+    session_ttl_seconds: int = Field(8 * 3600, ge=60)
+    max_message_bytes: int = Field(64 * 1024, ge=1024)
+    # Per-socket event budget: `rate_limit_events` per `rate_limit_window` seconds.
+    rate_limit_events: int = Field(50, ge=1)
+    rate_limit_window: float = Field(1.0, gt=0)
+
+    max_document_bytes: int = Field(50 * 1024 * 1024, ge=1024)
+
+    @field_validator("ice_addresses")
+    @classmethod
+    def _addresses_are_ips(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_address(item)
+            except ValueError as exc:
+                raise ValueError(f"ice_addresses: {item!r} is not an IP address") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if self.relay_port_min > self.relay_port_max:
+            raise ValueError("relay_port_min must not exceed relay_port_max")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'etapalvelu.db').resolve()}"
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.tls_cert else "http"
+        host = self.host if self.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{self.port}"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from an optional TOML file, the environment and explicit overrides.
+
+    Overrides whose value is None are ignored, so argparse defaults of None pass through.
+    """
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            file_values = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from exc
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        # Environment beats the file; explicit overrides beat both.
+        from_env = Settings()
+        env_set = from_env.model_fields_set
+        merged = {**file_values, **{k: getattr(from_env, k) for k in env_set}, **explicit}
+        return Settings.model_validate(merged)
+    except Exception as exc:  # pydantic.ValidationError, with a readable message
+        raise ConfigError(f"invalid configuration: {exc}") from exc

@@ -1,0 +1,28 @@
+"""What a request or event handler can reach: settings, database, socket.io server, relay.
+
+Built once by `signaling.app.create_app` and handed to every handler through its context,
+so handlers never import globals and tests can build their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import socketio
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+    from signaling.config import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    sio: socketio.AsyncServer
+    # The media relay's control interface (media_relay.control); None until it is started.
+    relay: Any = None
+    # Free slots for features that attach their own long-lived state (queues, calls, ...).
+    extras: dict[str, Any] = field(default_factory=dict)
