@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "signaling.commands",
     "media_relay.commands",
     "endpoint.commands",
+    "endpoint.document_commands",
     "expert_console.commands",
     "document_camera.commands",
     "turn_config.commands",
