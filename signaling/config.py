@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     database_url: str = ""
     # Set to share socket.io state between several signaling processes.
     redis_url: str = ""
+    # Redis pub/sub channel of this deployment (several deployments may share one Redis).
+    redis_channel: str = Field("etapalvelu", min_length=1, max_length=100)
 
     # Media relay (SFU) addresses: where it binds, and the ICE host candidates it announces.
     # aioice leaves loopback out of its own gathering, so tests set ["127.0.0.1"].
@@ -55,8 +57,19 @@ class Settings(BaseSettings):
     # Per-socket event budget: `rate_limit_events` per `rate_limit_window` seconds.
     rate_limit_events: int = Field(50, ge=1)
     rate_limit_window: float = Field(1.0, gt=0)
+    # How often each process looks for sockets of disabled users/kiosks or expired sessions.
+    revocation_check_seconds: float = Field(2.0, gt=0)
 
     max_document_bytes: int = Field(50 * 1024 * 1024, ge=1024)
+    # Ciphertext of a document is deleted once every recipient has it, or after this long.
+    document_retention_seconds: int = Field(3600, ge=10)
+
+    # Service flow (signaling/appointments.py, queues.py): a booked customer may check in this
+    # early, and is released as a no-show this long after the booked time.
+    appointment_checkin_early_minutes: int = Field(60, ge=0, le=24 * 60)
+    appointment_no_show_grace_minutes: int = Field(15, ge=0, le=24 * 60)
+    # Estimated wait when an authority has no recent calls to average over.
+    default_service_minutes: int = Field(8, ge=1, le=240)
 
     @field_validator("ice_addresses")
     @classmethod
@@ -115,5 +128,11 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         env_set = from_env.model_fields_set
         merged = {**file_values, **{k: getattr(from_env, k) for k in env_set}, **explicit}
         return Settings.model_validate(merged)
-    except Exception as exc:  # pydantic.ValidationError, with a readable message
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc
+    except Exception as exc:  # e.g. unparsable JSON in an ETAPALVELU_* list variable
         raise ConfigError(f"invalid configuration: {exc}") from exc

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from signaling.connections import Connections
+from signaling.metrics import SignalingMetrics
+
 if TYPE_CHECKING:
     import socketio
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -26,3 +29,7 @@ class Services:
     relay: Any = None
     # Free slots for features that attach their own long-lived state (queues, calls, ...).
     extras: dict[str, Any] = field(default_factory=dict)
+    # The live sockets of this process: sid <-> Principal, connect/disconnect hooks.
+    connections: Connections = field(default_factory=Connections)
+    # Prometheus collectors of this server (registry per app; features may add their own).
+    metrics: SignalingMetrics = field(default_factory=SignalingMetrics)

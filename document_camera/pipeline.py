@@ -1,0 +1,180 @@
+"""The document camera's processing pipeline: find, rectify, crop, flatten, enhance, score.
+
+Each step can be switched off. `DocumentPipeline.process` is synchronous CPU work (OpenCV);
+`process_async` runs it in an executor so the event loop never waits on it. A frame with no
+page in it is a normal result carrying a NO_PAGE notice, never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from document_camera.illumination import enhance_contrast, flatten_illumination
+from document_camera.images import Image, Quad
+from document_camera.notices import Notice, NoticeCode
+from document_camera.page_detection import find_page
+from document_camera.rectification import output_size, rectify
+from document_camera.sharpness import is_in_focus, sharpness_score
+
+# A new quadrilateral that moved less than this share of the page diagonal is jitter of the
+# detector, not a moved page: keeping the old one gives the encoder an unchanging picture.
+QUAD_HOLD_SHARE = 0.004
+# A frame whose thumbnail differs from the last processed one by less than these (grey levels:
+# mean and largest single thumbnail pixel; sensor noise averages out in a thumbnail) shows the
+# same scene: its result is reused. A page lying still then costs one thumbnail per frame
+# instead of the whole pipeline, and the encoder gets an unchanging picture to refine.
+UNCHANGED_MEAN_LEVELS = 1.5
+UNCHANGED_MAX_LEVELS = 10.0
+THUMBNAIL_WIDTH = 240
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    detect_page: bool = True
+    rectify: bool = True  # and crop to the page
+    flatten_illumination: bool = True
+    enhance_contrast: bool = True
+    score_sharpness: bool = True
+    long_side: int | None = None  # rectified page's long side in pixels; None = native
+    reuse_unchanged: bool = True  # skip the work for a scene that has not changed
+
+
+@dataclass
+class ProcessedFrame:
+    image: Image  # the page (rectified when found) or the whole frame
+    quad: Quad | None  # the page's corners in the input frame, when found
+    sharpness: float | None
+    in_focus: bool | None
+    notices: list[Notice] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def page_found(self) -> bool:
+        return self.quad is not None
+
+
+class DocumentPipeline:
+    def __init__(self, options: PipelineOptions | None = None) -> None:
+        self.options = options or PipelineOptions()
+        self._held_quad: Quad | None = None
+        self._last: tuple[Image, int | None, ProcessedFrame] | None = None
+        self.reused = 0  # frames answered from the unchanged-scene cache
+
+    def process(self, frame: Image, *, long_side: int | None = None) -> ProcessedFrame:
+        if not self.options.reuse_unchanged:
+            return self._process(frame, long_side)
+        started = time.perf_counter()
+        thumb = _thumbnail(frame)
+        last = self._last
+        if last is not None and last[1] == long_side and _same_scene(last[0], thumb):
+            self.reused += 1
+            previous = last[2]
+            return ProcessedFrame(
+                previous.image, previous.quad, previous.sharpness, previous.in_focus,
+                list(previous.notices),
+                {"unchanged": (time.perf_counter() - started) * 1000.0})
+        result = self._process(frame, long_side)
+        self._last = (thumb, long_side, result)
+        return result
+
+    def _process(self, frame: Image, long_side: int | None) -> ProcessedFrame:
+        opts = self.options
+        timings: dict[str, float] = {}
+        notices: list[Notice] = []
+        started = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal started
+            now = time.perf_counter()
+            timings[name] = (now - started) * 1000.0
+            started = now
+
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        quad: Quad | None = None
+        if opts.detect_page:
+            detection = find_page(frame)
+            lap("detect")
+            if detection is None:
+                self._held_quad = None
+                notices.append(Notice(NoticeCode.NO_PAGE))
+            else:
+                quad = self._steady(detection.quad)
+        image = frame
+        if quad is not None and opts.rectify:
+            size = output_size(quad, long_side or opts.long_side)
+            image = rectify(frame, quad, size)
+            lap("rectify")
+        sharpness: float | None = None
+        in_focus: bool | None = None
+        if opts.score_sharpness:
+            # Scored before flattening and stretching, which would amplify noise into "detail".
+            sharpness = sharpness_score(image)
+            in_focus = is_in_focus(sharpness)
+            if quad is not None and not in_focus:
+                notices.append(Notice(NoticeCode.OUT_OF_FOCUS, f"sharpness {sharpness:.3f}"))
+            lap("sharpness")
+        if opts.flatten_illumination and quad is not None:
+            image = flatten_illumination(image)
+            lap("flatten")
+        if opts.enhance_contrast and quad is not None:
+            image = enhance_contrast(image)
+            lap("enhance")
+        return ProcessedFrame(image, quad, sharpness, in_focus, notices, timings)
+
+    async def process_async(
+        self, frame: Image, *, long_side: int | None = None
+    ) -> ProcessedFrame:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            None, lambda: self.process(frame, long_side=long_side))
+
+    def _steady(self, quad: Quad) -> Quad:
+        held = self._held_quad
+        if held is not None:
+            diagonal = float(np.hypot(*(held[2] - held[0])))
+            moved = float(np.max(np.hypot(*(quad - held).T)))
+            if moved < QUAD_HOLD_SHARE * diagonal:
+                return held
+        self._held_quad = quad
+        return quad
+
+
+def _same_scene(a: Image, b: Image) -> bool:
+    if a.shape != b.shape:
+        return False
+    diff = cv2.absdiff(a, b)
+    return float(diff.mean()) < UNCHANGED_MEAN_LEVELS and float(diff.max()) < UNCHANGED_MAX_LEVELS
+
+
+def _thumbnail(frame: Image) -> Image:
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+    # An averaging resize: each thumbnail pixel is the mean of many, so noise averages out.
+    scale = THUMBNAIL_WIDTH / max(1, gray.shape[1])
+    return cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) \
+        if scale < 1 else gray
+
+
+def fit_to_canvas(image: Image, size: tuple[int, int], background: int = 0) -> Image:
+    """Scale `image` to fit inside `size` (width, height), centred, keeping its aspect.
+
+    The document track keeps one resolution whatever it shows, so receivers and the encoder
+    never have to re-adapt.
+    """
+    width, height = size
+    h, w = image.shape[:2]
+    scale = min(width / w, height / h)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    if resized.ndim == 2:
+        resized = cv2.cvtColor(resized, cv2.COLOR_GRAY2BGR)
+    canvas = np.full((height, width, 3), background, np.uint8)
+    x0, y0 = (width - new_w) // 2, (height - new_h) // 2
+    canvas[y0:y0 + new_h, x0:x0 + new_w] = resized
+    return canvas

@@ -1,0 +1,371 @@
+"""Synthetic document-camera scenes with known ground truth, for tests, demos and benchmarks.
+
+A page is rendered flat first (text at a true 10 pt on A4, or a building-plan-like drawing),
+then photographed by a simulated camera: placed in perspective on a dark desk, lit unevenly,
+blurred and given sensor noise. The page's text and its four corners in the frame are known
+exactly, so rectification, OCR and stitching can be measured rather than eyeballed.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from document_camera.images import Image, Quad
+
+A4_MM = (210.0, 297.0)
+MM_PER_INCH = 25.4
+POINTS_PER_INCH = 72.0
+
+# Everyday words of a service office's paperwork; ASCII only so that the OCR measurement is
+# about the picture, not about the OCR engine's language model.
+_WORDS = (
+    "application decision benefit housing allowance office customer service address postal "
+    "code number date signature municipality residence permit income tax card employer period "
+    "month year payment account reference statement appendix page section paragraph request "
+    "review appeal notice deadline received processed approved amount total euro rent family "
+    "child member health insurance pension unemployment registration building plan permit "
+    "floor area lot owner applicant contact phone email street road city district zone "
+    "certificate identity passport document copy original attached required optional form"
+).split()
+
+_FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+)
+
+
+@dataclass(frozen=True)
+class SyntheticPage:
+    """A flat page as printed: its pixels, its true text (None for drawings) and its scale."""
+
+    image: Image  # BGR
+    text: str | None
+    dpi: float
+
+
+@dataclass(frozen=True)
+class SyntheticCapture:
+    """One camera frame of a page with the page's true corners in that frame."""
+
+    frame: Image  # BGR
+    corners: Quad
+    page: SyntheticPage
+
+
+@dataclass(frozen=True)
+class CameraEffects:
+    """How imperfect the simulated camera is. Zero everywhere gives a perfect photograph."""
+
+    light_falloff: float = 0.35  # fraction of brightness lost in the darkest corner
+    blur_sigma: float = 0.8  # Gaussian blur in frame pixels (focus, lens)
+    noise_sigma: float = 3.0  # sensor noise, in 8-bit levels
+
+
+def page_pixels(dpi: float, size_mm: tuple[float, float] = A4_MM) -> tuple[int, int]:
+    """Width and height in pixels of a page of `size_mm` printed at `dpi`."""
+    return (round(size_mm[0] / MM_PER_INCH * dpi), round(size_mm[1] / MM_PER_INCH * dpi))
+
+
+def sample_text(seed: int, words: int) -> list[str]:
+    rng = random.Random(seed)
+    out: list[str] = []
+    for i in range(words):
+        word = rng.choice(_WORDS)
+        if rng.random() < 0.12:
+            word = word.capitalize()
+        if rng.random() < 0.08:
+            word = str(rng.randint(1, 99999))
+        if i % 11 == 10:
+            word += "."
+        out.append(word)
+    return out
+
+
+@lru_cache(maxsize=8)
+def _font(size_px: int) -> object:
+    from PIL import ImageFont
+
+    for path in _FONT_CANDIDATES:
+        if Path(path).exists():
+            return ImageFont.truetype(path, size_px)
+    return ImageFont.load_default(size=size_px)
+
+
+def render_text_page(
+    *, dpi: float = 200.0, font_pt: float = 10.0, seed: int = 1, max_lines: int | None = None
+) -> SyntheticPage:
+    """An A4 page of running text at `font_pt` (true size at A4 scale), 20 mm margins.
+
+    The returned `text` is exactly what is printed, line by line.
+    """
+    from PIL import Image as PilImage
+    from PIL import ImageDraw
+
+    width, height = page_pixels(dpi)
+    font_px = max(6, round(font_pt / POINTS_PER_INCH * dpi))
+    font = _font(font_px)
+    margin = round(20.0 / MM_PER_INCH * dpi)
+    line_height = round(font_px * 1.35)
+    usable = width - 2 * margin
+    lines_fit = (height - 2 * margin) // line_height
+    if max_lines is not None:
+        lines_fit = min(lines_fit, max_lines)
+
+    words = sample_text(seed, 40 * lines_fit)
+    canvas = PilImage.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(canvas)
+    lines: list[str] = []
+    current: list[str] = []
+    for word in words:
+        candidate = " ".join([*current, word])
+        if current and draw.textlength(candidate, font=font) > usable:  # type: ignore[arg-type]
+            lines.append(" ".join(current))
+            current = [word]
+            if len(lines) == lines_fit:
+                break
+        else:
+            current.append(word)
+    for row, line in enumerate(lines):
+        draw.text((margin, margin + row * line_height), line, fill=20, font=font)  # type: ignore[arg-type]
+    gray = np.asarray(canvas, dtype=np.uint8)
+    return SyntheticPage(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), "\n".join(lines), dpi)
+
+
+def render_plan_sheet(
+    *, dpi: float = 50.0, size_mm: tuple[float, float] = (594.0, 420.0), seed: int = 1
+) -> SyntheticPage:
+    """A building-plan-like drawing (rooms, walls, doors, dimension text, hatching).
+
+    Deliberately irregular so that overlapping tiles of it have distinctive features to match.
+    """
+    rng = random.Random(seed)
+    width, height = page_pixels(dpi, size_mm)
+    img = np.full((height, width, 3), 250, np.uint8)
+    thin = max(1, round(dpi / 50))
+    wall = max(2, round(dpi / 12))
+    # An outer wall and a recursive split into rooms.
+    margin = round(min(width, height) * 0.05)
+    cv2.rectangle(img, (margin, margin), (width - margin, height - margin), (30, 30, 30), wall)
+
+    def split(x0: int, y0: int, x1: int, y1: int, depth: int) -> None:
+        if depth == 0 or (x1 - x0) < width * 0.12 or (y1 - y0) < height * 0.12:
+            _furnish(img, x0, y0, x1, y1, rng, thin)
+            return
+        if (x1 - x0) > (y1 - y0):
+            cut = rng.randint(x0 + (x1 - x0) // 3, x1 - (x1 - x0) // 3)
+            cv2.line(img, (cut, y0), (cut, y1), (30, 30, 30), wall)
+            door = rng.randint(y0 + wall * 3, max(y0 + wall * 3 + 1, y1 - wall * 8))
+            cv2.line(img, (cut, door), (cut, door + wall * 5), (250, 250, 250), wall + 2)
+            cv2.ellipse(img, (cut, door), (wall * 5, wall * 5), 0, 0, 90, (80, 80, 80), thin)
+            split(x0, y0, cut, y1, depth - 1)
+            split(cut, y0, x1, y1, depth - 1)
+        else:
+            cut = rng.randint(y0 + (y1 - y0) // 3, y1 - (y1 - y0) // 3)
+            cv2.line(img, (x0, cut), (x1, cut), (30, 30, 30), wall)
+            door = rng.randint(x0 + wall * 3, max(x0 + wall * 3 + 1, x1 - wall * 8))
+            cv2.line(img, (door, cut), (door + wall * 5, cut), (250, 250, 250), wall + 2)
+            cv2.ellipse(img, (door, cut), (wall * 5, wall * 5), 0, 90, 180, (80, 80, 80), thin)
+            split(x0, y0, x1, cut, depth - 1)
+            split(x0, cut, x1, y1, depth - 1)
+
+    split(margin, margin, width - margin, height - margin, 4)
+    # Title block in the lower right corner, as on real drawings.
+    tb_w, tb_h = width // 4, height // 10
+    x0, y0 = width - margin - tb_w, height - margin - tb_h
+    cv2.rectangle(img, (x0, y0), (width - margin, height - margin), (30, 30, 30), thin * 2)
+    scale = dpi / 80.0
+    cv2.putText(img, "ASEMAPIIRROS 1:100", (x0 + 8, y0 + tb_h // 2),
+                cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), thin, cv2.LINE_AA)
+    return SyntheticPage(img, None, dpi)
+
+
+def _furnish(
+    img: Image, x0: int, y0: int, x1: int, y1: int, rng: random.Random, thin: int
+) -> None:
+    """Room contents: hatching, a fixture or two, and a dimension label."""
+    w, h = x1 - x0, y1 - y0
+    kind = rng.randint(0, 3)
+    if kind == 0:  # tiled floor hatching
+        step = max(6, w // rng.randint(8, 16))
+        for x in range(x0 + step, x1, step):
+            cv2.line(img, (x, y0 + 4), (x, y1 - 4), (170, 170, 170), thin)
+    elif kind == 1:  # diagonal hatch
+        step = max(6, w // rng.randint(6, 12))
+        for k in range(-h, w, step):
+            cv2.line(img, (x0 + max(k, 0), y0 + max(-k, 0)),
+                     (x0 + min(k + h, w), y0 + min(h, w - k)), (190, 190, 190), thin)
+    for _ in range(rng.randint(1, 3)):
+        cx, cy = rng.randint(x0 + w // 5, x1 - w // 5), rng.randint(y0 + h // 5, y1 - h // 5)
+        r = max(4, min(w, h) // rng.randint(6, 10))
+        if rng.random() < 0.5:
+            cv2.circle(img, (cx, cy), r, (60, 60, 60), thin)
+        else:
+            cv2.rectangle(img, (cx - r, cy - r // 2), (cx + r, cy + r // 2), (60, 60, 60), thin)
+    label = f"{rng.randint(4, 40)}.{rng.randint(0, 9)} m2"
+    scale = max(0.3, min(w, h) / 300.0)
+    cv2.putText(img, label, (x0 + w // 8, y0 + h // 2), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                (40, 40, 40), thin, cv2.LINE_AA)
+
+
+def page_corners(size: tuple[int, int]) -> Quad:
+    w, h = size
+    return np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+
+
+def random_quad(
+    frame_size: tuple[int, int],
+    page_aspect: float,
+    rng: random.Random,
+    *,
+    fill: float = 0.85,
+    tilt: float = 0.06,
+) -> Quad:
+    """Quad of a page (width/height = `page_aspect`) seen slightly off-axis.
+
+    `fill` is the page height's share of the frame height, `tilt` how far (as a share of the
+    page size) each corner may wander: enough keystone and rotation to need rectifying.
+    """
+    fw, fh = frame_size
+    ph = fh * fill
+    pw = ph * page_aspect
+    if pw > fw * fill:
+        pw = fw * fill
+        ph = pw / page_aspect
+    cx = fw / 2 + rng.uniform(-0.5, 0.5) * (fw - pw) * 0.5
+    cy = fh / 2 + rng.uniform(-0.5, 0.5) * (fh - ph) * 0.5
+    base = np.array(
+        [[cx - pw / 2, cy - ph / 2], [cx + pw / 2, cy - ph / 2],
+         [cx + pw / 2, cy + ph / 2], [cx - pw / 2, cy + ph / 2]], np.float64)
+    jitter = np.array(
+        [[rng.uniform(-tilt, tilt) * pw, rng.uniform(-tilt, tilt) * ph] for _ in range(4)])
+    quad = base + jitter
+    quad[:, 0] = np.clip(quad[:, 0], 2, fw - 3)
+    quad[:, 1] = np.clip(quad[:, 1], 2, fh - 3)
+    return quad.astype(np.float32)
+
+
+def photograph(
+    page: SyntheticPage,
+    corners: Quad,
+    frame_size: tuple[int, int],
+    *,
+    effects: CameraEffects | None = None,
+    seed: int = 0,
+) -> SyntheticCapture:
+    """The page as a camera would see it with its corners at `corners` in the frame."""
+    effects = effects or CameraEffects()
+    fw, fh = frame_size
+    rng = np.random.default_rng(seed)
+    h, w = page.image.shape[:2]
+    homography = cv2.getPerspectiveTransform(page_corners((w, h)), corners.astype(np.float32))
+    desk = _desk(frame_size)
+    frame = cv2.warpPerspective(
+        page.image, homography, (fw, fh), dst=desk, flags=cv2.INTER_AREA,
+        borderMode=cv2.BORDER_TRANSPARENT)
+    if effects.light_falloff > 0:
+        frame = _uneven_light(frame, effects.light_falloff)
+    if effects.blur_sigma > 0:
+        frame = cv2.GaussianBlur(frame, (0, 0), effects.blur_sigma)
+    if effects.noise_sigma > 0:
+        noise = np.asarray(rng.normal(0.0, effects.noise_sigma, frame.shape), np.float32)
+        frame = np.clip(frame.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    return SyntheticCapture(frame, corners.astype(np.float32), page)
+
+
+@lru_cache(maxsize=4)
+def _desk_cached(frame_size: tuple[int, int]) -> Image:
+    fw, fh = frame_size
+    rng = np.random.default_rng(7)
+    small = rng.integers(50, 80, (max(2, fh // 40), max(2, fw // 40), 3)).astype(np.uint8)
+    desk = cv2.resize(small, (fw, fh), interpolation=cv2.INTER_CUBIC)
+    desk[..., 2] = np.clip(desk[..., 2].astype(np.int16) + 18, 0, 255).astype(np.uint8)  # wood
+    return desk
+
+
+def _desk(frame_size: tuple[int, int]) -> Image:
+    return _desk_cached(frame_size).copy()
+
+
+@lru_cache(maxsize=4)
+def _light_gain(frame_size: tuple[int, int], falloff: float) -> Quad:
+    fw, fh = frame_size
+    ys, xs = np.mgrid[0:fh, 0:fw].astype(np.float32)
+    # A lamp up and to the left: brightness falls off with distance from it.
+    dist = np.hypot(xs / fw - 0.15, ys / fh - 0.1) / np.hypot(0.85, 0.9)
+    return (1.0 - falloff * np.clip(dist, 0, 1) ** 1.5)[..., None].astype(np.float32)
+
+
+def _uneven_light(frame: Image, falloff: float) -> Image:
+    h, w = frame.shape[:2]
+    gain = _light_gain((w, h), falloff)
+    return np.clip(frame.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+
+
+def synthetic_capture(
+    *,
+    frame_size: tuple[int, int] = (1920, 1080),
+    seed: int = 1,
+    effects: CameraEffects | None = None,
+    page: SyntheticPage | None = None,
+    tilt: float = 0.06,
+    fill: float = 0.88,
+) -> SyntheticCapture:
+    """A text page photographed at a random (seeded) angle: the one-call test fixture."""
+    rng = random.Random(seed)
+    if page is None:
+        page = render_text_page(dpi=_dpi_for(frame_size, fill), seed=seed)
+    h, w = page.image.shape[:2]
+    corners = random_quad(frame_size, w / h, rng, fill=fill, tilt=tilt)
+    return photograph(page, corners, frame_size, effects=effects, seed=seed)
+
+
+def _dpi_for(frame_size: tuple[int, int], fill: float) -> float:
+    """A print resolution a little above what the frame resolves, so the camera subsamples."""
+    page_height_px = frame_size[1] * fill
+    return max(72.0, 1.3 * page_height_px / (A4_MM[1] / MM_PER_INCH))
+
+
+def make_tiles(
+    sheet: Image,
+    *,
+    cols: int,
+    rows: int,
+    overlap: float,
+    seed: int = 0,
+    effects: CameraEffects | None = None,
+) -> list[Image]:
+    """Overlapping camera shots of a large sheet, in row-major order, as the guided mode takes.
+
+    Each tile is a slightly rotated, slightly scaled view with its own lighting and noise,
+    like a hand-positioned document camera; `overlap` is the shared share of each tile.
+    """
+    effects = effects or CameraEffects(light_falloff=0.15, blur_sigma=0.5, noise_sigma=2.0)
+    rng = random.Random(seed)
+    h, w = sheet.shape[:2]
+    tile_w = w / (cols - (cols - 1) * overlap) if cols > 1 else float(w)
+    tile_h = h / (rows - (rows - 1) * overlap) if rows > 1 else float(h)
+    tiles: list[Image] = []
+    for r in range(rows):
+        for c in range(cols):
+            x0 = c * tile_w * (1 - overlap)
+            y0 = r * tile_h * (1 - overlap)
+            src = np.array([[x0, y0], [x0 + tile_w, y0], [x0 + tile_w, y0 + tile_h],
+                            [x0, y0 + tile_h]], np.float32)
+            jitter = np.array([[rng.uniform(-1, 1) * tile_w * 0.01,
+                                rng.uniform(-1, 1) * tile_h * 0.01] for _ in range(4)],
+                              np.float32)
+            out_size = (round(tile_w), round(tile_h))
+            homography = cv2.getPerspectiveTransform(src + jitter, page_corners(out_size))
+            tile = cv2.warpPerspective(sheet, homography, out_size, flags=cv2.INTER_LINEAR,
+                                       borderMode=cv2.BORDER_REPLICATE)
+            page = SyntheticPage(tile, None, 0.0)
+            shot = photograph(page, page_corners(out_size), out_size, effects=effects,
+                              seed=seed * 100 + r * cols + c)
+            tiles.append(shot.frame)
+    return tiles

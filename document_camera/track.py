@@ -1,0 +1,204 @@
+"""The document camera as an aiortc video track: one fixed, high resolution at a low rate.
+
+Each frame: read the source, run the pipeline (rectified, flattened page), fit it onto the
+fixed canvas, hand it to the encoder. All CPU work runs in an executor. The pace comes from
+the `RateController` (5–10 fps, fewer when the bandwidth estimate drops; never a smaller
+picture).
+
+When the camera fails mid-call the track does not end: it shows the last page dimmed with the
+message on it, tells the clerk once (`on_notice`), tries to reopen the camera every few
+seconds and carries on when it is back. The call never notices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.video.frame import VideoFrame
+from numpy.typing import NDArray
+
+from document_camera.images import Image
+from document_camera.notices import Notice, NoticeCode
+from document_camera.pipeline import DocumentPipeline, PipelineOptions, fit_to_canvas
+from document_camera.rate_control import RateController
+from document_camera.sources import FrameSource, SourceError
+
+logger = logging.getLogger(__name__)
+
+VIDEO_CLOCK_RATE = 90_000
+TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+# A4 portrait at ~130 dpi; both sides multiples of 16 for the encoder's macroblocks.
+DEFAULT_SIZE = (1088, 1536)
+REOPEN_INTERVAL = 2.0
+
+
+@dataclass
+class TrackStatus:
+    """What the clerk's screen shows about the document camera right now."""
+
+    camera_ok: bool = True
+    page_found: bool = False
+    sharpness: float | None = None
+    in_focus: bool | None = None
+    frame_rate: float = 0.0
+    target_bitrate: int = 0
+    frames_sent: int = 0
+
+
+NoticeCallback = Callable[[Notice], None]
+
+
+class DocumentTrack(MediaStreamTrack):
+    kind = "video"
+
+    def __init__(
+        self,
+        source: FrameSource,
+        *,
+        size: tuple[int, int] = DEFAULT_SIZE,
+        controller: RateController | None = None,
+        pipeline: DocumentPipeline | None = None,
+        on_notice: NoticeCallback | None = None,
+        reopen_interval: float = REOPEN_INTERVAL,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.size = size
+        self.controller = controller or RateController()
+        self.pipeline = pipeline or DocumentPipeline(PipelineOptions(long_side=max(size)))
+        self.on_notice = on_notice
+        self.reopen_interval = reopen_interval
+        self.status = TrackStatus()
+        self.last_raw: Image | None = None  # the latest camera frame, for stills
+        self._last_image: Image | None = None
+        self._last_page: Image | None = None
+        self._yuv_of: Image | None = None
+        self._yuv: NDArray[np.uint8] = np.zeros((0,), np.uint8)
+        self._active: set[NoticeCode] = set()
+        self._start: float | None = None
+        self._next_at = 0.0
+        self._next_reopen = 0.0
+
+    async def recv(self) -> VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+            self._next_at = now
+        elif self._next_at > now:
+            await asyncio.sleep(self._next_at - now)
+        frame_rate = self.controller.frame_rate
+        self._next_at = max(self._next_at + 1.0 / frame_rate, time.monotonic() - 0.5)
+        loop = asyncio.get_running_loop()
+        video_frame = await loop.run_in_executor(None, self._produce)
+        video_frame.pts = int((time.monotonic() - self._start) * VIDEO_CLOCK_RATE)
+        video_frame.time_base = TIME_BASE
+        self.status.frame_rate = frame_rate
+        self.status.target_bitrate = self.controller.target_bitrate
+        self.status.frames_sent += 1
+        return video_frame
+
+    # -- runs in the executor
+
+    def _produce(self) -> VideoFrame:
+        canvas = self._next_canvas()
+        if canvas is not self._yuv_of:
+            # A page lying still gives the same canvas object: convert it once.
+            self._yuv = np.ascontiguousarray(
+                cv2.cvtColor(canvas, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
+            self._yuv_of = canvas
+        return VideoFrame.from_ndarray(self._yuv, format="yuv420p")
+
+    def _next_canvas(self) -> Image:
+        if not self.status.camera_ok:
+            if time.monotonic() < self._next_reopen:
+                return self._lost_canvas()
+            try:
+                self.source.reopen()
+            except SourceError:
+                self._next_reopen = time.monotonic() + self.reopen_interval
+                return self._lost_canvas()
+        try:
+            raw = self.source.read()
+        except SourceError as exc:
+            logger.warning("document camera failed: %s", exc)
+            self.status.camera_ok = False
+            self._next_reopen = time.monotonic() + self.reopen_interval
+            self._raise_notice(exc.notice)
+            return self._lost_canvas()
+        if not self.status.camera_ok or NoticeCode.CAMERA_LOST in self._active:
+            self.status.camera_ok = True
+            self._active.discard(NoticeCode.CAMERA_LOST)
+            self._emit(Notice(NoticeCode.CAMERA_BACK))
+        self.last_raw = raw
+        result = self.pipeline.process(raw)
+        self.status.page_found = result.page_found
+        self.status.sharpness = result.sharpness
+        self.status.in_focus = result.in_focus
+        current = {notice.code for notice in result.notices}
+        for notice in result.notices:
+            self._raise_notice(notice)
+        for code in (NoticeCode.NO_PAGE, NoticeCode.OUT_OF_FOCUS):
+            if code not in current:
+                self._active.discard(code)
+        if result.image is self._last_page and self._last_image is not None:
+            return self._last_image  # unchanged scene: the same canvas as last time
+        canvas = fit_to_canvas(result.image, self.size)
+        self._last_page = result.image
+        self._last_image = canvas
+        return canvas
+
+    def _lost_canvas(self) -> Image:
+        width, height = self.size
+        if self._last_image is not None:
+            canvas = (self._last_image.astype(np.uint16) * 2 // 5).astype(np.uint8)
+        else:
+            canvas = np.full((height, width, 3), 40, np.uint8)
+        notice = Notice(NoticeCode.CAMERA_LOST)
+        scale = width / 1400.0
+        y = height // 2 - int(60 * scale)
+        for language in ("fi", "sv", "en"):
+            # Hershey fonts have no ä/ö: the clerk's UI shows the real text; this is a hint.
+            text = notice.text(language).encode("ascii", "replace").decode()
+            for line in _wrap(text, 48):
+                cv2.putText(canvas, line, (int(40 * scale), y), cv2.FONT_HERSHEY_SIMPLEX,
+                            scale, (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)
+                y += int(48 * scale)
+            y += int(24 * scale)
+        return canvas
+
+    def _raise_notice(self, notice: Notice) -> None:
+        if notice.code in self._active:
+            return
+        self._active.add(notice.code)
+        self._emit(notice)
+
+    def _emit(self, notice: Notice) -> None:
+        if self.on_notice is not None:
+            try:
+                self.on_notice(notice)
+            except Exception:  # a broken UI callback must not stop the camera
+                logger.exception("document camera notice callback failed")
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines: list[str] = []
+    current = ""
+    for word in text.split():
+        if current and len(current) + 1 + len(word) > width:
+            lines.append(current)
+            current = word
+        else:
+            current = f"{current} {word}".strip()
+    if current:
+        lines.append(current)
+    return lines

@@ -1,0 +1,246 @@
+// The call view of the consoles: whose video goes in which tile, the document camera with
+// zoom and pan, remote audio and the quality indicator.
+
+import { t } from "/static/common/js/i18n.js";
+import { CallMedia, openCamera } from "./call-media.js";
+import { mountDocumentPanel } from "./documents.js";
+
+const $ = (id) => document.getElementById(id);
+
+/** Zoom (1×–6×) and pan of the document camera: mouse drag, touch drag, arrow keys, +/−. */
+export class DocumentViewer {
+  constructor(viewport, video, output) {
+    this.viewport = viewport;
+    this.video = video;
+    this.output = output;
+    this.scale = 1;
+    this.x = 0;
+    this.y = 0;
+    let drag = null;
+    viewport.addEventListener("pointerdown", (e) => {
+      drag = { x: e.clientX - this.x, y: e.clientY - this.y };
+      viewport.setPointerCapture(e.pointerId);
+      viewport.classList.add("dragging");
+    });
+    viewport.addEventListener("pointermove", (e) => {
+      if (!drag) return;
+      this.x = e.clientX - drag.x;
+      this.y = e.clientY - drag.y;
+      this.apply();
+    });
+    const stop = () => { drag = null; viewport.classList.remove("dragging"); };
+    viewport.addEventListener("pointerup", stop);
+    viewport.addEventListener("pointercancel", stop);
+    viewport.addEventListener("wheel", (e) => {
+      e.preventDefault();
+      this.zoom(e.deltaY < 0 ? 1.25 : 0.8);
+    }, { passive: false });
+    viewport.addEventListener("keydown", (e) => {
+      const step = 40;
+      const moves = { ArrowLeft: [step, 0], ArrowRight: [-step, 0], ArrowUp: [0, step],
+                      ArrowDown: [0, -step] };
+      if (moves[e.key]) {
+        this.x += moves[e.key][0];
+        this.y += moves[e.key][1];
+        this.apply();
+        e.preventDefault();
+      } else if (e.key === "+" || e.key === "=") {
+        this.zoom(1.25);
+        e.preventDefault();
+      } else if (e.key === "-") {
+        this.zoom(0.8);
+        e.preventDefault();
+      } else if (e.key === "0") {
+        this.reset();
+        e.preventDefault();
+      }
+    });
+  }
+
+  zoom(factor) {
+    const rect = this.viewport.getBoundingClientRect();
+    const next = Math.min(6, Math.max(1, this.scale * factor));
+    // Keep the centre of the viewport where it is while zooming.
+    const cx = rect.width / 2;
+    const cy = rect.height / 2;
+    this.x = cx - ((cx - this.x) * next) / this.scale;
+    this.y = cy - ((cy - this.y) * next) / this.scale;
+    this.scale = next;
+    this.apply();
+  }
+
+  reset() {
+    this.scale = 1;
+    this.x = 0;
+    this.y = 0;
+    this.apply();
+  }
+
+  apply() {
+    const rect = this.viewport.getBoundingClientRect();
+    // Never pan the picture out of sight.
+    const minX = rect.width - rect.width * this.scale;
+    const minY = rect.height - rect.height * this.scale;
+    this.x = Math.min(0, Math.max(minX, this.x));
+    this.y = Math.min(0, Math.max(minY, this.y));
+    this.video.style.transform = `translate(${this.x}px, ${this.y}px) scale(${this.scale})`;
+    if (this.output) this.output.textContent = `${Math.round(this.scale * 100)} %`;
+  }
+}
+
+/**
+ * The media of one console in one call.
+ *   tiles: {role: tileElement} — e.g. {customer, expert, interpreter}; `self` for our own.
+ *   signLanguage: send our camera tuned for motion (sign-language interpreter).
+ */
+export class CallPanel {
+  constructor({ socket, tiles, doccam = null, signLanguage = false, role }) {
+    this.socket = socket;
+    this.tiles = tiles;
+    this.doccam = doccam;
+    this.signLanguage = signLanguage;
+    this.role = role;
+    this.media = null;
+    this.camera = null;
+    this.participants = [];
+    this.audio = new Map();
+    this.documentPanel = null;
+    if (doccam) {
+      this.viewer = new DocumentViewer(doccam.viewport, doccam.video, doccam.output);
+      doccam.zoomIn?.addEventListener("click", () => this.viewer.zoom(1.25));
+      doccam.zoomOut?.addEventListener("click", () => this.viewer.zoom(0.8));
+      doccam.zoomReset?.addEventListener("click", () => this.viewer.reset());
+    }
+  }
+
+  async prepareCamera() {
+    if (this.camera) return this.camera;
+    try {
+      this.camera = await openCamera({ signLanguage: this.signLanguage });
+      if (this.tiles.self) this.tiles.self.querySelector("video").srcObject = this.camera;
+    } catch (error) {
+      console.warn("no camera", error);
+    }
+    return this.camera;
+  }
+
+  stopCamera() {
+    if (this.camera) for (const track of this.camera.getTracks()) track.stop();
+    this.camera = null;
+  }
+
+  async join(call) {
+    const camera = await this.prepareCamera();
+    this.setParticipants(call.participants || []);
+    if (!this.media) {
+      this.media = new CallMedia(this.socket, camera, {
+        signLanguage: this.signLanguage,
+        callbacks: {
+          onTrack: (info) => this.onTrack(info),
+          onTrackRemoved: (info) => this.onTrackRemoved(info),
+          onQuality: (level) => this.onQuality(level),
+        },
+      });
+    }
+    await this.media.join(call.id);
+    const mount = $("document-panel-mount");
+    if (mount && !this.documentPanel) {
+      this.documentPanel = mountDocumentPanel(mount, {
+        socket: this.socket, call, participantId: this.media.participantId, role: this.role,
+      });
+    }
+  }
+
+  setParticipants(participants) {
+    this.participants = participants;
+    const interpreter = participants.find((p) => p.role === "interpreter" && !p.left);
+    if (this.tiles.interpreter) {
+      this.tiles.interpreter.hidden = !interpreter;
+      if (interpreter) {
+        this.tiles.interpreter.querySelector(".tile-label").textContent =
+          `${t("common.video.interpreter")}: ${interpreter.name}`;
+      }
+    }
+  }
+
+  roleOf(participantId) {
+    const p = this.participants.find((x) => x.participant_id === participantId);
+    if (p) return p.role;
+    if (!participantId) return "customer";
+    if (participantId.startsWith("endpoint-")) return "customer";
+    if (participantId.startsWith("doccam-")) return "document_camera";
+    return "expert";
+  }
+
+  onTrack(info) {
+    if (info.kind === "audio") {
+      let el = this.audio.get(info.mid);
+      if (!el) {
+        el = document.createElement("audio");
+        el.autoplay = true;
+        document.body.append(el);
+        this.audio.set(info.mid, el);
+      }
+      el.srcObject = new MediaStream([info.track]);
+      return;
+    }
+    const role = this.roleOf(info.participantId);
+    if (info.source === "document" || role === "document_camera") {
+      if (this.doccam) {
+        this.doccam.video.srcObject = new MediaStream([info.track]);
+        this.doccam.viewport.classList.add("has-video");
+      }
+      return;
+    }
+    const tile = this.tiles[role];
+    if (!tile) return;
+    tile.hidden = false;
+    tile.querySelector("video").srcObject = new MediaStream([info.track]);
+    tile.classList.add("has-video");
+    tile.dataset.participant = info.participantId || "";
+  }
+
+  onTrackRemoved(info) {
+    const audio = this.audio.get(info.mid);
+    if (audio) {
+      audio.remove();
+      this.audio.delete(info.mid);
+    }
+    const videos = [...Object.entries(this.tiles)].filter(([role]) => role !== "self")
+      .map(([, tile]) => [tile, tile.querySelector("video")]);
+    if (this.doccam) videos.push([this.doccam.viewport, this.doccam.video]);
+    for (const [box, video] of videos) {
+      if (video.srcObject && video.srcObject.getTracks().includes(info.track)) {
+        video.srcObject = null;
+        box.classList.remove("has-video");
+      }
+    }
+  }
+
+  onQuality(level) {
+    const el = $("call-quality");
+    if (!el) return;
+    el.dataset.level = level;
+    el.querySelector(".quality-text").textContent = t(`common.quality.${level}`);
+  }
+
+  close({ keepCamera = true } = {}) {
+    if (this.media) this.media.close();
+    this.media = null;
+    if (this.documentPanel) this.documentPanel.destroy();
+    this.documentPanel = null;
+    for (const el of this.audio.values()) el.remove();
+    this.audio.clear();
+    for (const [role, tile] of Object.entries(this.tiles)) {
+      if (role === "self") continue;
+      tile.querySelector("video").srcObject = null;
+      tile.classList.remove("has-video");
+    }
+    if (this.doccam) {
+      this.doccam.video.srcObject = null;
+      this.doccam.viewport.classList.remove("has-video");
+      this.viewer.reset();
+    }
+    if (!keepCamera) this.stopCamera();
+  }
+}

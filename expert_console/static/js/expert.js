@@ -1,0 +1,679 @@
+// The expert console (and, for a user with role `clerk`, the service secretary's view).
+// Events: docs/signaling-events.md.
+
+import {
+  clockText, formatDateTime, languageName, localName, onLanguageChange, t, waitText,
+} from "/static/common/js/i18n.js";
+import { $, errorText, notify, setStatus, startConsole } from "./console-app.js";
+import { CallPanel } from "./call-panel.js";
+import { request } from "./session.js";
+
+// Interpreting languages offered in the request menu: sign languages first (the ring's
+// most frequent need), then spoken ones.
+export const INTERPRETING_LANGUAGES = [
+  "fse", "fss", "ara", "rus", "som", "ukr", "fas", "est", "eng", "swe", "fin", "sme",
+];
+const SERVICE_LANGUAGES = ["fin", "swe", "eng"];
+const OUTCOMES = ["resolved", "pending", "referred", "interrupted"];
+
+const state = {
+  ctx: null,
+  role: null,
+  authorities: [],
+  allAuthorities: [], // transfer targets: every enabled authority, when the server lists them
+  queues: new Map(), // authority_id → [QueueView]
+  queuesAt: 0, // when the waiting times were read, to tick them on locally
+  call: null,
+  unfiled: [],
+  recordCall: null,
+  view: "queues",
+  panel: null,
+  secretaryAlerts: [],
+  officeCalls: [],
+  appointments: [],
+};
+window.__etapalvelu = window.__etapalvelu || {};
+window.__etapalvelu.expert = state;
+
+// ---- views ---------------------------------------------------------------------------------
+
+function showView(name, { focus = true } = {}) {
+  state.view = name;
+  for (const section of document.querySelectorAll(".view")) {
+    section.hidden = section.id !== `view-${name}`;
+  }
+  for (const b of document.querySelectorAll(".console-nav [data-view]")) {
+    if (b.dataset.view === name) b.setAttribute("aria-current", "page");
+    else b.removeAttribute("aria-current");
+  }
+  // In a call or filing its record, the other views wait.
+  const locked = name === "call" || name === "record";
+  for (const b of document.querySelectorAll(".console-nav button")) b.disabled = locked;
+  if (focus) {
+    const heading = document.querySelector(`#view-${name} h2`);
+    if (heading) {
+      heading.tabIndex = -1;
+      heading.focus({ preventScroll: true });
+    }
+  }
+  if (name === "history") loadHistory();
+  if (name === "appointments") loadAppointments();
+}
+
+function authorityById(id) {
+  return state.authorities.find((a) => a.id === id);
+}
+
+/** An authority's name in the UI language, or its code when this console has no list. */
+function authorityLabel(id, code) {
+  const authority = authorityById(id);
+  if (authority) return localName(authority);
+  return code ? code.charAt(0).toUpperCase() + code.slice(1) : "";
+}
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+// ---- queues --------------------------------------------------------------------------------
+
+function setQueues(queues) {
+  for (const queue of queues) {
+    const list = state.queues.get(queue.authority_id) || [];
+    const rest = list.filter((q) => q.language !== queue.language);
+    state.queues.set(queue.authority_id, [...rest, queue]);
+  }
+  state.queuesAt = Date.now();
+  renderQueues();
+}
+
+function replaceAuthorityQueues(authorityId, queues) {
+  state.queues.set(authorityId, queues.filter((q) => q.authority_id === authorityId));
+  state.queuesAt = Date.now();
+  renderQueues();
+}
+
+function renderQueues() {
+  const container = state.role === "clerk" ? $("clerk-queues") : $("queues");
+  if (!container) return;
+  const elapsed = (Date.now() - state.queuesAt) / 1000;
+  container.replaceChildren();
+  let total = 0;
+  const all = [...state.queues.values()].flat()
+    .filter((q) => q.tickets && q.tickets.length)
+    .sort((a, b) => a.authority_id - b.authority_id || a.language.localeCompare(b.language));
+  for (const queue of all) {
+    total += queue.tickets.length;
+    const authority = authorityById(queue.authority_id);
+    const table = el("table", { class: "queue-table" });
+    table.append(el("caption", {
+      text: t("console.queues.queueCaption", {
+        authority: authority ? localName(authority) : queue.authority_code,
+        language: languageName(queue.language),
+        n: queue.tickets.length,
+      }),
+    }));
+    const head = el("tr");
+    for (const key of ["number", "office", "language", "waiting", "kind"]) {
+      head.append(el("th", { scope: "col", text: t(`console.queues.${key}`) }));
+    }
+    if (state.role === "expert") head.append(el("th", { scope: "col" }, el("span", {
+      class: "visually-hidden", text: t("console.queues.take") })));
+    table.append(el("thead", {}, head));
+    const body = el("tbody");
+    for (const ticket of queue.tickets) {
+      const row = el("tr", { "data-ticket": String(ticket.ticket_id) });
+      row.append(
+        el("td", { class: "num", text: ticket.number }),
+        el("td", { text: ticket.office_name || "" }),
+        el("td", { text: languageName(ticket.language) }),
+        el("td", { class: "wait", "data-base": String(ticket.waiting_seconds || 0),
+                   text: clockText((ticket.waiting_seconds || 0) + elapsed) }),
+        el("td", { text: t(`console.kind.${ticket.kind}`) }),
+      );
+      if (state.role === "expert") {
+        const take = el("button", {
+          type: "button", class: "secondary", text: t("console.queues.take"),
+          "aria-label": t("console.queues.takeLabel", { number: ticket.number }),
+          onclick: () => take(ticket.ticket_id),
+        });
+        row.append(el("td", {}, take));
+      }
+      body.append(row);
+    }
+    table.append(body);
+    container.append(table);
+  }
+  if (!total) container.append(el("p", { class: "empty", text: t("console.queues.empty") }));
+  const takeNext = $("take-next");
+  if (takeNext) takeNext.disabled = !total || Boolean(state.call);
+}
+
+async function takeNext() {
+  const button = $("take-next");
+  button.disabled = true;
+  window.__etapalvelu.takeNextClickedAt = performance.now();
+  try {
+    const ack = await request(state.ctx.socket, "queue:take_next", {});
+    await enterCall(ack.call);
+  } catch (error) {
+    notify(errorText(error), "warn");
+    renderQueues();
+  }
+}
+
+async function take(ticketId) {
+  window.__etapalvelu.takeNextClickedAt = performance.now();
+  try {
+    const ack = await request(state.ctx.socket, "queue:take", { ticket_id: ticketId });
+    await enterCall(ack.call);
+  } catch (error) {
+    notify(errorText(error), "warn");
+  }
+}
+
+// ---- call ----------------------------------------------------------------------------------
+
+function callPanel() {
+  if (!state.panel) {
+    state.panel = new CallPanel({
+      socket: state.ctx.socket,
+      role: "expert",
+      tiles: { customer: $("tile-customer"), interpreter: $("tile-interpreter"),
+               self: $("tile-self") },
+      doccam: {
+        viewport: $("doccam-viewport"), video: $("doccam-video"), output: $("zoom-level"),
+        zoomIn: $("zoom-in"), zoomOut: $("zoom-out"), zoomReset: $("zoom-reset"),
+      },
+    });
+  }
+  return state.panel;
+}
+
+function renderCallInfo() {
+  const call = state.call;
+  if (!call) return;
+  $("call-info").textContent = [
+    t("console.call.customerAt", { office: call.office_name, language: languageName(call.language) }),
+    t(`console.kind.${call.kind}`),
+    t("console.call.waited", { wait: waitText(call.wait_seconds) }),
+  ].join(" · ");
+  const transfer = $("transfer-authority");
+  const chosen = transfer.value;
+  transfer.replaceChildren();
+  for (const authority of state.allAuthorities.length ? state.allAuthorities : state.authorities) {
+    if (authority.id === call.authority_id) continue;
+    transfer.append(el("option", { value: String(authority.id), text: localName(authority) }));
+  }
+  if (chosen) transfer.value = chosen;
+  // Nothing to transfer to (an expert of one authority, no list of the others): no form.
+  $("transfer-form").hidden = state.role !== "expert" || !transfer.options.length;
+  renderInterpreterStatus();
+}
+
+function renderInterpreterStatus() {
+  const requests = (state.call && state.call.interpreter_requests) || [];
+  const latest = requests[requests.length - 1];
+  let text = "";
+  if (latest && latest.status === "ringing") {
+    text = t("console.call.interpreterRinging", { language: languageName(latest.language) });
+  } else if (latest && latest.status === "accepted" && latest.accepted_by) {
+    text = t("console.call.interpreterAccepted", { name: latest.accepted_by.name });
+  }
+  $("interpreter-status").textContent = text;
+}
+
+async function enterCall(call) {
+  if (state.call && state.call.id === call.id && state.panel && state.panel.media) return;
+  state.call = call;
+  showView("call");
+  renderCallInfo();
+  try {
+    await callPanel().join(call);
+  } catch (error) {
+    setStatus(errorText(error), "error");
+  }
+}
+
+async function endCall() {
+  if (!state.call) return;
+  try {
+    const ack = await request(state.ctx.socket, "call:end", { call_id: state.call.id });
+    afterCall(ack.call);
+  } catch (error) {
+    if (error.reason === "call_ended") afterCall(state.call);
+    else setStatus(errorText(error), "error");
+  }
+}
+
+function afterCall(call) {
+  if (state.panel) state.panel.close();
+  state.call = null;
+  $("interpreter-status").textContent = "";
+  if (state.role === "clerk") return;
+  if (!call.record_filed) openRecord(call);
+  else showView("queues");
+}
+
+async function requestInterpreter(event) {
+  event.preventDefault();
+  const callId = state.call ? state.call.id : Number(event.target.dataset.callId);
+  const language = state.call ? $("interpreter-language").value : event.target.elements.language.value;
+  try {
+    const ack = await request(state.ctx.socket, "interpreter:request", {
+      call_id: callId, language,
+    });
+    if (state.call) {
+      state.call.interpreter_requests = [...(state.call.interpreter_requests || []), ack.request];
+      renderInterpreterStatus();
+    }
+    if (!ack.alerted) notify(t("console.call.interpreterNone"), "warn");
+    else notify(t("console.call.interpreterRinging", { language: languageName(language) }));
+  } catch (error) {
+    notify(errorText(error), "warn");
+  }
+}
+
+async function transfer(event) {
+  event.preventDefault();
+  if (!state.call) return;
+  try {
+    await request(state.ctx.socket, "queue:transfer", {
+      ticket_id: state.call.ticket_id,
+      authority_id: Number($("transfer-authority").value),
+    });
+    notify(t("console.call.transferred"));
+  } catch (error) {
+    notify(errorText(error), "warn");
+  }
+}
+
+// ---- service record ------------------------------------------------------------------------
+
+function openRecord(call) {
+  state.recordCall = call;
+  const authority = authorityById(call.authority_id);
+  $("record-call").textContent = t("console.record.call", {
+    id: call.id, office: call.office_name, started: formatDateTime(call.started_at),
+  });
+  const select = $("record-service-type");
+  select.replaceChildren();
+  for (const type of (authority && authority.service_types) || []) {
+    select.append(el("option", { value: type.code, text: localName(type) }));
+  }
+  const outcomes = $("record-outcomes");
+  outcomes.replaceChildren();
+  OUTCOMES.forEach((outcome, index) => {
+    const input = el("input", { type: "radio", name: "outcome", value: outcome,
+                                id: `outcome-${outcome}` });
+    if (index === 0) input.checked = true;
+    outcomes.append(el("label", { for: `outcome-${outcome}` }, input,
+                       t(`console.record.outcome.${outcome}`)));
+  });
+  $("record-error").hidden = true;
+  showView("record");
+}
+
+async function fileRecord(event) {
+  event.preventDefault();
+  const call = state.recordCall;
+  if (!call) return;
+  const outcome = new FormData($("record-form")).get("outcome");
+  try {
+    const ack = await request(state.ctx.socket, "record:file", {
+      call_id: call.id, service_type: $("record-service-type").value, outcome,
+    });
+    state.recordCall = null;
+    state.unfiled = state.unfiled.filter((c) => c.id !== call.id);
+    notify(t("console.record.filed", { seq: ack.entry.seq }));
+    if (state.unfiled.length) openRecord(state.unfiled[0]);
+    else showView("queues");
+  } catch (error) {
+    const box = $("record-error");
+    box.textContent = errorText(error);
+    box.hidden = false;
+  }
+}
+
+// ---- history -------------------------------------------------------------------------------
+
+async function loadHistory() {
+  const container = $("history");
+  try {
+    const ack = await request(state.ctx.socket, "record:history", { limit: 50 });
+    container.replaceChildren();
+    if (!ack.entries.length) {
+      container.append(el("p", { class: "empty", text: t("console.history.empty") }));
+      return;
+    }
+    const table = el("table");
+    const head = el("tr");
+    for (const key of ["when", "office", "serviceType", "outcome", "duration"]) {
+      head.append(el("th", { scope: "col", text: t(`console.history.${key}`) }));
+    }
+    table.append(el("thead", {}, head));
+    const body = el("tbody");
+    for (const entry of ack.entries) {
+      const b = entry.body || {};
+      const authority = authorityById(b.authority_id);
+      const type = authority && (authority.service_types || []).find((s) => s.code === b.service_type);
+      body.append(el("tr", {},
+        el("td", { text: formatDateTime(b.started_at || entry.filed_at) }),
+        el("td", { text: b.office_name || "" }),
+        el("td", { text: type ? localName(type) : b.service_type || "" }),
+        el("td", { text: t(`console.record.outcome.${b.outcome}`) }),
+        el("td", { text: clockText(b.duration_seconds || 0) }),
+      ));
+    }
+    table.append(body);
+    container.append(table);
+  } catch (error) {
+    container.replaceChildren(el("p", { class: "banner error", text: errorText(error) }));
+  }
+}
+
+// ---- appointments --------------------------------------------------------------------------
+
+function fillAppointmentForm() {
+  const authoritySelect = $("appt-authority");
+  const chosen = authoritySelect.value;
+  authoritySelect.replaceChildren();
+  for (const authority of state.authorities) {
+    authoritySelect.append(el("option", { value: String(authority.id), text: localName(authority) }));
+  }
+  if (chosen) authoritySelect.value = chosen;
+  const languageSelect = $("appt-language");
+  const lang = languageSelect.value;
+  languageSelect.replaceChildren();
+  for (const code of SERVICE_LANGUAGES) {
+    languageSelect.append(el("option", { value: code, text: languageName(code) }));
+  }
+  if (lang) languageSelect.value = lang;
+  fillServiceTypes();
+  const time = $("appt-time");
+  if (!time.value) {
+    const soon = new Date(Date.now() + 60 * 60 * 1000);
+    soon.setMinutes(soon.getMinutes() < 30 ? 30 : 60, 0, 0);
+    const local = new Date(soon.getTime() - soon.getTimezoneOffset() * 60000);
+    time.value = local.toISOString().slice(0, 16);
+  }
+}
+
+function fillServiceTypes() {
+  const authority = authorityById(Number($("appt-authority").value));
+  const select = $("appt-service-type");
+  select.replaceChildren();
+  for (const type of (authority && authority.service_types) || []) {
+    select.append(el("option", { value: type.code, text: localName(type) }));
+  }
+}
+
+async function bookAppointment(event) {
+  event.preventDefault();
+  const result = $("appointment-result");
+  try {
+    const ack = await request(state.ctx.socket, "appointment:book", {
+      authority_id: Number($("appt-authority").value),
+      office_id: Number($("appt-office").value),
+      starts_at: new Date($("appt-time").value).toISOString(),
+      language: $("appt-language").value,
+      service_type: $("appt-service-type").value,
+    });
+    result.className = "banner info";
+    result.textContent = t("console.appointments.booked", { code: ack.appointment.code });
+    result.dataset.code = ack.appointment.code;
+    result.hidden = false;
+    loadAppointments();
+  } catch (error) {
+    result.className = "banner error";
+    result.textContent = errorText(error);
+    result.hidden = false;
+  }
+}
+
+async function loadAppointments() {
+  fillAppointmentForm();
+  const container = $("appointment-list");
+  try {
+    const ack = await request(state.ctx.socket, "appointment:list", {});
+    state.appointments = ack.appointments;
+    renderAppointments();
+  } catch (error) {
+    container.replaceChildren(el("p", { class: "banner error", text: errorText(error) }));
+  }
+}
+
+function renderAppointments() {
+  const container = $("appointment-list");
+  container.replaceChildren();
+  if (!state.appointments.length) {
+    container.append(el("p", { class: "empty", text: t("console.appointments.none") }));
+    return;
+  }
+  const table = el("table");
+  const head = el("tr");
+  for (const key of ["startsAt", "authority", "office", "language", "code", "status"]) {
+    head.append(el("th", { scope: "col", text: t(`console.appointments.${key}`) }));
+  }
+  head.append(el("th", { scope: "col" }, el("span", { class: "visually-hidden",
+                                                      text: t("console.appointments.cancel") })));
+  table.append(el("thead", {}, head));
+  const body = el("tbody");
+  for (const a of state.appointments) {
+    const authority = authorityById(a.authority_id);
+    const cancel = a.status === "booked"
+      ? el("button", { type: "button", class: "secondary", text: t("console.appointments.cancel"),
+                       onclick: () => cancelAppointment(a.id) })
+      : "";
+    body.append(el("tr", {},
+      el("td", { text: formatDateTime(a.starts_at) }),
+      el("td", { text: authority ? localName(authority) : a.authority_code }),
+      el("td", { text: a.office_name }),
+      el("td", { text: languageName(a.language) }),
+      el("td", { class: "num", text: a.code }),
+      el("td", { text: t(`console.status.${a.status}`) }),
+      el("td", {}, cancel),
+    ));
+  }
+  table.append(body);
+  container.append(table);
+}
+
+async function cancelAppointment(id) {
+  try {
+    await request(state.ctx.socket, "appointment:cancel", { appointment_id: id });
+    loadAppointments();
+  } catch (error) {
+    notify(errorText(error), "warn");
+  }
+}
+
+// ---- clerk ---------------------------------------------------------------------------------
+
+function renderClerk() {
+  const alerts = $("secretary-alerts");
+  alerts.replaceChildren();
+  const open = state.secretaryAlerts.filter((a) => !a.acknowledged_at);
+  if (!open.length) alerts.append(el("li", { class: "empty", text: t("console.clerk.noAlerts") }));
+  for (const alert of open) {
+    alerts.append(el("li", { class: "ringing", "data-alert": String(alert.id) },
+      el("span", { class: "who", text: t("console.clerk.alert", {
+        endpoint: alert.endpoint_name, time: formatDateTime(alert.raised_at) }) }),
+      el("button", { type: "button", text: t("console.clerk.acknowledge"),
+                     onclick: () => acknowledge(alert.id) })));
+  }
+  const calls = $("office-calls");
+  calls.replaceChildren();
+  const active = state.officeCalls.filter((c) => c.status === "active");
+  if (!active.length) calls.append(el("li", { class: "empty", text: t("console.clerk.noCalls") }));
+  for (const call of active) {
+    const select = el("select", { name: "language", id: `clerk-lang-${call.id}` });
+    for (const code of INTERPRETING_LANGUAGES) {
+      select.append(el("option", { value: code, text: languageName(code) }));
+    }
+    const form = el("form", { class: "inline-form", "data-call-id": String(call.id),
+                              onsubmit: requestInterpreter },
+      el("label", { for: `clerk-lang-${call.id}`, text: t("console.call.interpreterLanguage") }),
+      select,
+      el("button", { type: "submit", class: "secondary", text: t("console.call.requestInterpreter") }));
+    calls.append(el("li", { "data-call": String(call.id) },
+      el("span", { class: "who", text: t("console.clerk.callRow", {
+        authority: authorityLabel(call.authority_id, call.authority_code),
+        expert: call.expert_name || "", started: formatDateTime(call.started_at) }) }),
+      form));
+  }
+}
+
+async function acknowledge(alertId) {
+  try {
+    const ack = await request(state.ctx.socket, "secretary:acknowledge", { alert_id: alertId });
+    upsertAlert(ack.alert);
+  } catch (error) {
+    notify(errorText(error), "warn");
+  }
+}
+
+function upsertAlert(alert) {
+  state.secretaryAlerts = [...state.secretaryAlerts.filter((a) => a.id !== alert.id), alert];
+  renderClerk();
+}
+
+// ---- wiring --------------------------------------------------------------------------------
+
+async function onSync(ack, ctx) {
+  state.ctx = ctx;
+  state.role = ctx.user.role;
+  if (state.role === "clerk") {
+    state.secretaryAlerts = ack.secretary_alerts || [];
+    state.officeCalls = ack.calls || [];
+    state.queues.clear();
+    setQueues(ack.queues || []);
+    showView("clerk", { focus: false });
+    renderClerk();
+    return;
+  }
+  state.authorities = ack.authorities || [];
+  state.allAuthorities = ack.all_authorities || [];
+  state.queues.clear();
+  setQueues(ack.queues || []);
+  state.unfiled = ack.unfiled_calls || [];
+  if (ack.call && ack.call.status === "active") {
+    await enterCall(ack.call);
+  } else if (state.call) {
+    afterCall({ ...state.call, record_filed: false });
+  } else if (state.unfiled.length && state.view !== "record") {
+    openRecord(state.unfiled[0]);
+  } else if (!["record", "appointments", "history"].includes(state.view)) {
+    showView("queues", { focus: false });
+  }
+  // The camera warms up while the expert looks at the queue, so taking a customer is quick.
+  if (!state.call) callPanel().prepareCamera();
+}
+
+function onSession(ctx) {
+  state.ctx = ctx;
+  const socket = ctx.socket;
+  socket.on("queue:update", ({ authority_id: authorityId, queues }) => {
+    if (state.role === "clerk") {
+      // The push is not filtered for a clerk; re-read his office's lines and calls (a ticket
+      // taken is also a call started at his office).
+      request(socket, "flow:sync", {}).then((ack) => onSync(ack, ctx)).catch(() => {});
+      return;
+    }
+    replaceAuthorityQueues(authorityId, queues);
+  });
+  socket.on("call:started", ({ call }) => {
+    if (state.role === "expert" && call.expert_id === ctx.user.id) enterCall(call);
+    if (state.role === "clerk") {
+      state.officeCalls = [...state.officeCalls.filter((c) => c.id !== call.id), call];
+      renderClerk();
+    }
+  });
+  socket.on("call:ended", ({ call_id: callId, call }) => {
+    if (state.call && state.call.id === callId) {
+      notify(t("console.call.ended"));
+      afterCall(call || state.call);
+    }
+    state.officeCalls = state.officeCalls.filter((c) => c.id !== callId);
+    if (state.role === "clerk") renderClerk();
+  });
+  socket.on("call:participants", ({ call_id: callId, participants }) => {
+    if (state.call && state.call.id === callId && state.panel) {
+      state.call.participants = participants;
+      state.panel.setParticipants(participants);
+    }
+  });
+  socket.on("interpreter:update", ({ request: req }) => {
+    if (!state.call || state.call.id !== req.call_id) return;
+    const others = (state.call.interpreter_requests || []).filter((r) => r.id !== req.id);
+    state.call.interpreter_requests = [...others, req];
+    renderInterpreterStatus();
+  });
+  socket.on("appointment:update", () => {
+    if (state.view === "appointments") loadAppointments();
+  });
+  socket.on("secretary:alert", ({ alert }) => upsertAlert(alert));
+  socket.on("secretary:acknowledged", ({ alert }) => upsertAlert(alert));
+  socket.on("call:replaced", ({ call_id: callId }) => {
+    if (state.call && state.call.id === callId && state.panel) state.panel.close();
+  });
+  if (ctx.user.role === "clerk") {
+    $("console-title").dataset.i18n = "console.title.clerk";
+    $("console-title").textContent = t("console.title.clerk");
+    // Office calls have no push for clerks: re-read them now and then.
+    setInterval(() => {
+      if (socket.connected) request(socket, "flow:sync", {}).then((ack) => onSync(ack, ctx))
+        .catch(() => {});
+    }, 10000);
+  }
+}
+
+function init() {
+  const select = $("interpreter-language");
+  const fillLanguages = () => {
+    const chosen = select.value;
+    select.replaceChildren();
+    for (const code of INTERPRETING_LANGUAGES) {
+      select.append(el("option", { value: code, text: languageName(code) }));
+    }
+    if (chosen) select.value = chosen;
+  };
+  fillLanguages();
+  $("take-next").addEventListener("click", takeNext);
+  $("end-call").addEventListener("click", endCall);
+  $("interpreter-form").addEventListener("submit", requestInterpreter);
+  $("transfer-form").addEventListener("submit", transfer);
+  $("record-form").addEventListener("submit", fileRecord);
+  $("appointment-form").addEventListener("submit", bookAppointment);
+  $("appt-authority").addEventListener("change", fillServiceTypes);
+  for (const b of document.querySelectorAll(".console-nav [data-view]")) {
+    b.addEventListener("click", () => showView(b.dataset.view));
+  }
+  onLanguageChange(() => {
+    fillLanguages();
+    renderQueues();
+    renderCallInfo();
+    if (state.recordCall) openRecord(state.recordCall);
+    if (state.view === "appointments") { fillAppointmentForm(); renderAppointments(); }
+    if (state.view === "history") loadHistory();
+    if (state.role === "clerk") renderClerk();
+  });
+  // Waiting times tick on between pushes (in place, so keyboard focus stays where it is).
+  setInterval(() => {
+    const elapsed = (Date.now() - state.queuesAt) / 1000;
+    for (const cell of document.querySelectorAll(".queue-table td.wait")) {
+      cell.textContent = clockText(Number(cell.dataset.base) + elapsed);
+    }
+  }, 1000);
+  startConsole({ roles: ["expert", "clerk"], onSession, onSync });
+}
+
+init();

@@ -1,0 +1,169 @@
+// The interpreter console: alerts of the interpreting ring, accept, the call, leave.
+// A sign-language interpreter's camera is tuned for motion (call-media.js): frame rate is
+// kept and resolution gives way when bandwidth runs short.
+
+import { formatDateTime, languageName, onLanguageChange, t } from "/static/common/js/i18n.js";
+import { $, errorText, notify, setStatus, startConsole } from "./console-app.js";
+import { CallPanel } from "./call-panel.js";
+import { request } from "./session.js";
+
+const state = { ctx: null, alerts: [], call: null, request: null, panel: null };
+window.__etapalvelu = window.__etapalvelu || {};
+window.__etapalvelu.interpreter = state;
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+function renderAlerts() {
+  const list = $("alerts");
+  list.replaceChildren();
+  const ringing = state.alerts.filter((a) => a.status === "ringing");
+  if (!ringing.length) list.append(el("li", { class: "empty", text: t("console.alerts.empty") }));
+  for (const alert of ringing) {
+    const code = alert.authority_code || "";
+    const text = t("console.alerts.request", {
+      authority: code.charAt(0).toUpperCase() + code.slice(1), office: alert.office_name,
+      language: languageName(alert.language),
+    });
+    list.append(el("li", { class: "ringing", "data-request": String(alert.id) },
+      el("span", {},
+         el("span", { class: "who", text }), " ",
+         el("span", { text: formatDateTime(alert.requested_at) })),
+      el("span", { class: "actions" },
+         el("button", { type: "button", text: t("console.alerts.accept"),
+                        "aria-label": `${t("console.alerts.accept")}: ${text}`,
+                        onclick: () => accept(alert) }),
+         " ",
+         el("button", { type: "button", class: "secondary", text: t("console.alerts.decline"),
+                        onclick: () => decline(alert) }))));
+  }
+}
+
+function showCall(inCall) {
+  $("view-alerts").hidden = inCall;
+  $("view-call").hidden = !inCall;
+  const heading = inCall ? $("call-title") : $("alerts-title");
+  heading.tabIndex = -1;
+  heading.focus({ preventScroll: true });
+}
+
+async function accept(alert) {
+  try {
+    const ack = await request(state.ctx.socket, "interpreter:accept", { request_id: alert.id });
+    state.alerts = state.alerts.filter((a) => a.id !== alert.id);
+    renderAlerts();
+    await enterCall(ack.call, ack.request);
+  } catch (error) {
+    state.alerts = state.alerts.filter((a) => a.id !== alert.id);
+    renderAlerts();
+    notify(error.reason === "taken" ? t("console.alerts.taken") : errorText(error), "warn");
+  }
+}
+
+async function decline(alert) {
+  state.alerts = state.alerts.filter((a) => a.id !== alert.id);
+  renderAlerts();
+  try {
+    await request(state.ctx.socket, "interpreter:decline", { request_id: alert.id });
+  } catch {
+    /* it is hidden here either way */
+  }
+}
+
+async function enterCall(call, req) {
+  if (state.call && state.call.id === call.id && state.panel && state.panel.media) return;
+  state.call = call;
+  const signLanguage = Boolean(
+    (req && req.sign_language) ||
+    (call.participants || []).some((p) => p.id === state.ctx.user.id && p.sign_language),
+  );
+  if (state.panel && state.panel.signLanguage !== signLanguage) {
+    state.panel.close({ keepCamera: false });
+    state.panel = null;
+  }
+  if (!state.panel) {
+    state.panel = new CallPanel({
+      socket: state.ctx.socket, role: "interpreter", signLanguage,
+      tiles: { customer: $("tile-customer"), expert: $("tile-expert"), self: $("tile-self") },
+      doccam: {
+        viewport: $("doccam-viewport"), video: $("doccam-video"), output: $("zoom-level"),
+        zoomIn: $("zoom-in"), zoomOut: $("zoom-out"), zoomReset: $("zoom-reset"),
+      },
+    });
+  }
+  const code = call.authority_code || "";
+  $("call-info").textContent = `${code.charAt(0).toUpperCase() + code.slice(1)} · ${call.office_name} · ` +
+    languageName((req && req.language) || call.language);
+  showCall(true);
+  try {
+    await state.panel.join(call);
+  } catch (error) {
+    setStatus(errorText(error), "error");
+  }
+}
+
+function leftCall() {
+  if (state.panel) state.panel.close({ keepCamera: false });
+  state.panel = null;
+  state.call = null;
+  showCall(false);
+}
+
+async function leave() {
+  if (!state.call) return leftCall();
+  try {
+    await request(state.ctx.socket, "call:leave", { call_id: state.call.id });
+  } catch {
+    /* ended meanwhile: leaving is done either way */
+  }
+  leftCall();
+}
+
+async function onSync(ack, ctx) {
+  state.ctx = ctx;
+  state.alerts = ack.alerts || [];
+  renderAlerts();
+  if (ack.call && ack.call.status === "active") await enterCall(ack.call, null);
+  else if (state.call) leftCall();
+}
+
+function onSession(ctx) {
+  state.ctx = ctx;
+  const socket = ctx.socket;
+  socket.on("interpreter:alert", ({ request: req }) => {
+    state.alerts = [...state.alerts.filter((a) => a.id !== req.id), req];
+    renderAlerts();
+    notify(t("console.alerts.new", { language: languageName(req.language) }), "warn");
+  });
+  socket.on("interpreter:withdrawn", ({ request_id: id }) => {
+    state.alerts = state.alerts.filter((a) => a.id !== id);
+    renderAlerts();
+  });
+  socket.on("call:participants", ({ call_id: callId, participants }) => {
+    if (state.call && state.call.id === callId && state.panel) {
+      state.panel.setParticipants(participants);
+    }
+  });
+  socket.on("call:ended", ({ call_id: callId }) => {
+    if (state.call && state.call.id === callId) {
+      notify(t("console.call.ended"));
+      leftCall();
+    }
+  });
+  socket.on("call:replaced", ({ call_id: callId }) => {
+    if (state.call && state.call.id === callId && state.panel) state.panel.close();
+  });
+}
+
+$("leave-call").addEventListener("click", leave);
+onLanguageChange(renderAlerts);
+startConsole({ roles: ["interpreter"], onSession, onSync });

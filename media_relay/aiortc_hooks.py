@@ -1,0 +1,309 @@
+"""Every place the relay reaches into aiortc 1.16 / aioice 0.13 internals, in one module.
+
+aiortc has no raw-RTP API (aiortc #627, #449), so the relay:
+
+* gathers its own ICE host candidates (`Connection.get_component_candidates` replaced per
+  connection) to bind the configured listen address and port range and announce the
+  configured addresses — aioice leaves 127.0.0.1 out;
+* receives SRTP straight from the UDP socket: its `StunProtocol` subclass hands datagrams
+  whose first byte says RTP/RTCP (RFC 7983 §7: 128–191) to the relay, which unprotects them
+  with the DTLS transport's `_rx_srtp` session, bypassing aioice's queue, the DTLS receive
+  task, `RtpPacket.parse`, the jitter buffer and the decoder;
+* sends synchronously: libsrtp's `srtp_protect` (through pylibsrtp's cffi binding and its
+  session's `_srtp` context) into a buffer of its own, then `sendto` straight from that
+  buffer on (a duplicate of) the nominated pair's UDP socket — no copies, no pylibsrtp
+  wrappers, no asyncio transport; pylibsrtp's own path remains the fallback;
+* drops the Sender Reports aiortc's idle senders emit (all zeros) — the relay writes its own.
+
+tests/media_relay/test_aiortc_internals.py asserts each of these still exists, so an aiortc
+upgrade fails loudly rather than silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import random
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import pylibsrtp
+from aioice import Candidate
+from aioice.candidate import candidate_foundation, candidate_priority
+from aioice.ice import Connection, StunProtocol
+from aiortc import MediaStreamTrack, RTCPeerConnection
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from pylibsrtp._binding import ffi as _srtp_ffi
+from pylibsrtp._binding import lib as _srtp_lib
+
+logger = logging.getLogger(__name__)
+
+RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+SEND_BUFFER_BYTES = 4 * 1024 * 1024
+
+MediaHandler = Callable[[bytes], None]
+
+
+class RelayStunProtocol(StunProtocol):
+    """aioice's UDP protocol, with SRTP/SRTCP taken off the fast lane to `media_handler`."""
+
+    media_handler: MediaHandler | None = None
+
+    def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        handler = self.media_handler
+        if handler is not None and isinstance(data, bytes) and len(data) > 1:
+            first = data[0]
+            if 127 < first < 192:
+                handler(data)
+                return
+        super().datagram_received(data, addr)
+
+
+class SilentTrack(MediaStreamTrack):
+    """A track that never yields: keeps an aiortc sender's RTP task parked at zero cost.
+
+    Without a track the sender polls every 20 ms; the relay sends on the sender's SSRC itself.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._never: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def recv(self) -> Any:
+        return await self._never
+
+    def stop(self) -> None:
+        if not self._never.done():
+            self._never.cancel()
+        super().stop()
+
+
+def _bind_host(listen_address: str, announced: str) -> str:
+    """The address to bind for an announced one; "" binds the announced address itself."""
+    if listen_address == "":
+        return announced
+    if listen_address not in ("0.0.0.0", "::"):
+        return listen_address
+    return "::" if ipaddress.ip_address(announced).version == 6 else "0.0.0.0"
+
+
+async def _bind_udp(
+    connection: Connection, host: str, port_min: int, port_max: int
+) -> tuple[asyncio.DatagramTransport, RelayStunProtocol]:
+    loop = asyncio.get_running_loop()
+    if port_min == 0:
+        ports = [0]
+    else:
+        ports = list(range(port_min, port_max + 1))
+        start = random.randrange(len(ports))
+        ports = ports[start:] + ports[:start]
+    last_error: OSError | None = None
+    for port in ports:
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: RelayStunProtocol(connection), local_addr=(host, port)
+            )
+        except OSError as exc:
+            last_error = exc
+            continue
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # key frames arrive as bursts of dozens of packets
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        return transport, protocol
+    raise OSError(f"no free UDP port on {host} in {port_min}-{port_max}: {last_error}")
+
+
+def install_host_candidates(
+    pc: RTCPeerConnection,
+    listen_address: str,
+    announced_addresses: list[str],
+    port_min: int,
+    port_max: int,
+) -> list[RelayStunProtocol]:
+    """Replace candidate gathering of every ICE connection of `pc` not yet gathered.
+
+    Returns a list that fills with the relay's UDP protocols as gathering happens.
+    """
+    protocols: list[RelayStunProtocol] = []
+    for transceiver in pc.getTransceivers():
+        gatherer = transceiver.sender.transport.transport.iceGatherer
+        connection: Connection = gatherer._connection
+        if getattr(connection, "_relay_gathering", False):
+            continue
+
+        async def gather(
+            component: int,
+            addresses: list[str],
+            timeout: int = 5,  # noqa: ASYNC109 - aioice's signature
+            connection: Connection = connection,
+        ) -> list[Candidate]:
+            candidates: list[Candidate] = []
+            for announced in announced_addresses or addresses:
+                host = _bind_host(listen_address, announced) if announced_addresses else announced
+                transport, protocol = await _bind_udp(connection, host, port_min, port_max)
+                port = transport.get_extra_info("sockname")[1]
+                protocol.local_candidate = Candidate(
+                    foundation=candidate_foundation("host", "udp", announced),
+                    component=component,
+                    transport="udp",
+                    priority=candidate_priority(component, "host"),
+                    host=announced,
+                    port=port,
+                    type="host",
+                )
+                candidates.append(protocol.local_candidate)
+                connection._protocols.append(protocol)
+                protocols.append(protocol)
+            return candidates
+
+        connection.get_component_candidates = gather  # type: ignore[method-assign]
+        connection._relay_gathering = True  # type: ignore[attr-defined]
+    return protocols
+
+
+def dtls_transport(pc: RTCPeerConnection) -> RTCDtlsTransport | None:
+    """The one (max-bundle) DTLS transport of `pc`, once a transceiver exists."""
+    for transceiver in pc.getTransceivers():
+        return transceiver.sender.transport
+    return None
+
+
+# libsrtp works in place: room for the largest datagram plus its authentication trailer.
+_SRTP_BUFFER = 1600
+_SRTP_TRAILER = 144  # SRTP_MAX_TAG_LEN + SRTP_MAX_MKI_LEN, as pylibsrtp reserves
+
+
+class SrtpLink:
+    """Synchronous SRTP send/receive on a connected aiortc DTLS transport."""
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self.dtls = dtls
+        self.connection: Connection = dtls.transport._connection
+        self.send_errors = 0
+        self.unprotect_errors = 0
+        self._pending: set[asyncio.Future[None]] = set()
+        self._out = _srtp_ffi.new("char[]", _SRTP_BUFFER)
+        self._out_view = memoryview(_srtp_ffi.buffer(self._out))
+        self._out_len = _srtp_ffi.new("int *")
+        self._in = _srtp_ffi.new("char[]", _SRTP_BUFFER)
+        self._in_view = memoryview(_srtp_ffi.buffer(self._in))
+        self._in_len = _srtp_ffi.new("int *")
+        self._pair: Any = None
+        self._socket: socket.socket | None = None
+        self._address: Any = None
+        self._drop_idle_sender_reports()
+
+    def _drop_idle_sender_reports(self) -> None:
+        # RFC 3550 §6.4.1 says an SR carries the sender's NTP↔RTP mapping; aiortc's senders
+        # with no media write zeros there, which breaks lip sync in the subscriber. The relay
+        # writes the real ones through send_rtcp, so aiortc's are dropped here.
+        original = self.dtls._send_rtp
+
+        async def send_rtp(data: bytes) -> None:
+            if len(data) > 1 and data[1] == 200:
+                return
+            await original(data)
+
+        self.dtls._send_rtp = send_rtp  # type: ignore[method-assign]
+
+    @property
+    def ready(self) -> bool:
+        return self.dtls._tx_srtp is not None and bool(self.connection._nominated)
+
+    def unprotect_rtp(self, data: bytes) -> bytes | None:
+        """Verify and decrypt one SRTP packet in our own buffer (libsrtp works in place)."""
+        session = self.dtls._rx_srtp
+        size = len(data)
+        if session is None or size > _SRTP_BUFFER:
+            self.unprotect_errors += 1
+            return None
+        view = self._in_view
+        view[:size] = data
+        length = self._in_len
+        length[0] = size
+        if _srtp_lib.srtp_unprotect(session._srtp[0], self._in, length) != 0:
+            self.unprotect_errors += 1
+            return None
+        return view[: length[0]].tobytes()
+
+    def unprotect_rtcp(self, data: bytes) -> bytes | None:
+        try:
+            return self.dtls._rx_srtp.unprotect_rtcp(data)
+        except (pylibsrtp.Error, ValueError, TypeError, AttributeError):
+            self.unprotect_errors += 1
+            return None
+
+    def send_rtp(self, data: bytes | bytearray) -> None:
+        """Protect and send one RTP packet; failures are counted, never raised."""
+        size = len(data)
+        sock = self._current_socket()
+        session = self.dtls._tx_srtp
+        if session is None or size > _SRTP_BUFFER - _SRTP_TRAILER:
+            self.send_errors += 1
+            return
+        if sock is None:  # not a plain UDP pair (TURN), or not connected
+            try:
+                self._send(session.protect(bytes(data)))
+            except (pylibsrtp.Error, ValueError, OSError):
+                self.send_errors += 1
+            return
+        view = self._out_view
+        view[:size] = data
+        length = self._out_len
+        length[0] = size
+        if _srtp_lib.srtp_protect(session._srtp[0], self._out, length) != 0:
+            self.send_errors += 1
+            return
+        try:
+            sock.sendto(view[: length[0]], self._address)
+        except OSError:  # e.g. the socket buffer is full: a lost packet, as on the wire
+            self.send_errors += 1
+
+    def _current_socket(self) -> socket.socket | None:
+        pair = self.connection._nominated.get(1)
+        if pair is self._pair:
+            return self._socket
+        self.close_socket()
+        self._pair = pair
+        if pair is None:
+            return None
+        transport = getattr(pair.protocol, "transport", None)
+        raw = transport.get_extra_info("socket") if transport is not None else None
+        if not isinstance(pair.protocol, StunProtocol) or raw is None:
+            return None  # e.g. a TURN allocation: send_rtcp's slower path only
+        self._socket = socket.socket(raw.family, raw.type, fileno=os.dup(raw.fileno()))
+        self._socket.setblocking(False)
+        self._address = pair.remote_addr
+        return self._socket
+
+    def close_socket(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        self._pair = None
+
+    def send_rtcp(self, data: bytes) -> None:
+        try:
+            self._send(self.dtls._tx_srtp.protect_rtcp(data))
+        except (pylibsrtp.Error, ValueError, AttributeError, OSError):
+            self.send_errors += 1
+
+    def _send(self, data: bytes) -> None:
+        pair = self.connection._nominated.get(1)
+        if pair is None:
+            self.send_errors += 1
+            return
+        protocol = pair.protocol
+        transport = getattr(protocol, "transport", None)
+        if isinstance(protocol, StunProtocol) and transport is not None:
+            transport.sendto(data, pair.remote_addr)
+        else:  # e.g. a TURN allocation: aioice's own (async) path
+            task = asyncio.ensure_future(protocol.send_data(data, pair.remote_addr))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)

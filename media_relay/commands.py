@@ -1,0 +1,35 @@
+"""`etapalvelu bench relay`: see media_relay/bench.py."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(root: Any, bench: Any) -> None:
+    parser = bench.add_parser(
+        "relay",
+        help="media relay: added latency, CPU per packet and saturation vs peer-to-peer "
+        "and vs the naive re-encoding relay",
+        description="Runs the relay (uvloop) in its own process with one publisher of "
+        "pre-encoded VP8 and N subscribers in separate processes; prints the figures, the "
+        "baseline, and JSON on the last line.",
+    )
+    parser.add_argument("--subscribers", type=int, default=5, help="subscribers (default 5)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds (10)")
+    parser.add_argument(
+        "--saturation-seconds", type=float, default=3.0, help="flood phase seconds (3; 0 skips)"
+    )
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the naive MediaRelay baseline"
+    )
+    parser.set_defaults(func=_bench_relay)
+
+
+def _bench_relay(args: argparse.Namespace) -> int:
+    from media_relay import bench
+
+    if args.subscribers < 1 or args.seconds <= 0:
+        print("--subscribers must be at least 1 and --seconds positive")
+        return 2
+    return bench.main(args.subscribers, args.seconds, args.saturation_seconds, not args.no_baseline)

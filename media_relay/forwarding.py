@@ -1,0 +1,474 @@
+"""The hot path: one published track fanning out to its subscribers' streams.
+
+`PublishedTrack` receives a publisher's plain RTP (already SRTP-unprotected), keeps it for
+NACKs, and hands one bytearray to each `ForwardedStream`, which rewrites SSRC, sequence
+number, timestamp and MID in place and sends. Per-subscriber offsets keep every outgoing
+stream continuous: across a publisher reconnect (new SSRC), across packets dropped while a
+subscriber waits for a key frame, and across a transceiver reused for another track.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from media_relay import packets
+from media_relay.packet_cache import PacketCache
+from media_relay.packets import RtpHeader
+
+# Key-frame requests to one publisher stream at most this often (Jitsi: 200 ms, Janus: 1 s);
+# a request inside the interval is deferred to its end, not dropped.
+KEYFRAME_REQUEST_INTERVAL = 0.3
+# A subscriber's REMB counts for this long.
+REMB_TTL = 5.0
+# RFC 6464 levels are −dBov; "speaking" is louder than −40 dBov.
+SPEAKING_LEVEL = 40
+MAX_RTP_SIZE = 1500
+
+Sender = Callable[[bytes], None]
+RtpSender = Callable[[bytearray], None]
+
+
+def uint16_gt(a: int, b: int) -> bool:
+    """a is after b in 16-bit sequence space (RFC 3550 A.1)."""
+    return a != b and ((a - b) & 0xFFFF) < 0x8000
+
+
+class DropCounters:
+    """Packets dropped by reason; one instance per participant, read by stats and metrics."""
+
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def add(self, reason: str, n: int = 1) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + n
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+class PublishedTrack:
+    """A track one participant publishes (audio, camera, document or screen)."""
+
+    def __init__(self, participant_id: str, source: str, kind: str) -> None:
+        self.participant_id = participant_id
+        self.source = source
+        self.kind = kind
+        self.clock_rate = 48000 if kind == "audio" else 90000
+        self.ssrc: int | None = None
+        # payload type -> "vp8" | "h264" | "opus" | other lower-case codec name
+        self.codecs: dict[int, str] = {}
+        self.mid_extension_id = 0
+        self.audio_level_extension_id = 0
+        self.subscribers: list[ForwardedStream] = []
+        self.cache = PacketCache(1024, 2.0) if kind == "video" else PacketCache(256, 1.0)
+        # set by the publishing participant: writes RTCP to the publisher
+        self.send_upstream: Sender | None = None
+        self.feedback_ssrc = 1
+        # statistics
+        self.packets = 0
+        self.bytes = 0
+        self.max_seq: int | None = None
+        self.seq_cycles = 0
+        self.base_seq: int | None = None
+        self.keyframes = 0
+        self.plis_sent = 0
+        self.nacks_sent = 0
+        self.last_packet_at = 0.0
+        self.bitrate = 0.0
+        self._bytes_at_tick = 0
+        # key-frame requests
+        self._last_keyframe_request = -1e9
+        self._keyframe_request_due: float | None = None
+        self._keyframe_timer: asyncio.TimerHandle | None = None
+        # RFC 3550 §6.4.1: the publisher's latest sender report (ssrc, ntp, rtp timestamp)
+        self.sender_report: tuple[int, int, int] | None = None
+        self._sender_report_at = 0.0
+        self._expected_prior = 0
+        self._received_prior = 0
+        # RFC 6464 audio levels since the last speaker tick
+        self.level_samples = 0
+        self.loud_samples = 0
+
+    # -- receive
+
+    def handle_rtp(self, data: bytes, header: RtpHeader, now: float) -> None:
+        """Forward one packet of this track to every subscriber; never raises on bad bytes."""
+        seq = header.sequence_number
+        self.packets += 1
+        self.bytes += len(data)
+        self.last_packet_at = now
+        if self.max_seq is None or self.base_seq is None:
+            self.base_seq = self.max_seq = seq
+        elif uint16_gt(seq, self.max_seq):
+            if seq < self.max_seq:
+                self.seq_cycles += 1
+            self.max_seq = seq
+        self.cache.store(seq, data, now)
+
+        codec = self.codecs.get(header.payload_type)
+        keyframe: bool | None = None
+        if self.kind == "audio":
+            keyframe = True
+            if self.audio_level_extension_id:
+                level = packets.audio_level(data, header, self.audio_level_extension_id)
+                if level is not None:
+                    self.level_samples += 1
+                    if level < SPEAKING_LEVEL:
+                        self.loud_samples += 1
+
+        mid_at = (
+            packets.find_extension(data, header, self.mid_extension_id)
+            if self.mid_extension_id
+            else None
+        )
+        buffer: bytearray | None = None
+        for stream in self.subscribers:
+            if not stream.active:
+                continue
+            if stream.in_ssrc != header.ssrc:
+                stream.rebase(header, now)
+            if stream.waiting_keyframe:
+                if keyframe is None:
+                    keyframe = self._is_keyframe(codec, data, header)
+                    if keyframe:
+                        self.keyframes += 1
+                if not keyframe:
+                    stream.dropped_waiting += 1
+                    continue
+                stream.resume(seq)
+            if buffer is None:
+                buffer = bytearray(data)
+            stream.forward(buffer, header, mid_at, now)
+
+    def _is_keyframe(self, codec: str | None, data: bytes, header: RtpHeader) -> bool:
+        if codec == "vp8":
+            return packets.is_vp8_keyframe_start(data, header.payload_start, header.payload_end)
+        if codec == "h264":
+            return packets.is_h264_keyframe_start(data, header.payload_start, header.payload_end)
+        return codec is not None and codec not in ("vp8", "h264", "vp9", "av1")
+
+    def handle_sender_report(self, report: packets.SenderReport) -> None:
+        self.sender_report = (report.ssrc, report.ntp, report.rtp_timestamp)
+        self._sender_report_at = time.monotonic()
+
+    def receiver_report_block(self, now: float) -> packets.ReportBlock | None:
+        """RFC 3550 §6.4.2 for the publisher: loss since the last report, and LSR/DLSR so
+        it can measure its round trip to the relay."""
+        if self.ssrc is None or self.max_seq is None or self.base_seq is None:
+            return None
+        extended = self.seq_cycles * 65536 + self.max_seq
+        expected = extended - self.base_seq + 1
+        expected_interval = expected - self._expected_prior
+        received_interval = self.packets - self._received_prior
+        self._expected_prior, self._received_prior = expected, self.packets
+        lost_interval = expected_interval - received_interval
+        fraction = 0
+        if expected_interval > 0 and lost_interval > 0:
+            fraction = min(255, (lost_interval << 8) // expected_interval)
+        lsr = dlsr = 0
+        if self.sender_report is not None and self.sender_report[0] == self.ssrc:
+            lsr = (self.sender_report[1] >> 16) & 0xFFFFFFFF
+            dlsr = int((now - self._sender_report_at) * 65536) & 0xFFFFFFFF
+        return packets.ReportBlock(
+            self.ssrc, fraction, min(self.lost(), 0x7FFFFF), extended & 0xFFFFFFFF, 0, lsr, dlsr
+        )
+
+    # -- feedback to the publisher
+
+    def request_keyframe(self, now: float | None = None) -> None:
+        """Ask the publisher for a key frame (RFC 4585 §6.3.1 PLI), at most once per interval."""
+        if self.kind != "video":
+            return
+        if now is None:
+            now = time.monotonic()
+        if now - self._last_keyframe_request >= KEYFRAME_REQUEST_INTERVAL:
+            self._send_pli(now)
+        elif self._keyframe_request_due is None:
+            self._defer_pli(self._last_keyframe_request + KEYFRAME_REQUEST_INTERVAL, now)
+
+    def _defer_pli(self, due: float, now: float) -> None:
+        self._keyframe_request_due = due
+        if self._keyframe_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop (unit tests): tick() sends it
+            self._keyframe_timer = loop.call_later(max(0.0, due - now), self._deferred_pli)
+
+    def _deferred_pli(self) -> None:
+        self._keyframe_timer = None
+        if self._keyframe_request_due is not None:
+            self._send_pli(time.monotonic())
+
+    def tick(self, now: float, interval: float) -> None:
+        """Periodic work: deferred key-frame requests, bitrate."""
+        if self._keyframe_request_due is not None and now >= self._keyframe_request_due:
+            self._send_pli(now)
+        self.bitrate = 8 * (self.bytes - self._bytes_at_tick) / interval if interval > 0 else 0.0
+        self._bytes_at_tick = self.bytes
+
+    def _send_pli(self, now: float) -> None:
+        self._keyframe_request_due = None
+        if self.ssrc is None or self.send_upstream is None:
+            # the publisher is not connected yet: ask again shortly
+            self._defer_pli(now + 0.25, now)
+            return
+        self._last_keyframe_request = now
+        self.plis_sent += 1
+        self.send_upstream(packets.build_pli(self.feedback_ssrc, self.ssrc))
+
+    def request_retransmission(self, lost: list[int]) -> None:
+        """Lost packets the cache does not hold: NACK the publisher (RFC 4585 §6.2.1)."""
+        if not lost or self.ssrc is None or self.send_upstream is None:
+            return
+        self.nacks_sent += 1
+        self.send_upstream(packets.build_nack(self.feedback_ssrc, self.ssrc, lost[:64]))
+
+    def estimated_bitrate(self, now: float) -> int | None:
+        """REMB to pass upstream: the minimum over subscribers that reported recently."""
+        rates = [
+            stream.remb
+            for stream in self.subscribers
+            if stream.active and stream.remb is not None and now - stream.remb_at < REMB_TTL
+        ]
+        return min(rates) if rates else None
+
+    # -- statistics
+
+    def lost(self) -> int:
+        if self.max_seq is None or self.base_seq is None:
+            return 0
+        expected = self.seq_cycles * 65536 + self.max_seq - self.base_seq + 1
+        return max(0, expected - self.packets)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "participant_id": self.participant_id,
+            "source": self.source,
+            "kind": self.kind,
+            "ssrc": self.ssrc,
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "lost": self.lost(),
+            "keyframes": self.keyframes,
+            "plis_sent": self.plis_sent,
+            "nacks_sent": self.nacks_sent,
+            "bitrate": round(self.bitrate),
+            "subscribers": sum(1 for s in self.subscribers if s.active),
+        }
+
+    def close(self) -> None:
+        if self._keyframe_timer is not None:
+            self._keyframe_timer.cancel()
+            self._keyframe_timer = None
+        self._keyframe_request_due = None
+        for stream in list(self.subscribers):
+            stream.detach()
+        self.subscribers.clear()
+        self.cache.clear()
+        self.send_upstream = None
+
+
+class ForwardedStream:
+    """One outgoing stream to one subscriber: a send transceiver of the subscriber's connection."""
+
+    def __init__(self, kind: str, ssrc: int, send: RtpSender) -> None:
+        self.kind = kind
+        self.ssrc = ssrc
+        self.send = send
+        self.mid = b""
+        self.track: PublishedTrack | None = None
+        # negotiated with the subscriber
+        self.payload_types: frozenset[int] = frozenset()
+        self.negotiated = False
+        self.connected = False
+        # ID to move a publisher's MID element to when ours differs in length (hides it)
+        self.hidden_extension_id = 14
+        # rewriting state
+        self.in_ssrc: int | None = None
+        self.seq_offset = 0
+        self.ts_offset = 0
+        self.last_seq: int | None = None
+        self.last_ts = random.getrandbits(32)
+        self.last_sent_at = 0.0
+        self.first_seq = random.getrandbits(15)
+        self.waiting_keyframe = kind == "video"
+        # statistics
+        self.packets = 0
+        self.bytes = 0
+        self.payload_bytes = 0
+        self.dropped_waiting = 0
+        self.dropped_codec = 0
+        self.nacks = 0
+        self.retransmitted = 0
+        self.plis = 0
+        self.remb: int | None = None
+        self.remb_at = 0.0
+        self.fraction_lost = 0
+        self.packets_lost = 0
+        self.bitrate = 0.0
+        self._bytes_at_tick = 0
+
+    @property
+    def active(self) -> bool:
+        return self.track is not None and self.negotiated and self.connected
+
+    def attach(self, track: PublishedTrack) -> None:
+        if self.track is track:
+            return
+        self.detach()
+        self.track = track
+        self.in_ssrc = None  # rebase on the first packet
+        self.waiting_keyframe = self.kind == "video"
+        self.remb = None
+        track.subscribers.append(self)
+
+    def detach(self) -> None:
+        if self.track is not None:
+            if self in self.track.subscribers:
+                self.track.subscribers.remove(self)
+            self.track = None
+        self.in_ssrc = None
+
+    # -- rewriting
+
+    def rebase(self, header: RtpHeader, now: float) -> None:
+        """The source SSRC changed (first packet, or the publisher reconnected): continue our
+        sequence numbers, and advance our timestamp by the wall-clock gap (Janus does the same).
+        """
+        clock_rate = self.track.clock_rate if self.track is not None else 90000
+        if self.last_seq is None:
+            next_ts = self.last_ts
+        else:
+            gap = max(now - self.last_sent_at, 0.0)
+            next_ts = self.last_ts + max(1, int(gap * clock_rate))
+        self.ts_offset = (next_ts - header.timestamp) & 0xFFFFFFFF
+        self.in_ssrc = header.ssrc
+        self.resume(header.sequence_number)
+        self.waiting_keyframe = self.kind == "video"
+
+    def resume(self, seq: int) -> None:
+        """Make `seq` the next outgoing sequence number (nothing skipped, no gap to NACK)."""
+        next_seq = self.first_seq if self.last_seq is None else (self.last_seq + 1) & 0xFFFF
+        self.seq_offset = (next_seq - seq) & 0xFFFF
+        self.waiting_keyframe = False
+
+    def forward(
+        self,
+        buffer: bytearray,
+        header: RtpHeader,
+        mid_at: tuple[int, int] | None,
+        now: float,
+    ) -> None:
+        if header.payload_type not in self.payload_types:
+            self.dropped_codec += 1
+            return
+        seq = (header.sequence_number + self.seq_offset) & 0xFFFF
+        ts = (header.timestamp + self.ts_offset) & 0xFFFFFFFF
+        packets.rewrite_rtp(buffer, header.payload_type, header.marker, seq, ts, self.ssrc)
+        retagged = False
+        if mid_at is not None:
+            offset, length = mid_at
+            if length == len(self.mid):
+                buffer[offset : offset + length] = self.mid
+            else:
+                packets.retag_extension(buffer, header, offset, self.hidden_extension_id)
+                retagged = True
+        self.send(buffer)  # protected into the link's own buffer: no copy here
+        if retagged and mid_at is not None and self.track is not None:
+            packets.retag_extension(buffer, header, mid_at[0], self.track.mid_extension_id)
+        if self.last_seq is None or uint16_gt(seq, self.last_seq):
+            self.last_seq = seq
+            self.last_ts = ts
+            self.last_sent_at = now
+        self.packets += 1
+        self.bytes += len(buffer)
+        self.payload_bytes += header.payload_end - header.payload_start
+
+    # -- feedback from the subscriber
+
+    def handle_nack(self, lost: list[int], now: float) -> None:
+        """Resend what the cache holds; ask the publisher for the rest (RFC 4585 §6.2.1)."""
+        track = self.track
+        self.nacks += 1
+        if track is None or self.in_ssrc is None:
+            return
+        missing: list[int] = []
+        for out_seq in lost:
+            in_seq = (out_seq - self.seq_offset) & 0xFFFF
+            data = track.cache.get(in_seq, now)
+            if data is None:
+                missing.append(in_seq)
+                continue
+            header = packets.parse_rtp_header(data)
+            if header is None or header.ssrc != self.in_ssrc:
+                continue
+            buffer = bytearray(data)
+            mid_at = (
+                packets.find_extension(data, header, track.mid_extension_id)
+                if track.mid_extension_id
+                else None
+            )
+            last = (self.last_seq, self.last_ts, self.last_sent_at)
+            self.forward(buffer, header, mid_at, now)
+            # a retransmission must not move the stream's "latest" position
+            self.last_seq, self.last_ts, self.last_sent_at = last
+            self.retransmitted += 1
+        track.request_retransmission(missing)
+
+    def handle_keyframe_request(self, now: float) -> None:
+        self.plis += 1
+        if self.track is not None:
+            self.track.request_keyframe(now)
+
+    def handle_remb(self, bitrate: int, now: float) -> None:
+        self.remb = bitrate
+        self.remb_at = now
+
+    def handle_report(self, block: packets.ReportBlock) -> None:
+        self.fraction_lost = block.fraction_lost
+        self.packets_lost = block.packets_lost
+
+    def sender_report(self, now_ntp: int) -> bytes | None:
+        """RFC 3550 §6.4.1 for our SSRC, from the publisher's NTP↔RTP mapping shifted by our
+        timestamp offset, so the subscriber can put audio and video on one clock."""
+        track = self.track
+        if track is None or track.sender_report is None or self.last_seq is None:
+            return None
+        ssrc, ntp, rtp_ts = track.sender_report
+        if ssrc != self.in_ssrc:
+            return None
+        return packets.build_sender_report(
+            self.ssrc, ntp, rtp_ts + self.ts_offset, self.packets, self.payload_bytes
+        )
+
+    def tick(self, interval: float) -> None:
+        self.bitrate = 8 * (self.bytes - self._bytes_at_tick) / interval if interval > 0 else 0.0
+        self._bytes_at_tick = self.bytes
+
+    def stats(self) -> dict[str, Any]:
+        track = self.track
+        return {
+            "ssrc": self.ssrc,
+            "kind": self.kind,
+            "mid": self.mid.decode("ascii", "replace"),
+            "from_participant_id": track.participant_id if track else None,
+            "source": track.source if track else None,
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "lost": self.packets_lost,
+            "fraction_lost": self.fraction_lost / 256,
+            "nacks": self.nacks,
+            "retransmitted": self.retransmitted,
+            "plis": self.plis,
+            "remb": self.remb,
+            "bitrate": round(self.bitrate),
+            "dropped_waiting_keyframe": self.dropped_waiting,
+            "dropped_codec": self.dropped_codec,
+        }

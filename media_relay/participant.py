@@ -1,0 +1,498 @@
+"""One participant's connection to the relay: its RTCPeerConnection, what it publishes and
+what it is sent, and the (serialised) SDP negotiations with it.
+
+The relay is the offerer. Each published source has a recvonly transceiver; each track of
+someone else has a sendonly transceiver, reused for another track of the same kind (set
+inactive meanwhile) so m-lines do not grow without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.sdp import SessionDescription
+
+from media_relay import packets
+from media_relay.aiortc_hooks import SilentTrack, SrtpLink, dtls_transport, install_host_candidates
+from media_relay.codecs import codec_key, preferred_codecs
+from media_relay.errors import RelayError
+from media_relay.forwarding import MAX_RTP_SIZE, DropCounters, ForwardedStream, PublishedTrack
+
+if TYPE_CHECKING:
+    from media_relay.control import RelayConfig
+
+logger = logging.getLogger(__name__)
+
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+
+def kind_of(source: str) -> str:
+    return "audio" if source == "audio" else "video"
+
+
+class Participant:
+    def __init__(
+        self,
+        room_id: str,
+        participant_id: str,
+        config: RelayConfig,
+        on_gone: Callable[[Participant, str], None],
+    ) -> None:
+        self.room_id = room_id
+        self.participant_id = participant_id
+        self.config = config
+        self._on_gone = on_gone
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        self.link: SrtpLink | None = None
+        self.published: dict[str, PublishedTrack] = {}
+        self._recv_transceivers: dict[str, RTCRtpTransceiver] = {}
+        self.forwarded: list[ForwardedStream] = []
+        self._send_transceivers: dict[int, RTCRtpTransceiver] = {}  # id(stream) -> transceiver
+        self._inbound_by_ssrc: dict[int, PublishedTrack] = {}
+        self._outbound_by_ssrc: dict[int, ForwardedStream] = {}
+        self._track_by_mid: dict[str, PublishedTrack] = {}
+        self._lock = asyncio.Lock()
+        self.negotiating = False
+        self.negotiation_started = 0.0
+        self.renegotiate_pending = False
+        self.connected = False
+        self.ever_connected = False
+        self.closed = False
+        self.gone_reason: str | None = None
+        self.created = time.monotonic()
+        self.last_heard = self.created
+        self.drops = DropCounters()
+        self.rtp_received = 0
+        self.rtcp_received = 0
+        self.nacks_received = 0
+        self.plis_received = 0
+        self._mid_extension_id = 0
+        self._free_recv: list[RTCRtpTransceiver] = []
+        self.pc.on("connectionstatechange", self._on_connection_state)
+
+    # -- what is sent and received
+
+    def ensure_published(self, source: str) -> PublishedTrack:
+        track = self.published.get(source)
+        if track is None:
+            track = PublishedTrack(self.participant_id, source, kind_of(source))
+            self.published[source] = track
+        return track
+
+    def adopt_published(self, tracks: dict[str, PublishedTrack]) -> None:
+        """A reconnect: the new connection carries on the old one's tracks (same objects, so
+        subscribers keep their streams and rebase on the new SSRC)."""
+        self.published = tracks
+        for track in tracks.values():
+            track.ssrc = None
+            track.send_upstream = None
+
+    def unpublish(self, source: str) -> PublishedTrack | None:
+        track = self.published.pop(source, None)
+        if track is not None:
+            track.close()
+        return track
+
+    def plan(self, wanted: list[PublishedTrack]) -> bool:
+        """Make the transceivers match: one recvonly per published source, one sendonly per
+        track in `wanted`; streams of tracks no longer wanted go inactive and are reused.
+        Returns whether anything changed (so needs an offer)."""
+        changed = False
+        for source in self.published:
+            transceiver = self._recv_transceivers.get(source)
+            if transceiver is None:
+                changed = True
+                transceiver = self._free_recv_transceiver(kind_of(source))
+                if transceiver is None:
+                    transceiver = self.pc.addTransceiver(kind_of(source), direction="recvonly")
+                    transceiver.setCodecPreferences(preferred_codecs(kind_of(source)))
+                self._recv_transceivers[source] = transceiver
+            transceiver.direction = "recvonly"
+        for source, transceiver in list(self._recv_transceivers.items()):
+            if source not in self.published:
+                changed = True
+                transceiver.direction = "inactive"
+                del self._recv_transceivers[source]
+                self._free_recv.append(transceiver)
+
+        wanted_ids = {id(track) for track in wanted}
+        for stream in self.forwarded:
+            if stream.track is not None and id(stream.track) not in wanted_ids:
+                changed = True
+                stream.detach()
+                stream.negotiated = False
+                self._send_transceivers[id(stream)].direction = "inactive"
+        have = {id(stream.track) for stream in self.forwarded if stream.track is not None}
+        for track in wanted:
+            if id(track) in have:
+                continue
+            changed = True
+            free = next(
+                (s for s in self.forwarded if s.track is None and s.kind == track.kind), None
+            )
+            target = free if free is not None else self._add_forwarded_stream(track.kind)
+            target.attach(track)
+            target.negotiated = False
+            transceiver = self._send_transceivers[id(target)]
+            transceiver.direction = "sendonly"
+            sender: RTCRtpSender = transceiver.sender
+            # msid: "<stream id> <track id>", so a browser groups a participant's tracks
+            sender._stream_id = _token(track.participant_id)
+            sender._track_id = _token(f"{track.participant_id}-{track.source}")
+        return changed
+
+    def _free_recv_transceiver(self, kind: str) -> RTCRtpTransceiver | None:
+        for transceiver in self._free_recv:
+            if transceiver.kind == kind:
+                self._free_recv.remove(transceiver)
+                return transceiver
+        return None
+
+    def _add_forwarded_stream(self, kind: str) -> ForwardedStream:
+        transceiver = self.pc.addTransceiver(kind, direction="sendonly")
+        transceiver.setCodecPreferences(preferred_codecs(kind))
+        transceiver.sender.replaceTrack(SilentTrack(kind))
+        stream = ForwardedStream(kind, transceiver.sender._ssrc, self._send_rtp)
+        self.forwarded.append(stream)
+        self._send_transceivers[id(stream)] = transceiver
+        self._outbound_by_ssrc[stream.ssrc] = stream
+        return stream
+
+    # -- negotiation
+
+    async def create_offer(self) -> dict[str, Any]:
+        install_host_candidates(
+            self.pc,
+            self.config.listen_address,
+            self.config.announced_addresses,
+            self.config.port_min,
+            self.config.port_max,
+        )
+        offer = await self.pc.createOffer()
+        await self.pc.setLocalDescription(offer)
+        self._hook_transport()
+        self.negotiating = True
+        self.negotiation_started = time.monotonic()
+        tracks: list[dict[str, Any]] = []
+        for source, transceiver in self._recv_transceivers.items():
+            tracks.append(
+                {
+                    "mid": transceiver.mid,
+                    "kind": kind_of(source),
+                    "source": source,
+                    "participant_id": self.participant_id,
+                    "direction": "send",
+                }
+            )
+        for stream in self.forwarded:
+            transceiver = self._send_transceivers[id(stream)]
+            stream.mid = (transceiver.mid or "").encode("ascii")
+            if stream.track is None:
+                continue
+            tracks.append(
+                {
+                    "mid": transceiver.mid,
+                    "kind": stream.kind,
+                    "source": stream.track.source,
+                    "participant_id": stream.track.participant_id,
+                    "direction": "recv",
+                }
+            )
+        local = self.pc.localDescription
+        return {"type": "offer", "sdp": local.sdp, "tracks": tracks}
+
+    async def apply_answer(self, sdp: str) -> list[PublishedTrack]:
+        """Take the participant's answer; returns the tracks whose subscribers need a key frame."""
+        if not self.negotiating:
+            raise RelayError("no_offer", "no offer is waiting for an answer")
+        if not isinstance(sdp, str) or len(sdp) > 200_000:
+            raise RelayError("bad_answer", "the answer must be an SDP string")
+        try:
+            parsed = SessionDescription.parse(sdp)
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        except Exception as exc:  # aiortc raises ValueError, InvalidStateError, AssertionError…
+            raise RelayError("bad_answer", f"the SDP answer was not accepted: {exc}") from exc
+        self.negotiating = False
+        by_mid = {media.rtp.muxId: media for media in parsed.media if media.rtp.muxId}
+        for source, transceiver in self._recv_transceivers.items():
+            media = by_mid.get(transceiver.mid or "")
+            track = self.published.get(source)
+            if media is None or track is None:
+                continue
+            self._configure_published(track, media, transceiver)
+        need_keyframe: list[PublishedTrack] = []
+        for stream in self.forwarded:
+            transceiver = self._send_transceivers[id(stream)]
+            media = by_mid.get(transceiver.mid or "")
+            if media is None or stream.track is None:
+                stream.negotiated = False
+                continue
+            stream.payload_types = frozenset(
+                codec.payloadType for codec in media.rtp.codecs if codec.payloadType is not None
+            )
+            used = {ext.id for ext in media.rtp.headerExtensions}
+            stream.hidden_extension_id = next((i for i in range(14, 0, -1) if i not in used), 14)
+            accepted = media.port != 0 and media.direction in ("recvonly", "sendrecv")
+            if accepted and not stream.negotiated and self.connected:
+                # (not yet connected: asked when the connection comes up)
+                need_keyframe.append(stream.track)
+            stream.negotiated = accepted
+            stream.connected = self.connected
+        return need_keyframe
+
+    def _configure_published(
+        self, track: PublishedTrack, media: Any, transceiver: RTCRtpTransceiver
+    ) -> None:
+        track.codecs = {codec.payloadType: codec_key(codec) for codec in media.rtp.codecs}
+        for ext in media.rtp.headerExtensions:
+            if ext.uri == MID_URI:
+                track.mid_extension_id = ext.id
+                self._mid_extension_id = ext.id
+            elif ext.uri == AUDIO_LEVEL_URI:
+                track.audio_level_extension_id = ext.id
+        rtx = {group.items[1] for group in media.ssrc_group if group.semantic == "FID"}
+        for description in media.ssrc:
+            if description.ssrc not in rtx:
+                self._set_ssrc(track, description.ssrc)
+                break
+        self._track_by_mid[transceiver.mid or ""] = track
+        track.feedback_ssrc = transceiver.sender._ssrc
+        track.send_upstream = self._send_rtcp
+
+    def _set_ssrc(self, track: PublishedTrack, ssrc: int) -> None:
+        if track.ssrc is not None and self._inbound_by_ssrc.get(track.ssrc) is track:
+            del self._inbound_by_ssrc[track.ssrc]
+        track.ssrc = ssrc
+        self._inbound_by_ssrc[ssrc] = track
+
+    # -- transport
+
+    def _hook_transport(self) -> None:
+        if self.link is not None:
+            return
+        dtls = dtls_transport(self.pc)
+        if dtls is None:
+            return
+        self.link = SrtpLink(dtls)
+        for protocol in self.link.connection._protocols:
+            if hasattr(protocol, "media_handler"):
+                protocol.media_handler = self._on_media
+
+    def _send_rtp(self, data: bytearray) -> None:
+        link = self.link
+        if link is not None:
+            link.send_rtp(data)
+
+    def _send_rtcp(self, data: bytes) -> None:
+        link = self.link
+        if link is not None and self.connected:
+            link.send_rtcp(data)
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected":
+            self.connected = True
+            self.ever_connected = True
+            self.last_heard = time.monotonic()
+            if self.link is not None:
+                # gathering may have created protocols after the hook was installed
+                for protocol in self.link.connection._protocols:
+                    if hasattr(protocol, "media_handler"):
+                        protocol.media_handler = self._on_media
+            for stream in self.forwarded:
+                stream.connected = True
+                if stream.active and stream.track is not None:
+                    stream.track.request_keyframe()
+        elif state in ("failed", "closed") and not self.closed:
+            self.connected = False
+            self._on_gone(self, "ice_failed" if state == "failed" else "connection_closed")
+
+    def _on_media(self, data: bytes) -> None:
+        """SRTP or SRTCP from the participant's socket; bad input is dropped and counted."""
+        self.last_heard = time.monotonic()
+        link = self.link
+        if link is None or link.dtls._rx_srtp is None:
+            self.drops.add("not_connected")
+            return
+        try:
+            if packets.is_rtcp(data):
+                plain = link.unprotect_rtcp(data)
+                if plain is None:
+                    self.drops.add("srtcp_unprotect")
+                    return
+                self.rtcp_received += 1
+                self._on_rtcp(plain)
+            else:
+                if len(data) > MAX_RTP_SIZE + 64:
+                    self.drops.add("oversized")
+                    return
+                plain = link.unprotect_rtp(data)
+                if plain is None:
+                    self.drops.add("srtp_unprotect")
+                    return
+                self.rtp_received += 1
+                self._on_rtp(plain)
+        except Exception:  # never into the event loop
+            logger.exception("relay: packet from %s dropped", self.participant_id)
+            self.drops.add("error")
+
+    def _on_rtp(self, data: bytes) -> None:
+        header = packets.parse_rtp_header(data)
+        if header is None:
+            self.drops.add("malformed_rtp")
+            return
+        track = self._inbound_by_ssrc.get(header.ssrc)
+        if track is None:
+            track = self._learn_ssrc(data, header)
+            if track is None:
+                self.drops.add("unknown_ssrc")
+                return
+        if header.payload_type not in track.codecs:
+            self.drops.add("unknown_payload_type")
+            return
+        track.handle_rtp(data, header, time.monotonic())
+
+    def _learn_ssrc(self, data: bytes, header: packets.RtpHeader) -> PublishedTrack | None:
+        """An SSRC the answer did not announce: bind it by the MID header extension (RFC 8843
+        §15) — the case of a publisher that restarts its stream."""
+        found = packets.find_extension(data, header, self._mid_extension_id)
+        if found is None:
+            return None
+        mid = bytes(data[found[0] : found[0] + found[1]]).decode("ascii", "replace")
+        track = self._track_by_mid.get(mid)
+        if track is not None:
+            self._set_ssrc(track, header.ssrc)
+        return track
+
+    def _on_rtcp(self, data: bytes) -> None:
+        now = time.monotonic()
+        parsed_any = False
+        for item in packets.iter_rtcp(data):
+            parsed_any = True
+            kind = item.packet_type
+            if kind == packets.RTCP_SR:
+                report = packets.parse_sender_report(data, item)
+                if report is not None:
+                    track = self._inbound_by_ssrc.get(report.ssrc)
+                    if track is not None:
+                        track.handle_sender_report(report)
+                self._handle_report_blocks(data, item)
+            elif kind == packets.RTCP_RR:
+                self._handle_report_blocks(data, item)
+            elif kind == packets.RTCP_RTPFB and item.subtype == packets.RTPFB_NACK:
+                stream = self._outbound_for(data, item)
+                if stream is not None:
+                    self.nacks_received += 1
+                    stream.handle_nack(packets.parse_nack(data, item), now)
+            elif kind == packets.RTCP_PSFB and item.subtype == packets.PSFB_PLI:
+                stream = self._outbound_for(data, item)
+                if stream is not None:
+                    self.plis_received += 1
+                    stream.handle_keyframe_request(now)
+            elif kind == packets.RTCP_PSFB and item.subtype == packets.PSFB_FIR:
+                for ssrc in packets.parse_fir_ssrcs(data, item):
+                    stream = self._outbound_by_ssrc.get(ssrc)
+                    if stream is not None:
+                        self.plis_received += 1
+                        stream.handle_keyframe_request(now)
+            elif kind == packets.RTCP_PSFB and item.subtype == packets.PSFB_AFB:
+                remb = packets.parse_remb(data, item)
+                if remb is not None:
+                    for ssrc in remb[1]:
+                        stream = self._outbound_by_ssrc.get(ssrc)
+                        if stream is not None:
+                            stream.handle_remb(remb[0], now)
+        if not parsed_any:
+            self.drops.add("malformed_rtcp")
+
+    def _outbound_for(self, data: bytes, item: packets.RtcpItem) -> ForwardedStream | None:
+        ssrc = packets.feedback_media_ssrc(data, item)
+        stream = self._outbound_by_ssrc.get(ssrc) if ssrc is not None else None
+        if stream is None:
+            self.drops.add("unknown_feedback_ssrc")
+        return stream
+
+    def _handle_report_blocks(self, data: bytes, item: packets.RtcpItem) -> None:
+        for block in packets.parse_report_blocks(data, item):
+            stream = self._outbound_by_ssrc.get(block.ssrc)
+            if stream is not None:
+                stream.handle_report(block)
+
+    # -- periodic work (called by the room's tick)
+
+    def tick(self, now: float, interval: float, ntp_now: int, send_reports: bool) -> None:
+        for track in self.published.values():
+            track.tick(now, interval)
+        for stream in self.forwarded:
+            stream.tick(interval)
+        if not send_reports or not self.connected or self.link is None:
+            return
+        for stream in self.forwarded:
+            if stream.active:
+                report = stream.sender_report(ntp_now)
+                if report is not None:
+                    self.link.send_rtcp(report)
+        for track in self.published.values():
+            block = track.receiver_report_block(now)
+            if block is None:
+                continue
+            report = packets.build_receiver_report(track.feedback_ssrc, [block])
+            if track.kind == "video":
+                bitrate = track.estimated_bitrate(now)
+                if bitrate is not None:
+                    # RFC 4585 §3.1: feedback rides in a compound packet after a report
+                    report += packets.build_remb(track.feedback_ssrc, bitrate, [block.ssrc])
+            self._send_rtcp(report)
+
+    # -- teardown
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.connected = False
+        if self.link is not None:
+            self.link.close_socket()
+            for protocol in self.link.connection._protocols:
+                if hasattr(protocol, "media_handler"):
+                    protocol.media_handler = None
+        for stream in self.forwarded:
+            stream.detach()
+        self._inbound_by_ssrc.clear()
+        self._outbound_by_ssrc.clear()
+        self._track_by_mid.clear()
+        try:
+            await self.pc.close()
+        except Exception:
+            logger.exception("relay: closing %s failed", self.participant_id)
+        self.pc.remove_all_listeners()
+        self.link = None
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "connected": self.connected,
+            "negotiating": self.negotiating,
+            "rtp_received": self.rtp_received,
+            "rtcp_received": self.rtcp_received,
+            "nacks_received": self.nacks_received,
+            "plis_received": self.plis_received,
+            "dropped": dict(self.drops.counts),
+            "published": {source: track.stats() for source, track in self.published.items()},
+            "forwarded": [stream.stats() for stream in self.forwarded if stream.track is not None],
+        }
+
+
+def _token(value: str) -> str:
+    """An SDP msid token (RFC 8830 §2: no spaces)."""
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in value)
+    return cleaned[:64] or "relay"

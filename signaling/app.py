@@ -1,0 +1,176 @@
+"""Assembles the signaling server: aiohttp app + socket.io + database + in-process relay.
+
+    app, services = create_app(settings, demo=False)
+
+builds everything without touching the network or the database; running the app (aiohttp's
+startup) then migrates the database, seeds the demo data when asked, starts the in-process
+relay (`services.relay`, created by create_app so that feature setups can attach their listener;
+None when `media_relay.control.LocalRelay` does not exist), and starts the revocation sweep. Feature
+modules (`signaling.features.FEATURE_MODULES`) are imported here: their `@on_event` handlers
+become live and their optional `setup(app, services)` runs before the app starts. A feature
+with async startup/cleanup work adds it with `app.cleanup_ctx.append(...)` in `setup`; that
+runs after the database is migrated and is cleaned up before it is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator
+from types import ModuleType
+from typing import Any
+
+import socketio
+from aiohttp import web
+from sqlalchemy import update
+
+from signaling import http_api, pages
+from signaling.config import Settings
+from signaling.db import create_engine, migrate, session_factory
+from signaling.dispatch import Dispatcher, engine_buffer_size
+from signaling.features import FEATURE_MODULES, import_optional
+from signaling.models import Endpoint, User
+from signaling.protocol import REGISTRY
+from signaling.services import Services
+
+log = logging.getLogger(__name__)
+
+DEMO_KEY = web.AppKey("demo", bool)
+
+
+def load_features(names: list[str] | None = None) -> list[ModuleType]:
+    modules = []
+    for name in FEATURE_MODULES if names is None else names:
+        module = import_optional(name)
+        if module is not None:
+            modules.append(module)
+    return modules
+
+
+def create_socketio_server(settings: Settings) -> socketio.AsyncServer:
+    manager = (
+        socketio.AsyncRedisManager(settings.redis_url, channel=settings.redis_channel)
+        if settings.redis_url
+        else None
+    )
+    return socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=manager,
+        # The consoles are served from this origin; a production deployment behind another
+        # origin sets public_url, which is then the only one allowed.
+        cors_allowed_origins=[settings.public_url.rstrip("/")] if settings.public_url else None,
+        max_http_buffer_size=engine_buffer_size(settings.max_message_bytes),
+        logger=False,
+        engineio_logger=False,
+        ping_interval=20,
+        ping_timeout=20,
+    )
+
+
+def create_app(
+    settings: Settings, *, demo: bool = False, features: list[str] | None = None
+) -> tuple[web.Application, Services]:
+    """Build the whole signaling server (see the module docstring). `features` overrides
+    FEATURE_MODULES (tests of one feature in isolation)."""
+    modules = load_features(features)
+    engine = create_engine(settings.sqlalchemy_url)
+    sio = create_socketio_server(settings)
+    services = Services(
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        sio=sio,
+        # Created now so that feature setups can attach their listeners; started at startup.
+        relay=_create_relay(settings),
+    )
+    app = web.Application(
+        client_max_size=settings.max_document_bytes + 1024 * 1024,
+        middlewares=[http_api.json_errors],
+    )
+    app[http_api.SERVICES_KEY] = services
+    app[DEMO_KEY] = demo
+    sio.attach(app)
+    dispatcher = Dispatcher(services, REGISTRY)
+    services.extras["dispatcher"] = dispatcher
+    dispatcher.install()
+    pages.add_routes(app)
+    http_api.add_routes(app)
+    # Runs before any feature's cleanup_ctx (it is first) and is cleaned up after them.
+    app.cleanup_ctx.append(_lifecycle)
+    deferred: list[Any] = []
+    for module in modules:
+        setup = getattr(module, "setup", None)
+        if setup is not None:
+            result = setup(app, services)
+            if inspect.isawaitable(result):
+                deferred.append(result)
+    if deferred:
+        # An async setup cannot add routes (the router freezes at startup); it may do the rest.
+        async def run_deferred(_app: web.Application) -> None:
+            for awaitable in deferred:
+                await awaitable
+
+        app.on_startup.append(run_deferred)
+    return app, services
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    services = http_api.services_of(app)
+    settings = services.settings
+    await migrate(services.engine)
+    if not settings.redis_url:
+        # A lone process starts with no sockets, so nobody is connected; with Redis other
+        # processes may hold sockets and this is left to their own disconnects.
+        await _mark_everyone_disconnected(services)
+    if app[DEMO_KEY]:
+        from signaling.demo import seed_demo
+
+        services.extras["demo_credentials"] = await seed_demo(services.sessions)
+    if services.relay is not None:
+        await services.relay.start()
+        log.info("in-process media relay started")
+    dispatcher: Dispatcher = services.extras["dispatcher"]
+    sweeper = asyncio.create_task(dispatcher.run_sweeper(settings.revocation_check_seconds))
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        if services.relay is not None:
+            try:
+                await services.relay.stop()
+            except Exception:
+                log.exception("stopping the relay failed")
+        manager = services.sio.manager
+        if isinstance(manager, socketio.AsyncRedisManager):
+            with contextlib.suppress(Exception):
+                thread = getattr(manager, "thread", None)
+                if thread is not None:
+                    thread.cancel()
+        await services.engine.dispose()
+
+
+async def _mark_everyone_disconnected(services: Services) -> None:
+    async with services.sessions() as session:
+        await session.execute(update(User).where(User.online.is_(True)).values(online=False))
+        await session.execute(
+            update(Endpoint).where(Endpoint.presence != "offline").values(presence="offline")
+        )
+        await session.commit()
+
+
+def _create_relay(settings: Settings) -> Any:
+    """The in-process relay (not started yet), or None while media_relay is not there."""
+    try:
+        control = import_optional("media_relay.control")
+    except ImportError as exc:
+        # The relay package is half-present (e.g. mid-development); serve without media.
+        log.warning("media relay not importable (%s); calls will have no media", exc)
+        return None
+    if control is None or not hasattr(control, "LocalRelay"):
+        log.info("media relay not available; calls will have no media")
+        return None
+    return control.LocalRelay(control.RelayConfig.from_settings(settings))

@@ -1,0 +1,624 @@
+"""Calls: a kiosk, an expert and maybe interpreters in one relay room.
+
+A call is created when an expert takes a ticket (`signaling.queues`). Its participants are
+rows of `call_participants`: who may join is decided there, never by the client. Joining asks
+the relay (`services.relay`, the LocalRelay control API) for an offer; the relay's later offers
+come back through `CallRelayListener.on_offer` and go to the one socket that holds that
+participant's relay session (`CallSessions`). A participant joining again — reload, reconnect,
+second tab — replaces his previous relay session and socket.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from signaling import rooms, secretary
+from signaling.db import utcnow
+from signaling.flow_common import (
+    FlowError,
+    call_id_of_room,
+    call_room,
+    call_view,
+    conflict,
+    forbidden,
+    invalid,
+    not_found,
+    participant_id_for,
+    participants_of,
+    relay_room_id,
+)
+from signaling.flow_models import (
+    Appointment,
+    AppointmentStatus,
+    Call,
+    CallParticipant,
+    CallStatus,
+    InterpreterRequest,
+    ParticipantRole,
+    RequestStatus,
+    Ticket,
+    TicketStatus,
+)
+from signaling.models import Endpoint, User
+from signaling.protocol import (
+    ErrorCode,
+    EventContext,
+    EventModel,
+    Principal,
+    Role,
+    on_event,
+)
+from signaling.services import Services
+
+log = logging.getLogger(__name__)
+
+# What each kind of participant sends when it joins; more sources come with `call:publish`.
+PUBLISH_ON_JOIN: dict[str, list[str]] = {
+    ParticipantRole.CUSTOMER: ["audio", "camera"],
+    ParticipantRole.EXPERT: ["audio", "camera"],
+    ParticipantRole.INTERPRETER: ["audio", "camera"],
+    ParticipantRole.DOCUMENT_CAMERA: ["document"],
+}
+PUBLISHABLE: dict[str, frozenset[str]] = {
+    ParticipantRole.CUSTOMER: frozenset({"document", "screen"}),
+    ParticipantRole.EXPERT: frozenset({"document", "screen"}),
+    ParticipantRole.INTERPRETER: frozenset(),
+    ParticipantRole.DOCUMENT_CAMERA: frozenset({"document"}),
+}
+
+
+# --- domain -----------------------------------------------------------------------------------
+
+
+async def active_call_of_user(session: AsyncSession, user_id: int) -> Call | None:
+    """The active call the person is in as expert, or as an interpreter who has not left."""
+    row = await session.execute(
+        select(Call)
+        .join(CallParticipant, CallParticipant.call_id == Call.id)
+        .where(
+            Call.status == CallStatus.ACTIVE,
+            CallParticipant.kind == "user",
+            CallParticipant.principal_id == user_id,
+            CallParticipant.left_at.is_(None),
+        )
+        .order_by(Call.id.desc())
+        .limit(1)
+    )
+    return row.scalars().first()
+
+
+async def active_call_of_endpoint(session: AsyncSession, endpoint_id: int) -> Call | None:
+    row = await session.execute(
+        select(Call)
+        .where(Call.status == CallStatus.ACTIVE, Call.endpoint_id == endpoint_id)
+        .order_by(Call.id.desc())
+        .limit(1)
+    )
+    return row.scalars().first()
+
+
+async def create_call(session: AsyncSession, ticket: Ticket, expert: User, now: datetime) -> Call:
+    """The call for a ticket the expert has just claimed (the caller commits)."""
+    call = Call(
+        room_id="",
+        status=CallStatus.ACTIVE.value,
+        authority_id=ticket.authority_id,
+        office_id=ticket.office_id,
+        endpoint_id=ticket.endpoint_id,
+        expert_id=expert.id,
+        ticket_id=ticket.id,
+        appointment_id=ticket.appointment_id,
+        kind=ticket.kind,
+        language=ticket.language,
+        queued_at=ticket.queued_at,
+        started_at=now,
+    )
+    session.add(call)
+    await session.flush()
+    call.room_id = relay_room_id(call.id)
+    ticket.call_id = call.id
+    if ticket.endpoint_id is not None:
+        endpoint = await session.get(Endpoint, ticket.endpoint_id)
+        session.add(
+            CallParticipant(
+                call_id=call.id,
+                participant_id=participant_id_for("endpoint", ticket.endpoint_id, "customer"),
+                kind="endpoint",
+                principal_id=ticket.endpoint_id,
+                role=ParticipantRole.CUSTOMER.value,
+                name=endpoint.name if endpoint else "",
+                added_at=now,
+            )
+        )
+    session.add(
+        CallParticipant(
+            call_id=call.id,
+            participant_id=participant_id_for("user", expert.id, "expert"),
+            kind="user",
+            principal_id=expert.id,
+            role=ParticipantRole.EXPERT.value,
+            name=expert.display_name,
+            added_at=now,
+        )
+    )
+    if ticket.appointment_id is not None:
+        appointment = await session.get(Appointment, ticket.appointment_id)
+        if appointment is not None:
+            appointment.status = AppointmentStatus.SERVED.value
+    await session.flush()
+    return call
+
+
+async def end_call(
+    session: AsyncSession, call: Call, now: datetime, reason: str = "ended"
+) -> list[InterpreterRequest]:
+    """Mark the call ended; returns the ringing interpreter requests it withdrew.
+
+    The caller has checked that the call is active and commits.
+    """
+    call.status = CallStatus.ENDED.value
+    call.ended_at = now
+    call.end_reason = reason
+    if call.ticket_id is not None:
+        ticket = await session.get(Ticket, call.ticket_id)
+        if ticket is not None and ticket.status == TicketStatus.SERVING:
+            ticket.status = TicketStatus.DONE.value
+            ticket.finished_at = now
+    for participant in await participants_of(session, call.id):
+        participant.connected = False
+    ringing = list(
+        (
+            await session.execute(
+                select(InterpreterRequest).where(
+                    InterpreterRequest.call_id == call.id,
+                    InterpreterRequest.status == RequestStatus.RINGING,
+                )
+            )
+        ).scalars()
+    )
+    for request in ringing:
+        request.status = RequestStatus.CANCELLED.value
+        request.closed_at = now
+    await session.flush()
+    return ringing
+
+
+async def load_call(session: AsyncSession, call_id: int) -> Call:
+    call = await session.get(Call, call_id, populate_existing=True)
+    if call is None:
+        raise not_found(f"no call {call_id}")
+    return call
+
+
+async def participant_for(
+    session: AsyncSession, call: Call, principal: Principal, device: str = "kiosk"
+) -> CallParticipant:
+    """The participant row this principal may use in the call; refuses everyone else.
+
+    A document camera (an endpoint of the call's office with device "document_camera") gets
+    its row on first join.
+    """
+    if principal.kind == "endpoint" and device == "document_camera":
+        if principal.office_id != call.office_id:
+            raise forbidden("this endpoint is not at the call's office", "not_participant")
+        pid = participant_id_for("endpoint", principal.id, ParticipantRole.DOCUMENT_CAMERA)
+        row = await _participant(session, call.id, pid)
+        if row is None:
+            row = CallParticipant(
+                call_id=call.id,
+                participant_id=pid,
+                kind="endpoint",
+                principal_id=principal.id,
+                role=ParticipantRole.DOCUMENT_CAMERA.value,
+                name=f"{principal.name} (document camera)",
+                added_at=utcnow(),
+            )
+            session.add(row)
+            await session.flush()
+        return row
+    pid = participant_id_for(principal.kind, principal.id, "")
+    row = await _participant(session, call.id, pid)
+    if row is None:
+        raise forbidden(f"you are not a participant of call {call.id}", "not_participant")
+    if row.left_at is not None:
+        raise conflict("you left this call; a new interpreter request is needed", "left")
+    return row
+
+
+async def _participant(session: AsyncSession, call_id: int, pid: str) -> CallParticipant | None:
+    row = await session.execute(
+        select(CallParticipant)
+        .where(CallParticipant.call_id == call_id, CallParticipant.participant_id == pid)
+        .execution_options(populate_existing=True)
+    )
+    return row.scalars().first()
+
+
+# --- relay sessions of this process -----------------------------------------------------------
+
+
+@dataclass
+class CallSessions:
+    """Which socket holds the relay session of each (call, participant) in this process."""
+
+    by_participant: dict[tuple[int, str], str] = field(default_factory=dict)
+
+    def sid_of(self, call_id: int, pid: str) -> str | None:
+        return self.by_participant.get((call_id, pid))
+
+    def bind(self, call_id: int, pid: str, sid: str) -> str | None:
+        old = self.by_participant.get((call_id, pid))
+        self.by_participant[(call_id, pid)] = sid
+        return old if old != sid else None
+
+    def unbind(self, call_id: int, pid: str, sid: str | None = None) -> None:
+        if sid is None or self.by_participant.get((call_id, pid)) == sid:
+            self.by_participant.pop((call_id, pid), None)
+
+    def drop_call(self, call_id: int) -> list[str]:
+        keys = [k for k in self.by_participant if k[0] == call_id]
+        return [self.by_participant.pop(k) for k in keys]
+
+    def of_sid(self, sid: str) -> list[tuple[int, str]]:
+        return [k for k, v in self.by_participant.items() if v == sid]
+
+
+def call_sessions(services: Services) -> CallSessions:
+    found = services.extras.get("call_sessions")
+    if not isinstance(found, CallSessions):
+        found = CallSessions()
+        services.extras["call_sessions"] = found
+    return found
+
+
+class CallRelayListener:
+    """Hears the relay: offers go to the participant's socket; departures update the call."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def on_offer(self, room_id: str, participant_id: str, offer: dict[str, Any]) -> None:
+        call_id = call_id_of_room(room_id)
+        if call_id is None:
+            return
+        sid = call_sessions(self.services).sid_of(call_id, participant_id)
+        if sid is None:
+            log.info("offer for %s/%s dropped: no socket", room_id, participant_id)
+            return
+        await self.services.sio.emit("call:offer", {"call_id": call_id, "offer": offer}, to=sid)
+
+    async def on_participant_gone(self, room_id: str, participant_id: str, reason: str) -> None:
+        call_id = call_id_of_room(room_id)
+        if call_id is None:
+            return
+        call_sessions(self.services).unbind(call_id, participant_id)
+        async with self.services.sessions() as session:
+            row = await _participant(session, call_id, participant_id)
+            if row is None or not row.connected:
+                return
+            row.connected = False
+            await session.commit()
+        log.info("participant %s of %s gone: %s", participant_id, room_id, reason)
+        await push_participants(self.services, call_id)
+
+    async def on_active_speaker(self, room_id: str, participant_id: str) -> None:
+        call_id = call_id_of_room(room_id)
+        if call_id is None:
+            return
+        await self.services.sio.emit(
+            "call:active_speaker",
+            {"call_id": call_id, "participant_id": participant_id},
+            room=call_room(call_id),
+        )
+
+
+def relay_of(services: Services) -> Any:
+    """The running relay with our listener attached, or `unavailable`."""
+    relay = services.relay
+    if relay is None or not getattr(relay, "running", True):
+        raise relay_unavailable()
+    listener = services.extras.get("call_relay_listener")
+    if not isinstance(listener, CallRelayListener):
+        listener = CallRelayListener(services)
+        services.extras["call_relay_listener"] = listener
+    if getattr(relay, "listener", None) is not listener:
+        relay.set_listener(listener)
+    return relay
+
+
+def relay_unavailable() -> FlowError:
+    return FlowError(ErrorCode.UNAVAILABLE, "the media relay is not running", "relay_down")
+
+
+def ice_servers_for(services: Services, principal: Principal) -> list[dict[str, Any]]:
+    """RTCIceServer dicts for this participant: TURN credentials when turn_config has them."""
+    try:
+        from turn_config import credentials
+    except ImportError:
+        credentials = None  # type: ignore[assignment]
+    if credentials is not None:
+        try:
+            label = f"{principal.kind}-{principal.id}"
+            return list(credentials.ice_servers_for(services.settings, label))
+        except Exception:
+            log.exception("TURN credentials could not be made; handing out STUN only")
+    urls = list(services.settings.stun_urls)
+    return [{"urls": urls}] if urls else []
+
+
+async def _count_active(session: AsyncSession) -> int:
+    found = await session.execute(
+        select(func.count()).select_from(Call).where(Call.status == CallStatus.ACTIVE)
+    )
+    return int(found.scalar_one())
+
+
+# --- pushes -----------------------------------------------------------------------------------
+
+
+async def push_participants(services: Services, call_id: int) -> None:
+    async with services.sessions() as session:
+        call = await session.get(Call, call_id)
+        if call is None:
+            return
+        view = await call_view(session, call)
+    await services.sio.emit(
+        "call:participants",
+        {"call_id": call_id, "participants": view["participants"]},
+        room=call_room(call_id),
+    )
+
+
+async def announce_call(services: Services, call_id: int) -> dict[str, Any]:
+    """Create the relay room and tell the kiosk and the expert; returns the call view."""
+    from signaling.statistics import flow_metrics
+
+    metrics = flow_metrics(services)
+    async with services.sessions() as session:
+        call = await load_call(session, call_id)
+        view = await call_view(session, call)
+        active = await _count_active(session)
+    if metrics is not None:
+        metrics.calls.labels(call.kind).inc()
+        metrics.active_calls.set(active)
+    relay = services.relay
+    if relay is not None and getattr(relay, "running", True):
+        try:
+            await relay_of(services).create_room(call.room_id)
+        except Exception:
+            # The room is created again on the first join; the call itself stands.
+            log.exception("relay could not create room %s", call.room_id)
+    if call.endpoint_id is not None:
+        await services.sio.emit(
+            "call:started", {"call": view}, room=rooms.endpoint(call.endpoint_id)
+        )
+    if call.expert_id is not None:
+        await services.sio.emit("call:started", {"call": view}, room=rooms.user(call.expert_id))
+    return view
+
+
+async def finish_call(
+    services: Services, call_id: int, withdrawn: list[int], reason: str
+) -> dict[str, Any]:
+    """After `end_call` committed: close the relay room, tell everyone, free the sockets."""
+    from signaling.statistics import flow_metrics
+
+    async with services.sessions() as session:
+        call = await load_call(session, call_id)
+        view = await call_view(session, call)
+        active = await _count_active(session)
+    metrics = flow_metrics(services)
+    if metrics is not None:
+        metrics.active_calls.set(active)
+    relay = services.relay
+    if relay is not None:
+        try:
+            await relay.close_room(call.room_id)
+        except Exception:
+            log.exception("relay could not close room %s", call.room_id)
+    call_sessions(services).drop_call(call_id)
+    payload = {"call_id": call_id, "reason": reason, "call": view}
+    sio = services.sio
+    targets = [call_room(call_id)]
+    if call.endpoint_id is not None:
+        targets.append(rooms.endpoint(call.endpoint_id))
+    if call.expert_id is not None:
+        targets.append(rooms.user(call.expert_id))
+    await sio.emit("call:ended", payload, room=targets)
+    if withdrawn:
+        from signaling.interpreters import push_withdrawn
+
+        async with services.sessions() as session:
+            for request_id in withdrawn:
+                request = await session.get(InterpreterRequest, request_id)
+                if request is not None:
+                    await push_withdrawn(services, request, "call_ended")
+    await sio.close_room(call_room(call_id))
+    from signaling.queues import publish_queue_change
+
+    await publish_queue_change(services, call.authority_id)
+    return view
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+class CallRef(EventModel):
+    call_id: int = Field(gt=0)
+
+
+class JoinPayload(EventModel):
+    call_id: int = Field(gt=0)
+    device: Literal["kiosk", "document_camera"] = "kiosk"
+
+
+class AnswerPayload(EventModel):
+    call_id: int = Field(gt=0)
+    sdp: str = Field(min_length=1, max_length=60000)
+
+
+class PublishPayload(EventModel):
+    call_id: int = Field(gt=0)
+    source: Literal["document", "screen"]
+
+
+PARTICIPANT_ROLES = {Role.ENDPOINT, Role.EXPERT, Role.INTERPRETER}
+
+
+@on_event("call:join", JoinPayload, roles=PARTICIPANT_ROLES)
+async def join_call(ctx: EventContext, data: JoinPayload) -> dict[str, Any]:
+    services = ctx.services
+    device = data.device if ctx.principal.kind == "endpoint" else "kiosk"
+    async with services.sessions() as session:
+        call = await load_call(session, data.call_id)
+        if call.status != CallStatus.ACTIVE:
+            raise conflict(f"call {call.id} has ended", "call_ended")
+        participant = await participant_for(session, call, ctx.principal, device)
+        pid = participant.participant_id
+        publish = PUBLISH_ON_JOIN[participant.role]
+        room_id = call.room_id
+        await session.commit()
+    relay = relay_of(services)
+    sessions = call_sessions(services)
+    previous = sessions.bind(call.id, pid, ctx.sid)
+    try:
+        offer = await relay.join(room_id, pid, publish=publish)
+    except Exception as exc:
+        sessions.unbind(call.id, pid, ctx.sid)
+        if previous is not None:
+            sessions.bind(call.id, pid, previous)
+        log.warning("relay join %s/%s failed: %s", room_id, pid, exc)
+        raise relay_unavailable() from exc
+    if previous is not None:
+        await services.sio.emit("call:replaced", {"call_id": call.id}, to=previous)
+        await services.sio.leave_room(previous, call_room(call.id))
+    await services.sio.enter_room(ctx.sid, call_room(call.id))
+    async with services.sessions() as session:
+        row = await _participant(session, call.id, pid)
+        if row is not None:
+            row.connected = True
+            if row.joined_at is None:
+                row.joined_at = utcnow()
+        await session.commit()
+        view = await call_view(session, await load_call(session, call.id))
+    await push_participants(services, call.id)
+    return {
+        "call": view,
+        "participant_id": pid,
+        "offer": offer,
+        "ice_servers": ice_servers_for(services, ctx.principal),
+    }
+
+
+async def _joined(ctx: EventContext, call_id: int) -> tuple[Call, CallParticipant]:
+    """The call and this socket's participant, refusing if the socket has not joined."""
+    async with ctx.services.sessions() as session:
+        call = await load_call(session, call_id)
+        if call.status != CallStatus.ACTIVE:
+            raise conflict(f"call {call.id} has ended", "call_ended")
+        sessions = call_sessions(ctx.services)
+        for (cid, pid), sid in sessions.by_participant.items():
+            if cid == call.id and sid == ctx.sid:
+                row = await _participant(session, call.id, pid)
+                if row is not None:
+                    return call, row
+        raise conflict("join the call first (call:join)", "not_joined")
+
+
+@on_event("call:answer", AnswerPayload, roles=PARTICIPANT_ROLES)
+async def answer_call(ctx: EventContext, data: AnswerPayload) -> dict[str, Any]:
+    call, participant = await _joined(ctx, data.call_id)
+    relay = relay_of(ctx.services)
+    try:
+        await relay.answer(call.room_id, participant.participant_id, data.sdp)
+    except Exception as exc:
+        code = getattr(exc, "code", "")
+        message = getattr(exc, "message", str(exc))
+        raise invalid(f"the relay refused the answer: {message}", str(code) or None) from exc
+    return {}
+
+
+@on_event("call:publish", PublishPayload, roles=PARTICIPANT_ROLES)
+async def publish_source(ctx: EventContext, data: PublishPayload) -> dict[str, Any]:
+    call, participant = await _joined(ctx, data.call_id)
+    if data.source not in PUBLISHABLE[participant.role]:
+        raise forbidden(f"a {participant.role} may not publish {data.source!r}", "source")
+    relay = relay_of(ctx.services)
+    try:
+        await relay.publish(call.room_id, participant.participant_id, data.source)
+    except Exception as exc:
+        raise invalid(f"the relay refused: {getattr(exc, 'message', exc)}") from exc
+    return {}
+
+
+@on_event("call:leave", CallRef, roles=PARTICIPANT_ROLES)
+async def leave_call(ctx: EventContext, data: CallRef) -> dict[str, Any]:
+    services = ctx.services
+    async with services.sessions() as session:
+        call = await load_call(session, data.call_id)
+        if call.status != CallStatus.ACTIVE:
+            raise conflict(f"call {call.id} has ended", "call_ended")
+        device = "kiosk"
+        if ctx.principal.kind == "endpoint":
+            bound = [
+                pid for (cid, pid) in call_sessions(services).of_sid(ctx.sid) if cid == call.id
+            ]
+            device = "document_camera" if bound and bound[0].startswith("doccam-") else "kiosk"
+        participant = await participant_for(session, call, ctx.principal, device)
+        pid = participant.participant_id
+        participant.connected = False
+        if participant.role == ParticipantRole.INTERPRETER:
+            participant.left_at = utcnow()
+        await session.commit()
+    call_sessions(services).unbind(call.id, pid)
+    await services.sio.leave_room(ctx.sid, call_room(call.id))
+    if services.relay is not None:
+        try:
+            await services.relay.leave(call.room_id, pid)
+        except Exception:
+            log.exception("relay leave %s/%s failed", call.room_id, pid)
+    await push_participants(services, call.id)
+    return {}
+
+
+@on_event("call:end", CallRef, roles={Role.EXPERT, Role.ADMIN})
+async def end_call_event(ctx: EventContext, data: CallRef) -> dict[str, Any]:
+    """The expert ends his call; an administrator may end any (a call left open by a
+    crashed console would otherwise stay "active" in the live view)."""
+    services = ctx.services
+    by_admin = ctx.principal.role == Role.ADMIN
+    reason = "ended_by_admin" if by_admin else "ended"
+    async with services.sessions() as session:
+        call = await load_call(session, data.call_id)
+        if not by_admin and call.expert_id != ctx.principal.id:
+            raise forbidden(f"call {call.id} is not yours", "not_your_call")
+        if call.status != CallStatus.ACTIVE:
+            raise conflict(f"call {call.id} has already ended", "call_ended")
+        withdrawn = await end_call(session, call, utcnow(), reason)
+        ids = [r.id for r in withdrawn]
+        await session.commit()
+    view = await finish_call(services, call.id, ids, reason)
+    return {"call": view}
+
+
+async def _forget_socket(services: Services, sid: str, _principal: Principal) -> None:
+    # The relay notices the lost peer connection by itself; only stop routing offers here.
+    sessions = call_sessions(services)
+    for call_id, pid in sessions.of_sid(sid):
+        sessions.unbind(call_id, pid, sid)
+
+
+def setup(_app: Any, services: Services) -> None:
+    services.connections.on_disconnect(_forget_socket)
+    if services.relay is not None:
+        listener = CallRelayListener(services)
+        services.extras["call_relay_listener"] = listener
+        services.relay.set_listener(listener)
+    secretary.install(services)

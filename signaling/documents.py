@@ -1,0 +1,654 @@
+"""Documents in a call: key exchange, ciphertext transfer and receipts (server side).
+
+docs/document-protocol.md §1 and §5. The server never sees a document in the clear: it relays
+the participants' call keys — attaching the identity of the authenticated socket, so a key is
+bound to who sent it — stores the ciphertext a sender uploads, hands it to the recipients and
+deletes it once each has answered, on cancel, or after `document_retention_seconds`. Each
+receipt goes to the service log (hash, size, type, sender, receiver, time; never content).
+
+Transfers live in this process's memory and files under `data_dir/documents/`: with several
+signaling processes, a call's document traffic must reach one process (sticky sessions).
+
+Also here: `signing:register_key`, an expert registering the public half of his record-signing
+key (signaling/record_signing.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import Field
+
+from endpoint.document_crypto import (
+    ALLOWED_TYPES,
+    ERROR_MESSAGES,
+    SUITE_P256,
+    SUITE_X25519,
+    fingerprint,
+    max_ciphertext_bytes,
+)
+from signaling.flow_common import FlowError, conflict, forbidden, invalid, not_found
+from signaling.protocol import ErrorCode, EventContext, EventModel, Principal, Role, on_event
+from signaling.record_signing import (
+    RecordSignatureError,
+    b64u_decode,
+    verify_record,
+)
+from signaling.services import Services
+
+log = logging.getLogger(__name__)
+
+PARTICIPANT_ROLES = {Role.ENDPOINT, Role.EXPERT, Role.INTERPRETER}
+PUBLIC_KEY_BYTES = {SUITE_X25519: 32, SUITE_P256: 65}
+UPLOAD_READ = 1 << 20
+SWEEP_SECONDS = 30.0
+
+
+# --- state ---------------------------------------------------------------------------------
+
+
+@dataclass
+class CallKey:
+    """A participant's public call key as the server attests it (§1)."""
+
+    participant_id: str
+    kind: str
+    principal_id: int
+    role: str
+    name: str
+    suite: int
+    public_key: str  # b64u
+    sid: str
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "participant_id": self.participant_id,
+            "kind": self.kind,
+            "principal_id": self.principal_id,
+            "role": self.role,
+            "name": self.name,
+            "suite": self.suite,
+            "public_key": self.public_key,
+            "fingerprint": fingerprint(self.suite, b64u_decode(self.public_key)),
+        }
+
+
+@dataclass
+class Transfer:
+    id: str
+    call_id: int
+    sender: str  # participant id
+    sender_principal: tuple[str, int]
+    recipients: dict[str, tuple[str, int]]  # participant id -> principal (kind, id)
+    suite: int
+    ciphertext_bytes: int
+    sha256: str
+    size: int
+    type: str
+    upload_token: str
+    download_tokens: dict[str, str]
+    path: Path
+    created: float
+    received_bytes: int = 0
+    verdicts: dict[str, str] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def complete(self) -> bool:
+        return self.received_bytes == self.ciphertext_bytes
+
+    @property
+    def state(self) -> str:
+        return "ready" if self.complete else "uploading"
+
+    def upload_url(self) -> str:
+        return f"/api/documents/{self.id}/content?token={self.upload_token}"
+
+    def download_url(self, recipient: str) -> str:
+        return f"/api/documents/{self.id}/content?token={self.download_tokens[recipient]}"
+
+    def incoming(self, recipient: str) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "transfer_id": self.id,
+            "sender": self.sender,
+            "suite": self.suite,
+            "ciphertext_bytes": self.ciphertext_bytes,
+            "download_url": self.download_url(recipient),
+        }
+
+
+@dataclass
+class DocumentExchange:
+    """Call keys and transfers of this process."""
+
+    root: Path
+    keys: dict[int, dict[tuple[str, int], CallKey]] = field(default_factory=dict)
+    transfers: dict[str, Transfer] = field(default_factory=dict)
+
+    def key_views(self, call_id: int) -> list[dict[str, Any]]:
+        entries = sorted(self.keys.get(call_id, {}).values(),
+                         key=lambda k: (k.participant_id, k.suite))
+        return [k.view() for k in entries]
+
+    def sids_of(self, call_id: int, participant_id: str) -> set[str]:
+        return {k.sid for (pid, _), k in self.keys.get(call_id, {}).items()
+                if pid == participant_id and k.sid}
+
+    def drop(self, transfer: Transfer) -> None:
+        self.transfers.pop(transfer.id, None)
+        with contextlib.suppress(FileNotFoundError):
+            transfer.path.unlink()
+
+
+def exchange_of(services: Services) -> DocumentExchange:
+    found = services.extras.get("documents")
+    if not isinstance(found, DocumentExchange):
+        found = DocumentExchange(services.settings.data_dir / "documents")
+        services.extras["documents"] = found
+    return found
+
+
+def documents_room(call_id: int) -> str:
+    return f"documents:{call_id}"
+
+
+# --- who is in the call ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallMember:
+    participant_id: str
+    kind: str
+    principal_id: int
+    role: str
+    name: str
+
+
+async def call_member(
+    services: Services, call_id: int, principal: Principal, device: str = "kiosk"
+) -> CallMember:
+    """This principal's place in an active call, as the call feature decides it."""
+    from signaling.calls import load_call, participant_for
+    from signaling.flow_models import CallStatus
+
+    async with services.sessions() as session:
+        call = await load_call(session, call_id)
+        if call.status != CallStatus.ACTIVE:
+            raise conflict(f"call {call_id} has ended", "call_ended")
+        row = await participant_for(session, call, principal, device)
+        member = CallMember(row.participant_id, row.kind, row.principal_id, row.role, row.name)
+        await session.commit()  # participant_for may add a document camera's row
+    return member
+
+
+# --- events: keys ------------------------------------------------------------------------------
+
+
+class PublicKeyIn(EventModel):
+    suite: Literal[1, 2]
+    public_key: str = Field(min_length=40, max_length=100)
+
+
+class KeyPayload(EventModel):
+    call_id: int = Field(gt=0)
+    device: Literal["kiosk", "document_camera"] = "kiosk"
+    keys: list[PublicKeyIn] = Field(min_length=1, max_length=2)
+
+
+def _check_public_key(suite: int, text: str) -> None:
+    try:
+        raw = b64u_decode(text)
+    except ValueError:
+        raise invalid("public_key is not base64url", "bad_key") from None
+    if len(raw) != PUBLIC_KEY_BYTES[suite]:
+        raise invalid(f"a suite {suite} public key has {PUBLIC_KEY_BYTES[suite]} bytes", "bad_key")
+    if suite == SUITE_P256:
+        try:
+            ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+        except ValueError:
+            raise invalid("not a point on P-256", "bad_key") from None
+
+
+@on_event("documents:key", KeyPayload, roles=PARTICIPANT_ROLES)
+async def publish_key(ctx: EventContext, data: KeyPayload) -> dict[str, Any]:
+    """Publish this participant's call keys; everyone in the call gets the attested list."""
+    suites = [k.suite for k in data.keys]
+    if len(set(suites)) != len(suites):
+        raise invalid("one key per suite", "bad_key")
+    for key in data.keys:
+        _check_public_key(key.suite, key.public_key)
+    device = data.device if ctx.principal.kind == "endpoint" else "kiosk"
+    member = await call_member(ctx.services, data.call_id, ctx.principal, device)
+    exchange = exchange_of(ctx.services)
+    keys = exchange.keys.setdefault(data.call_id, {})
+    for suite in (SUITE_X25519, SUITE_P256):
+        keys.pop((member.participant_id, suite), None)
+    for key in data.keys:
+        keys[(member.participant_id, key.suite)] = CallKey(
+            member.participant_id, member.kind, member.principal_id, member.role, member.name,
+            key.suite, key.public_key, ctx.sid,
+        )
+    # Other sockets of the same participant (an earlier connection) stop getting pushes.
+    for entry in keys.values():
+        if entry.participant_id == member.participant_id:
+            entry.sid = ctx.sid
+    await ctx.services.sio.enter_room(ctx.sid, documents_room(data.call_id))
+    views = exchange.key_views(data.call_id)
+    await ctx.services.sio.emit(
+        "documents:keys", {"call_id": data.call_id, "keys": views},
+        room=documents_room(data.call_id), skip_sid=ctx.sid,
+    )
+    pending = [
+        t.incoming(member.participant_id)
+        for t in exchange.transfers.values()
+        if t.call_id == data.call_id and t.complete and member.participant_id in t.recipients
+        and member.participant_id not in t.verdicts
+    ]
+    return {"participant_id": member.participant_id, "keys": views, "pending": pending,
+            "max_document_bytes": ctx.services.settings.max_document_bytes}
+
+
+# --- events: transfers -------------------------------------------------------------------------
+
+
+class OfferPayload(EventModel):
+    call_id: int = Field(gt=0)
+    device: Literal["kiosk", "document_camera"] = "kiosk"
+    recipients: list[str] = Field(min_length=1, max_length=16)
+    suite: Literal[1, 2]
+    ciphertext_bytes: int = Field(gt=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    type: str = Field(max_length=64)
+
+
+@on_event("documents:offer", OfferPayload, roles=PARTICIPANT_ROLES)
+async def offer_document(ctx: EventContext, data: OfferPayload) -> dict[str, Any]:
+    """Announce a document; the sender then uploads its ciphertext to `upload_url`."""
+    settings = ctx.services.settings
+    if data.type not in ALLOWED_TYPES:
+        raise invalid(f"type {data.type} is not allowed (PDF, JPEG, PNG, TIFF)",
+                      "type_not_allowed")
+    if data.size > settings.max_document_bytes:
+        raise _too_large(data.size, settings.max_document_bytes)
+    if data.ciphertext_bytes > max_ciphertext_bytes(data.size):
+        raise invalid("ciphertext_bytes is larger than any document of that size", "bad_length")
+    if len(set(data.recipients)) != len(data.recipients):
+        raise invalid("a recipient is listed twice", "bad_recipients")
+    device = data.device if ctx.principal.kind == "endpoint" else "kiosk"
+    member = await call_member(ctx.services, data.call_id, ctx.principal, device)
+    exchange = exchange_of(ctx.services)
+    keys = exchange.keys.get(data.call_id, {})
+    if (member.participant_id, data.suite) not in keys:
+        raise conflict("publish your call key first (documents:key)", "no_key")
+    recipients: dict[str, tuple[str, int]] = {}
+    for pid in data.recipients:
+        if pid == member.participant_id:
+            raise invalid("you cannot send a document to yourself", "bad_recipients")
+        entry = keys.get((pid, data.suite))
+        if entry is None:
+            raise not_found(f"{pid} has no suite {data.suite} key in this call", "no_key")
+        recipients[pid] = (entry.kind, entry.principal_id)
+    transfer_id = secrets.token_urlsafe(12)
+    exchange.root.mkdir(parents=True, exist_ok=True)
+    transfer = Transfer(
+        id=transfer_id,
+        call_id=data.call_id,
+        sender=member.participant_id,
+        sender_principal=(ctx.principal.kind, ctx.principal.id),
+        recipients=recipients,
+        suite=data.suite,
+        ciphertext_bytes=data.ciphertext_bytes,
+        sha256=data.sha256,
+        size=data.size,
+        type=data.type,
+        upload_token=secrets.token_urlsafe(32),
+        download_tokens={pid: secrets.token_urlsafe(32) for pid in recipients},
+        path=exchange.root / f"{transfer_id}.bin",
+        created=time.monotonic(),
+    )
+    transfer.path.touch()
+    exchange.transfers[transfer_id] = transfer
+    return {"transfer_id": transfer_id, "upload_url": transfer.upload_url(), "received_bytes": 0}
+
+
+def _too_large(size: int, limit: int) -> FlowError:
+    return FlowError(ErrorCode.TOO_LARGE, f"{size} bytes is over the limit of {limit}",
+                     "too_large")
+
+
+class TransferRef(EventModel):
+    transfer_id: str = Field(min_length=1, max_length=64)
+
+
+def _transfer_for(ctx: EventContext, transfer_id: str) -> tuple[Transfer, str | None]:
+    """The transfer and the caller's recipient participant id (None for its sender)."""
+    transfer = exchange_of(ctx.services).transfers.get(transfer_id)
+    if transfer is None:
+        raise not_found("no such document transfer (finished, cancelled or expired)")
+    me = (ctx.principal.kind, ctx.principal.id)
+    if transfer.sender_principal == me:
+        return transfer, None
+    for pid, principal in transfer.recipients.items():
+        if principal == me:
+            return transfer, pid
+    raise forbidden("not your document transfer")
+
+
+@on_event("documents:status", TransferRef, roles=PARTICIPANT_ROLES)
+async def transfer_status(ctx: EventContext, data: TransferRef) -> dict[str, Any]:
+    """Where a transfer stands: lets an upload or download resume after a reconnect."""
+    transfer, recipient = _transfer_for(ctx, data.transfer_id)
+    status: dict[str, Any] = {
+        "state": transfer.state,
+        "received_bytes": transfer.received_bytes,
+        "ciphertext_bytes": transfer.ciphertext_bytes,
+    }
+    if recipient is None:
+        status["upload_url"] = transfer.upload_url()
+        status["verdicts"] = dict(transfer.verdicts)
+    elif transfer.complete:
+        status["download_url"] = transfer.download_url(recipient)
+    return status
+
+
+class ReceiptPayload(EventModel):
+    transfer_id: str = Field(min_length=1, max_length=64)
+    verdict: Literal["received", "refused"]
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    size: int | None = Field(None, ge=0)
+    type: str | None = Field(None, max_length=64)
+    reason: str | None = Field(None, max_length=32)
+
+
+@on_event("documents:receipt", ReceiptPayload, roles=PARTICIPANT_ROLES)
+async def document_receipt(ctx: EventContext, data: ReceiptPayload) -> dict[str, Any]:
+    """A recipient reports the document verified (received) or refused; both are logged."""
+    transfer, recipient = _transfer_for(ctx, data.transfer_id)
+    if recipient is None:
+        raise forbidden("only a recipient answers for a document")
+    if recipient in transfer.verdicts:
+        raise conflict("already answered", "already_answered")
+    if data.verdict == "received":
+        if not transfer.complete:
+            raise conflict("the upload is not complete", "not_ready")
+        declared = (transfer.sha256, transfer.size, transfer.type)
+        if (data.sha256, data.size, data.type) != declared:
+            raise invalid("the document differs from what the sender declared", "mismatch")
+        reason = None
+    else:
+        if data.reason not in ERROR_MESSAGES and data.reason != "cancelled":
+            raise invalid("reason must be one of the protocol's error codes", "bad_reason")
+        reason = data.reason
+    transfer.verdicts[recipient] = data.verdict
+    entry = await _log_document(ctx.services, transfer, recipient, data.verdict, reason)
+    sender_sids = exchange_of(ctx.services).sids_of(transfer.call_id, transfer.sender)
+    for sid in sender_sids:
+        await ctx.services.sio.emit(
+            "documents:delivered",
+            {"transfer_id": transfer.id, "recipient": recipient, "verdict": data.verdict,
+             "reason": reason},
+            to=sid,
+        )
+    if set(transfer.verdicts) == set(transfer.recipients):
+        exchange_of(ctx.services).drop(transfer)
+    return {"log_seq": entry.get("seq") if entry else None}
+
+
+async def _log_document(
+    services: Services, transfer: Transfer, recipient: str, verdict: str, reason: str | None
+) -> dict[str, Any] | None:
+    """Append the receipt to the service log: hash, size, type, who, when — no content."""
+    try:
+        from signaling.service_log import record_document
+    except ImportError:
+        log.error("service log unavailable: document %s receipt not logged", transfer.id)
+        return None
+    async with services.sessions() as session:
+        entry: dict[str, Any] = await record_document(
+            session,
+            call_id=transfer.call_id,
+            sha256=transfer.sha256,
+            size=transfer.size,
+            type=transfer.type,
+            sender=transfer.sender,
+            receiver=recipient,
+            received_at=datetime.now(UTC),
+            verdict=verdict,
+            reason=reason,
+        )
+        await session.commit()
+    return entry
+
+
+@on_event("documents:cancel", TransferRef, roles=PARTICIPANT_ROLES)
+async def cancel_transfer(ctx: EventContext, data: TransferRef) -> dict[str, Any]:
+    """The sender withdraws a document: the ciphertext is deleted, recipients are told."""
+    transfer, recipient = _transfer_for(ctx, data.transfer_id)
+    if recipient is not None:
+        raise forbidden("only the sender cancels; a recipient refuses with documents:receipt")
+    exchange = exchange_of(ctx.services)
+    exchange.drop(transfer)
+    for pid in transfer.recipients:
+        for sid in exchange.sids_of(transfer.call_id, pid):
+            await ctx.services.sio.emit("documents:cancelled", {"transfer_id": transfer.id},
+                                        to=sid)
+    return {}
+
+
+# --- events: signing keys ----------------------------------------------------------------------
+
+
+class SigningKeyPayload(EventModel):
+    public_key: str = Field(min_length=43, max_length=43)
+    # Proof of possession: a signature over canonical_json(registration_statement(...)).
+    proof: str = Field(min_length=86, max_length=86)
+
+
+def registration_statement(user_id: int, public_key: str) -> dict[str, Any]:
+    """What an expert signs to show he holds the key he registers."""
+    return {"purpose": "etapalvelu.register_signing_key", "public_key": public_key,
+            "user_id": user_id}
+
+
+@on_event("signing:register_key", SigningKeyPayload, roles={Role.EXPERT})
+async def register_signing_key(ctx: EventContext, data: SigningKeyPayload) -> dict[str, Any]:
+    """Store the expert's Ed25519 public key (users.signing_public_key)."""
+    from signaling.models import User
+
+    statement = registration_statement(ctx.principal.id, data.public_key)
+    try:
+        verify_record(statement, data.proof, data.public_key)
+    except RecordSignatureError as exc:
+        raise invalid(f"proof of key possession failed: {exc}", "bad_proof") from None
+    async with ctx.services.sessions() as session:
+        user = await session.get(User, ctx.principal.id)
+        if user is None:
+            raise not_found("no such user")
+        replaced = user.signing_public_key not in (None, data.public_key)
+        user.signing_public_key = data.public_key
+        await session.commit()
+    log.info("user %s registered signing key %s", ctx.principal.id, data.public_key)
+    return {"public_key": data.public_key, "replaced": replaced}
+
+
+# --- HTTP: ciphertext upload and download --------------------------------------------------
+
+
+class _Refusal(Exception):
+    """An HTTP refusal, answered as JSON `{ok: false, error: {code, message}, ...}`."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"ok": False, "error": {"code": code, "message": message}, **extra}
+
+
+def _http_error(status: int, code: str, message: str, **extra: Any) -> _Refusal:
+    return _Refusal(status, code, message, **extra)
+
+
+def _answering_refusals(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except _Refusal as refusal:
+            return web.json_response(refusal.body, status=refusal.status)
+
+    return wrapped
+
+
+def _authorised(request: web.Request) -> tuple[Transfer, str | None]:
+    from signaling.http_api import services_of
+
+    services = services_of(request.app)
+    transfer = exchange_of(services).transfers.get(request.match_info["transfer_id"])
+    token = request.query.get("token", "")
+    if transfer is None:
+        raise _http_error(404, "not_found", "no such document transfer")
+    if hmac.compare_digest(token, transfer.upload_token):
+        return transfer, None
+    for pid, candidate in transfer.download_tokens.items():
+        if hmac.compare_digest(token, candidate):
+            return transfer, pid
+    raise _http_error(403, "forbidden", "wrong token for this transfer")
+
+
+async def upload_content(request: web.Request) -> web.Response:
+    """PUT ciphertext bytes at `offset` (= bytes already received): append, resumable."""
+    from signaling.http_api import services_of
+
+    services = services_of(request.app)
+    transfer, recipient = _authorised(request)
+    if recipient is not None:
+        raise _http_error(403, "forbidden", "a download token cannot upload")
+    try:
+        offset = int(request.query.get("offset", "0"))
+    except ValueError:
+        raise _http_error(400, "invalid", "offset must be an integer") from None
+    async with transfer.lock:
+        if offset != transfer.received_bytes:
+            raise _http_error(409, "conflict", "offset is not where the upload stands",
+                              received_bytes=transfer.received_bytes)
+        if transfer.complete:
+            raise _http_error(409, "conflict", "the upload is already complete",
+                              received_bytes=transfer.received_bytes)
+        declared = request.content_length
+        if declared is not None and offset + declared > transfer.ciphertext_bytes:
+            raise _http_error(413, "too_large", "more bytes than the offer declared")
+        with open(transfer.path, "r+b") as fh:  # noqa: ASYNC230 - writes go to a thread below
+            fh.truncate(offset)
+            fh.seek(offset)
+            # Browsers deliver the body in small pieces: gather ~1 MiB per write, so the
+            # thread hand-off happens per megabyte, not per TCP segment.
+            pending: list[bytes] = []
+            pending_bytes = 0
+            async for piece in request.content.iter_chunked(UPLOAD_READ):
+                if transfer.received_bytes + pending_bytes + len(piece) > transfer.ciphertext_bytes:
+                    raise _http_error(413, "too_large", "more bytes than the offer declared",
+                                      received_bytes=transfer.received_bytes)
+                pending.append(piece)
+                pending_bytes += len(piece)
+                if pending_bytes >= UPLOAD_READ:
+                    await _write(fh, pending, transfer)
+                    pending, pending_bytes = [], 0
+            if pending:
+                await _write(fh, pending, transfer)
+        if transfer.id not in exchange_of(services).transfers:
+            raise _http_error(410, "gone", "the transfer was cancelled")
+        if transfer.complete:
+            await _announce(services, transfer)
+    return web.json_response({"ok": True, "received_bytes": transfer.received_bytes,
+                              "state": transfer.state})
+
+
+async def _write(fh: Any, pieces: list[bytes], transfer: Transfer) -> None:
+    data = b"".join(pieces)
+    await asyncio.to_thread(fh.write, data)
+    transfer.received_bytes += len(data)
+
+
+async def _announce(services: Services, transfer: Transfer) -> None:
+    exchange = exchange_of(services)
+    for pid in transfer.recipients:
+        for sid in exchange.sids_of(transfer.call_id, pid):
+            await services.sio.emit("documents:incoming", transfer.incoming(pid), to=sid)
+
+
+async def download_content(request: web.Request) -> web.StreamResponse:
+    """GET the ciphertext (a `Range: bytes=N-` header resumes); recipients only."""
+    transfer, recipient = _authorised(request)
+    if recipient is None:
+        raise _http_error(403, "forbidden", "an upload token cannot download")
+    if not transfer.complete:
+        raise _http_error(409, "conflict", "the upload is not complete yet")
+    # FileResponse answers Range requests with 206 and streams with sendfile.
+    return web.FileResponse(transfer.path, headers={
+        "Content-Type": "application/octet-stream",
+        "Cache-Control": "no-store",
+    })
+
+
+def expire_transfers(services: Services, now: float | None = None) -> list[str]:
+    """Delete transfers older than the retention time (delivered ones are gone already)."""
+    exchange = exchange_of(services)
+    retention = services.settings.document_retention_seconds
+    now = time.monotonic() if now is None else now
+    expired = [t for t in exchange.transfers.values() if now - t.created > retention]
+    for transfer in expired:
+        log.info("document transfer %s expired undelivered", transfer.id)
+        exchange.drop(transfer)
+    return [t.id for t in expired]
+
+
+async def _sweep(services: Services) -> None:
+    while True:
+        await asyncio.sleep(min(SWEEP_SECONDS, services.settings.document_retention_seconds / 2))
+        expire_transfers(services)
+
+
+async def _forget_socket(services: Services, sid: str, _principal: Principal) -> None:
+    exchange = exchange_of(services)
+    for keys in exchange.keys.values():
+        for entry in keys.values():
+            if entry.sid == sid:
+                entry.sid = ""
+
+
+def setup(app: web.Application, services: Services) -> None:
+    exchange = exchange_of(services)
+    app.router.add_put("/api/documents/{transfer_id}/content",
+                       _answering_refusals(upload_content))
+    app.router.add_get("/api/documents/{transfer_id}/content",
+                       _answering_refusals(download_content))
+    services.connections.on_disconnect(_forget_socket)
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        # Ciphertext left over from an earlier run has no transfer any more: remove it.
+        if exchange.root.exists():
+            for stale in exchange.root.glob("*.bin"):
+                stale.unlink(missing_ok=True)
+        task = asyncio.create_task(_sweep(services))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        for transfer in list(exchange.transfers.values()):
+            exchange.drop(transfer)
+
+    app.cleanup_ctx.append(lifecycle)

@@ -1,0 +1,230 @@
+"""Tables of the service flow: tickets, appointments, calls, participants, interpreter requests
+and the service log (apudiaari).
+
+Created by `signaling/migrations/versions/0002_service_flow.py`; keep the two in step.
+History rows (tickets, calls, log entries) point at people and kiosks with `SET NULL` so that
+removing a user or an endpoint never rewrites history; the service log carries names in its
+records anyway.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from signaling import models as _identity_models  # noqa: F401 (tables our keys refer to)
+from signaling.db import Base, UTCDateTime, utcnow
+
+
+class TicketKind(StrEnum):
+    WALK_IN = "walk_in"
+    APPOINTMENT = "appointment"
+
+
+class TicketStatus(StrEnum):
+    WAITING = "waiting"
+    SERVING = "serving"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    TRANSFERRED = "transferred"
+    NO_SHOW = "no_show"
+
+
+class AppointmentStatus(StrEnum):
+    BOOKED = "booked"
+    CHECKED_IN = "checked_in"
+    SERVED = "served"
+    NO_SHOW = "no_show"
+    CANCELLED = "cancelled"
+
+
+class CallStatus(StrEnum):
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class ParticipantRole(StrEnum):
+    CUSTOMER = "customer"
+    EXPERT = "expert"
+    INTERPRETER = "interpreter"
+    DOCUMENT_CAMERA = "document_camera"
+
+
+class RequestStatus(StrEnum):
+    RINGING = "ringing"
+    ACCEPTED = "accepted"
+    CANCELLED = "cancelled"
+
+
+class Ticket(Base):
+    """A customer's place in one authority's line (walk-in or checked-in appointment)."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (Index("ix_tickets_line", "authority_id", "language", "status", "queue_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id"), index=True)
+    endpoint_id: Mapped[int | None] = mapped_column(
+        ForeignKey("endpoints.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    language: Mapped[str] = mapped_column(String(3))
+    kind: Mapped[str] = mapped_column(String(16))
+    appointment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("appointments.id", ondelete="SET NULL"), nullable=True
+    )
+    # The booked expert of an appointment: only he takes this ticket.
+    expert_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default=TicketStatus.WAITING.value)
+    # Arrival at the kiosk; kept when the customer is transferred to another line.
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Order in line: arrival for a walk-in, the booked time for an appointment.
+    queue_key: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    taken_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    call_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    transferred_from_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    transferred_to_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Appointment(Base):
+    """A booked slot; the customer checks in at a kiosk of the office with `code`."""
+
+    __tablename__ = "appointments"
+    __table_args__ = (Index("ix_appointments_slot", "authority_id", "starts_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(8), unique=True)
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id"), index=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    language: Mapped[str] = mapped_column(String(3))
+    service_type: Mapped[str] = mapped_column(String(64))
+    expert_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default=AppointmentStatus.BOOKED.value)
+    booked_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ticket_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Call(Base):
+    """A video call between a kiosk and an expert (and interpreters), one relay room."""
+
+    __tablename__ = "calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=CallStatus.ACTIVE.value, index=True)
+    authority_id: Mapped[int] = mapped_column(ForeignKey("authorities.id"))
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id"))
+    endpoint_id: Mapped[int | None] = mapped_column(
+        ForeignKey("endpoints.id", ondelete="SET NULL"), nullable=True
+    )
+    expert_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    ticket_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    appointment_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    language: Mapped[str] = mapped_column(String(3))
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Sequence number of the filed service record in the log (None until filed).
+    record_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class CallParticipant(Base):
+    """Who may be (and was) in a call; `participant_id` is the relay's name for him."""
+
+    __tablename__ = "call_participants"
+    __table_args__ = (UniqueConstraint("call_id", "participant_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    participant_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # "user" | "endpoint"
+    principal_id: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    language: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Whether a relay session is up now (False after leave / relay reported him gone).
+    connected: Mapped[bool] = mapped_column(Boolean, default=False)
+    # An interpreter who left for good (he needs a new request to come back).
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class InterpreterRequest(Base):
+    """One ring of the interpreting ring: the first interpreter to accept wins."""
+
+    __tablename__ = "interpreter_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    language: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default=RequestStatus.RINGING.value, index=True)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    requested_by_kind: Mapped[str] = mapped_column(String(16))
+    requested_by_id: Mapped[int] = mapped_column(Integer)
+    requested_by_name: Mapped[str] = mapped_column(String(200))
+    accepted_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    accepted_by_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # JSON lists of user ids: who was alerted, who declined.
+    alerted: Mapped[str] = mapped_column(Text, default="[]")
+    declined: Mapped[str] = mapped_column(Text, default="[]")
+
+
+class ServiceLogEntry(Base):
+    """One entry of the append-only, hash-chained service log (apudiaari).
+
+    `record` is the canonical JSON of the entry's body; `hash` covers it together with
+    seq, kind, filed_at, signature, signer_public_key and prev_hash. `month`, `call_id` and
+    `expert_id` repeat values of the body for indexed look-ups; `admin log verify` checks that
+    they agree with it.
+    """
+
+    __tablename__ = "service_log"
+
+    # Assigned as previous + 1; being the primary key it is the guard against two writers
+    # appending after the same entry.
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(16))  # "service" | "document"
+    filed_at: Mapped[str] = mapped_column(String(40))
+    month: Mapped[str] = mapped_column(String(7), index=True)  # "2026-11"
+    call_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    expert_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    record: Mapped[str] = mapped_column(Text)
+    signature: Mapped[str | None] = mapped_column(Text, nullable=True)
+    signer_public_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -1,0 +1,369 @@
+"""HTTP endpoints: health, readiness, metrics, login and the administrators' REST API.
+
+Every JSON body is validated against a schema; errors are `{"ok": false, "error": {code,
+message}}` with a fitting HTTP status. Features adding their own routes use
+`services_of(request.app)`, `read_json(request, Schema)` and `require_principal(request,
+roles)` (a `Authorization: Bearer <session token>` header).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import text
+
+from signaling import directory
+from signaling.dispatch import disconnect_principal
+from signaling.identity import (
+    AuthenticationError,
+    login,
+    logout,
+    principal_for_user,
+    user_for_token,
+)
+from signaling.protocol import ErrorCode, Principal, Role
+from signaling.services import Services
+
+log = logging.getLogger(__name__)
+
+SERVICES_KEY = web.AppKey("services", Services)
+M = TypeVar("M", bound=BaseModel)
+
+_STATUS = {
+    ErrorCode.INVALID: 400,
+    ErrorCode.TOO_LARGE: 413,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.INTERNAL: 500,
+}
+
+
+def services_of(app: web.Application) -> Services:
+    return app[SERVICES_KEY]
+
+
+class ApiError(web.HTTPException):
+    """An error answered as JSON `{ok: false, error: {code, message}}`."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        self.status_code = _STATUS.get(code, 400)
+        super().__init__(
+            text=json.dumps({"ok": False, "error": {"code": str(code), "message": message}}),
+            content_type="application/json",
+        )
+
+
+async def read_json(request: web.Request, schema: type[M], limit: int | None = None) -> M:
+    """Read and validate a JSON body of at most `limit` bytes (default max_message_bytes)."""
+    limit = limit or services_of(request.app).settings.max_message_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(ErrorCode.TOO_LARGE, f"body larger than {limit} bytes")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise ApiError(ErrorCode.TOO_LARGE, f"body larger than {limit} bytes")
+    try:
+        data = json.loads(body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(ErrorCode.INVALID, "the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(ErrorCode.INVALID, "the body must be a JSON object")
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        parts = [
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)[:5]
+        ]
+        raise ApiError(ErrorCode.INVALID, "; ".join(parts)) from None
+
+
+def bearer_token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(ErrorCode.UNAUTHENTICATED, "send Authorization: Bearer <session token>")
+    return token.strip()
+
+
+async def require_principal(request: web.Request, roles: Iterable[Role]) -> Principal:
+    """The person behind the request's session token, if their role is one of `roles`."""
+    services = services_of(request.app)
+    token = bearer_token(request)
+    try:
+        async with services.sessions() as session:
+            principal = principal_for_user(await user_for_token(session, token))
+    except AuthenticationError as exc:
+        raise ApiError(ErrorCode.UNAUTHENTICATED, str(exc)) from None
+    if principal.role not in set(roles):
+        raise ApiError(ErrorCode.FORBIDDEN, f"role {principal.role} may not do this")
+    return principal
+
+
+def json_ok(**fields: Any) -> web.Response:
+    return web.json_response({"ok": True, **fields})
+
+
+# --- health -------------------------------------------------------------------------------
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    services = services_of(request.app)
+    checks: dict[str, str] = {}
+    try:
+        async with services.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    relay = services.relay
+    if relay is None:
+        checks["relay"] = "absent"
+    else:
+        running = getattr(relay, "running", True)
+        checks["relay"] = "ok" if running else "stopped"
+    ready = checks["database"] == "ok" and checks["relay"] in ("ok", "absent")
+    return web.json_response(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status=200 if ready else 503,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = services_of(request.app).metrics.registry
+    response = web.Response(body=generate_latest(registry))
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+# --- sessions -----------------------------------------------------------------------------
+
+
+class LoginThrottle:
+    """Refuses logins for a username from an address after repeated failures (password
+    guessing); successful logins are never slowed down."""
+
+    MAX_FAILURES = 10
+    WINDOW_SECONDS = 300.0
+    MAX_KEYS = 100_000  # bounded memory under a flood of distinct usernames
+
+    def __init__(self) -> None:
+        self.failures: dict[tuple[str, str], list[float]] = {}
+
+    def _recent(self, key: tuple[str, str], now: float) -> list[float]:
+        times = [t for t in self.failures.get(key, ()) if now - t < self.WINDOW_SECONDS]
+        if times:
+            self.failures[key] = times
+        else:
+            self.failures.pop(key, None)
+        return times
+
+    def blocked(self, address: str, username: str) -> bool:
+        return len(self._recent((address, username), time.monotonic())) >= self.MAX_FAILURES
+
+    def failed(self, address: str, username: str) -> None:
+        if len(self.failures) >= self.MAX_KEYS:
+            self.failures.clear()
+        now = time.monotonic()
+        self.failures[(address, username)] = [*self._recent((address, username), now), now]
+
+
+THROTTLE_KEY = web.AppKey("login_throttle", LoginThrottle)
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+async def api_login(request: web.Request) -> web.Response:
+    services = services_of(request.app)
+    data = await read_json(request, LoginRequest)
+    throttle = request.app[THROTTLE_KEY]
+    address = request.remote or "?"
+    if throttle.blocked(address, data.username):
+        services.metrics.logins.labels("throttled").inc()
+        raise ApiError(ErrorCode.RATE_LIMITED, "too many failed logins; try again in a few minutes")
+    try:
+        issued = await login(
+            services.sessions, data.username, data.password, services.settings.session_ttl_seconds
+        )
+    except AuthenticationError as exc:
+        throttle.failed(address, data.username)
+        services.metrics.logins.labels("refused").inc()
+        raise ApiError(ErrorCode.UNAUTHENTICATED, str(exc)) from None
+    services.metrics.logins.labels("ok").inc()
+    return json_ok(
+        token=issued.token,
+        expires_at=issued.expires_at.isoformat(),
+        user=directory.user_dict(issued.user),
+    )
+
+
+async def api_logout(request: web.Request) -> web.Response:
+    await logout(services_of(request.app).sessions, bearer_token(request))
+    return json_ok()
+
+
+async def api_me(request: web.Request) -> web.Response:
+    services = services_of(request.app)
+    principal = await require_principal(request, Role)
+    async with services.sessions() as session:
+        user = await directory.get_user(session, principal.id)
+    assert user is not None
+    return json_ok(user=directory.user_dict(user))
+
+
+# --- administration -----------------------------------------------------------------------
+
+
+def _directory_error(exc: directory.DirectoryError) -> ApiError:
+    return ApiError(ErrorCode(exc.code), exc.message)
+
+
+async def admin_list(request: web.Request) -> web.Response:
+    services = services_of(request.app)
+    await require_principal(request, {Role.ADMIN})
+    kind = request.match_info["kind"]
+    async with services.sessions() as session:
+        if kind == "offices":
+            items = [directory.office_dict(o) for o in await directory.list_offices(session)]
+        elif kind == "endpoints":
+            items = [directory.endpoint_dict(e) for e in await directory.list_endpoints(session)]
+        elif kind == "users":
+            items = [directory.user_dict(u) for u in await directory.list_users(session)]
+        elif kind == "authorities":
+            items = [directory.authority_dict(a) for a in await directory.list_authorities(session)]
+        else:
+            raise ApiError(ErrorCode.NOT_FOUND, f"no such collection {kind!r}")
+    return json_ok(items=items)
+
+
+async def admin_create(request: web.Request) -> web.Response:
+    services = services_of(request.app)
+    await require_principal(request, {Role.ADMIN})
+    kind = request.match_info["kind"]
+    try:
+        async with services.sessions() as session:
+            extra: dict[str, Any] = {}
+            item: dict[str, Any]
+            if kind == "offices":
+                office = await directory.create_office(
+                    session, await read_json(request, directory.OfficeCreate)
+                )
+                item = directory.office_dict(office)
+            elif kind == "endpoints":
+                endpoint, credential = await directory.create_endpoint(
+                    session, await read_json(request, directory.EndpointCreate)
+                )
+                item = directory.endpoint_dict(endpoint)
+                extra["credential"] = credential  # shown once, never stored
+            elif kind == "users":
+                user = await directory.create_user(
+                    session, await read_json(request, directory.UserCreate)
+                )
+                item = directory.user_dict(user)
+            elif kind == "authorities":
+                authority = await directory.create_authority(
+                    session, await read_json(request, directory.AuthorityCreate)
+                )
+                item = directory.authority_dict(authority)
+            else:
+                raise ApiError(ErrorCode.NOT_FOUND, f"no such collection {kind!r}")
+            await session.commit()
+    except directory.DirectoryError as exc:
+        raise _directory_error(exc) from None
+    return web.json_response({"ok": True, "item": item, **extra}, status=201)
+
+
+_SINGULAR: dict[str, directory.EnablableKind] = {
+    "offices": "office",
+    "endpoints": "endpoint",
+    "users": "user",
+    "authorities": "authority",
+}
+
+
+async def admin_set_enabled(request: web.Request) -> web.Response:
+    services = services_of(request.app)
+    await require_principal(request, {Role.ADMIN})
+    kind = _SINGULAR.get(request.match_info["kind"])
+    action = request.match_info["action"]
+    if kind is None or action not in ("enable", "disable"):
+        raise ApiError(ErrorCode.NOT_FOUND, "no such resource")
+    try:
+        ident = int(request.match_info["id"])
+    except ValueError:
+        raise ApiError(ErrorCode.NOT_FOUND, "no such resource") from None
+    try:
+        async with services.sessions() as session:
+            await directory.set_enabled(session, kind, ident, action == "enable")
+            await session.commit()
+    except directory.DirectoryError as exc:
+        raise _directory_error(exc) from None
+    disconnected = 0
+    if action == "disable" and kind in ("user", "endpoint"):
+        disconnected = await disconnect_principal(services, kind, ident)
+    return json_ok(id=ident, enabled=action == "enable", disconnected=disconnected)
+
+
+async def admin_reset_credential(request: web.Request) -> web.Response:
+    services = services_of(request.app)
+    await require_principal(request, {Role.ADMIN})
+    try:
+        ident = int(request.match_info["id"])
+        async with services.sessions() as session:
+            endpoint, credential = await directory.reset_endpoint_credential(session, ident)
+            await session.commit()
+    except ValueError:
+        raise ApiError(ErrorCode.NOT_FOUND, "no such endpoint") from None
+    except directory.DirectoryError as exc:
+        raise _directory_error(exc) from None
+    # A kiosk holding the old credential must not stay connected.
+    await disconnect_principal(services, "endpoint", ident)
+    return json_ok(item=directory.endpoint_dict(endpoint), credential=credential)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Unexpected exceptions under /api/ become a JSON `internal` error, logged."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException:
+        raise
+    except Exception:
+        if not request.path.startswith("/api/"):
+            raise
+        log.exception("%s %s failed", request.method, request.path)
+        raise ApiError(ErrorCode.INTERNAL, "internal error; it has been logged") from None
+
+
+def add_routes(app: web.Application) -> None:
+    app[THROTTLE_KEY] = LoginThrottle()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/api/login", api_login)
+    app.router.add_post("/api/logout", api_logout)
+    app.router.add_get("/api/me", api_me)
+    app.router.add_get("/api/admin/{kind}", admin_list)
+    app.router.add_post("/api/admin/{kind}", admin_create)
+    app.router.add_post("/api/admin/endpoints/{id}/credential", admin_reset_credential)
+    app.router.add_post("/api/admin/{kind}/{id}/{action}", admin_set_enabled)

@@ -1,0 +1,356 @@
+"""The interpreting ring: alert every available interpreter of a language; first to accept wins.
+
+Accepting is a conditional UPDATE on `status = 'ringing'`, so of two interpreters pressing
+at once exactly one joins the call; the other gets `conflict` and everyone else's alert is
+withdrawn. An interpreter who leaves (`call:leave`) does not end the call.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from signaling import rooms
+from signaling.calls import active_call_of_user, load_call, push_participants
+from signaling.db import utcnow
+from signaling.flow_common import (
+    LANGUAGE_PATTERN,
+    call_room,
+    call_view,
+    conflict,
+    dump_ids,
+    forbidden,
+    load_ids,
+    not_found,
+    participant_id_for,
+    request_view,
+)
+from signaling.flow_models import (
+    Call,
+    CallParticipant,
+    CallStatus,
+    InterpreterRequest,
+    ParticipantRole,
+    RequestStatus,
+)
+from signaling.models import User, UserLanguage, UserPresence, UserRole
+from signaling.protocol import EventContext, EventModel, Principal, Role, on_event
+from signaling.services import Services
+
+# --- domain -----------------------------------------------------------------------------------
+
+
+async def available_interpreters(
+    session: AsyncSession, language: str, online_ids: set[int] | None = None
+) -> list[User]:
+    """Interpreters of `language` who said they are available, are online and not in a call.
+
+    `online_ids` adds people connected to this process (the presence flag in the database
+    may lag behind a fresh connection).
+    """
+    rows = await session.execute(
+        select(User)
+        .join(UserLanguage, UserLanguage.user_id == User.id)
+        .where(
+            User.role == UserRole.INTERPRETER,
+            User.enabled.is_(True),
+            User.presence == UserPresence.AVAILABLE,
+            UserLanguage.code == language,
+        )
+        .options(selectinload(User.languages))
+        .order_by(User.id)
+    )
+    result = []
+    for user in rows.scalars().unique():
+        if not (user.online or (online_ids is not None and user.id in online_ids)):
+            continue
+        if await active_call_of_user(session, user.id) is not None:
+            continue
+        result.append(user)
+    return result
+
+
+def _may_request(principal: Principal, call: Call) -> None:
+    if principal.role == Role.EXPERT and call.expert_id == principal.id:
+        return
+    if principal.role == Role.CLERK and principal.office_id == call.office_id:
+        return
+    raise forbidden("only the call's expert or a clerk of its office may ask for an interpreter")
+
+
+async def request_interpreter(
+    session: AsyncSession,
+    principal: Principal,
+    call_id: int,
+    language: str,
+    now: datetime,
+    online_ids: set[int] | None = None,
+) -> tuple[InterpreterRequest, list[int]]:
+    """Open a ring for `language`; returns the request and the alerted interpreters' ids."""
+    call = await load_call(session, call_id)
+    _may_request(principal, call)
+    if call.status != CallStatus.ACTIVE:
+        raise conflict(f"call {call.id} has ended", "call_ended")
+    ringing = (
+        await session.execute(
+            select(InterpreterRequest.id).where(
+                InterpreterRequest.call_id == call.id,
+                InterpreterRequest.language == language,
+                InterpreterRequest.status == RequestStatus.RINGING,
+            )
+        )
+    ).first()
+    if ringing is not None:
+        raise conflict(f"an interpreter of {language} is already being called", "already_ringing")
+    alerted = [u.id for u in await available_interpreters(session, language, online_ids)]
+    request = InterpreterRequest(
+        call_id=call.id,
+        language=language,
+        status=RequestStatus.RINGING.value,
+        requested_at=now,
+        requested_by_kind=principal.kind,
+        requested_by_id=principal.id,
+        requested_by_name=principal.name,
+        alerted=dump_ids(alerted),
+        declined="[]",
+    )
+    session.add(request)
+    await session.commit()
+    return request, alerted
+
+
+async def accept_request(
+    session: AsyncSession, interpreter: Principal, request_id: int, now: datetime
+) -> tuple[InterpreterRequest, Call]:
+    """The interpreter takes the request and becomes a participant (committed here)."""
+    request = await session.get(InterpreterRequest, request_id)
+    if request is None:
+        raise not_found(f"no interpreter request {request_id}")
+    if request.language not in interpreter.languages:
+        raise forbidden(f"you do not interpret {request.language}", "language")
+    if request.status == RequestStatus.ACCEPTED:
+        raise conflict("another interpreter already accepted", "taken")
+    if request.status == RequestStatus.CANCELLED:
+        raise conflict("the request was withdrawn", "cancelled")
+    call = await load_call(session, request.call_id)
+    if call.status != CallStatus.ACTIVE:
+        raise conflict(f"call {call.id} has ended", "call_ended")
+    current = await active_call_of_user(session, interpreter.id)
+    if current is not None and current.id != call.id:
+        raise conflict("you are in another call", "in_call")
+    result = await session.execute(
+        update(InterpreterRequest)
+        .where(
+            InterpreterRequest.id == request_id,
+            InterpreterRequest.status == RequestStatus.RINGING,
+        )
+        .values(
+            status=RequestStatus.ACCEPTED.value,
+            accepted_by=interpreter.id,
+            accepted_by_name=interpreter.name,
+            accepted_at=now,
+            closed_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if int(getattr(result, "rowcount", 0) or 0) != 1:
+        await session.rollback()
+        raise conflict("another interpreter already accepted", "taken")
+    pid = participant_id_for("user", interpreter.id, ParticipantRole.INTERPRETER)
+    existing = (
+        (
+            await session.execute(
+                select(CallParticipant).where(
+                    CallParticipant.call_id == call.id, CallParticipant.participant_id == pid
+                )
+            )
+        )
+        .scalars()
+        .first()
+    )
+    if existing is None:
+        session.add(
+            CallParticipant(
+                call_id=call.id,
+                participant_id=pid,
+                kind="user",
+                principal_id=interpreter.id,
+                role=ParticipantRole.INTERPRETER.value,
+                name=interpreter.name,
+                language=request.language,
+                added_at=now,
+            )
+        )
+    else:
+        existing.left_at = None
+        existing.connected = False
+        existing.language = request.language
+    await session.commit()
+    fresh = await session.get(InterpreterRequest, request_id, populate_existing=True)
+    assert fresh is not None
+    return fresh, call
+
+
+async def cancel_request(
+    session: AsyncSession, principal: Principal, request_id: int, now: datetime
+) -> InterpreterRequest:
+    request = await session.get(InterpreterRequest, request_id)
+    if request is None:
+        raise not_found(f"no interpreter request {request_id}")
+    call = await load_call(session, request.call_id)
+    _may_request(principal, call)
+    result = await session.execute(
+        update(InterpreterRequest)
+        .where(
+            InterpreterRequest.id == request_id,
+            InterpreterRequest.status == RequestStatus.RINGING,
+        )
+        .values(status=RequestStatus.CANCELLED.value, closed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if int(getattr(result, "rowcount", 0) or 0) != 1:
+        await session.rollback()
+        raise conflict("the request is not ringing any more", "not_ringing")
+    await session.commit()
+    fresh = await session.get(InterpreterRequest, request_id, populate_existing=True)
+    assert fresh is not None
+    return fresh
+
+
+async def ringing_for_interpreter(
+    session: AsyncSession, interpreter: Principal
+) -> list[dict[str, Any]]:
+    """Ringing requests of his languages that he has not declined (for `flow:sync`)."""
+    if not interpreter.languages:
+        return []
+    rows = await session.execute(
+        select(InterpreterRequest)
+        .join(Call, Call.id == InterpreterRequest.call_id)
+        .where(
+            InterpreterRequest.status == RequestStatus.RINGING,
+            InterpreterRequest.language.in_(sorted(interpreter.languages)),
+            Call.status == CallStatus.ACTIVE,
+        )
+        .order_by(InterpreterRequest.requested_at)
+    )
+    return [
+        await request_view(session, r)
+        for r in rows.scalars()
+        if interpreter.id not in load_ids(r.declined)
+    ]
+
+
+# --- pushes -----------------------------------------------------------------------------------
+
+
+async def push_withdrawn(
+    services: Services, request: InterpreterRequest, reason: str, except_user: int | None = None
+) -> None:
+    targets = [rooms.user(u) for u in load_ids(request.alerted) if u != except_user]
+    targets.append(rooms.language(request.language))
+    payload = {"request_id": request.id, "reason": reason}
+    if except_user is None:
+        await services.sio.emit("interpreter:withdrawn", payload, room=targets)
+        return
+    # The language room also holds the winner's sockets; he hears "accepted" from his ack.
+    skip = list(services.connections.sids_of("user", except_user))
+    await services.sio.emit("interpreter:withdrawn", payload, room=targets, skip_sid=skip)
+
+
+async def push_request_update(services: Services, request_id: int) -> None:
+    async with services.sessions() as session:
+        request = await session.get(InterpreterRequest, request_id)
+        if request is None:
+            return
+        view = await request_view(session, request)
+    call = await _call_of(services, view["call_id"])
+    targets = [call_room(view["call_id"])]
+    if call is not None and call.expert_id is not None:
+        targets.append(rooms.user(call.expert_id))
+    if view["requested_by"]["kind"] == "user":
+        targets.append(rooms.user(view["requested_by"]["id"]))
+    await services.sio.emit("interpreter:update", {"request": view}, room=targets)
+
+
+async def _call_of(services: Services, call_id: int) -> Call | None:
+    async with services.sessions() as session:
+        return await session.get(Call, call_id)
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+class RequestPayload(EventModel):
+    call_id: int = Field(gt=0)
+    language: str = Field(pattern=LANGUAGE_PATTERN)
+
+
+class RequestRef(EventModel):
+    request_id: int = Field(gt=0)
+
+
+def _online_users(services: Services) -> set[int]:
+    return {ident for (kind, ident) in services.connections.by_principal if kind == "user"}
+
+
+@on_event("interpreter:request", RequestPayload, roles={Role.EXPERT, Role.CLERK})
+async def interpreter_request(ctx: EventContext, data: RequestPayload) -> dict[str, Any]:
+    services = ctx.services
+    async with services.sessions() as session:
+        request, alerted = await request_interpreter(
+            session,
+            ctx.principal,
+            data.call_id,
+            data.language,
+            utcnow(),
+            _online_users(services),
+        )
+        view = await request_view(session, request)
+    if alerted:
+        await services.sio.emit(
+            "interpreter:alert", {"request": view}, room=[rooms.user(u) for u in alerted]
+        )
+    await push_request_update(services, request.id)
+    return {"request": view, "alerted": len(alerted)}
+
+
+@on_event("interpreter:accept", RequestRef, roles={Role.INTERPRETER})
+async def interpreter_accept(ctx: EventContext, data: RequestRef) -> dict[str, Any]:
+    services = ctx.services
+    async with services.sessions() as session:
+        request, call = await accept_request(session, ctx.principal, data.request_id, utcnow())
+        view = await request_view(session, request)
+        call_data = await call_view(session, await load_call(session, call.id))
+    await push_withdrawn(services, request, "taken", except_user=ctx.principal.id)
+    await push_request_update(services, request.id)
+    await push_participants(services, call.id)
+    return {"request": view, "call": call_data}
+
+
+@on_event("interpreter:decline", RequestRef, roles={Role.INTERPRETER})
+async def interpreter_decline(ctx: EventContext, data: RequestRef) -> dict[str, Any]:
+    async with ctx.services.sessions() as session:
+        request = await session.get(InterpreterRequest, data.request_id)
+        if request is None:
+            raise not_found(f"no interpreter request {data.request_id}")
+        declined = load_ids(request.declined)
+        if ctx.principal.id not in declined:
+            request.declined = dump_ids([*declined, ctx.principal.id])
+            await session.commit()
+    return {}
+
+
+@on_event("interpreter:cancel", RequestRef, roles={Role.EXPERT, Role.CLERK})
+async def interpreter_cancel(ctx: EventContext, data: RequestRef) -> dict[str, Any]:
+    services = ctx.services
+    async with services.sessions() as session:
+        request = await cancel_request(session, ctx.principal, data.request_id, utcnow())
+        view = await request_view(session, request)
+    await push_withdrawn(services, request, "cancelled")
+    await push_request_update(services, request.id)
+    return {"request": view}

@@ -1,0 +1,672 @@
+"""Walk-in queues: one line per authority and service language, in the database.
+
+Order in line is `(queue_key, id)`: a walk-in's key is its arrival, a checked-in
+appointment's its booked time (signaling/appointments.py), a transferred customer keeps his
+key. Taking a ticket is a conditional UPDATE (`... WHERE status = 'waiting'`): on SQLite the
+second writer waits for the first's lock and then matches no row, on PostgreSQL it waits for
+the row lock and re-checks the condition — either way exactly one expert wins.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import Field
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from signaling import rooms
+from signaling.calls import (
+    active_call_of_endpoint,
+    active_call_of_user,
+    announce_call,
+    create_call,
+    end_call,
+    finish_call,
+)
+from signaling.db import utcnow
+from signaling.flow_common import (
+    LANGUAGE_PATTERN,
+    authority_code,
+    authority_view,
+    call_view,
+    clerks_room,
+    conflict,
+    enabled_authorities,
+    forbidden,
+    not_found,
+    office_name,
+    seconds_between,
+    ticket_number,
+    ticket_view,
+)
+from signaling.flow_models import Call, CallStatus, Ticket, TicketKind, TicketStatus
+from signaling.models import Authority, User
+from signaling.protocol import EventContext, EventModel, Principal, Role, on_event
+from signaling.services import Services
+from signaling.statistics import flow_metrics
+
+log = logging.getLogger(__name__)
+
+MEAN_OVER_CALLS = 20
+MEAN_OVER_DAYS = 30
+TAKE_ATTEMPTS = 5
+
+
+# --- domain -----------------------------------------------------------------------------------
+
+
+async def find_authority(session: AsyncSession, code: str) -> Authority:
+    row = await session.execute(
+        select(Authority).where(Authority.code == code, Authority.enabled.is_(True))
+    )
+    authority = row.scalars().first()
+    if authority is None:
+        raise not_found(f"no authority with code {code!r}", "authority_unknown")
+    return authority
+
+
+async def waiting_ticket_of_endpoint(session: AsyncSession, endpoint_id: int) -> Ticket | None:
+    row = await session.execute(
+        select(Ticket)
+        .where(Ticket.endpoint_id == endpoint_id, Ticket.status == TicketStatus.WAITING)
+        .order_by(Ticket.id.desc())
+        .limit(1)
+    )
+    return row.scalars().first()
+
+
+async def check_endpoint_free(session: AsyncSession, endpoint_id: int) -> None:
+    if await waiting_ticket_of_endpoint(session, endpoint_id) is not None:
+        raise conflict("this kiosk already has a customer in line", "already_queued")
+    if await active_call_of_endpoint(session, endpoint_id) is not None:
+        raise conflict("this kiosk is in a call", "in_call")
+
+
+async def take_walk_in_ticket(
+    session: AsyncSession, kiosk: Principal, authority_code: str, language: str, now: datetime
+) -> Ticket:
+    """A kiosk's customer joins the authority's line (the caller commits)."""
+    authority = await find_authority(session, authority_code)
+    if kiosk.office_id is None:
+        raise forbidden("this endpoint belongs to no office")
+    await check_endpoint_free(session, kiosk.id)
+    ticket = Ticket(
+        authority_id=authority.id,
+        office_id=kiosk.office_id,
+        endpoint_id=kiosk.id,
+        language=language,
+        kind=TicketKind.WALK_IN.value,
+        status=TicketStatus.WAITING.value,
+        queued_at=now,
+        queue_key=now,
+        created_at=now,
+    )
+    session.add(ticket)
+    await session.flush()
+    return ticket
+
+
+async def cancel_ticket(
+    session: AsyncSession, endpoint_id: int, ticket_id: int, now: datetime
+) -> Ticket:
+    ticket = await session.get(Ticket, ticket_id)
+    if ticket is None:
+        raise not_found(f"no ticket {ticket_id}")
+    if ticket.endpoint_id != endpoint_id:
+        raise forbidden("this is another kiosk's ticket")
+    result = await session.execute(
+        update(Ticket)
+        .where(Ticket.id == ticket_id, Ticket.status == TicketStatus.WAITING)
+        .values(status=TicketStatus.CANCELLED.value, finished_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(result) != 1:
+        raise conflict(f"ticket {ticket_id} is not waiting", "not_waiting")
+    await session.refresh(ticket)
+    return ticket
+
+
+async def waiting_tickets(
+    session: AsyncSession, authority_ids: Iterable[int] | None = None, language: str | None = None
+) -> list[Ticket]:
+    query = select(Ticket).where(Ticket.status == TicketStatus.WAITING)
+    if authority_ids is not None:
+        query = query.where(Ticket.authority_id.in_(list(authority_ids)))
+    if language is not None:
+        query = query.where(Ticket.language == language)
+    rows = await session.execute(
+        query.order_by(Ticket.queue_key, Ticket.id).execution_options(populate_existing=True)
+    )
+    return list(rows.scalars())
+
+
+def positions(tickets: Iterable[Ticket]) -> dict[int, int]:
+    """Position in its own line (authority, language) of each waiting ticket; 1 is next."""
+    counters: dict[tuple[int, str], int] = {}
+    result: dict[int, int] = {}
+    for ticket in sorted(tickets, key=lambda t: (t.queue_key, t.id)):
+        line = (ticket.authority_id, ticket.language)
+        counters[line] = counters.get(line, 0) + 1
+        result[ticket.id] = counters[line]
+    return result
+
+
+async def mean_service_seconds(
+    session: AsyncSession, authority_id: int, now: datetime, default_seconds: int
+) -> int:
+    """Mean duration of the authority's recent calls; `default_seconds` when there are none."""
+    rows = await session.execute(
+        select(Call.started_at, Call.ended_at)
+        .where(
+            Call.authority_id == authority_id,
+            Call.status == CallStatus.ENDED,
+            Call.ended_at >= now - timedelta(days=MEAN_OVER_DAYS),
+        )
+        .order_by(Call.ended_at.desc())
+        .limit(MEAN_OVER_CALLS)
+    )
+    durations = [seconds_between(start, end) for start, end in rows if end is not None]
+    if not durations:
+        return default_seconds
+    return max(1, round(sum(durations) / len(durations)))
+
+
+async def ticket_state(
+    session: AsyncSession, ticket: Ticket, now: datetime, default_seconds: int
+) -> dict[str, Any]:
+    """The Ticket view with position and estimated wait when it is waiting."""
+    if ticket.status != TicketStatus.WAITING:
+        return await ticket_view(session, ticket)
+    line = await waiting_tickets(session, [ticket.authority_id], ticket.language)
+    position = positions(line).get(ticket.id)
+    mean = await mean_service_seconds(session, ticket.authority_id, now, default_seconds)
+    estimate = position * mean if position is not None else None
+    return await ticket_view(session, ticket, position, estimate)
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def claim(session: AsyncSession, ticket_id: int, expert_id: int, now: datetime) -> bool:
+    """Mark a waiting ticket as being served by the expert; False if someone was faster."""
+    try:
+        result = await session.execute(
+            update(Ticket)
+            .where(Ticket.id == ticket_id, Ticket.status == TicketStatus.WAITING)
+            .values(status=TicketStatus.SERVING.value, taken_by=expert_id, taken_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    except OperationalError as exc:
+        # SQLite: the other writer held the lock longer than the busy timeout.
+        log.warning("claim of ticket %s failed on the lock: %s", ticket_id, exc)
+        await session.rollback()
+        return False
+    return _rowcount(result) == 1
+
+
+async def _expert(session: AsyncSession, principal: Principal) -> User:
+    user = await session.get(User, principal.id)
+    if user is None or not user.enabled:
+        raise forbidden("unknown or disabled user")
+    return user
+
+
+async def take_ticket(
+    session: AsyncSession, expert: Principal, ticket_id: int, now: datetime
+) -> tuple[Ticket, Call]:
+    """The expert takes this ticket: claim it and create the call (committed here)."""
+    ticket = await session.get(Ticket, ticket_id)
+    if ticket is None:
+        raise not_found(f"no ticket {ticket_id}")
+    if ticket.authority_id not in expert.authority_ids:
+        raise forbidden("this ticket is in another authority's line", "other_authority")
+    if ticket.expert_id is not None and ticket.expert_id != expert.id:
+        raise forbidden("this appointment is booked for another expert", "other_expert")
+    if ticket.status != TicketStatus.WAITING:
+        raise conflict(f"ticket {ticket_id} was already taken", "taken")
+    if await active_call_of_user(session, expert.id) is not None:
+        raise conflict("you are already in a call", "in_call")
+    user = await _expert(session, expert)
+    if not await claim(session, ticket_id, expert.id, now):
+        await session.rollback()
+        raise conflict(f"ticket {ticket_id} was already taken", "taken")
+    return await _start_call(session, ticket_id, user, now)
+
+
+async def _start_call(
+    session: AsyncSession, ticket_id: int, user: User, now: datetime
+) -> tuple[Ticket, Call]:
+    ticket = await session.get(Ticket, ticket_id, populate_existing=True)
+    assert ticket is not None
+    call = await create_call(session, ticket, user, now)
+    await session.commit()
+    return ticket, call
+
+
+async def take_next(
+    session: AsyncSession,
+    expert: Principal,
+    authority_id: int | None,
+    language: str | None,
+    now: datetime,
+) -> tuple[Ticket, Call]:
+    """The expert takes the first customer in his lines (committed here)."""
+    if authority_id is not None and authority_id not in expert.authority_ids:
+        raise forbidden("that is another authority's line", "other_authority")
+    authority_ids = [authority_id] if authority_id is not None else sorted(expert.authority_ids)
+    if not authority_ids:
+        raise not_found("you serve no authority", "queue_empty")
+    if await active_call_of_user(session, expert.id) is not None:
+        raise conflict("you are already in a call", "in_call")
+    user = await _expert(session, expert)
+    for attempt in range(TAKE_ATTEMPTS):
+        query = select(Ticket.id).where(
+            Ticket.status == TicketStatus.WAITING,
+            Ticket.authority_id.in_(authority_ids),
+            (Ticket.expert_id.is_(None)) | (Ticket.expert_id == expert.id),
+        )
+        if language is not None:
+            query = query.where(Ticket.language == language)
+        first = (
+            await session.execute(query.order_by(Ticket.queue_key, Ticket.id).limit(1))
+        ).scalar_one_or_none()
+        if first is None:
+            if attempt == 0:
+                raise not_found("nobody is waiting in your lines", "queue_empty")
+            break
+        if await claim(session, first, expert.id, now):
+            return await _start_call(session, first, user, now)
+        await session.rollback()
+    raise conflict("other experts took the waiting customers at the same moment", "taken")
+
+
+async def transfer_ticket(
+    session: AsyncSession,
+    expert: Principal,
+    ticket_id: int,
+    authority_id: int,
+    language: str | None,
+    now: datetime,
+) -> tuple[Ticket, Ticket, int | None, list[int]]:
+    """Move the customer to another authority's line keeping his place in time.
+
+    Returns (old ticket, new ticket, id of the call that ended or None, withdrawn interpreter
+    request ids). Committed here.
+    """
+    ticket = await session.get(Ticket, ticket_id)
+    if ticket is None:
+        raise not_found(f"no ticket {ticket_id}")
+    target = await session.get(Authority, authority_id)
+    if target is None or not target.enabled:
+        raise not_found(f"no authority {authority_id}", "authority_unknown")
+    if target.id == ticket.authority_id:
+        raise conflict("the customer is already in that authority's line", "same_authority")
+    call: Call | None = None
+    if ticket.status == TicketStatus.WAITING:
+        if ticket.authority_id not in expert.authority_ids:
+            raise forbidden("this ticket is in another authority's line", "other_authority")
+    elif ticket.status == TicketStatus.SERVING and ticket.call_id is not None:
+        call = await session.get(Call, ticket.call_id)
+        if call is None or call.expert_id != expert.id:
+            raise forbidden("this customer is not in your call", "not_your_call")
+        if call.status != CallStatus.ACTIVE:
+            raise conflict("the call has ended", "not_waiting")
+    else:
+        raise conflict(f"ticket {ticket_id} is not waiting", "not_waiting")
+    withdrawn: list[int] = []
+    if call is not None:
+        withdrawn = [r.id for r in await end_call(session, call, now, "transferred")]
+        ticket.status = TicketStatus.TRANSFERRED.value
+        ticket.finished_at = now
+    else:
+        result = await session.execute(
+            update(Ticket)
+            .where(Ticket.id == ticket_id, Ticket.status == TicketStatus.WAITING)
+            .values(status=TicketStatus.TRANSFERRED.value, finished_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(result) != 1:
+            await session.rollback()
+            raise conflict(f"ticket {ticket_id} was taken meanwhile", "not_waiting")
+    new = Ticket(
+        authority_id=target.id,
+        office_id=ticket.office_id,
+        endpoint_id=ticket.endpoint_id,
+        language=language or ticket.language,
+        kind=ticket.kind,
+        appointment_id=ticket.appointment_id,
+        expert_id=None,  # a booked expert belongs to the old authority
+        status=TicketStatus.WAITING.value,
+        queued_at=ticket.queued_at,
+        queue_key=ticket.queue_key,
+        created_at=now,
+        transferred_from_id=ticket.id,
+    )
+    session.add(new)
+    await session.flush()
+    old = await session.get(Ticket, ticket_id, populate_existing=True)
+    assert old is not None
+    old.transferred_to_id = new.id
+    await session.commit()
+    return old, new, call.id if call is not None else None, withdrawn
+
+
+async def queue_views(
+    session: AsyncSession,
+    authority_ids: Iterable[int] | None,
+    office_id: int | None,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """QueueView per (authority, language) line that has someone waiting."""
+    tickets = await waiting_tickets(session, authority_ids)
+    places = positions(tickets)
+    lines: dict[tuple[int, str], dict[str, Any]] = {}
+    codes: dict[int, str] = {}
+    for ticket in tickets:
+        if office_id is not None and ticket.office_id != office_id:
+            continue
+        if ticket.authority_id not in codes:
+            authority = await session.get(Authority, ticket.authority_id)
+            codes[ticket.authority_id] = authority.code if authority else ""
+        key = (ticket.authority_id, ticket.language)
+        line = lines.setdefault(
+            key,
+            {
+                "authority_id": ticket.authority_id,
+                "authority_code": codes[ticket.authority_id],
+                "language": ticket.language,
+                "tickets": [],
+            },
+        )
+        line["tickets"].append(
+            {
+                "ticket_id": ticket.id,
+                "number": ticket_number(codes[ticket.authority_id], ticket.id),
+                "office_id": ticket.office_id,
+                "office_name": await office_name(session, ticket.office_id),
+                "language": ticket.language,
+                "kind": ticket.kind,
+                "expert_id": ticket.expert_id,
+                "queued_at": ticket.queued_at.isoformat(),
+                "queue_key": ticket.queue_key.isoformat(),
+                "waiting_seconds": seconds_between(ticket.queued_at, now),
+                "position": places[ticket.id],
+            }
+        )
+    return [lines[key] for key in sorted(lines)]
+
+
+# --- pushes -----------------------------------------------------------------------------------
+
+
+def default_seconds(services: Services) -> int:
+    return int(services.settings.default_service_minutes) * 60
+
+
+async def push_ticket(services: Services, ticket_id: int) -> None:
+    async with services.sessions() as session:
+        ticket = await session.get(Ticket, ticket_id)
+        if ticket is None or ticket.endpoint_id is None:
+            return
+        view = await ticket_state(session, ticket, utcnow(), default_seconds(services))
+    await services.sio.emit(
+        "ticket:update", {"ticket": view}, room=rooms.endpoint(view["endpoint_id"])
+    )
+
+
+async def publish_queue_change(
+    services: Services, authority_id: int, offices: Iterable[int] = ()
+) -> None:
+    """Tell the kiosks in this authority's lines their new places, and the staff the lines."""
+    now = utcnow()
+    async with services.sessions() as session:
+        tickets = await waiting_tickets(session, [authority_id])
+        places = positions(tickets)
+        mean = await mean_service_seconds(session, authority_id, now, default_seconds(services))
+        updates = [
+            (t.endpoint_id, await ticket_view(session, t, places[t.id], places[t.id] * mean))
+            for t in tickets
+            if t.endpoint_id is not None
+        ]
+        views = await queue_views(session, [authority_id], None, now)
+        code = await authority_code(session, authority_id)
+        office_ids = sorted({t.office_id for t in tickets} | set(offices))
+        per_office = [(o, await queue_views(session, [authority_id], o, now)) for o in office_ids]
+    metrics = flow_metrics(services)
+    if metrics is not None:
+        metrics.waiting.labels(code).set(len(tickets))
+    sio = services.sio
+    for endpoint_id, view in updates:
+        await sio.emit("ticket:update", {"ticket": view}, room=rooms.endpoint(endpoint_id))
+    payload = {"authority_id": authority_id, "queues": views}
+    await sio.emit(
+        "queue:update", payload, room=[rooms.authority(authority_id), rooms.role(Role.ADMIN)]
+    )
+    # A clerk sees the lines as far as his own office's customers are concerned.
+    for office_id, office_views in per_office:
+        await sio.emit(
+            "queue:update",
+            {"authority_id": authority_id, "queues": office_views},
+            room=clerks_room(office_id),
+        )
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+class TicketTake(EventModel):
+    authority: str = Field(min_length=1, max_length=32)
+    language: str = Field(pattern=LANGUAGE_PATTERN)
+
+
+class TicketRef(EventModel):
+    ticket_id: int = Field(gt=0)
+
+
+class QueueList(EventModel):
+    authority_id: int | None = Field(default=None, gt=0)
+
+
+class TakeNext(EventModel):
+    authority_id: int | None = Field(default=None, gt=0)
+    language: str | None = Field(default=None, pattern=LANGUAGE_PATTERN)
+
+
+class Transfer(EventModel):
+    ticket_id: int = Field(gt=0)
+    authority_id: int = Field(gt=0)
+    language: str | None = Field(default=None, pattern=LANGUAGE_PATTERN)
+
+
+class Empty(EventModel):
+    pass
+
+
+@on_event("ticket:take", TicketTake, roles={Role.ENDPOINT})
+async def ticket_take(ctx: EventContext, data: TicketTake) -> dict[str, Any]:
+    services = ctx.services
+    async with services.sessions() as session:
+        ticket = await take_walk_in_ticket(
+            session, ctx.principal, data.authority, data.language, utcnow()
+        )
+        await session.commit()
+        ticket_id, authority_id = ticket.id, ticket.authority_id
+    await services.sio.enter_room(ctx.sid, rooms.endpoint(ctx.principal.id))
+    await publish_queue_change(services, authority_id)
+    async with services.sessions() as session:
+        fresh = await session.get(Ticket, ticket_id)
+        assert fresh is not None
+        view = await ticket_state(session, fresh, utcnow(), default_seconds(services))
+    return {"ticket": view}
+
+
+@on_event("ticket:cancel", TicketRef, roles={Role.ENDPOINT})
+async def ticket_cancel(ctx: EventContext, data: TicketRef) -> dict[str, Any]:
+    services = ctx.services
+    async with services.sessions() as session:
+        ticket = await cancel_ticket(session, ctx.principal.id, data.ticket_id, utcnow())
+        await session.commit()
+        view = await ticket_view(session, ticket)
+    await publish_queue_change(services, ticket.authority_id, [ticket.office_id])
+    return {"ticket": view}
+
+
+def visible_authorities(principal: Principal, asked: int | None) -> list[int] | None:
+    """Which lines this person may see: an expert his authorities, others all (None)."""
+    if principal.role == Role.EXPERT:
+        if asked is not None and asked not in principal.authority_ids:
+            raise forbidden("that is another authority's line", "other_authority")
+        return [asked] if asked is not None else sorted(principal.authority_ids)
+    return [asked] if asked is not None else None
+
+
+@on_event("queue:list", QueueList, roles={Role.EXPERT, Role.CLERK, Role.ADMIN})
+async def queue_list(ctx: EventContext, data: QueueList) -> dict[str, Any]:
+    authority_ids = visible_authorities(ctx.principal, data.authority_id)
+    office_id = ctx.principal.office_id if ctx.principal.role == Role.CLERK else None
+    if ctx.principal.role == Role.CLERK and office_id is None:
+        raise forbidden("you are not a clerk of any office")
+    async with ctx.services.sessions() as session:
+        views = await queue_views(session, authority_ids, office_id, utcnow())
+    return {"queues": views}
+
+
+async def _after_take(services: Services, ticket: Ticket, call: Call) -> dict[str, Any]:
+    await push_ticket(services, ticket.id)
+    view = await announce_call(services, call.id)
+    await publish_queue_change(services, ticket.authority_id, [ticket.office_id])
+    async with services.sessions() as session:
+        fresh = await session.get(Ticket, ticket.id)
+        assert fresh is not None
+        ticket_data = await ticket_view(session, fresh)
+    return {"ticket": ticket_data, "call": view}
+
+
+@on_event("queue:take_next", TakeNext, roles={Role.EXPERT})
+async def queue_take_next(ctx: EventContext, data: TakeNext) -> dict[str, Any]:
+    async with ctx.services.sessions() as session:
+        ticket, call = await take_next(
+            session, ctx.principal, data.authority_id, data.language, utcnow()
+        )
+    return await _after_take(ctx.services, ticket, call)
+
+
+@on_event("queue:take", TicketRef, roles={Role.EXPERT})
+async def queue_take(ctx: EventContext, data: TicketRef) -> dict[str, Any]:
+    async with ctx.services.sessions() as session:
+        ticket, call = await take_ticket(session, ctx.principal, data.ticket_id, utcnow())
+    return await _after_take(ctx.services, ticket, call)
+
+
+@on_event("queue:transfer", Transfer, roles={Role.EXPERT})
+async def queue_transfer(ctx: EventContext, data: Transfer) -> dict[str, Any]:
+    services = ctx.services
+    async with services.sessions() as session:
+        old, new, ended_call, withdrawn = await transfer_ticket(
+            session, ctx.principal, data.ticket_id, data.authority_id, data.language, utcnow()
+        )
+    await push_ticket(services, old.id)
+    if ended_call is not None:
+        await finish_call(services, ended_call, withdrawn, "transferred")
+    else:
+        await publish_queue_change(services, old.authority_id, [old.office_id])
+    await publish_queue_change(services, new.authority_id, [new.office_id])
+    async with services.sessions() as session:
+        fresh = await session.get(Ticket, new.id)
+        assert fresh is not None
+        view = await ticket_state(session, fresh, utcnow(), default_seconds(services))
+    return {"ticket": view}
+
+
+# --- flow:sync --------------------------------------------------------------------------------
+
+
+async def enter_flow_rooms(services: Services, sid: str, principal: Principal) -> None:
+    """The rooms of rooms.rooms_for plus this feature's own; idempotent."""
+    for room in rooms.rooms_for(principal):
+        await services.sio.enter_room(sid, room)
+    if principal.role == Role.CLERK and principal.office_id is not None:
+        await services.sio.enter_room(sid, clerks_room(principal.office_id))
+
+
+@on_event("flow:sync", Empty, roles=set(Role))
+async def flow_sync(ctx: EventContext, _data: Empty) -> dict[str, Any]:
+    from signaling.interpreters import ringing_for_interpreter
+    from signaling.secretary import alerts_of_office, open_alert_of_endpoint
+
+    services, principal = ctx.services, ctx.principal
+    await enter_flow_rooms(services, ctx.sid, principal)
+    now = utcnow()
+    async with services.sessions() as session:
+        authorities = await enabled_authorities(session)
+        if principal.role == Role.ENDPOINT:
+            from signaling.models import Office
+
+            office = await session.get(Office, principal.office_id) if principal.office_id else None
+            ticket = await waiting_ticket_of_endpoint(session, principal.id)
+            call = await active_call_of_endpoint(session, principal.id)
+            return {
+                "endpoint_id": principal.id,
+                "office_id": principal.office_id,
+                "office_name": office.name if office else "",
+                "ticket": await ticket_state(session, ticket, now, default_seconds(services))
+                if ticket
+                else None,
+                "call": await call_view(session, call) if call else None,
+                "authorities": [authority_view(a) for a in authorities],
+                "secretary_alert": open_alert_of_endpoint(services, principal.id),
+            }
+        user_call = await active_call_of_user(session, principal.id)
+        call_data = await call_view(session, user_call) if user_call else None
+        if principal.role == Role.EXPERT:
+            mine = [a for a in authorities if a.id in principal.authority_ids]
+            unfiled = (
+                await session.execute(
+                    select(Call)
+                    .where(
+                        Call.expert_id == principal.id,
+                        Call.status == CallStatus.ENDED,
+                        Call.record_seq.is_(None),
+                    )
+                    .order_by(Call.id)
+                )
+            ).scalars()
+            return {
+                "user_id": principal.id,
+                "authorities": [authority_view(a) for a in mine],
+                "queues": await queue_views(session, sorted(principal.authority_ids), None, now),
+                "call": call_data,
+                "unfiled_calls": [await call_view(session, c) for c in unfiled],
+            }
+        if principal.role == Role.INTERPRETER:
+            return {
+                "user_id": principal.id,
+                "languages": sorted(principal.languages),
+                "alerts": await ringing_for_interpreter(session, principal),
+                "call": call_data,
+            }
+        active = select(Call).where(Call.status == CallStatus.ACTIVE).order_by(Call.id)
+        if principal.role == Role.CLERK:
+            calls = (
+                await session.execute(active.where(Call.office_id == principal.office_id))
+            ).scalars()
+            return {
+                "user_id": principal.id,
+                "office_id": principal.office_id,
+                "secretary_alerts": alerts_of_office(services, principal.office_id),
+                "calls": [await call_view(session, c) for c in calls],
+                "queues": await queue_views(session, None, principal.office_id, now),
+            }
+        calls = (await session.execute(active)).scalars()
+        return {
+            "user_id": principal.id,
+            "authorities": [authority_view(a) for a in authorities],
+            "queues": await queue_views(session, None, None, now),
+            "calls": [await call_view(session, c) for c in calls],
+        }

@@ -1,0 +1,419 @@
+// The documents panel of a call: send with a file picker, a progress bar and cancel; the list
+// of received documents with a "verified" mark; view and print at the kiosk, save at the
+// console; the safety codes (key fingerprints) to compare aloud.
+//
+// Mounted by the kiosk and the consoles:
+//   const panel = mountDocumentPanel(container, {socket, call, participantId, role});
+//   ...; panel.destroy();
+// role "customer" (kiosk) gets view + print; others (expert, interpreter) get view + save.
+
+import { addStrings, language, onLanguageChange, t } from "./i18n.js";
+import { DocumentChannel } from "./document-channel.js";
+import { ALLOWED_TYPES } from "./document-crypto.js";
+
+const ERROR_CODES = [
+  "bad_header", "not_a_recipient", "wrong_key", "commitment", "header_mac", "metadata",
+  "type_not_allowed", "too_large", "truncated", "trailing_data", "chunk_auth", "hash_mismatch",
+  "type_mismatch", "sender_mismatch", "cancelled", "unavailable", "no_recipients", "other",
+];
+
+const ERRORS = {
+  fi: ["Tiedosto on vahingoittunut tai väärää muotoa.", "Asiakirjaa ei salattu sinulle.",
+       "Asiakirjaa ei voi avata avaimellasi.", "Asiakirjan avain ei täsmää.",
+       "Asiakirjan tietoja on muutettu.", "Asiakirjan kuvaus on vahingoittunut.",
+       "Tiedostotyyppi ei ole sallittu (vain PDF, JPEG, PNG, TIFF).",
+       "Asiakirja on liian suuri.", "Asiakirja on vajaa: osa puuttuu.",
+       "Asiakirjan perässä on ylimääräistä tietoa.",
+       "Osa asiakirjasta on vahingoittunut, puuttuu tai on väärässä järjestyksessä.",
+       "Asiakirjan sisältö ei vastaa tarkistussummaa.", "Sisältö ei ole ilmoitettua tyyppiä.",
+       "Lähettäjän avain ei ole palvelimen vahvistama.", "Siirto peruttiin.",
+       "Yhteys katkesi, siirto ei onnistunut.", "Kukaan muu ei ole vielä mukana.",
+       "Siirto epäonnistui."],
+  sv: ["Filen är skadad eller har fel format.", "Dokumentet krypterades inte för dig.",
+       "Dokumentet kan inte öppnas med din nyckel.", "Dokumentets nyckel stämmer inte.",
+       "Dokumentets uppgifter har ändrats.", "Dokumentets beskrivning är skadad.",
+       "Filtypen är inte tillåten (endast PDF, JPEG, PNG, TIFF).",
+       "Dokumentet är för stort.", "Dokumentet är ofullständigt: en del saknas.",
+       "Det finns extra data efter dokumentet.",
+       "En del av dokumentet är skadad, saknas eller är i fel ordning.",
+       "Dokumentets innehåll stämmer inte med kontrollsumman.",
+       "Innehållet är inte av den angivna typen.",
+       "Avsändarens nyckel är inte bekräftad av servern.", "Överföringen avbröts.",
+       "Anslutningen bröts, överföringen misslyckades.", "Ingen annan är med ännu.",
+       "Överföringen misslyckades."],
+  en: ["The file is damaged or not in the right format.",
+       "This document was not encrypted for you.", "The document cannot be opened with your key.",
+       "The document key does not match.", "The document's details have been altered.",
+       "The document's description is damaged.",
+       "This file type is not allowed (PDF, JPEG, PNG, TIFF only).",
+       "The document is too large.", "The document is incomplete: part of it is missing.",
+       "There is extra data after the document.",
+       "Part of the document is damaged, missing or out of order.",
+       "The document's content does not match its checksum.",
+       "The content is not of the type it claims.",
+       "The sender's key is not the one the server confirmed.", "The transfer was cancelled.",
+       "The connection broke; the transfer failed.", "Nobody else has joined yet.",
+       "The transfer failed."],
+};
+
+const STRINGS = {
+  fi: {
+    "documents.title": "Asiakirjat",
+    "documents.choose": "Valitse tiedosto",
+    "documents.send": "Lähetä",
+    "documents.cancel": "Peruuta",
+    "documents.sending": "Lähetetään: {name}",
+    "documents.receiving": "Vastaanotetaan asiakirjaa…",
+    "documents.sent": "Lähetetty: {name}",
+    "documents.delivered": "Perillä ✓",
+    "documents.refusedBy": "Vastaanottaja hylkäsi: {reason}",
+    "documents.received": "Vastaanotetut asiakirjat",
+    "documents.none": "Ei vielä asiakirjoja.",
+    "documents.verified": "✓ Varmennettu — lähettäjä {name}",
+    "documents.view": "Näytä",
+    "documents.print": "Tulosta",
+    "documents.save": "Tallenna",
+    "documents.close": "Sulje",
+    "documents.noPreview": "Tätä tiedostoa ei voi näyttää selaimessa.",
+    "documents.codes": "Turvakoodit — vertailkaa ääneen",
+    "documents.yourCode": "Sinun koodisi",
+    "documents.allowed": "PDF, JPEG, PNG tai TIFF, enintään {mb} Mt",
+    "documents.refused": "Hylätty asiakirja: {reason}",
+  },
+  sv: {
+    "documents.title": "Dokument",
+    "documents.choose": "Välj fil",
+    "documents.send": "Skicka",
+    "documents.cancel": "Avbryt",
+    "documents.sending": "Skickar: {name}",
+    "documents.receiving": "Tar emot dokument…",
+    "documents.sent": "Skickat: {name}",
+    "documents.delivered": "Levererat ✓",
+    "documents.refusedBy": "Mottagaren avvisade: {reason}",
+    "documents.received": "Mottagna dokument",
+    "documents.none": "Inga dokument ännu.",
+    "documents.verified": "✓ Verifierat — avsändare {name}",
+    "documents.view": "Visa",
+    "documents.print": "Skriv ut",
+    "documents.save": "Spara",
+    "documents.close": "Stäng",
+    "documents.noPreview": "Den här filen kan inte visas i webbläsaren.",
+    "documents.codes": "Säkerhetskoder — jämför dem högt",
+    "documents.yourCode": "Din kod",
+    "documents.allowed": "PDF, JPEG, PNG eller TIFF, högst {mb} MB",
+    "documents.refused": "Avvisat dokument: {reason}",
+  },
+  en: {
+    "documents.title": "Documents",
+    "documents.choose": "Choose a file",
+    "documents.send": "Send",
+    "documents.cancel": "Cancel",
+    "documents.sending": "Sending: {name}",
+    "documents.receiving": "Receiving a document…",
+    "documents.sent": "Sent: {name}",
+    "documents.delivered": "Delivered ✓",
+    "documents.refusedBy": "The recipient refused it: {reason}",
+    "documents.received": "Received documents",
+    "documents.none": "No documents yet.",
+    "documents.verified": "✓ Verified — from {name}",
+    "documents.view": "View",
+    "documents.print": "Print",
+    "documents.save": "Save",
+    "documents.close": "Close",
+    "documents.noPreview": "This file cannot be shown in the browser.",
+    "documents.codes": "Safety codes — compare them aloud",
+    "documents.yourCode": "Your code",
+    "documents.allowed": "PDF, JPEG, PNG or TIFF, at most {mb} MB",
+    "documents.refused": "Refused document: {reason}",
+  },
+};
+for (const lang of Object.keys(ERRORS)) {
+  ERROR_CODES.forEach((code, i) => { STRINGS[lang][`documents.error.${code}`] = ERRORS[lang][i]; });
+}
+addStrings(STRINGS);
+
+// The panel carries its own few rules, so it looks right wherever it is mounted; pages may
+// override them (all are scoped to .document-panel).
+const STYLE = `
+.document-panel { display: grid; gap: .6rem; font-size: 1.05rem; }
+.document-panel [hidden] { display: none !important; }
+.document-panel .documents-send-row { display: flex; gap: .5rem; flex-wrap: wrap; align-items: center; }
+.document-panel input[type=file] { position: absolute; width: 1px; height: 1px; opacity: 0; }
+.document-panel input[type=file]:focus-visible + * , .document-panel .documents-choose:focus-within { outline: 3px solid #1a5fb4; }
+.document-panel button, .document-panel .documents-choose, .document-panel a.button {
+  min-height: 44px; padding: .5rem 1rem; border-radius: .4rem; border: 1px solid #555;
+  background: #f4f4f4; color: #111; cursor: pointer; font: inherit; text-decoration: none;
+  display: inline-flex; align-items: center; }
+.document-panel .documents-send { background: #1a5fb4; color: #fff; border-color: #1a5fb4; }
+.document-panel .documents-send:disabled { opacity: .5; cursor: default; }
+.document-panel progress { width: 100%; height: 1.2rem; }
+.document-panel ul { list-style: none; padding: 0; margin: 0; display: grid; gap: .4rem; }
+.document-panel .documents-verified, .document-panel .documents-delivery[data-verdict=received] { color: #1d6b2f; font-weight: 600; }
+.document-panel .documents-refused, .document-panel .documents-delivery[data-verdict=refused] { color: #a51d2d; font-weight: 600; }
+.document-panel .documents-actions { display: inline-flex; gap: .4rem; }
+.document-panel .documents-codes code { font-size: 1.15rem; letter-spacing: .05em; }
+.document-panel .documents-viewer { position: fixed; inset: 2rem; background: #fff; z-index: 1000;
+  border: 2px solid #333; display: grid; grid-template-rows: auto 1fr; gap: .5rem; padding: .5rem; }
+.document-panel .documents-frame, .document-panel .documents-image { width: 100%; height: 100%; border: 0; object-fit: contain; }
+`;
+
+function installStyle() {
+  if (document.getElementById("document-panel-style")) return;
+  const style = document.createElement("style");
+  style.id = "document-panel-style";
+  style.textContent = STYLE;
+  document.head.append(style);
+}
+
+export function errorText(error) {
+  const code = error && ERROR_CODES.includes(error.code) ? error.code : "other";
+  return t(`documents.error.${code}`);
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function sizeText(bytes) {
+  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
+  return `${Math.max(1, Math.round(bytes / 1e3))} kB`;
+}
+
+const PREVIEWABLE = new Set(["application/pdf", "image/jpeg", "image/png"]);
+
+export function mountDocumentPanel(container, { socket, call, role = "expert", device = "kiosk" } = {}) {
+  installStyle();
+  const callId = typeof call === "object" ? call.id : call;
+  const channel = new DocumentChannel(socket, callId, { device });
+  const atKiosk = role === "customer";
+  const urls = [];
+  let controller = null;
+
+  const status = el("p", { class: "documents-status", role: "status", "aria-live": "polite" });
+  const picker = el("input", {
+    type: "file", id: `documents-file-${callId}`, "data-testid": "documents-file",
+    accept: [...Object.keys(ALLOWED_TYPES), ".pdf", ".jpg", ".jpeg", ".png", ".tif", ".tiff"].join(","),
+  });
+  const pickLabel = el("label", { for: picker.id, class: "documents-choose" });
+  const sendButton = el("button", { type: "button", class: "documents-send", "data-testid": "documents-send", disabled: "" });
+  const cancelButton = el("button", { type: "button", class: "documents-cancel", "data-testid": "documents-cancel", hidden: "" });
+  const progress = el("progress", { max: "1", value: "0", hidden: "", "data-testid": "documents-progress" });
+  const hint = el("p", { class: "documents-hint" });
+  const codesTitle = el("h4", {});
+  const codes = el("ul", { class: "documents-codes", "data-testid": "documents-codes" });
+  const receivedTitle = el("h4", {});
+  const list = el("ul", { class: "documents-list", "data-testid": "documents-list" });
+  const sentList = el("ul", { class: "documents-sent", "data-testid": "documents-sent" });
+  const viewer = el("div", { class: "documents-viewer", hidden: "", role: "dialog", "aria-modal": "true" });
+  const root = el("div", { class: "document-panel", lang: language() },
+    el("div", { class: "documents-send-row" }, pickLabel, picker, sendButton, cancelButton),
+    hint, progress, status, sentList, receivedTitle, list, codesTitle, codes, viewer);
+  container.replaceChildren(root);
+
+  const texts = [];
+  function text(node, key, vars) {
+    texts.push([node, key, vars]);
+    node.textContent = t(key, vars);
+  }
+  text(pickLabel, "documents.choose");
+  text(sendButton, "documents.send");
+  text(cancelButton, "documents.cancel");
+  text(receivedTitle, "documents.received");
+  text(codesTitle, "documents.codes");
+  const emptyItem = el("li", { class: "documents-empty" });
+  text(emptyItem, "documents.none");
+  list.append(emptyItem);
+  const refreshHint = () => text(hint, "documents.allowed", { mb: Math.floor(channel.maxBytes / 1048576) });
+  refreshHint();
+  const stopLanguage = onLanguageChange(() => {
+    for (const [node, key, vars] of texts) node.textContent = t(key, vars);
+    root.lang = language();
+  });
+
+  function setProgress(fraction) {
+    progress.hidden = false;
+    progress.value = String(fraction);
+  }
+
+  function finish() {
+    controller = null;
+    cancelButton.hidden = true;
+    progress.hidden = true;
+    sendButton.disabled = !picker.files.length;
+  }
+
+  async function renderCodes() {
+    const items = [];
+    for (const entry of await channel.fingerprints()) {
+      const who = entry.self ? t("documents.yourCode") : `${entry.name}`;
+      items.push(el("li", { "data-participant": entry.participantId },
+        el("span", { class: "who" }, `${who}: `), el("code", {}, entry.fingerprint)));
+    }
+    codes.replaceChildren(...items);
+  }
+
+  function showViewer(doc, url) {
+    const close = el("button", { type: "button", class: "documents-close" });
+    text(close, "documents.close");
+    close.addEventListener("click", () => {
+      viewer.hidden = true;
+      viewer.replaceChildren();
+    });
+    let body;
+    if (!PREVIEWABLE.has(doc.metadata.type)) {
+      body = el("p", {});
+      text(body, "documents.noPreview");
+    } else if (doc.metadata.type === "application/pdf") {
+      body = el("iframe", { src: url, title: doc.metadata.name, class: "documents-frame" });
+    } else {
+      body = el("img", { src: url, alt: doc.metadata.name, class: "documents-image" });
+    }
+    viewer.replaceChildren(close, body);
+    viewer.hidden = false;
+    close.focus();
+  }
+
+  function printDocument(url) {
+    const frame = el("iframe", { src: url, class: "documents-print-frame", "aria-hidden": "true",
+                                 style: "position:fixed;width:0;height:0;border:0" });
+    frame.addEventListener("load", () => {
+      try {
+        frame.contentWindow.focus();
+        frame.contentWindow.print();
+      } finally {
+        setTimeout(() => frame.remove(), 60000);
+      }
+    });
+    document.body.append(frame);
+  }
+
+  function addReceived(doc) {
+    emptyItem.remove();
+    const blob = new Blob([doc.content], { type: doc.metadata.type });
+    const url = URL.createObjectURL(blob);
+    urls.push(url);
+    const mark = el("span", { class: "documents-verified", "data-testid": "documents-verified" });
+    text(mark, "documents.verified", { name: doc.sender.name });
+    const actions = el("span", { class: "documents-actions" });
+    const view = el("button", { type: "button", onclick: () => showViewer(doc, url) });
+    text(view, "documents.view");
+    actions.append(view);
+    if (atKiosk) {
+      const print = el("button", { type: "button", onclick: () => printDocument(url) });
+      text(print, "documents.print");
+      actions.append(print);
+    } else {
+      const save = el("a", { href: url, download: doc.metadata.name, class: "button", "data-testid": "documents-save" });
+      text(save, "documents.save");
+      actions.append(save);
+    }
+    list.append(el("li", { "data-sha256": doc.metadata.sha256, "data-testid": "documents-item" },
+      el("span", { class: "documents-name" }, doc.metadata.name), " ",
+      el("span", { class: "documents-size" }, sizeText(doc.metadata.size)), " ", mark, " ", actions));
+    root.dispatchEvent(new CustomEvent("document-received", { bubbles: true, detail: {
+      name: doc.metadata.name, sha256: doc.metadata.sha256, size: doc.metadata.size,
+      type: doc.metadata.type, sender: doc.sender.participant_id } }));
+  }
+
+  function addRefused(error) {
+    emptyItem.remove();
+    const item = el("li", { class: "documents-refused", "data-testid": "documents-refused", "data-code": error.code || "other" });
+    text(item, "documents.refused", { reason: errorText(error) });
+    list.append(item);
+  }
+
+  const queue = [];
+  let receiving = false;
+  async function drain() {
+    if (receiving) return;
+    receiving = true;
+    while (queue.length) {
+      const incoming = queue.shift();
+      text(status, "documents.receiving");
+      try {
+        addReceived(await channel.receive(incoming, { onProgress: (p) => setProgress(p.fraction) }));
+        status.textContent = "";
+      } catch (error) {
+        addRefused(error);
+        status.textContent = errorText(error);
+      }
+      progress.hidden = true;
+    }
+    receiving = false;
+  }
+
+  const sentItems = new Map();
+  channel.addEventListener("incoming", (e) => { queue.push(e.detail); drain(); });
+  channel.addEventListener("keys", () => renderCodes());
+  // A receipt can arrive before our upload request has returned: keep it until the item exists.
+  const verdicts = new Map();
+  function showVerdicts(transferId) {
+    const item = sentItems.get(transferId);
+    for (const detail of verdicts.get(transferId) || []) {
+      if (!item) return;
+      const note = el("span", { class: "documents-delivery", "data-verdict": detail.verdict });
+      if (detail.verdict === "received") text(note, "documents.delivered");
+      else text(note, "documents.refusedBy", { reason: errorText({ code: detail.reason }) });
+      item.append(" ", note);
+    }
+    if (item) verdicts.delete(transferId);
+  }
+  channel.addEventListener("delivered", (e) => {
+    const pending = verdicts.get(e.detail.transfer_id) || [];
+    verdicts.set(e.detail.transfer_id, [...pending, e.detail]);
+    showVerdicts(e.detail.transfer_id);
+  });
+
+  picker.addEventListener("change", () => { sendButton.disabled = !picker.files.length; });
+  cancelButton.addEventListener("click", () => controller && controller.abort());
+  sendButton.addEventListener("click", async () => {
+    const file = picker.files[0];
+    if (!file) return;
+    controller = new AbortController();
+    sendButton.disabled = true;
+    cancelButton.hidden = false;
+    text(status, "documents.sending", { name: file.name });
+    setProgress(0);
+    try {
+      const sent = await channel.send(file, {
+        signal: controller.signal,
+        onProgress: (p) => setProgress(p.phase === "encrypt" ? p.fraction * 0.2 : 0.2 + p.fraction * 0.8),
+      });
+      const item = el("li", { "data-transfer": sent.transferId, "data-sha256": sent.metadata.sha256 });
+      text(item, "documents.sent", { name: sent.metadata.name });
+      sentItems.set(sent.transferId, item);
+      sentList.append(item);
+      showVerdicts(sent.transferId);
+      status.textContent = "";
+      picker.value = "";
+    } catch (error) {
+      status.textContent = errorText(error);
+    } finally {
+      finish();
+    }
+  });
+
+  const ready = channel.start().then(() => { refreshHint(); return renderCodes(); })
+    .catch((error) => { status.textContent = errorText(error); throw error; });
+
+  return {
+    channel,
+    ready,
+    destroy() {
+      if (controller) controller.abort();
+      stopLanguage && stopLanguage();
+      channel.destroy();
+      for (const url of urls) URL.revokeObjectURL(url);
+      container.replaceChildren();
+    },
+  };
+}
+
+export default mountDocumentPanel;

@@ -1,0 +1,317 @@
+"""Statistics from the service log, the cost-compensation export, and the live view.
+
+Figures come from the filed service records (the apudiaari), not from the calls table: what
+the authorities compensate is what was recorded. Document counts come from the document
+entries of the same log (received ones only). All routes are for administrators.
+
+    GET /api/stats?by=authority|office|month&from=YYYY-MM&to=YYYY-MM
+    GET /api/stats/compensation.csv?from=YYYY-MM&to=YYYY-MM
+    GET /api/live
+    GET /api/log/verify
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import Counter, Gauge
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from signaling.db import utcnow
+from signaling.flow_common import call_view
+from signaling.flow_models import Call, CallStatus, ServiceLogEntry
+from signaling.models import Authority, Office
+from signaling.protocol import ErrorCode, Role
+from signaling.services import Services
+
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+GROUPINGS = ("authority", "office", "month")
+COMPENSATION_COLUMNS = [
+    "month",
+    "authority_code",
+    "authority",
+    "office_id",
+    "office",
+    "services",
+    "walk_ins",
+    "appointments",
+    "interpreted",
+    "documents",
+    "total_minutes",
+]
+
+
+@dataclass
+class Tally:
+    services: int = 0
+    walk_ins: int = 0
+    appointments: int = 0
+    interpreted: int = 0
+    documents: int = 0
+    total_duration_seconds: int = 0
+    total_wait_seconds: int = 0
+    labels: dict[str, Any] = field(default_factory=dict)
+
+    def add_service(self, record: dict[str, Any]) -> None:
+        self.services += 1
+        if record.get("kind") == "appointment":
+            self.appointments += 1
+        else:
+            self.walk_ins += 1
+        if record.get("interpreters"):
+            self.interpreted += 1
+        self.total_duration_seconds += int(record.get("duration_seconds") or 0)
+        self.total_wait_seconds += int(record.get("wait_seconds") or 0)
+
+    def figures(self) -> dict[str, Any]:
+        def mean(total: int) -> int:
+            return round(total / self.services) if self.services else 0
+
+        return {
+            **self.labels,
+            "services": self.services,
+            "walk_ins": self.walk_ins,
+            "appointments": self.appointments,
+            "interpreted": self.interpreted,
+            "documents": self.documents,
+            "total_duration_seconds": self.total_duration_seconds,
+            "mean_wait_seconds": mean(self.total_wait_seconds),
+            "mean_duration_seconds": mean(self.total_duration_seconds),
+        }
+
+
+KeyFn = Callable[[ServiceLogEntry, dict[str, Any]], tuple[Any, ...]]
+
+
+async def _tally(
+    session: AsyncSession, key: KeyFn, start: str | None, end: str | None
+) -> dict[tuple[Any, ...], Tally]:
+    query = select(ServiceLogEntry).order_by(ServiceLogEntry.seq)
+    if start:
+        query = query.where(ServiceLogEntry.month >= start)
+    if end:
+        query = query.where(ServiceLogEntry.month <= end)
+    tallies: dict[tuple[Any, ...], Tally] = {}
+    for entry in (await session.execute(query)).scalars():
+        record = json.loads(entry.record)
+        tally = tallies.setdefault(key(entry, record), Tally())
+        if entry.kind == "service":
+            tally.add_service(record)
+        elif entry.kind == "document" and record.get("verdict") == "received":
+            tally.documents += 1
+    return tallies
+
+
+async def _names(session: AsyncSession) -> tuple[dict[int, Authority], dict[int, str]]:
+    authorities = {a.id: a for a in (await session.execute(select(Authority))).scalars()}
+    offices = {o.id: o.name for o in (await session.execute(select(Office))).scalars()}
+    return authorities, offices
+
+
+async def service_stats(
+    session: AsyncSession, by: str, start: str | None = None, end: str | None = None
+) -> list[dict[str, Any]]:
+    """Figures per authority, office or month (rows sorted by their key)."""
+    if by not in GROUPINGS:
+        raise ValueError(f"by must be one of {', '.join(GROUPINGS)}")
+    keys: dict[str, KeyFn] = {
+        "authority": lambda _e, r: (r.get("authority_id"),),
+        "office": lambda _e, r: (r.get("office_id"),),
+        "month": lambda e, _r: (e.month,),
+    }
+    tallies = await _tally(session, keys[by], start, end)
+    authorities, offices = await _names(session)
+    rows = []
+    for key in sorted(tallies, key=lambda k: tuple(str(x) for x in k)):
+        tally = tallies[key]
+        if by == "authority":
+            authority = authorities.get(key[0]) if isinstance(key[0], int) else None
+            tally.labels = {
+                "authority_id": key[0],
+                "authority_code": authority.code if authority else "",
+            }
+        elif by == "office":
+            tally.labels = {
+                "office_id": key[0],
+                "office_name": offices.get(key[0], "") if isinstance(key[0], int) else "",
+            }
+        else:
+            tally.labels = {"month": key[0]}
+        rows.append(tally.figures())
+    return rows
+
+
+async def compensation_rows(
+    session: AsyncSession, start: str | None = None, end: str | None = None
+) -> list[dict[str, Any]]:
+    """Per month × authority × office: what the host office is compensated for."""
+    tallies = await _tally(
+        session,
+        lambda e, r: (e.month, r.get("authority_id"), r.get("office_id")),
+        start,
+        end,
+    )
+    authorities, offices = await _names(session)
+    rows = []
+    for key in sorted(tallies, key=lambda k: tuple(str(x) for x in k)):
+        month, authority_id, office_id = key
+        tally = tallies[key]
+        authority = authorities.get(authority_id) if isinstance(authority_id, int) else None
+        rows.append(
+            {
+                "month": month,
+                "authority_code": authority.code if authority else "",
+                "authority": authority.name_fi if authority else "",
+                "office_id": office_id,
+                "office": offices.get(office_id, "") if isinstance(office_id, int) else "",
+                "services": tally.services,
+                "walk_ins": tally.walk_ins,
+                "appointments": tally.appointments,
+                "interpreted": tally.interpreted,
+                "documents": tally.documents,
+                "total_minutes": round(tally.total_duration_seconds / 60),
+            }
+        )
+    return rows
+
+
+def compensation_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COMPENSATION_COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+async def live_view(session: AsyncSession) -> dict[str, Any]:
+    from signaling.queues import queue_views
+
+    calls = (
+        await session.execute(
+            select(Call).where(Call.status == CallStatus.ACTIVE).order_by(Call.id)
+        )
+    ).scalars()
+    return {
+        "calls": [await call_view(session, c) for c in calls],
+        "queues": await queue_views(session, None, None, utcnow()),
+    }
+
+
+# --- Prometheus -------------------------------------------------------------------------------
+
+
+class FlowMetrics:
+    """Service-flow collectors in the server's own registry (served at /metrics)."""
+
+    def __init__(self, services: Services) -> None:
+        registry = services.metrics.registry
+        self.waiting = Gauge(
+            "etapalvelu_waiting_customers",
+            "Customers waiting in line, per authority",
+            ["authority"],
+            registry=registry,
+        )
+        self.active_calls = Gauge("etapalvelu_active_calls", "Calls in progress", registry=registry)
+        self.calls = Counter(
+            "etapalvelu_calls_total",
+            "Calls started, by kind (walk_in, appointment)",
+            ["kind"],
+            registry=registry,
+        )
+        self.records = Counter(
+            "etapalvelu_service_records_total", "Service records filed", registry=registry
+        )
+
+
+def flow_metrics(services: Services) -> FlowMetrics | None:
+    found = services.extras.get("flow_metrics")
+    return found if isinstance(found, FlowMetrics) else None
+
+
+# --- HTTP -------------------------------------------------------------------------------------
+
+
+def _month_param(request: web.Request, name: str) -> str | None:
+    from signaling.http_api import ApiError
+
+    value = request.query.get(name)
+    if value is None or value == "":
+        return None
+    if not MONTH.match(value):
+        raise ApiError(ErrorCode.INVALID, f"{name} must be a month like 2026-11")
+    return value
+
+
+async def _admin(request: web.Request) -> Services:
+    from signaling.http_api import require_principal, services_of
+
+    await require_principal(request, {Role.ADMIN})
+    return services_of(request.app)
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    from signaling.http_api import ApiError, json_ok
+
+    services = await _admin(request)
+    by = request.query.get("by", "authority")
+    if by not in GROUPINGS:
+        raise ApiError(ErrorCode.INVALID, f"by must be one of {', '.join(GROUPINGS)}")
+    start, end = _month_param(request, "from"), _month_param(request, "to")
+    async with services.sessions() as session:
+        rows = await service_stats(session, by, start, end)
+    return json_ok(by=by, rows=rows)
+
+
+async def get_compensation_csv(request: web.Request) -> web.Response:
+    services = await _admin(request)
+    start, end = _month_param(request, "from"), _month_param(request, "to")
+    async with services.sessions() as session:
+        rows = await compensation_rows(session, start, end)
+    name = f"etapalvelu-compensation-{start or 'all'}-{end or 'all'}.csv"
+    return web.Response(
+        text=compensation_csv(rows),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+async def get_live(request: web.Request) -> web.Response:
+    from signaling.http_api import json_ok
+
+    services = await _admin(request)
+    async with services.sessions() as session:
+        view = await live_view(session)
+    return json_ok(**view)
+
+
+async def get_log_verify(request: web.Request) -> web.Response:
+    from signaling.http_api import json_ok
+    from signaling.service_log import verify_chain
+
+    services = await _admin(request)
+    async with services.sessions() as session:
+        report = await verify_chain(session)
+    found = report.as_dict()
+    return json_ok(
+        valid=found["ok"],
+        entries=found["entries"],
+        head_hash=found["head_hash"],
+        first_broken=found["first_broken"],
+    )
+
+
+def setup(app: web.Application, services: Services) -> None:
+    services.extras["flow_metrics"] = FlowMetrics(services)
+    app.router.add_get("/api/stats", get_stats)
+    app.router.add_get("/api/stats/compensation.csv", get_compensation_csv)
+    app.router.add_get("/api/live", get_live)
+    app.router.add_get("/api/log/verify", get_log_verify)

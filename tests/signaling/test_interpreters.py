@@ -1,0 +1,222 @@
+"""The interpreting ring: who is alerted, first accept wins, withdrawals, leaving."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from signaling.calls import end_call
+from signaling.flow_common import FlowError, participant_view, participants_of
+from signaling.flow_models import Call
+from signaling.interpreters import (
+    accept_request,
+    cancel_request,
+    request_interpreter,
+    ringing_for_interpreter,
+)
+from signaling.models import User, UserLanguage
+from signaling.queues import take_next, take_walk_in_ticket
+from tests.signaling.flow_support import (  # noqa: F401 (fixtures)
+    T0,
+    World,
+    call,
+    flow_engine_fixture,
+    flow_sessions_fixture,
+    world_fixture,
+)
+from tests.support.service import LiveService
+
+
+async def active_call(world: World, kiosk: str = "kiosk", expert: str = "expert") -> int:
+    async with world.sessions() as session:
+        await take_walk_in_ticket(session, getattr(world, kiosk), "kela", "fin", T0)
+        await session.commit()
+        _ticket, created = await take_next(session, getattr(world, expert), None, None, T0)
+        return created.id
+
+
+async def test_available_interpreters_of_the_language_are_alerted(world: World) -> None:
+    call_id = await active_call(world)
+    async with world.sessions() as session:
+        await session.execute(
+            update(User).where(User.id == world.interpreter2.id).values(presence="busy")
+        )
+        await session.commit()
+    async with world.sessions() as session:
+        request, alerted = await request_interpreter(session, world.expert, call_id, "fse", T0)
+    assert alerted == [world.interpreter.id]
+    assert request.status == "ringing" and request.requested_by_name == world.expert.name
+    async with world.sessions() as session:
+        with pytest.raises(FlowError) as caught:
+            await request_interpreter(session, world.clerk, call_id, "fse", T0)
+    assert caught.value.reason == "already_ringing"
+    async with world.sessions() as session:
+        _r, arabic = await request_interpreter(session, world.clerk, call_id, "ara", T0)
+    assert sorted(arabic) == sorted([world.interpreter.id, world.arabic.id])
+    async with world.sessions() as session:
+        pending = await ringing_for_interpreter(session, world.interpreter2)
+    assert [p["language"] for p in pending] == ["fse"] and pending[0]["sign_language"]
+
+
+async def test_only_the_calls_expert_or_its_office_clerk_may_ask(world: World) -> None:
+    call_id = await active_call(world)
+    for stranger in (world.expert2, world.vero_expert):
+        async with world.sessions() as session:
+            with pytest.raises(FlowError) as caught:
+                await request_interpreter(session, stranger, call_id, "fse", T0)
+        assert caught.value.code == "forbidden"
+    far_call = await active_call(world, "far_kiosk", "expert2")
+    async with world.sessions() as session:
+        with pytest.raises(FlowError) as caught:
+            await request_interpreter(session, world.clerk, far_call, "fse", T0)
+    assert caught.value.code == "forbidden"
+
+
+async def test_first_accept_wins(world: World) -> None:
+    call_id = await active_call(world)
+    async with world.sessions() as session:
+        request, _ = await request_interpreter(session, world.expert, call_id, "fse", T0)
+
+    async def accept(name: str) -> str:
+        async with world.sessions() as session:
+            try:
+                await accept_request(session, getattr(world, name), request.id, T0)
+                return name
+            except FlowError as exc:
+                return str(exc.reason)
+
+    results = await asyncio.gather(accept("interpreter"), accept("interpreter2"))
+    assert sorted(results) in (
+        sorted(["interpreter", "taken"]),
+        sorted(["interpreter2", "taken"]),
+    ), results
+    async with world.sessions() as session:
+        participants = [participant_view(p) for p in await participants_of(session, call_id)]
+    interpreters = [p for p in participants if p["role"] == "interpreter"]
+    assert len(interpreters) == 1
+    assert interpreters[0]["sign_language"] and interpreters[0]["spotlight"]
+    assert interpreters[0]["language"] == "fse"
+    # Accepting an alert already taken: conflict, nothing changes.
+    loser = "interpreter2" if "interpreter" in results else "interpreter"
+    async with world.sessions() as session:
+        with pytest.raises(FlowError) as caught:
+            await accept_request(session, getattr(world, loser), request.id, T0)
+    assert caught.value.reason == "taken"
+    async with world.sessions() as session:
+        assert len(await participants_of(session, call_id)) == 3
+
+
+async def test_accept_refusals(world: World) -> None:
+    call_id = await active_call(world)
+    async with world.sessions() as session:
+        request, _ = await request_interpreter(session, world.expert, call_id, "fse", T0)
+    async with world.sessions() as session:
+        with pytest.raises(FlowError) as caught:
+            await accept_request(session, world.arabic, request.id, T0)
+    assert caught.value.reason == "language"
+    async with world.sessions() as session:
+        await cancel_request(session, world.expert, request.id, T0)
+    async with world.sessions() as session:
+        with pytest.raises(FlowError) as caught:
+            await accept_request(session, world.interpreter, request.id, T0)
+    assert caught.value.reason == "cancelled"
+    async with world.sessions() as session:
+        with pytest.raises(FlowError) as caught:
+            await cancel_request(session, world.expert, request.id, T0)
+    assert caught.value.reason == "not_ringing"
+    async with world.sessions() as session:
+        again, _ = await request_interpreter(session, world.expert, call_id, "fse", T0)
+        row = await session.get(Call, call_id)
+        assert row is not None
+        withdrawn = await end_call(session, row, T0)
+        await session.commit()
+    assert [r.id for r in withdrawn] == [again.id]
+    async with world.sessions() as session:
+        with pytest.raises(FlowError) as caught:
+            await accept_request(session, world.interpreter, again.id, T0)
+    assert caught.value.reason == "cancelled"
+    async with world.sessions() as session:
+        with pytest.raises(FlowError) as caught:
+            await request_interpreter(session, world.expert, call_id, "fse", T0)
+    assert caught.value.reason == "call_ended"
+
+
+async def test_an_interpreter_in_a_call_is_not_alerted(world: World) -> None:
+    first = await active_call(world)
+    async with world.sessions() as session:
+        request, _ = await request_interpreter(session, world.expert, first, "fse", T0)
+        await accept_request(session, world.interpreter2, request.id, T0)
+    second = await active_call(world, "kiosk2", "expert2")
+    async with world.sessions() as session:
+        _r, alerted = await request_interpreter(session, world.expert2, second, "fse", T0)
+    assert alerted == [world.interpreter.id]
+
+
+async def _second_interpreter(live: LiveService) -> str:
+    async with live.services.sessions() as session:
+        session.add(
+            User(
+                username="tulkki2",
+                display_name="Toinen Tulkki",
+                role="interpreter",
+                password_hash="x",
+                languages=[UserLanguage(code="fse")],
+            )
+        )
+        await session.commit()
+    return "tulkki2"
+
+
+async def test_ring_over_socketio(live_service: LiveService) -> None:
+    kiosk = await live_service.connect_kiosk()
+    expert = await live_service.connect_user("kela")
+    first = await live_service.connect_user("tulkki")
+    second = await live_service.connect_user(await _second_interpreter(live_service))
+    pushes: dict[str, list[Any]] = {"alert1": [], "alert2": [], "withdrawn2": [], "update": []}
+    first.on("interpreter:alert", lambda d: pushes["alert1"].append(d))
+    second.on("interpreter:alert", lambda d: pushes["alert2"].append(d))
+    second.on("interpreter:withdrawn", lambda d: pushes["withdrawn2"].append(d))
+    expert.on("interpreter:update", lambda d: pushes["update"].append(d))
+    for client in (kiosk, expert, first, second):
+        assert (await call(client, "flow:sync"))["ok"]
+    await call(kiosk, "ticket:take", {"authority": "kela", "language": "fin"})
+    call_id = (await call(expert, "queue:take_next", {}))["call"]["id"]
+
+    refused = await call(first, "interpreter:request", {"call_id": call_id, "language": "fse"})
+    assert refused["error"]["code"] == "forbidden"  # an interpreter cannot ring
+    asked = await call(expert, "interpreter:request", {"call_id": call_id, "language": "fse"})
+    assert asked["ok"] and asked["alerted"] == 2, asked
+    for _ in range(100):
+        if pushes["alert1"] and pushes["alert2"]:
+            break
+        await asyncio.sleep(0.05)
+    request_id = pushes["alert1"][0]["request"]["id"]
+    assert pushes["alert2"][0]["request"]["id"] == request_id
+
+    accepted = await call(first, "interpreter:accept", {"request_id": request_id})
+    assert accepted["ok"], accepted
+    late = await call(second, "interpreter:accept", {"request_id": request_id})
+    assert (late["error"]["code"], late["error"]["reason"]) == ("conflict", "taken")
+    for _ in range(100):
+        if pushes["withdrawn2"]:
+            break
+        await asyncio.sleep(0.05)
+    assert pushes["withdrawn2"] == [{"request_id": request_id, "reason": "taken"}]
+    assert any(u["request"]["status"] == "accepted" for u in pushes["update"])
+
+    sync = await call(first, "flow:sync")
+    assert sync["call"]["id"] == call_id
+    interp = next(p for p in sync["call"]["participants"] if p["role"] == "interpreter")
+    assert interp["sign_language"] and interp["spotlight"]
+
+    left = await call(first, "call:leave", {"call_id": call_id})
+    assert left["ok"], left
+    back = await call(first, "call:join", {"call_id": call_id})
+    assert back["error"]["reason"] == "left"
+    state = await call(expert, "flow:sync")
+    assert state["call"]["status"] == "active"
+    interp = next(p for p in state["call"]["participants"] if p["role"] == "interpreter")
+    assert interp["left"] and not interp["spotlight"]

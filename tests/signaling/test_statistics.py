@@ -1,0 +1,171 @@
+"""Statistics from the service log, the compensation CSV, the admin REST routes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import update
+
+from signaling.calls import end_call
+from signaling.flow_models import Call, CallParticipant
+from signaling.interpreters import accept_request, request_interpreter
+from signaling.queues import take_next, take_walk_in_ticket
+from signaling.service_log import file_record, record_document
+from signaling.statistics import compensation_csv, compensation_rows, service_stats
+from tests.signaling.flow_support import (  # noqa: F401 (fixtures)
+    T0,
+    World,
+    call,
+    flow_engine_fixture,
+    flow_sessions_fixture,
+    world_fixture,
+)
+from tests.support.service import LiveService
+
+OCTOBER = T0 - timedelta(days=40)
+
+
+async def served(
+    world: World,
+    kiosk: str,
+    start: datetime,
+    minutes: int,
+    *,
+    interpreter: bool = False,
+    documents: int = 0,
+) -> int:
+    async with world.sessions() as session:
+        await take_walk_in_ticket(session, getattr(world, kiosk), "kela", "fin", start)
+        await session.commit()
+        _t, created = await take_next(
+            session, world.expert, None, None, start + timedelta(minutes=1)
+        )
+        if interpreter:
+            request, _ = await request_interpreter(session, world.expert, created.id, "fse", start)
+            await accept_request(session, world.interpreter, request.id, start)
+            # He joined the media too (the record lists interpreters who joined).
+            await session.execute(
+                update(CallParticipant)
+                .where(CallParticipant.call_id == created.id)
+                .values(joined_at=start)
+            )
+        for i in range(documents):
+            await record_document(
+                session,
+                call_id=created.id,
+                sha256=f"{created.id:032x}{i:032x}",
+                size=10,
+                type="application/pdf",
+                sender="a",
+                receiver="b",
+                received_at=start + timedelta(minutes=2),
+            )
+        row = await session.get(Call, created.id)
+        assert row is not None
+        await end_call(session, row, start + timedelta(minutes=1 + minutes))
+        await session.commit()
+        await file_record(session, world.expert, created.id, "general_advice", "resolved", None, T0)
+        return created.id
+
+
+async def test_figures_per_authority_office_and_month(world: World) -> None:
+    await served(world, "kiosk", OCTOBER, 10)
+    await served(world, "kiosk", T0, 6, interpreter=True, documents=2)
+    await served(world, "far_kiosk", T0 + timedelta(hours=1), 4)
+    async with world.sessions() as session:
+        by_month = await service_stats(session, "month")
+        by_office = await service_stats(session, "office")
+        by_authority = await service_stats(session, "authority", "2026-11", "2026-11")
+    assert [(r["month"], r["services"]) for r in by_month] == [("2026-10", 1), ("2026-11", 2)]
+    november = by_month[1]
+    assert november["interpreted"] == 1 and november["documents"] == 2
+    assert november["total_duration_seconds"] == 600 and november["mean_duration_seconds"] == 300
+    assert november["mean_wait_seconds"] == 60 and november["walk_ins"] == 2
+    offices = {r["office_id"]: (r["services"], r["office_name"]) for r in by_office}
+    assert offices == {world.office: (2, "Kallio"), world.office2: (1, "Inari")}
+    assert [(r["authority_code"], r["services"]) for r in by_authority] == [("kela", 2)]
+    async with world.sessions() as session:
+        with pytest.raises(ValueError):
+            await service_stats(session, "weekday")
+
+
+async def test_compensation_csv(world: World) -> None:
+    await served(world, "kiosk", OCTOBER, 10)
+    await served(world, "kiosk", T0, 6, documents=1)
+    await served(world, "kiosk2", T0 + timedelta(hours=1), 3)
+    async with world.sessions() as session:
+        rows = await compensation_rows(session, "2026-11", "2026-11")
+    text = compensation_csv(rows)
+    parsed = list(csv.DictReader(io.StringIO(text)))
+    assert len(parsed) == 1
+    assert parsed[0] == {
+        "month": "2026-11",
+        "authority_code": "kela",
+        "authority": "Kela",
+        "office_id": str(world.office),
+        "office": "Kallio",
+        "services": "2",
+        "walk_ins": "2",
+        "appointments": "0",
+        "interpreted": "0",
+        "documents": "1",
+        "total_minutes": "9",
+    }
+
+
+async def _get(live: LiveService, path: str, token: str | None) -> tuple[int, Any, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{live.base_url}{path}", headers=headers) as response,
+    ):
+        body = await response.text()
+        kind = response.headers.get("Content-Type", "")
+        return response.status, body, kind
+
+
+async def test_admin_routes(live_service: LiveService) -> None:
+    admin = await live_service.issue_token("admin")
+    expert_token = await live_service.issue_token("kela")
+    assert (await _get(live_service, "/api/stats", None))[0] == 401
+    assert (await _get(live_service, "/api/stats", expert_token))[0] == 403
+    assert (await _get(live_service, "/api/stats?from=2026-13", admin))[0] == 400
+    assert (await _get(live_service, "/api/stats?by=weekday", admin))[0] == 400
+
+    kiosk = await live_service.connect_kiosk()
+    expert = await live_service.connect_user("kela")
+    await call(kiosk, "ticket:take", {"authority": "kela", "language": "swe"})
+    status, body, _ = await _get(live_service, "/api/live", admin)
+    assert status == 200 and '"language": "swe"' in body.replace('":"', '": "')
+    call_id = (await call(expert, "queue:take_next", {}))["call"]["id"]
+    status, body, _ = await _get(live_service, "/api/live", admin)
+    assert status == 200 and f'"room_id": "call-{call_id}"' in body.replace('":"', '": "')
+    await call(expert, "call:end", {"call_id": call_id})
+    filed = await call(
+        expert,
+        "record:file",
+        {"call_id": call_id, "service_type": "general_advice", "outcome": "referred"},
+    )
+    assert filed["ok"], filed
+
+    status, body, _ = await _get(live_service, "/api/stats?by=authority", admin)
+    rows = json.loads(body)["rows"]
+    assert status == 200 and [(r["authority_code"], r["services"]) for r in rows] == [("kela", 1)]
+    status, body, kind = await _get(live_service, "/api/stats/compensation.csv", admin)
+    assert status == 200 and kind.startswith("text/csv")
+    assert next(iter(csv.DictReader(io.StringIO(body))))["services"] == "1"
+    status, body, _ = await _get(live_service, "/api/log/verify", admin)
+    verified = json.loads(body)
+    assert status == 200 and verified["valid"] and verified["entries"] == 1
+    status, body, _ = await _get(live_service, "/metrics", None)
+    assert status == 200
+    assert 'etapalvelu_calls_total{kind="walk_in"} 1.0' in body
+    assert "etapalvelu_service_records_total 1.0" in body
+    assert "etapalvelu_active_calls 0.0" in body
+    assert 'etapalvelu_waiting_customers{authority="kela"} 0.0' in body
