@@ -153,11 +153,6 @@ async def _serve(data_dir: Path) -> tuple[Any, Any, str, Any]:
         }
     )
     app, services = create_app(settings, demo=False)
-    if services.relay is None:
-        # An app assembled without its in-process relay cannot carry media; place one.
-        from signaling import app as app_module
-
-        services.relay = app_module._create_relay(settings)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

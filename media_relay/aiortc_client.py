@@ -142,4 +142,5 @@ class RelayPeerClient:
             )
 
     async def close(self) -> None:
-        await self.pc.close()
+        # shielded: aiortc shares one "closed" future between concurrent close() calls
+        await asyncio.shield(self.pc.close())

@@ -23,6 +23,7 @@ senders' timestamp origin is pinned to 0) and timed per frame (first packet).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -160,9 +161,15 @@ async def _relay_main(design: str, conns: list[Connection]) -> None:
     from media_relay.control import LocalRelay, RelayConfig
     from media_relay.naive_relay import NaiveRelay
 
-    config = RelayConfig(listen_address="127.0.0.1", announced_addresses=["127.0.0.1"])
+    config = RelayConfig(
+        listen_address="127.0.0.1",
+        announced_addresses=["127.0.0.1"],
+        max_participant_pps=10_000_000,  # the saturation phase floods on purpose
+    )
     relay: Any = NaiveRelay(config) if design == "baseline" else LocalRelay(config)
     await relay.start()
+    # the imported libraries' objects live forever: keep full collections from walking them
+    gc.freeze()
     stop = asyncio.Event()
 
     def forwarded() -> int:
@@ -491,6 +498,13 @@ def measure_floor(seconds: float = 2.0, rate: int = 100) -> dict[str, float]:
 # ----------------------------------------------------------------------------- coordinator
 
 
+def expect(conn: Connection, seconds: float = 120.0) -> Any:
+    """The next message from a child process; a hung child fails the run instead of hanging it."""
+    if not conn.poll(seconds):
+        raise RuntimeError("a benchmark process stopped answering")
+    return conn.recv()
+
+
 def run_design(
     design: str, subscribers: int, seconds: float, flood_seconds: float, clip: Any
 ) -> dict[str, Any]:
@@ -516,7 +530,7 @@ def run_design(
         processes.append(publisher)
         if not pub_control.poll(60):
             raise RuntimeError("the publisher did not connect")
-        pub_control.recv()
+        expect(pub_control)
 
         subs = []
         for index in range(subscribers):
@@ -530,31 +544,31 @@ def run_design(
             processes.append(process)
             if not control.poll(60):
                 raise RuntimeError(f"subscriber {index} did not connect")
-            subs.append((control, control.recv()))
+            subs.append((control, expect(control)))
 
         time.sleep(0.3)
         probe_conn.send({"op": "probe"})
-        before = probe_conn.recv()
+        before = expect(probe_conn)
         pub_control.send({"seconds": seconds, "direct_ports": [r["direct_port"] for _, r in subs]})
-        published = pub_control.recv()
+        published = expect(pub_control)
         probe_conn.send({"op": "probe"})
-        after = probe_conn.recv()
+        after = expect(probe_conn)
         time.sleep(0.3)  # let the last packets arrive
         seen = []
         for control, _ in subs:
             control.send({"stop": True})
-            seen.append(control.recv())
+            seen.append(expect(control))
 
         result = summarize(design, published, seen, before, after)
 
         if flood_seconds > 0:
             probe_conn.send({"op": "probe"})
-            flood_before = probe_conn.recv()
+            flood_before = expect(probe_conn)
         pub_control.send({"seconds": flood_seconds})
-        pub_control.recv()
+        expect(pub_control)
         if flood_seconds > 0:
             probe_conn.send({"op": "probe"})
-            flood_after = probe_conn.recv()
+            flood_after = expect(probe_conn)
             forwarded = flood_after["forwarded"] - flood_before["forwarded"]
             cpu = flood_after["cpu"] - flood_before["cpu"]
             wall = flood_after["wall"] - flood_before["wall"]
@@ -563,7 +577,7 @@ def run_design(
             result["saturation_relay_cpu_share"] = round(cpu / wall, 2) if wall > 0 else None
         for control, _ in subs:
             control.send({"stop": True})
-            control.recv()
+            expect(control)
         for control, _ in subs:
             control.send({"exit": True})
         pub_control.send({"exit": True})

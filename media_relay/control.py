@@ -44,6 +44,9 @@ class RelayConfig:
     # ("timeout"); one that sent nothing at all, not even RTCP, this long is gone too.
     connect_timeout: float = 20.0
     silence_timeout: float = 15.0
+    # Packets (RTP + RTCP) one participant may send per second; the rest is dropped and
+    # counted as "flood". A 4 Mbit/s camera is ~400 packets/s, all its sources well under 2000.
+    max_participant_pps: int = 4000
 
     def __post_init__(self) -> None:
         if self.port_min > self.port_max:

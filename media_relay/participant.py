@@ -71,6 +71,9 @@ class Participant:
         self.gone_reason: str | None = None
         self.created = time.monotonic()
         self.last_heard = self.created
+        self._window_start = self.created
+        self._window_packets = 0
+        self._max_pps = config.max_participant_pps
         self.drops = DropCounters()
         self.rtp_received = 0
         self.rtcp_received = 0
@@ -319,7 +322,16 @@ class Participant:
 
     def _on_media(self, data: bytes) -> None:
         """SRTP or SRTCP from the participant's socket; bad input is dropped and counted."""
-        self.last_heard = time.monotonic()
+        now = time.monotonic()
+        self.last_heard = now
+        # a participant that floods is cut off before any crypto (RelayConfig.max_participant_pps)
+        if now - self._window_start >= 1.0:
+            self._window_start = now
+            self._window_packets = 0
+        self._window_packets += 1
+        if self._window_packets > self._max_pps:
+            self.drops.add("flood")
+            return
         link = self.link
         if link is None or link.dtls._rx_srtp is None:
             self.drops.add("not_connected")
@@ -472,7 +484,9 @@ class Participant:
         self._outbound_by_ssrc.clear()
         self._track_by_mid.clear()
         try:
-            await self.pc.close()
+            # shielded: aiortc shares one "closed" future between concurrent close() calls,
+            # and cancelling one waiter would cancel it under the others
+            await asyncio.shield(self.pc.close())
         except Exception:
             logger.exception("relay: closing %s failed", self.participant_id)
         self.pc.remove_all_listeners()

@@ -47,6 +47,7 @@ def run_with_session(args: argparse.Namespace, work: SessionWork) -> int:
     """Open the configured database (migrating it), run `work(session)`, commit, return its
     status. Configuration and directory errors print one line and return 2."""
     from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
 
     from signaling import directory
     from signaling.config import ConfigError
@@ -68,8 +69,9 @@ def run_with_session(args: argparse.Namespace, work: SessionWork) -> int:
         return fail("; ".join(parts))
     except ValueError as exc:
         return fail(str(exc))
-    except OSError as exc:
-        return fail(f"cannot reach the database: {exc}")
+    except (OSError, SQLAlchemyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return fail(f"cannot open the database: {first}")
 
 
 async def _run(url: str, work: SessionWork) -> int:

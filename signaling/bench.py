@@ -46,6 +46,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+async def full_collections(base_url: str) -> int:
+    """How many generation-2 (full) collections the server has run, from /metrics."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(f"{base_url}/metrics") as response:
+        text = await response.text()
+    found = re.search(r'^python_gc_collections_total\{generation="2"\} ([0-9.e+]+)$', text, re.M)
+    return int(float(found.group(1))) if found else -1
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status", encoding="ascii") as status:
         for line in status:
@@ -167,10 +177,21 @@ class WireClient:
             await self.ws.close()
 
 
+def _tune_gc() -> None:
+    """The same collector settings as `etapalvelu serve` (see signaling/serve.py), so that the
+    clients' own collection pauses do not show up as round-trip time."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def _worker(
     conn: Connection, base_url: str, token: str, clients: int, seconds: float, interval: float
 ) -> None:
     _raise_fd_limit()
+    _tune_gc()
     asyncio.run(_worker_main(conn, base_url, token, clients, seconds, interval))
 
 
@@ -361,6 +382,7 @@ async def _run(
         f"server RSS {rss_all:.1f} MB = {per_connection_kb:.1f} KB per connection",
         flush=True,
     )
+    full_gc_before = await full_collections(base_url)
     cpu_before = cpu_seconds(server_pid)
     load_started = time.monotonic()
     for pipe in pipes:
@@ -372,6 +394,7 @@ async def _run(
         rtts.extend(worker_rtts)
         errors += worker_errors
     server_cpu = cpu_seconds(server_pid) - cpu_before
+    full_gcs = await full_collections(base_url) - full_gc_before
     load_wall = time.monotonic() - load_started
     for process in processes:
         await loop.run_in_executor(None, process.join, 30)
@@ -384,7 +407,8 @@ async def _run(
         f"({rate:.0f}/s), {errors} errors: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
         f"(baseline p50 {base_p50:.2f} ms, p99 {base_p99:.2f} ms); "
         f"server CPU {server_cpu:.1f} s in {load_wall:.1f} s = "
-        f"{server_cpu / max(len(rtts) + errors, 1) * 1e6:.0f} us per event; "
+        f"{server_cpu / max(len(rtts) + errors, 1) * 1e6:.0f} us per event, "
+        f"{full_gcs} full GC; "
         f"load average {load_after[0]:.2f}",
         flush=True,
     )
@@ -402,6 +426,7 @@ async def _run(
         "baseline_rtt_ms": {"clients": 1, "p50": round(base_p50, 3), "p99": round(base_p99, 3)},
         "server_cpu_s": round(server_cpu, 2),
         "server_cpu_us_per_event": round(server_cpu / max(len(rtts) + errors, 1) * 1e6, 1),
+        "server_full_gc_during_load": full_gcs,
         "server_rss_mb": round(rss_all, 1),
         "server_rss_mb_one_client": round(rss_one, 1),
         "server_rss_kb_per_connection": round(per_connection_kb, 1),

@@ -5,12 +5,23 @@ Features may add their own collectors to `services.metrics.registry`.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    ProcessCollector,
+)
 
 
 class SignalingMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # Process CPU/memory and garbage-collector counts, as prometheus_client's default
+        # registry would have them.
+        ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.sockets = Gauge(
             "etapalvelu_sockets", "Authenticated socket.io connections", registry=self.registry
         )

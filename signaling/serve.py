@@ -13,6 +13,8 @@ import sys
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from signaling.config import ConfigError, Settings, load_settings
 
@@ -85,7 +87,12 @@ async def _serve(settings: Settings, *, demo: bool, ssl_context: ssl.SSLContext 
     except ValueError as exc:  # e.g. an unsupported database URL
         raise ConfigError(str(exc)) from exc
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
-    await runner.setup()
+    try:
+        await runner.setup()  # migrates the database, seeds the demo, starts the relay
+    except (OSError, SQLAlchemyError) as exc:
+        await services.engine.dispose()
+        where = make_url(settings.sqlalchemy_url).render_as_string(hide_password=True)
+        raise ConfigError(f"cannot open the database {where}: {_first_line(exc)}") from exc
     try:
         site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
         await site.start()
@@ -110,6 +117,11 @@ async def _serve(settings: Settings, *, demo: bool, ssl_context: ssl.SSLContext 
         print("etapalvelu: stopping", flush=True)
     finally:
         await runner.cleanup()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _bound_port(runner: web.AppRunner, configured: int) -> int:

@@ -92,7 +92,7 @@ async def frames_by_mid(page: Any) -> dict[str, int]:
 
 
 async def wait_frames_growing(
-    page: Any, *, streams: int = 1, within: float = 20.0
+    page: Any, *, streams: int = 1, within: float = 30.0
 ) -> dict[str, int]:
     """Wait until `streams` inbound video streams have decoded frames, and keep growing."""
     deadline = time.monotonic() + within

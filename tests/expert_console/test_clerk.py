@@ -31,6 +31,7 @@ async def test_clerk_answers_the_kiosk_and_requests_an_interpreter(
     await screenshot(page, "clerk-alert")
     await page.click("#secretary-alerts li[data-alert] button")
     await page.wait_for_selector("#secretary-alerts li[data-alert]", state="detached")
+    await kiosk.page.wait_for_selector("#secretary-status:text-matches('tulossa')")
 
     # A call at his office: he asks for an Arabic interpreter; the ring alerts the interpreter.
     interpreter = await live_service.connect_user("tulkki")

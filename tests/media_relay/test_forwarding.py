@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 from aiortc.rtp import RtcpPacket, RtpPacket
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from media_relay import packets
 from media_relay.forwarding import KEYFRAME_REQUEST_INTERVAL, ForwardedStream, PublishedTrack
@@ -239,3 +243,69 @@ def test_receiver_report_for_the_publisher() -> None:
     feed(track, make_rtp(seq=15, ssrc=0x1111, payload=MORE))
     again = track.receiver_report_block(0.0)
     assert again is not None and again.fraction_lost == 0  # nothing lost since
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0x1111, 0x2222]),  # publisher SSRC (a change = a reconnect)
+            st.integers(-3, 5),  # sequence step: loss, reordering, duplicates
+            st.sampled_from([KEY, DELTA, MORE, b"", b"\x90"]),
+            st.binary(max_size=30),
+        ),
+        max_size=60,
+    )
+)
+def test_fuzz_forwarding_keeps_streams_well_formed(
+    steps: list[tuple[int, int, bytes, bytes]],
+) -> None:
+    track, _ = video_track()
+    stream, sent = subscriber(track, mid=b"5")
+    seq = 100
+    for ssrc, step, head, tail in steps:
+        seq = (seq + step) & 0xFFFF
+        data = make_rtp(
+            seq=seq,
+            ts=seq * 3000,
+            ssrc=ssrc,
+            payload=head + tail,
+            extensions=bytes([0x10, ord("0")]),
+        )
+        feed(track, data)
+    for data in sent:
+        packet = RtpPacket.parse(data)
+        assert packet.ssrc == stream.ssrc and packet.payload_type == 97
+    # sent in order, the outgoing numbers never jump by more than the input did
+    out = seqs(sent)
+    for before, after in itertools.pairwise(out):
+        assert ((after - before) & 0xFFFF) <= 5 or ((before - after) & 0xFFFF) <= 3
+
+
+async def test_fuzz_participant_input_never_raises() -> None:
+    import random
+
+    from media_relay.control import RelayConfig
+    from media_relay.participant import Participant
+
+    gone: list[str] = []
+    participant = Participant("room", "fuzz", RelayConfig(), lambda p, reason: gone.append(reason))
+    track = participant.ensure_published("camera")
+    track.codecs = {97: "vp8"}
+    participant._set_ssrc(track, 0x1111)
+    rng = random.Random(3)
+    try:
+        for _ in range(3000):
+            size = rng.randrange(0, 120)
+            data = bytearray(rng.randbytes(size))
+            if size >= 12 and rng.random() < 0.5:
+                data[0] = 0x80 | (data[0] & 0x3F)  # version 2: deeper into the parsers
+                if rng.random() < 0.5:
+                    data[8:12] = (0x1111).to_bytes(4, "big")
+            participant._on_rtp(bytes(data))
+            participant._on_rtcp(bytes(data))
+            participant._on_media(bytes(data))  # not connected: dropped and counted
+        assert participant.drops.total() > 0
+        assert gone == []
+    finally:
+        await participant.close()

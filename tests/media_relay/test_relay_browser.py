@@ -61,7 +61,17 @@ await new Promise((resolve) => { ws.onopen = resolve; });
 const stream = await navigator.mediaDevices.getUserMedia({
   video: { width: 320, height: 240, frameRate: 15 }, audio: true,
 });
-await client.join({ camera: stream, audio: stream }, { hints: { camera: "maintain-framerate" } });
+const local = { camera: stream, audio: stream };
+if (new URLSearchParams(location.search).get("document")) {
+  // the document camera: a second video source, tuned for detail
+  local.document = await navigator.mediaDevices.getUserMedia({
+    video: { width: 640, height: 480, frameRate: 5 },
+  });
+}
+await client.join(local, {
+  hints: { camera: "maintain-framerate", document: "maintain-resolution" },
+});
+window.hint = local.document ? local.document.getVideoTracks()[0].contentHint : null;
 window.client = client;
 window.joined = true;
 </script>
@@ -147,10 +157,10 @@ async def remote_stats(page: Any) -> list[dict[str, Any]]:
 
 async def test_two_browsers_exchange_audio_and_video(browser: Any, page_server: str) -> None:
     pages = []
-    for name in ("alice", "bob"):
+    for name, query in (("alice", "&document=1"), ("bob", "")):
         context = await browser.new_context()
         page = await context.new_page()
-        await page.goto(f"{page_server}/?name={name}")
+        await page.goto(f"{page_server}/?name={name}{query}")
         pages.append(page)
     for page in pages:
         await page.wait_for_function("window.joined === true", timeout=20_000)
@@ -179,6 +189,14 @@ async def test_two_browsers_exchange_audio_and_video(browser: Any, page_server: 
     remote = await pages[0].evaluate("window.remote")
     announced = {(m["participant_id"], m["source"]) for m in remote}
     assert announced == {("bob", "camera"), ("bob", "audio")}
+    # bob also gets alice's document camera, as its own video track
+    remote = await pages[1].evaluate("window.remote")
+    announced = {(m["participant_id"], m["source"]) for m in remote}
+    assert announced == {("alice", "camera"), ("alice", "audio"), ("alice", "document")}
+    tracks = await remote_stats(pages[1])
+    document = [t for t in tracks if t["source"] == "document"]
+    assert document and document[0]["framesDecoded"] > 0, tracks
+    assert await pages[0].evaluate("window.hint") == "detail"
     stats = await pages[0].evaluate("window.client.getStats()")
     assert stats["connectionState"] == "connected"
     assert stats["rttMs"] is None or stats["rttMs"] < 1000

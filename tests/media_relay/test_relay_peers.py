@@ -89,6 +89,7 @@ async def test_late_subscriber_gets_keyframe_quickly(relay: LocalRelay, bridge: 
     assert await wait_for(lambda: ("kiosk", "camera") in late.first_frame_at, 5)
     assert connected_at
     delay = late.first_frame_at[("kiosk", "camera")] - connected_at[0]
+    print(f"late subscriber: first frame {delay * 1000:.0f} ms after connecting")
     assert delay < 0.5, f"first frame {delay * 1000:.0f} ms after connecting"
     stats = await relay.stats()
     assert stats["rooms"]["r2"]["participants"]["kiosk"]["published"]["camera"]["plis_sent"] >= 2

@@ -170,6 +170,11 @@ def test_admin_cli_manages_the_directory(
         ),
         (["endpoint", "add", "--office", "Nowhere", "--name", "K"], None, "no office 'Nowhere'"),
         (["user", "disable", "4242"], None, "no user 4242"),
+        (
+            ["user", "list", "--database-url", "postgresql://nobody@127.0.0.1:1/none"],
+            None,
+            "cannot open the database",
+        ),
     ],
 )
 def test_admin_cli_refusals_exit_2_with_one_line(
@@ -204,6 +209,12 @@ def test_admin_cli_refusals_exit_2_with_one_line(
         (None, {}, ["--tls-cert", "/nonexistent.pem"], "tls_cert and tls_key"),
         (None, {}, ["--database-url", "mysql://db/x"], "unsupported database"),
         (None, {}, ["--port", "70000"], "port"),
+        (
+            None,
+            {},
+            ["--database-url", "postgresql://nobody@127.0.0.1:1/none"],
+            "cannot open the database postgresql://nobody@127.0.0.1:1/none",
+        ),
     ],
 )
 def test_bad_configuration_exits_2_without_traceback(

@@ -47,19 +47,22 @@ async def test_rooms_and_presence_span_processes(tmp_path: Path) -> None:
         pushes: list[dict[str, Any]] = []
         clerk.on("presence:changed", pushes.append)
         assert (await clerk.call("presence:get", {}))["ok"] is True
-        # Let the other server's subscriber settle before publishing.
-        await asyncio.sleep(0.5)
-
-        await first.services.sio.emit(
-            "office:note", {"hello": 1}, room=rooms.office(first.demo.office_id)
-        )
+        # The second server subscribes to Redis when its first socket arrives; publish until
+        # the subscription is live (then every later publish is delivered).
+        for _ in range(100):
+            await first.services.sio.emit(
+                "office:note", {"hello": 1}, room=rooms.office(first.demo.office_id)
+            )
+            await asyncio.sleep(0.1)
+            if received:
+                break
+        assert received and received[0] == {"hello": 1}
         expert = await first.connect_user("kela")
         assert (await expert.call("presence:set", {"status": "busy"}))["ok"] is True
-        for _ in range(200):
-            if received and any(p.get("status") == "busy" for p in pushes):
+        for _ in range(500):
+            if any(p.get("status") == "busy" for p in pushes):
                 break
             await asyncio.sleep(0.02)
-        assert received == [{"hello": 1}]
         kela = first.demo.user_ids["kela"]
         assert any(p["id"] == kela and p["status"] == "busy" for p in pushes), pushes
 
@@ -73,7 +76,7 @@ async def test_rooms_and_presence_span_processes(tmp_path: Path) -> None:
         from signaling.dispatch import disconnect_principal
 
         assert await disconnect_principal(first.services, "endpoint", first.demo.endpoint_id) == 0
-        for _ in range(250):
+        for _ in range(500):
             if not kiosk.connected:
                 break
             await asyncio.sleep(0.02)

@@ -128,7 +128,8 @@ function renderServiceLanguages() {
     const sub = document.createElement("span");
     sub.className = "sub";
     sub.textContent = languageName(code);
-    button.append(own, sub);
+    button.append(own);
+    if (sub.textContent.toLowerCase() !== own.textContent.toLowerCase()) button.append(sub);
     button.addEventListener("click", () => takeTicket(code));
     item.append(button);
     list.append(item);
@@ -524,7 +525,9 @@ function start() {
     state.media = null;
   });
   socket.on("secretary:acknowledged", () => {
-    $("secretary-status").textContent = t("kiosk.secretary.called");
+    $("secretary-status").textContent = t("kiosk.secretary.coming");
+    // The note goes once the help has had time to arrive.
+    setTimeout(() => { $("secretary-status").textContent = ""; }, 120000);
   });
   applyTranslations();
 }

@@ -22,6 +22,10 @@ export function mountDocumentPanel(container, options) {
     if (typeof factory !== "function") return false;
     try {
       handle.panel = factory(container, options);
+      // The panel shows its own error; a call that ends while it starts is no page error.
+      if (handle.panel && handle.panel.ready && handle.panel.ready.catch) {
+        handle.panel.ready.catch((error) => console.warn("document panel:", error.message));
+      }
       container.closest(".documents-panel")?.classList.add("active");
       return true;
     } catch (error) {

@@ -117,7 +117,7 @@ export class RelayClient {
         if (track) await this._applyHint(transceiver.sender, track, meta.source);
       } else if (meta && meta.direction === "recv") {
         transceiver.direction = "recvonly";
-      } else if (!transceiver.stopped) {
+      } else if (transceiver.currentDirection !== "stopped" && !transceiver.stopped) {
         transceiver.direction = "inactive";
       }
     }
