@@ -16,9 +16,7 @@ def register(root: Any, bench: Any) -> None:
         "(a direct loopback RTCPeerConnection pair in the same browser). Last line: JSON.",
     )
     parser.add_argument("--calls", type=int, default=10, help="measured calls (default 10)")
-    parser.add_argument(
-        "--chromium", default="/usr/bin/chromium", help="the Chromium executable"
-    )
+    parser.add_argument("--chromium", default="/usr/bin/chromium", help="the Chromium executable")
     parser.set_defaults(func=_call_setup)
 
 

@@ -115,9 +115,10 @@ async def test_kiosk_language_switch(browser: Any, live_service: LiveService) ->
     await page.click("#language-switcher button[data-lang=sv]")
     assert await page.get_attribute("html", "lang") == "sv"
     assert "Välkommen" in (await page.text_content("#start-title") or "")
-    assert await page.get_attribute(
-        "#language-switcher button[data-lang=sv]", "aria-pressed"
-    ) == "true"
+    assert (
+        await page.get_attribute("#language-switcher button[data-lang=sv]", "aria-pressed")
+        == "true"
+    )
     # Authority names follow the language too (Poliisi → Polisen).
     assert await page.text_content("#authority-list button[data-authority=poliisi]") != kela_fi
     await screenshot(page, "kiosk-start-sv")

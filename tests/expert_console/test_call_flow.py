@@ -69,7 +69,9 @@ async def test_walk_in_call_end_to_end(browser: Any, live_service: LiveService) 
     await wait_frames_growing(kiosk.page)
     await kiosk.page.wait_for_selector("#tile-expert.has-video")
     await expert.page.wait_for_selector("#tile-customer.has-video")
-    await expert.page.wait_for_timeout(300)
+    # The connection-quality indicator says so in words on both sides (loopback: good).
+    await kiosk.page.wait_for_selector("#call-quality[data-level=good]")
+    await expert.page.wait_for_selector("#call-quality[data-level=good]")
     await screenshot(kiosk.page, "kiosk-call")
     await screenshot(expert.page, "expert-call")
 
