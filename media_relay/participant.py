@@ -152,7 +152,20 @@ class Participant:
             # msid: "<stream id> <track id>", so a browser groups a participant's tracks
             sender._stream_id = _token(track.participant_id)
             sender._track_id = _token(f"{track.participant_id}-{track.source}")
+        if not self.pc.getTransceivers():
+            # Nothing to send or receive yet. An offer without m-lines has an empty BUNDLE
+            # group (aiortc writes "a=group:BUNDLE "), which Chromium refuses, and with
+            # max-bundle it refuses an offer without the group too. So offer one inactive
+            # video m-line: the connection comes up, and the line is the first one reused
+            # when someone publishes video (what a watcher waits for).
+            changed = True
+            placeholder = self._add_forwarded_stream("video")
+            self._send_transceivers[id(placeholder)].direction = "inactive"
         return changed
+
+    def expects_media(self) -> bool:
+        """Whether an m-line is active, so the participant sends RTP or at least RTCP."""
+        return any(t.direction != "inactive" for t in self.pc.getTransceivers())
 
     def _free_recv_transceiver(self, kind: str) -> RTCRtpTransceiver | None:
         for transceiver in self._free_recv:

@@ -226,6 +226,10 @@ class Room:
                 self._participant_gone(participant, "timeout")
             elif not participant.ever_connected and now - participant.created > timeout:
                 self._participant_gone(participant, "timeout")
+            elif participant.connected and not participant.expects_media():
+                # Only inactive m-lines: nothing (not even RTCP) flows to be heard; ICE
+                # consent checks watch the link. The silence clock starts when media does.
+                participant.last_heard = now
             elif participant.connected and now - participant.last_heard > silence:
                 # browsers and aiortc send RTCP at least every few seconds, even receive-only
                 self._participant_gone(participant, "timeout")

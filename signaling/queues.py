@@ -615,6 +615,8 @@ async def flow_sync(ctx: EventContext, _data: Empty) -> dict[str, Any]:
                 "endpoint_id": principal.id,
                 "office_id": principal.office_id,
                 "office_name": office.name if office else "",
+                # The kiosk starts each customer in the office's UI language (fi/sv/en).
+                "default_language": office.default_language if office else "fi",
                 "ticket": await ticket_state(session, ticket, now, default_seconds(services))
                 if ticket
                 else None,
@@ -640,6 +642,8 @@ async def flow_sync(ctx: EventContext, _data: Empty) -> dict[str, Any]:
             return {
                 "user_id": principal.id,
                 "authorities": [authority_view(a) for a in mine],
+                # Transfer targets: a customer may be sent to any enabled authority's line.
+                "all_authorities": [authority_view(a) for a in authorities],
                 "queues": await queue_views(session, sorted(principal.authority_ids), None, now),
                 "call": call_data,
                 "unfiled_calls": [await call_view(session, c) for c in unfiled],
@@ -648,6 +652,8 @@ async def flow_sync(ctx: EventContext, _data: Empty) -> dict[str, Any]:
             return {
                 "user_id": principal.id,
                 "languages": sorted(principal.languages),
+                # Names for the authority codes of alerts and calls.
+                "authorities": [authority_view(a) for a in authorities],
                 "alerts": await ringing_for_interpreter(session, principal),
                 "call": call_data,
             }
@@ -659,6 +665,7 @@ async def flow_sync(ctx: EventContext, _data: Empty) -> dict[str, Any]:
             return {
                 "user_id": principal.id,
                 "office_id": principal.office_id,
+                "authorities": [authority_view(a) for a in authorities],
                 "secretary_alerts": alerts_of_office(services, principal.office_id),
                 "calls": [await call_view(session, c) for c in calls],
                 "queues": await queue_views(session, None, principal.office_id, now),

@@ -25,20 +25,10 @@ SIZE = (544, 768)
 
 @pytest_asyncio.fixture
 async def live(tmp_path: Path) -> AsyncIterator[LiveService]:
+    """The whole service; create_app constructs and starts its relay."""
     async with make_live_service(tmp_path) as service:
-        started_here = None
-        if service.services.relay is None:
-            from media_relay.control import LocalRelay, RelayConfig
-
-            started_here = LocalRelay(RelayConfig.from_settings(service.settings))
-            await started_here.start()
-            service.services.relay = started_here
-        try:
-            yield service
-        finally:
-            if started_here is not None:
-                service.services.relay = None
-                await started_here.stop()
+        assert service.services.relay is not None
+        yield service
 
 
 async def _ack(client: Any, event: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -119,24 +109,46 @@ async def test_agent_joins_the_office_call_and_the_expert_sees_the_document(
         await _eventually(lambda: agent.publisher is not None
                           and agent.publisher.encoder.frames_encoded > 0)
 
-        # A still: full resolution, rectified, end-to-end encrypted to the expert.
+        # A still on the expert's command (`document_camera:take_still` → the agent's push
+        # `document_camera:still`): full resolution, rectified, end-to-end encrypted to him.
         from endpoint.document_channel import DocumentChannel
+
+        kiosk_refusal = await kiosk.call(
+            "document_camera:take_still", {"call_id": call_id}, timeout=10)
+        assert kiosk_refusal["ok"] is False
+        assert kiosk_refusal["error"]["code"] == "forbidden"
+        interpreter = await live.connect_user("tulkki")
+        interpreter_refusal = await interpreter.call(
+            "document_camera:take_still", {"call_id": call_id}, timeout=10)
+        assert interpreter_refusal["ok"] is False
+        assert interpreter_refusal["error"]["code"] == "forbidden"
+        other_expert = await live.connect_user("rakennus")
+        not_his = await other_expert.call(
+            "document_camera:take_still", {"call_id": call_id}, timeout=10)
+        assert not_his["ok"] is False and not_his["error"]["reason"] == "not_your_call"
 
         expert_docs = DocumentChannel(expert, live.base_url, call_id)
         try:
             await expert_docs.start()
-            still = await asyncio.wait_for(agent.take_still(), 30)
-            assert still is not None and still.metadata.page_found
+            asked = await _ack(expert, "document_camera:take_still", {"call_id": call_id})
+            assert asked["document_cameras"] == [agent.participant_id]
             received = await asyncio.wait_for(expert_docs.receive(), 30)
+            # The office's clerk may ask too.
+            clerk = await live.connect_user("sihteeri")
+            await _ack(clerk, "document_camera:take_still",
+                       {"call_id": call_id, "format": "jpeg"})
+            from_clerk = await asyncio.wait_for(expert_docs.receive(), 30)
         finally:
             await expert_docs.close()
-        assert received.verified and received.content == still.data
+        assert received.verified
         assert received.metadata.type == "image/png"
         assert received.sender.participant_id == agent.participant_id
         image = cv2.imdecode(np.frombuffer(received.content, np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None
         # The camera's own resolution of the page (~475 px high at 540p), not the track's.
-        assert image.shape[:2] == (still.metadata.height, still.metadata.width)
-        assert image.shape[0] != SIZE[1]
+        assert image.shape[0] != SIZE[1] and image.shape[0] > 300
+        assert from_clerk.verified and from_clerk.metadata.type == "image/jpeg"
+        assert from_clerk.sender.participant_id == agent.participant_id
 
         # The expert ends the call: the agent lets go of it and waits for the next one.
         await _ack(expert, "call:end", {"call_id": call_id})

@@ -7,15 +7,11 @@ reconnects by itself and shows the same ticket.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from signaling.demo import DemoCredentials
 from tests.expert_console.people import (
     KIOSK_VIEWPORT,
     another_kiosk,
@@ -24,52 +20,15 @@ from tests.expert_console.people import (
     queue_numbers,
 )
 from tests.support.browser import screenshot
-from tests.support.net import LOOPBACK, free_port
-from tests.support.service import LiveService
+from tests.support.net import free_port
+from tests.support.service import LiveService, make_live_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-@contextlib.asynccontextmanager
-async def service_on(data_dir: Path, port: int) -> AsyncIterator[LiveService]:
-    """The whole service on a fixed port and data folder (so it can be started again)."""
-    from aiohttp import web
-
-    from signaling.app import create_app
-    from signaling.config import Settings
-    from signaling.demo import seed_demo
-
-    settings = Settings.model_validate(
-        {
-            "host": LOOPBACK,
-            "port": port,
-            "data_dir": data_dir,
-            "ice_addresses": [LOOPBACK],
-            "stun_urls": [],
-            "turn_urls": [],
-            "relay_listen_address": LOOPBACK,
-        }
-    )
-    app, services = create_app(settings, demo=False)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, LOOPBACK, port).start()
-    live: LiveService | None = None
-    try:
-        demo: DemoCredentials = await seed_demo(services.sessions)
-        live = LiveService(f"http://{LOOPBACK}:{port}", services, demo, settings)
-        yield live
-    finally:
-        if live is not None:
-            await live.close_clients()
-        await asyncio.sleep(0)
-        await runner.cleanup()
-
-
 async def test_queue_intact_after_server_restart(browser: Any, tmp_path: Path) -> None:
-    port = free_port()
-    data_dir = tmp_path / "data"
-    async with service_on(data_dir, port) as live:
+    port = free_port()  # both runs on one port and data folder (tmp_path / "data")
+    async with make_live_service(tmp_path, port=port) as live:
         kiosk = await open_kiosk(browser, live)
         await kiosk.page.click("#authority-list button[data-authority=kela]")
         await kiosk.page.click("#service-language-list button[data-language=fin]")
@@ -87,7 +46,7 @@ async def test_queue_intact_after_server_restart(browser: Any, tmp_path: Path) -
     await kiosk.page.wait_for_selector("#status:not([hidden])")
     await screenshot(kiosk.page, "kiosk-reconnecting")
 
-    async with service_on(data_dir, port) as live:
+    async with make_live_service(tmp_path, port=port) as live:
         # Both pages reconnect on their own; the line is as it was.
         await expert.page.wait_for_selector("#status", state="hidden", timeout=20000)
         await expert.page.wait_for_selector(f"#queues td.num:text-is('{second}')")

@@ -117,6 +117,13 @@ async def test_walk_in_call_end_to_end(browser: Any, live_service: LiveService) 
     assert body["service_type"] == service_type
     assert body["outcome"] == "resolved"
     assert body["kind"] == "walk_in"
+    # Signed in the expert's browser with his non-extractable key; anyone holding the public
+    # key verifies it without our server.
+    from signaling.record_signing import verify_record
+
+    entry = services[-1]
+    assert entry["signature"] and entry["signer_public_key"]
+    verify_record(body, entry["signature"], entry["signer_public_key"])
     kiosk.assert_no_errors()
     expert.assert_no_errors()
 

@@ -7,7 +7,6 @@ service_log directly over an AsyncSession, with explicit `now` times; socket-lev
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +33,6 @@ __all__ = [
     "extra_kiosk",
     "flow_engine_fixture",
     "flow_sessions_fixture",
-    "relay_running",
     "world_fixture",
 ]
 
@@ -148,25 +146,6 @@ async def flow_sessions_fixture(flow_engine: AsyncEngine) -> async_sessionmaker[
 @pytest_asyncio.fixture(name="world")
 async def world_fixture(flow_sessions: async_sessionmaker[AsyncSession]) -> World:
     return await build_world(flow_sessions)
-
-
-@contextlib.asynccontextmanager
-async def relay_running(live: Any) -> AsyncIterator[Any]:
-    """The live service's in-process relay; starts one if create_app did not (yet)."""
-    services = live.services
-    if services.relay is not None:
-        yield services.relay
-        return
-    from media_relay.control import LocalRelay, RelayConfig
-
-    relay = LocalRelay(RelayConfig.from_settings(live.settings))
-    await relay.start()
-    services.relay = relay
-    try:
-        yield relay
-    finally:
-        services.relay = None
-        await relay.stop()
 
 
 async def extra_kiosk(live: Any, name: str = "Kallio kioski 2") -> socketio.AsyncClient:

@@ -24,7 +24,6 @@ from tests.signaling.flow_support import (  # noqa: F401 (fixtures)
     call,
     flow_engine_fixture,
     flow_sessions_fixture,
-    relay_running,
     world_fixture,
 )
 from tests.support.service import LiveService, make_live_service
@@ -32,8 +31,9 @@ from tests.support.service import LiveService, make_live_service
 
 @pytest_asyncio.fixture
 async def live(tmp_path: Path) -> AsyncIterator[LiveService]:
-    """The whole service with its relay running."""
-    async with make_live_service(tmp_path) as service, relay_running(service):
+    """The whole service; create_app constructs and starts its relay."""
+    async with make_live_service(tmp_path) as service:
+        assert service.services.relay is not None
         yield service
 
 

@@ -11,7 +11,8 @@ The service runs in the test's own event loop on 127.0.0.1 and a free port, with
 folder (SQLite), `ice_addresses=["127.0.0.1"]`, no ICE servers and the demo data seeded
 (`live_service.demo`, a `signaling.demo.DemoCredentials`). Clients opened through it are
 disconnected when the test ends. `make_live_service(tmp_path, **settings)` starts one with
-other settings (use it as an async context manager).
+other settings (use it as an async context manager), e.g. `port=` to start it again on the
+same port and data folder.
 """
 
 from __future__ import annotations
@@ -150,8 +151,9 @@ async def make_live_service(
     tmp_path: Path, *, demo: bool = True, features: list[str] | None = None, **overrides: Any
 ) -> AsyncIterator[LiveService]:
     """Run the whole service on 127.0.0.1 until the block ends (`features` overrides
-    signaling.features.FEATURE_MODULES; `overrides` are Settings fields)."""
-    port = free_port()
+    signaling.features.FEATURE_MODULES; `overrides` are Settings fields). A `port` override is
+    where it listens (a restart test starts it twice on one port and `data_dir`)."""
+    port = int(overrides.get("port") or free_port())
     values: dict[str, Any] = {
         "host": LOOPBACK,
         "port": port,
@@ -164,8 +166,9 @@ async def make_live_service(
     values.update(overrides)
     settings = Settings.model_validate(values)
     app, services = create_app(settings, demo=False, features=features)
-    # A short shutdown: browsers' long-polling requests would otherwise hold teardown.
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+    # A short shutdown: aiohttp's default waits 60 s for the websockets and long-polling
+    # requests that browsers still hold.
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, LOOPBACK, port)
     await site.start()

@@ -179,6 +179,9 @@ async function takeTicket(languageCode) {
 }
 
 function showTicket(ticket) {
+  // A transferred customer's new ticket comes right after the call ended: the ticket stays.
+  if (state.endedTimer) clearTimeout(state.endedTimer);
+  state.endedTimer = null;
   state.ticket = ticket;
   renderTicket();
   if (document.body.dataset.screen !== "ticket") show("ticket");

@@ -113,6 +113,12 @@ export class CallPanel {
     }
   }
 
+  /** The "take still" button (doccam.still) is there only while a document track is. */
+  updateStillButton() {
+    const button = this.doccam && this.doccam.still;
+    if (button) button.hidden = !this.doccam.viewport.classList.contains("has-video");
+  }
+
   async prepareCamera() {
     if (this.camera) return this.camera;
     try {
@@ -189,6 +195,7 @@ export class CallPanel {
       if (this.doccam) {
         this.doccam.video.srcObject = new MediaStream([info.track]);
         this.doccam.viewport.classList.add("has-video");
+        this.updateStillButton();
       }
       return;
     }
@@ -215,6 +222,7 @@ export class CallPanel {
         box.classList.remove("has-video");
       }
     }
+    this.updateStillButton();
   }
 
   onQuality(level) {
@@ -240,6 +248,7 @@ export class CallPanel {
       this.doccam.video.srcObject = null;
       this.doccam.viewport.classList.remove("has-video");
       this.viewer.reset();
+      this.updateStillButton();
     }
     if (!keepCamera) this.stopCamera();
   }

@@ -7,6 +7,7 @@ import {
 import { $, errorText, notify, setStatus, startConsole } from "./console-app.js";
 import { CallPanel } from "./call-panel.js";
 import { request } from "./session.js";
+import { ensureSigningKeyRegistered, signRecord } from "/static/common/js/document-crypto.js";
 
 // Interpreting languages offered in the request menu: sign languages first (the ring's
 // most frequent need), then spoken ones.
@@ -31,6 +32,9 @@ const state = {
   secretaryAlerts: [],
   officeCalls: [],
   appointments: [],
+  // The expert's Ed25519 signing key (non-extractable, in this browser's IndexedDB), once
+  // registered with the server; service records are signed with it (docs/document-protocol.md §6).
+  signingKey: null,
 };
 window.__etapalvelu = window.__etapalvelu || {};
 window.__etapalvelu.expert = state;
@@ -145,7 +149,16 @@ function renderQueues() {
           "aria-label": t("console.queues.takeLabel", { number: ticket.number }),
           onclick: () => take(ticket.ticket_id),
         });
-        row.append(el("td", {}, take));
+        const cell = el("td", { class: "actions" }, take);
+        if (transferTargets(queue.authority_id).length) {
+          cell.append(" ", el("button", {
+            type: "button", class: "secondary", "data-transfer": String(ticket.ticket_id),
+            text: t("console.queues.transfer"),
+            "aria-label": t("console.queues.transferLabel", { number: ticket.number }),
+            onclick: () => openQueueTransfer(ticket, queue.authority_id),
+          }));
+        }
+        row.append(cell);
       }
       body.append(row);
     }
@@ -155,6 +168,43 @@ function renderQueues() {
   if (!total) container.append(el("p", { class: "empty", text: t("console.queues.empty") }));
   const takeNext = $("take-next");
   if (takeNext) takeNext.disabled = !total || Boolean(state.call);
+}
+
+/** Where a customer of this authority's line can be sent: every other enabled authority. */
+function transferTargets(authorityId) {
+  const all = state.allAuthorities.length ? state.allAuthorities : state.authorities;
+  return all.filter((a) => a.id !== authorityId);
+}
+
+let queueTransferTicket = null;
+
+function openQueueTransfer(ticket, authorityId) {
+  queueTransferTicket = ticket;
+  $("queue-transfer-title").textContent =
+    t("console.queues.transferLabel", { number: ticket.number });
+  const select = $("queue-transfer-authority");
+  select.replaceChildren(...transferTargets(authorityId).map((authority) =>
+    el("option", { value: String(authority.id), text: localName(authority) })));
+  $("queue-transfer-dialog").showModal();
+  select.focus();
+}
+
+async function submitQueueTransfer(event) {
+  event.preventDefault();
+  const dialog = $("queue-transfer-dialog");
+  const ticket = queueTransferTicket;
+  dialog.close();
+  queueTransferTicket = null;
+  if (!ticket) return;
+  try {
+    await request(state.ctx.socket, "queue:transfer", {
+      ticket_id: ticket.ticket_id,
+      authority_id: Number($("queue-transfer-authority").value),
+    });
+    notify(t("console.call.transferred"));
+  } catch (error) {
+    notify(errorText(error), "warn");
+  }
 }
 
 async function takeNext() {
@@ -192,6 +242,7 @@ function callPanel() {
       doccam: {
         viewport: $("doccam-viewport"), video: $("doccam-video"), output: $("zoom-level"),
         zoomIn: $("zoom-in"), zoomOut: $("zoom-out"), zoomReset: $("zoom-reset"),
+        still: $("take-still"),
       },
     });
   }
@@ -296,6 +347,20 @@ async function transfer(event) {
   }
 }
 
+async function takeStill() {
+  if (!state.call) return;
+  const button = $("take-still");
+  button.disabled = true;
+  try {
+    await request(state.ctx.socket, "document_camera:take_still", { call_id: state.call.id });
+    notify(t("console.call.stillRequested"));
+  } catch (error) {
+    notify(errorText(error), "warn");
+  } finally {
+    button.disabled = false;
+  }
+}
+
 // ---- service record ------------------------------------------------------------------------
 
 function openRecord(call) {
@@ -327,9 +392,10 @@ async function fileRecord(event) {
   const call = state.recordCall;
   if (!call) return;
   const outcome = new FormData($("record-form")).get("outcome");
+  const fields = { call_id: call.id, service_type: $("record-service-type").value, outcome };
   try {
     const ack = await request(state.ctx.socket, "record:file", {
-      call_id: call.id, service_type: $("record-service-type").value, outcome,
+      ...fields, ...(await recordSignature(fields)),
     });
     state.recordCall = null;
     state.unfiled = state.unfiled.filter((c) => c.id !== call.id);
@@ -341,6 +407,15 @@ async function fileRecord(event) {
     box.textContent = errorText(error);
     box.hidden = false;
   }
+}
+
+// Signs the record body exactly as the server will file it. A browser that cannot sign
+// (no Ed25519 in WebCrypto) files the record unsigned rather than not at all.
+async function recordSignature(fields) {
+  const key = await state.signingKey;
+  if (!key) return {};
+  const draft = await request(state.ctx.socket, "record:draft", fields);
+  return { signature: await signRecord(JSON.parse(draft.canonical), key.privateKey) };
 }
 
 // ---- history -------------------------------------------------------------------------------
@@ -551,6 +626,7 @@ function upsertAlert(alert) {
 async function onSync(ack, ctx) {
   state.ctx = ctx;
   state.role = ctx.user.role;
+  state.authorities = ack.authorities || [];
   if (state.role === "clerk") {
     state.secretaryAlerts = ack.secretary_alerts || [];
     state.officeCalls = ack.calls || [];
@@ -560,7 +636,6 @@ async function onSync(ack, ctx) {
     renderClerk();
     return;
   }
-  state.authorities = ack.authorities || [];
   state.allAuthorities = ack.all_authorities || [];
   state.queues.clear();
   setQueues(ack.queues || []);
@@ -581,6 +656,12 @@ async function onSync(ack, ctx) {
 function onSession(ctx) {
   state.ctx = ctx;
   const socket = ctx.socket;
+  if (ctx.user.role === "expert") {
+    state.signingKey = ensureSigningKeyRegistered(socket, ctx.user.id).catch((error) => {
+      console.warn("service records will be filed unsigned:", error);
+      return null;
+    });
+  }
   socket.on("queue:update", ({ authority_id: authorityId, queues }) => {
     if (state.role === "clerk") {
       // The push is not filtered for a clerk; re-read his office's lines and calls (a ticket
@@ -651,6 +732,12 @@ function init() {
   $("end-call").addEventListener("click", endCall);
   $("interpreter-form").addEventListener("submit", requestInterpreter);
   $("transfer-form").addEventListener("submit", transfer);
+  $("queue-transfer-form").addEventListener("submit", submitQueueTransfer);
+  $("queue-transfer-cancel").addEventListener("click", () => {
+    queueTransferTicket = null;
+    $("queue-transfer-dialog").close();
+  });
+  $("take-still").addEventListener("click", takeStill);
   $("record-form").addEventListener("submit", fileRecord);
   $("appointment-form").addEventListener("submit", bookAppointment);
   $("appt-authority").addEventListener("change", fillServiceTypes);

@@ -2,12 +2,14 @@
 // A sign-language interpreter's camera is tuned for motion (call-media.js): frame rate is
 // kept and resolution gives way when bandwidth runs short.
 
-import { formatDateTime, languageName, onLanguageChange, t } from "/static/common/js/i18n.js";
+import {
+  formatDateTime, languageName, localName, onLanguageChange, t,
+} from "/static/common/js/i18n.js";
 import { $, errorText, notify, setStatus, startConsole } from "./console-app.js";
 import { CallPanel } from "./call-panel.js";
 import { request } from "./session.js";
 
-const state = { ctx: null, alerts: [], call: null, request: null, panel: null };
+const state = { ctx: null, alerts: [], authorities: [], call: null, request: null, panel: null };
 window.__etapalvelu = window.__etapalvelu || {};
 window.__etapalvelu.interpreter = state;
 
@@ -23,15 +25,21 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
+/** An authority's name in the UI language (flow:sync lists them), else its code. */
+function authorityName(code) {
+  const authority = state.authorities.find((a) => a.code === code);
+  if (authority) return localName(authority);
+  return code ? code.charAt(0).toUpperCase() + code.slice(1) : "";
+}
+
 function renderAlerts() {
   const list = $("alerts");
   list.replaceChildren();
   const ringing = state.alerts.filter((a) => a.status === "ringing");
   if (!ringing.length) list.append(el("li", { class: "empty", text: t("console.alerts.empty") }));
   for (const alert of ringing) {
-    const code = alert.authority_code || "";
     const text = t("console.alerts.request", {
-      authority: code.charAt(0).toUpperCase() + code.slice(1), office: alert.office_name,
+      authority: authorityName(alert.authority_code), office: alert.office_name,
       language: languageName(alert.language),
     });
     list.append(el("li", { class: "ringing", "data-request": String(alert.id) },
@@ -100,8 +108,7 @@ async function enterCall(call, req) {
       },
     });
   }
-  const code = call.authority_code || "";
-  $("call-info").textContent = `${code.charAt(0).toUpperCase() + code.slice(1)} · ${call.office_name} · ` +
+  $("call-info").textContent = `${authorityName(call.authority_code)} · ${call.office_name} · ` +
     languageName((req && req.language) || call.language);
   showCall(true);
   try {
@@ -131,6 +138,7 @@ async function leave() {
 async function onSync(ack, ctx) {
   state.ctx = ctx;
   state.alerts = ack.alerts || [];
+  state.authorities = ack.authorities || [];
   renderAlerts();
   if (ack.call && ack.call.status === "active") await enterCall(ack.call, null);
   else if (state.call) leftCall();

@@ -1,0 +1,63 @@
+"""`document_camera:take_still`: the call's expert or the office's clerk asks the office's
+document camera for a full-resolution still (docs/signaling-events.md, "Document camera").
+
+The endpoint agent (endpoint/agent.py) listens for the push `document_camera:still` and sends
+the still into the call through the encrypted document channel. Who gets the push comes from
+the call's participant rows, not from this process's socket map, so it reaches the agent
+whichever signaling process holds its socket (the push goes through the endpoint's room).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+from sqlalchemy import select
+
+from signaling import rooms
+from signaling.calls import load_call
+from signaling.flow_common import conflict, forbidden
+from signaling.flow_models import CallParticipant, CallStatus, ParticipantRole
+from signaling.protocol import EventContext, EventModel, Role, on_event
+
+STILL_PUSH = "document_camera:still"
+
+
+class TakeStill(EventModel):
+    call_id: int = Field(gt=0)
+    format: Literal["png", "jpeg"] = "png"
+
+
+@on_event("document_camera:take_still", TakeStill, roles={Role.EXPERT, Role.CLERK})
+async def take_still(ctx: EventContext, data: TakeStill) -> dict[str, Any]:
+    principal = ctx.principal
+    async with ctx.services.sessions() as session:
+        call = await load_call(session, data.call_id)
+        if principal.role == Role.EXPERT and call.expert_id != principal.id:
+            raise forbidden(f"call {call.id} is not yours", "not_your_call")
+        if principal.role == Role.CLERK and principal.office_id != call.office_id:
+            raise forbidden(f"call {call.id} is not at your office", "other_office")
+        if call.status != CallStatus.ACTIVE:
+            raise conflict(f"call {call.id} has ended", "call_ended")
+        cameras = (
+            (
+                await session.execute(
+                    select(CallParticipant).where(
+                        CallParticipant.call_id == call.id,
+                        CallParticipant.role == ParticipantRole.DOCUMENT_CAMERA.value,
+                        CallParticipant.connected.is_(True),
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        targets = [(c.participant_id, c.principal_id) for c in cameras]
+    if not targets:
+        raise conflict(f"no document camera is in call {call.id}", "no_document_camera")
+    payload = {"call_id": call.id, "format": data.format}
+    for _pid, endpoint_id in targets:
+        # The endpoint's room also holds its kiosk page, which ignores this push; the agent
+        # acts only on a request for the call it is in.
+        await ctx.services.sio.emit(STILL_PUSH, payload, room=rooms.endpoint(endpoint_id))
+    return {"document_cameras": [pid for pid, _ in targets]}

@@ -1,0 +1,73 @@
+"""The expert console's "take still" button in real Chromium, with the real endpoint agent
+publishing the document camera: the button appears with the document track and its request
+reaches the agent, which takes the still."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from document_camera.rate_control import RatePolicy
+from document_camera.sources import SyntheticSource
+from document_camera.stills import Still
+from endpoint.agent import AgentOptions, EndpointAgent
+from tests.expert_console.people import open_console
+from tests.support.browser import screenshot
+from tests.support.service import LiveService
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+class CollectingSink:
+    """Stands in for the document channel: the stills the agent took."""
+
+    def __init__(self) -> None:
+        self.stills: asyncio.Queue[Still] = asyncio.Queue()
+
+    async def deliver(self, still: Still) -> None:
+        await self.stills.put(still)
+
+
+async def test_take_still_button_reaches_the_agent(browser: Any, live_service: LiveService) -> None:
+    live = live_service
+    sink = CollectingSink()
+    agent = EndpointAgent(
+        AgentOptions(
+            server=live.base_url,
+            endpoint_id=live.demo.endpoint_id,
+            credential=live.demo.endpoint_credential,
+            host_addresses=["127.0.0.1"],
+            size=(544, 768),
+            policy=RatePolicy(max_fps=8.0, bits_per_frame=100_000),
+            still_sink=sink,
+        ),
+        SyntheticSource(frame_size=(960, 540), seed=3),
+    )
+    await agent.start()
+    try:
+        expert = await open_console(browser, live, "/expert", "kela")
+        kiosk = await live.connect_kiosk()
+        assert (await kiosk.call("flow:sync", {}))["ok"]
+        taken = await kiosk.call("ticket:take", {"authority": "kela", "language": "fin"})
+        assert taken["ok"], taken
+        page = expert.page
+        await page.wait_for_selector("#queues td.num")
+        # No document camera yet: no button.
+        await page.click("#take-next")
+        await page.wait_for_selector("#view-call:not([hidden])")
+        assert await page.is_hidden("#take-still")
+
+        await asyncio.wait_for(agent.joined.wait(), 20)
+        await page.wait_for_selector("#doccam-viewport.has-video")
+        await page.wait_for_selector("#take-still:visible")
+        assert (await page.text_content("#take-still")) == "Ota kuva"
+        await screenshot(page, "expert-call-take-still")
+        await page.click("#take-still")
+        still = await asyncio.wait_for(sink.stills.get(), 30)
+        assert still.metadata.media_type == "image/png"
+        assert still.metadata.height > 300  # the camera's resolution of the page
+        expert.assert_no_errors()
+    finally:
+        await agent.stop()
