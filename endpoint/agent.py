@@ -258,14 +258,27 @@ class EndpointAgent:
         async with self._lock:
             if self.call_id == call_id and self.publisher is not None and not rejoin:
                 return
-            # Another call: leave the old one. The same call again: just drop our side.
-            await self._drop_call(leave=self.call_id != call_id)
+            stale: list[Any] = []
+            if self.call_id == call_id:
+                # The same call again: keep the old media up until the relay has replaced the
+                # session. Closing it first would tell the relay that we left, and a late
+                # "participant gone" could then mark the new session gone at the server.
+                stale = [self.publisher, self.channel]
+                self.publisher = self.channel = None
+            else:
+                await self._drop_call(leave=self.call_id is not None)  # another call: leave it
             try:
                 ack = await self._call("call:join",
                                        {"call_id": call_id, "device": "document_camera"})
             except AgentError as exc:
                 logger.warning("call:join %s refused: %s", call_id, exc)
+                self.call_id = self.participant_id = None
+                self.joined.clear()
                 return
+            finally:
+                for item in stale:
+                    if item is not None:
+                        await item.close()
             publisher = DocumentPublisher(
                 self.source, ice_servers=list(ack.get("ice_servers") or []),
                 host_addresses=self.options.host_addresses, size=self.options.size,

@@ -73,6 +73,13 @@ async def test_walk_in_call_end_to_end(browser: Any, live_service: LiveService) 
     await kiosk.page.wait_for_selector("#call-quality[data-level=good]")
     await expert.page.wait_for_selector("#call-quality[data-level=good]")
     await screenshot(kiosk.page, "kiosk-call")
+    # The documents widget at the kiosk has kiosk-sized touch targets too.
+    await kiosk.page.wait_for_selector("#documents .documents-choose")
+    heights = await kiosk.page.eval_on_selector_all(
+        "#documents .documents-choose, #documents button:not([hidden])",
+        "els => els.map(e => e.getBoundingClientRect().height)",
+    )
+    assert heights and min(heights) >= 64, heights
     await screenshot(expert.page, "expert-call")
 
     # Either side reloading its page rejoins the same call, and the video flows again.

@@ -45,7 +45,6 @@ async def test_take_still_button_reaches_the_agent(browser: Any, live_service: L
         ),
         SyntheticSource(frame_size=(960, 540), seed=3),
     )
-    await agent.start()
     try:
         expert = await open_console(browser, live, "/expert", "kela")
         kiosk = await live.connect_kiosk()
@@ -59,6 +58,8 @@ async def test_take_still_button_reaches_the_agent(browser: Any, live_service: L
         await page.wait_for_selector("#view-call:not([hidden])")
         assert await page.is_hidden("#take-still")
 
+        # The office's document camera comes up during the call and joins it.
+        await agent.start()
         await asyncio.wait_for(agent.joined.wait(), 20)
         await page.wait_for_selector("#doccam-viewport.has-video")
         await page.wait_for_selector("#take-still:visible")
