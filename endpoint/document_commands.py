@@ -307,9 +307,10 @@ async def _browser_seconds(
         token = (await issue_session(session, user, 3600)).token
         await session.commit()
     call_id = services.extras["bench_call_id"]
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    from expert_console.chromium import CHROMIUM, CHROMIUM_ARGS
+
     async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         pages = []
         try:
             for auth in ({"endpoint_id": demo.endpoint_id,

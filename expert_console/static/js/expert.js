@@ -8,6 +8,7 @@ import { $, errorText, notify, setStatus, startConsole } from "./console-app.js"
 import { CallPanel } from "./call-panel.js";
 import { request } from "./session.js";
 import { ensureSigningKeyRegistered, signRecord } from "/static/common/js/document-crypto.js";
+import { el } from "/static/common/js/dom.js";
 
 // Interpreting languages offered in the request menu: sign languages first (the ring's
 // most frequent need), then spoken ones.
@@ -73,18 +74,6 @@ function authorityLabel(id, code) {
   const authority = authorityById(id);
   if (authority) return localName(authority);
   return code ? code.charAt(0).toUpperCase() + code.slice(1) : "";
-}
-
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
-  }
-  node.append(...children);
-  return node;
 }
 
 // ---- queues --------------------------------------------------------------------------------

@@ -8,22 +8,11 @@ import {
 import { $, errorText, notify, setStatus, startConsole } from "./console-app.js";
 import { CallPanel } from "./call-panel.js";
 import { request } from "./session.js";
+import { el } from "/static/common/js/dom.js";
 
 const state = { ctx: null, alerts: [], authorities: [], call: null, request: null, panel: null };
 window.__etapalvelu = window.__etapalvelu || {};
 window.__etapalvelu.interpreter = state;
-
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
-  }
-  node.append(...children);
-  return node;
-}
 
 /** An authority's name in the UI language (flow:sync lists them), else its code. */
 function authorityName(code) {

@@ -7,6 +7,7 @@ import {
 import { $, errorText, notify, startConsole } from "/static/console/js/console-app.js";
 import { api } from "/static/console/js/session.js";
 import { ADMIN_STRINGS } from "./strings.js";
+import { el } from "/static/common/js/dom.js";
 
 addStrings(ADMIN_STRINGS);
 
@@ -16,18 +17,6 @@ const state = {
 };
 window.__etapalvelu = window.__etapalvelu || {};
 window.__etapalvelu.admin = state;
-
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
-  }
-  node.append(...children);
-  return node;
-}
 
 /** A table from column specs [{key (i18n), value(row), numeric?}] and rows. */
 function table(columns, rows) {
