@@ -242,7 +242,8 @@ class SrtpLink:
     def send_rtp(self, data: bytes | bytearray) -> None:
         """Protect and send one RTP packet; failures are counted, never raised."""
         size = len(data)
-        sock = self._current_socket()
+        pair = self.connection._nominated.get(1)
+        sock = self._socket if pair is self._pair else self._current_socket()
         session = self.dtls._tx_srtp
         if session is None or size > _SRTP_BUFFER - _SRTP_TRAILER:
             self.send_errors += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,8 @@ REMB_TTL = 5.0
 # RFC 6464 levels are −dBov; "speaking" is louder than −40 dBov.
 SPEAKING_LEVEL = 40
 MAX_RTP_SIZE = 1500
+# byte 1 (marker, payload type), sequence number, timestamp, SSRC of an RTP header
+_REWRITE = struct.Struct("!BHII")
 
 Sender = Callable[[bytes], None]
 RtpSender = Callable[[bytearray], None]
@@ -98,53 +101,56 @@ class PublishedTrack:
     # -- receive
 
     def handle_rtp(self, data: bytes, header: RtpHeader, now: float) -> None:
-        """Forward one packet of this track to every subscriber; never raises on bad bytes."""
-        seq = header.sequence_number
-        self.packets += 1
-        self.bytes += len(data)
-        self.last_packet_at = now
-        if self.max_seq is None or self.base_seq is None:
-            self.base_seq = self.max_seq = seq
-        elif uint16_gt(seq, self.max_seq):
-            if seq < self.max_seq:
-                self.seq_cycles += 1
-            self.max_seq = seq
-        self.cache.store(seq, data, now)
+        """Forward one packet of this track to every subscriber; never raises on bad bytes.
 
-        codec = self.codecs.get(header.payload_type)
-        keyframe: bool | None = None
-        if self.kind == "audio":
-            keyframe = True
-            if self.audio_level_extension_id:
-                level = packets.audio_level(data, header, self.audio_level_extension_id)
-                if level is not None:
-                    self.level_samples += 1
-                    if level < SPEAKING_LEVEL:
-                        self.loud_samples += 1
-
+        The sends come first: a key frame arrives as a burst, and the next packet of it waits
+        in the socket until this one is done, so only what the sends need runs before them.
+        Statistics, the NACK cache and the audio level follow them.
+        """
+        keyframe: bool | None = True if self.kind == "audio" else None
         mid_at = (
             packets.find_extension(data, header, self.mid_extension_id)
             if self.mid_extension_id
             else None
         )
         buffer: bytearray | None = None
+        ssrc = header.ssrc
         for stream in self.subscribers:
             if not stream.active:
                 continue
-            if stream.in_ssrc != header.ssrc:
+            if stream.in_ssrc != ssrc:
                 stream.rebase(header, now)
             if stream.waiting_keyframe:
                 if keyframe is None:
-                    keyframe = self._is_keyframe(codec, data, header)
+                    keyframe = self._is_keyframe(self.codecs.get(header.payload_type), data, header)
                     if keyframe:
                         self.keyframes += 1
                 if not keyframe:
                     stream.dropped_waiting += 1
                     continue
-                stream.resume(seq)
+                stream.resume(header.sequence_number)
             if buffer is None:
                 buffer = bytearray(data)
             stream.forward(buffer, header, mid_at, now)
+
+        seq = header.sequence_number
+        self.packets += 1
+        self.bytes += len(data)
+        self.last_packet_at = now
+        max_seq = self.max_seq
+        if max_seq is None or self.base_seq is None:
+            self.base_seq = self.max_seq = seq
+        elif uint16_gt(seq, max_seq):
+            if seq < max_seq:
+                self.seq_cycles += 1
+            self.max_seq = seq
+        self.cache.store(seq, data, now)
+        if self.audio_level_extension_id and self.kind == "audio":
+            level = packets.audio_level(data, header, self.audio_level_extension_id)
+            if level is not None:
+                self.level_samples += 1
+                if level < SPEAKING_LEVEL:
+                    self.loud_samples += 1
 
     def _is_keyframe(self, codec: str | None, data: bytes, header: RtpHeader) -> bool:
         if codec == "vp8":
@@ -371,7 +377,15 @@ class ForwardedStream:
             return
         seq = (header.sequence_number + self.seq_offset) & 0xFFFF
         ts = (header.timestamp + self.ts_offset) & 0xFFFFFFFF
-        packets.rewrite_rtp(buffer, header.payload_type, header.marker, seq, ts, self.ssrc)
+        # packets.rewrite_rtp, inlined (once per packet and subscriber): M+PT, seq, ts, SSRC
+        _REWRITE.pack_into(
+            buffer,
+            1,
+            header.payload_type | 0x80 if header.marker else header.payload_type,
+            seq,
+            ts,
+            self.ssrc,
+        )
         retagged = False
         if mid_at is not None:
             offset, length = mid_at
@@ -383,7 +397,8 @@ class ForwardedStream:
         self.send(buffer)  # protected into the link's own buffer: no copy here
         if retagged and mid_at is not None and self.track is not None:
             packets.retag_extension(buffer, header, mid_at[0], self.track.mid_extension_id)
-        if self.last_seq is None or uint16_gt(seq, self.last_seq):
+        last_seq = self.last_seq
+        if last_seq is None or (seq != last_seq and ((seq - last_seq) & 0xFFFF) < 0x8000):
             self.last_seq = seq
             self.last_ts = ts
             self.last_sent_at = now

@@ -178,7 +178,8 @@ class Participant:
         transceiver = self.pc.addTransceiver(kind, direction="sendonly")
         transceiver.setCodecPreferences(preferred_codecs(kind))
         transceiver.sender.replaceTrack(SilentTrack(kind))
-        stream = ForwardedStream(kind, transceiver.sender._ssrc, self._send_rtp)
+        send = self.link.send_rtp if self.link is not None else self._send_rtp
+        stream = ForwardedStream(kind, transceiver.sender._ssrc, send)
         self.forwarded.append(stream)
         self._send_transceivers[id(stream)] = transceiver
         self._outbound_by_ssrc[stream.ssrc] = stream
@@ -300,6 +301,8 @@ class Participant:
         if dtls is None:
             return
         self.link = SrtpLink(dtls)
+        for stream in self.forwarded:
+            stream.send = self.link.send_rtp  # straight to the link: one call less per send
         for protocol in self.link.connection._protocols:
             if hasattr(protocol, "media_handler"):
                 protocol.media_handler = self._on_media
@@ -350,7 +353,7 @@ class Participant:
             self.drops.add("not_connected")
             return
         try:
-            if packets.is_rtcp(data):
+            if len(data) > 1 and 191 < data[1] < 224:  # packets.is_rtcp, inlined: per packet
                 plain = link.unprotect_rtcp(data)
                 if plain is None:
                     self.drops.add("srtcp_unprotect")
@@ -366,12 +369,12 @@ class Participant:
                     self.drops.add("srtp_unprotect")
                     return
                 self.rtp_received += 1
-                self._on_rtp(plain)
+                self._on_rtp(plain, now)
         except Exception:  # never into the event loop
             logger.exception("relay: packet from %s dropped", self.participant_id)
             self.drops.add("error")
 
-    def _on_rtp(self, data: bytes) -> None:
+    def _on_rtp(self, data: bytes, now: float | None = None) -> None:
         header = packets.parse_rtp_header(data)
         if header is None:
             self.drops.add("malformed_rtp")
@@ -385,7 +388,7 @@ class Participant:
         if header.payload_type not in track.codecs:
             self.drops.add("unknown_payload_type")
             return
-        track.handle_rtp(data, header, time.monotonic())
+        track.handle_rtp(data, header, time.monotonic() if now is None else now)
 
     def _learn_ssrc(self, data: bytes, header: packets.RtpHeader) -> PublishedTrack | None:
         """An SSRC the answer did not announce: bind it by the MID header extension (RFC 8843
@@ -493,6 +496,7 @@ class Participant:
                     protocol.media_handler = None
         for stream in self.forwarded:
             stream.detach()
+            stream.send = self._send_rtp
         self._inbound_by_ssrc.clear()
         self._outbound_by_ssrc.clear()
         self._track_by_mid.clear()
