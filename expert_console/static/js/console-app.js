@@ -43,6 +43,17 @@ export function errorText(error) {
  *   roles: which user roles may use it; onSync(ack, ctx) after every flow:sync;
  *   onSession(ctx) once per login with ctx = {socket, user}.
  */
+/** Shows the page section `#view-<name>`, hides the others, marks its navigation button. */
+export function selectView(name) {
+  for (const section of document.querySelectorAll(".view")) {
+    section.hidden = section.id !== `view-${name}`;
+  }
+  for (const b of document.querySelectorAll(".console-nav [data-view]")) {
+    if (b.dataset.view === name) b.setAttribute("aria-current", "page");
+    else b.removeAttribute("aria-current");
+  }
+}
+
 export function startConsole({ roles, onSession, onSync }) {
   mountLanguageSwitcher($("language-switcher"));
   setLanguage(rememberedLanguage() || "fi");

@@ -4,7 +4,7 @@
 import {
   clockText, formatDateTime, languageName, localName, onLanguageChange, t, waitText,
 } from "/static/common/js/i18n.js";
-import { $, errorText, notify, setStatus, startConsole } from "./console-app.js";
+import { $, errorText, notify, selectView, setStatus, startConsole } from "./console-app.js";
 import { CallPanel } from "./call-panel.js";
 import { request } from "./session.js";
 import { ensureSigningKeyRegistered, signRecord } from "/static/common/js/document-crypto.js";
@@ -44,13 +44,7 @@ window.__etapalvelu.expert = state;
 
 function showView(name, { focus = true } = {}) {
   state.view = name;
-  for (const section of document.querySelectorAll(".view")) {
-    section.hidden = section.id !== `view-${name}`;
-  }
-  for (const b of document.querySelectorAll(".console-nav [data-view]")) {
-    if (b.dataset.view === name) b.setAttribute("aria-current", "page");
-    else b.removeAttribute("aria-current");
-  }
+  selectView(name);
   // In a call or filing its record, the other views wait.
   const locked = name === "call" || name === "record";
   for (const b of document.querySelectorAll(".console-nav button")) b.disabled = locked;

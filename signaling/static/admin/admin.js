@@ -4,7 +4,7 @@
 import {
   addStrings, clockText, formatDateTime, languageName, localName, onLanguageChange, t,
 } from "/static/common/js/i18n.js";
-import { $, errorText, notify, startConsole } from "/static/console/js/console-app.js";
+import { $, errorText, notify, selectView, startConsole } from "/static/console/js/console-app.js";
 import { api } from "/static/console/js/session.js";
 import { ADMIN_STRINGS } from "./strings.js";
 import { el } from "/static/common/js/dom.js";
@@ -42,13 +42,7 @@ function table(columns, rows) {
 
 function showView(name) {
   state.view = name;
-  for (const section of document.querySelectorAll(".view")) {
-    section.hidden = section.id !== `view-${name}`;
-  }
-  for (const b of document.querySelectorAll(".console-nav [data-view]")) {
-    if (b.dataset.view === name) b.setAttribute("aria-current", "page");
-    else b.removeAttribute("aria-current");
-  }
+  selectView(name);
   clearInterval(state.liveTimer);
   if (name === "live") {
     loadLive();
