@@ -9,10 +9,11 @@ aiortc has no raw-RTP API (aiortc #627, #449), so the relay:
   whose first byte says RTP/RTCP (RFC 7983 §7: 128–191) to the relay, which unprotects them
   with the DTLS transport's `_rx_srtp` session, bypassing aioice's queue, the DTLS receive
   task, `RtpPacket.parse`, the jitter buffer and the decoder;
-* sends synchronously: libsrtp's `srtp_protect` (through pylibsrtp's cffi binding and its
-  session's `_srtp` context) into a buffer of its own, then `sendto` straight from that
-  buffer on (a duplicate of) the nominated pair's UDP socket — no copies, no pylibsrtp
-  wrappers, no asyncio transport; pylibsrtp's own path remains the fallback;
+* sends synchronously: the session's `_srtp` context (libsrtp's srtp_t, reached through
+  pylibsrtp's cffi binding) goes to `media_relay.fastpath.Link`, which protects into a buffer
+  of its own and `sendto`s on (a duplicate of) the nominated pair's UDP socket, in C — no
+  copies, no pylibsrtp wrappers, no asyncio transport; pylibsrtp's own path remains the
+  fallback (not connected yet, or a pair that is not plain UDP);
 * drops the Sender Reports aiortc's idle senders emit (all zeros) — the relay writes its own.
 
 tests/media_relay/test_aiortc_internals.py asserts each of these still exists, so an aiortc
@@ -36,8 +37,8 @@ from aioice.candidate import candidate_foundation, candidate_priority
 from aioice.ice import Connection, StunProtocol
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from pylibsrtp._binding import ffi as _srtp_ffi
-from pylibsrtp._binding import lib as _srtp_lib
+
+from media_relay.fastpath import Link, srtp_context, unprotect
 
 logger = logging.getLogger(__name__)
 
@@ -185,18 +186,15 @@ class SrtpLink:
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self.dtls = dtls
         self.connection: Connection = dtls.transport._connection
-        self.send_errors = 0
+        # protect + sendto in C (media_relay/fastpath.py), shared by this participant's streams
+        self.native = Link()
+        self._send_errors = 0
         self.unprotect_errors = 0
         self._pending: set[asyncio.Future[None]] = set()
-        self._out = _srtp_ffi.new("char[]", _SRTP_BUFFER)
-        self._out_view = memoryview(_srtp_ffi.buffer(self._out))
-        self._out_len = _srtp_ffi.new("int *")
-        self._in = _srtp_ffi.new("char[]", _SRTP_BUFFER)
-        self._in_view = memoryview(_srtp_ffi.buffer(self._in))
-        self._in_len = _srtp_ffi.new("int *")
+        self._rx_session: Any = None
+        self._rx_ctx = 0
         self._pair: Any = None
         self._socket: socket.socket | None = None
-        self._address: Any = None
         self._drop_idle_sender_reports()
 
     def _drop_idle_sender_reports(self) -> None:
@@ -217,20 +215,15 @@ class SrtpLink:
         return self.dtls._tx_srtp is not None and bool(self.connection._nominated)
 
     def unprotect_rtp(self, data: bytes) -> bytes | None:
-        """Verify and decrypt one SRTP packet in our own buffer (libsrtp works in place)."""
+        """Verify and decrypt one SRTP packet (libsrtp works in place, in a buffer of ours)."""
         session = self.dtls._rx_srtp
-        size = len(data)
-        if session is None or size > _SRTP_BUFFER:
+        if session is not self._rx_session:
+            self._rx_session = session
+            self._rx_ctx = srtp_context(session)
+        plain = unprotect(self._rx_ctx, data)
+        if plain is None:
             self.unprotect_errors += 1
-            return None
-        view = self._in_view
-        view[:size] = data
-        length = self._in_len
-        length[0] = size
-        if _srtp_lib.srtp_unprotect(session._srtp[0], self._in, length) != 0:
-            self.unprotect_errors += 1
-            return None
-        return view[: length[0]].tobytes()
+        return plain
 
     def unprotect_rtcp(self, data: bytes) -> bytes | None:
         try:
@@ -241,53 +234,60 @@ class SrtpLink:
 
     def send_rtp(self, data: bytes | bytearray) -> None:
         """Protect and send one RTP packet; failures are counted, never raised."""
-        size = len(data)
         pair = self.connection._nominated.get(1)
-        sock = self._socket if pair is self._pair else self._current_socket()
+        if pair is not self._pair:
+            self._current_socket()
+        if self.native.send(data) >= 0:
+            return
+        # not a plain UDP pair (TURN), or not connected: pylibsrtp and aioice's own path
         session = self.dtls._tx_srtp
-        if session is None or size > _SRTP_BUFFER - _SRTP_TRAILER:
-            self.send_errors += 1
-            return
-        if sock is None:  # not a plain UDP pair (TURN), or not connected
-            try:
-                self._send(session.protect(bytes(data)))
-            except (pylibsrtp.Error, ValueError, OSError):
-                self.send_errors += 1
-            return
-        view = self._out_view
-        view[:size] = data
-        length = self._out_len
-        length[0] = size
-        if _srtp_lib.srtp_protect(session._srtp[0], self._out, length) != 0:
+        if session is None or len(data) > _SRTP_BUFFER - _SRTP_TRAILER:
             self.send_errors += 1
             return
         try:
-            sock.sendto(view[: length[0]], self._address)
-        except OSError:  # e.g. the socket buffer is full: a lost packet, as on the wire
+            self._send(session.protect(bytes(data)))
+        except (pylibsrtp.Error, ValueError, OSError):
             self.send_errors += 1
+
+    def bind(self) -> bool:
+        """Bind the native link to the nominated pair's socket once it is there (and again if
+        the pair changed); True when `fanout` can send on it."""
+        if self.connection._nominated.get(1) is not self._pair or not self.native.bound:
+            self._current_socket()
+        return bool(self.native.bound)
 
     def _current_socket(self) -> socket.socket | None:
         pair = self.connection._nominated.get(1)
-        if pair is self._pair:
+        if pair is self._pair and self.native.bound:
             return self._socket
         self.close_socket()
-        self._pair = pair
-        if pair is None:
+        session = self.dtls._tx_srtp
+        if pair is None or session is None:
             return None
+        self._pair = pair
         transport = getattr(pair.protocol, "transport", None)
         raw = transport.get_extra_info("socket") if transport is not None else None
         if not isinstance(pair.protocol, StunProtocol) or raw is None:
             return None  # e.g. a TURN allocation: send_rtcp's slower path only
         self._socket = socket.socket(raw.family, raw.type, fileno=os.dup(raw.fileno()))
         self._socket.setblocking(False)
-        self._address = pair.remote_addr
+        self.native.bind(srtp_context(session), session, self._socket, pair.remote_addr)
         return self._socket
 
     def close_socket(self) -> None:
+        self.native.unbind()  # before the fd is closed: C must never send on a reused number
         if self._socket is not None:
             self._socket.close()
             self._socket = None
         self._pair = None
+
+    @property
+    def send_errors(self) -> int:
+        return self._send_errors + int(self.native.send_errors)
+
+    @send_errors.setter
+    def send_errors(self, value: int) -> None:
+        self._send_errors = value - int(self.native.send_errors)
 
     def send_rtcp(self, data: bytes) -> None:
         try:

@@ -34,7 +34,7 @@ import sys
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NamedTuple
 
 FPS = 30
 VIDEO_PT = 97  # VP8 in the relay's offers (aiortc's payload type table, same on every leg)
@@ -95,6 +95,33 @@ def rtp_packet(seq: int, ts: int, ssrc: int, marker: bool, payload: bytes) -> by
 # ----------------------------------------------------------------------------- helpers
 
 
+class Placement(NamedTuple):
+    """Which CPUs the relay and the load generator (publisher, subscribers) run on."""
+
+    relay: set[int] | None
+    load: set[int] | None
+
+    def describe(self) -> str:
+        if self.relay is None or self.load is None:
+            return "processes unpinned"
+        return f"relay on CPU {sorted(self.relay)}, load generator on CPU {sorted(self.load)}"
+
+
+def place(pin_cpus: bool) -> Placement:
+    """The relay on a core of its own, as a relay node is deployed (a mediasoup worker per
+    core). Unpinned, the kernel often wakes the relay on the publisher's CPU, where it waits
+    out the publisher's burst: that measures the load generator, not the relay."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not pin_cpus or len(cpus) < 2:
+        return Placement(None, None)
+    return Placement({cpus[-1]}, set(cpus[:-1]))
+
+
+def pin(cpus: set[int] | None) -> None:
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+
+
 def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan"), "max": float("nan")}
@@ -151,13 +178,19 @@ async def wait_connected(pc: Any, seconds: float = 15.0) -> None:
 # ----------------------------------------------------------------------------- relay process
 
 
-def relay_process(design: str, conns: list[Connection]) -> None:
+def relay_process(
+    design: str, conns: list[Connection], cpus: set[int] | None, pure_python: bool
+) -> None:
     import uvloop
 
+    pin(cpus)
+    if pure_python:
+        os.environ["ETAPALVELU_RELAY_PURE_PYTHON"] = "1"
     uvloop.run(_relay_main(design, conns))
 
 
 async def _relay_main(design: str, conns: list[Connection]) -> None:
+    from media_relay import fastpath
     from media_relay.control import LocalRelay, RelayConfig
     from media_relay.naive_relay import NaiveRelay
 
@@ -197,7 +230,12 @@ async def _relay_main(design: str, conns: list[Connection]) -> None:
                     await relay.answer(ROOM, request["pid"], request["sdp"])
                     reply = {"ok": True}
                 elif op == "probe":
-                    reply = {"forwarded": forwarded(), "cpu": cpu_seconds(), "wall": time.time()}
+                    reply = {
+                        "forwarded": forwarded(),
+                        "cpu": cpu_seconds(),
+                        "wall": time.time(),
+                        "native": fastpath.NATIVE,
+                    }
                 elif op == "stop":
                     stop.set()
                     reply = {"ok": True}
@@ -218,7 +256,10 @@ async def _relay_main(design: str, conns: list[Connection]) -> None:
 # ----------------------------------------------------------------------------- publisher
 
 
-def publisher_process(design: str, relay: Connection, control: Connection, clip: Any) -> None:
+def publisher_process(
+    design: str, relay: Connection, control: Connection, clip: Any, cpus: set[int] | None
+) -> None:
+    pin(cpus)
     asyncio.run(_publisher_main(design, relay, control, clip))
 
 
@@ -318,8 +359,14 @@ async def _publisher_main(
 
 
 def subscriber_process(
-    design: str, name: str, index: int, relay: Connection, control: Connection
+    design: str,
+    name: str,
+    index: int,
+    relay: Connection,
+    control: Connection,
+    cpus: set[int] | None,
 ) -> None:
+    pin(cpus)
     asyncio.run(_subscriber_main(design, name, index, relay, control))
 
 
@@ -430,9 +477,11 @@ async def _subscriber_main(
 # ----------------------------------------------------------------------------- floor
 
 
-def echo_process(port_out: Connection) -> None:
+def echo_process(port_out: Connection, cpus: set[int] | None) -> None:
     """A uvloop process that sends every datagram on at once: the wake-up floor."""
     import uvloop
+
+    pin(cpus)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -452,15 +501,18 @@ def echo_process(port_out: Connection) -> None:
     uvloop.run(main())
 
 
-def measure_floor(seconds: float = 2.0, rate: int = 100) -> dict[str, float]:
+def measure_floor(placement: Placement, seconds: float = 2.0, rate: int = 100) -> dict[str, float]:
     """Wire delay through a Python process that does nothing but send the datagram on: what
-    any Python relay pays for being woken on this machine, before doing any work."""
+    any Python relay pays for being woken on this machine, before doing any work. Placed on
+    the CPUs the relay gets, sent from the load generator's."""
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
     parent, child = context.Pipe()
-    process = context.Process(target=echo_process, args=(child,), daemon=True)
+    process = context.Process(target=echo_process, args=(child, placement.relay), daemon=True)
     process.start()
+    own = os.sched_getaffinity(0)
+    pin(placement.load)
     try:
         if not parent.poll(30):
             raise RuntimeError("the echo process did not start")
@@ -490,6 +542,7 @@ def measure_floor(seconds: float = 2.0, rate: int = 100) -> dict[str, float]:
         parent.send("exit")
         return percentiles(delays)
     finally:
+        os.sched_setaffinity(0, own)
         process.join(timeout=3)
         if process.is_alive():
             process.kill()
@@ -506,7 +559,13 @@ def expect(conn: Connection, seconds: float = 120.0) -> Any:
 
 
 def run_design(
-    design: str, subscribers: int, seconds: float, flood_seconds: float, clip: Any
+    design: str,
+    subscribers: int,
+    seconds: float,
+    flood_seconds: float,
+    clip: Any,
+    placement: Placement,
+    pure_python: bool = False,
 ) -> dict[str, Any]:
     import multiprocessing
 
@@ -514,7 +573,9 @@ def run_design(
     relay_ends = [context.Pipe() for _ in range(subscribers + 2)]
     processes = []
     relay_proc = context.Process(
-        target=relay_process, args=(design, [pair[0] for pair in relay_ends]), daemon=True
+        target=relay_process,
+        args=(design, [pair[0] for pair in relay_ends], placement.relay, pure_python),
+        daemon=True,
     )
     relay_proc.start()
     processes.append(relay_proc)
@@ -523,7 +584,7 @@ def run_design(
         pub_control, pub_child = context.Pipe()
         publisher = context.Process(
             target=publisher_process,
-            args=(design, relay_ends[0][1], pub_child, clip),
+            args=(design, relay_ends[0][1], pub_child, clip, placement.load),
             daemon=True,
         )
         publisher.start()
@@ -537,7 +598,14 @@ def run_design(
             control, child = context.Pipe()
             process = context.Process(
                 target=subscriber_process,
-                args=(design, f"subscriber{index}", index, relay_ends[index + 1][1], child),
+                args=(
+                    design,
+                    f"subscriber{index}",
+                    index,
+                    relay_ends[index + 1][1],
+                    child,
+                    placement.load,
+                ),
                 daemon=True,
             )
             process.start()
@@ -560,6 +628,7 @@ def run_design(
             seen.append(expect(control))
 
         result = summarize(design, published, seen, before, after)
+        result["fast_path"] = "C" if before.get("native") else "Python"
 
         if flood_seconds > 0:
             probe_conn.send({"op": "probe"})
@@ -645,18 +714,27 @@ def summarize(
     }
 
 
-def run(subscribers: int, seconds: float, flood_seconds: float, baseline: bool) -> dict[str, Any]:
+def run(
+    subscribers: int,
+    seconds: float,
+    flood_seconds: float,
+    baseline: bool,
+    pin_cpus: bool = True,
+    pure_python: bool = False,
+) -> dict[str, Any]:
     clip = encode_clip()
-    floor = measure_floor()
-    result = run_design("relay", subscribers, seconds, flood_seconds, clip)
+    placement = place(pin_cpus)
+    floor = measure_floor(placement)
+    result = run_design("relay", subscribers, seconds, flood_seconds, clip, placement, pure_python)
     result = {
         "subscribers": subscribers,
         "seconds": seconds,
+        "placement": placement.describe(),
         "python_wakeup_floor_us": floor,
         **result,
     }
     if baseline:
-        naive = run_design("baseline", subscribers, seconds, 0, clip)
+        naive = run_design("baseline", subscribers, seconds, 0, clip, placement)
         # it re-encodes: packets per relay CPU second at this load is the most it could do
         naive["saturation_pps"] = (
             round(1e6 / naive["cpu_us_per_packet"]) if naive.get("cpu_us_per_packet") else None
@@ -679,7 +757,8 @@ def print_report(result: dict[str, Any], out: Any = sys.stdout) -> None:
 
     print(
         f"1 publisher -> {result['subscribers']} subscribers, {result['seconds']} s, "
-        f"pre-encoded VP8 at {result['published_pps']} pkt/s in",
+        f"pre-encoded VP8 at {result['published_pps']} pkt/s in; relay fast path in "
+        f"{result['fast_path']}; {result['placement']}",
         file=out,
     )
     print(f"direct path (peer to peer) µs: {result['direct_path_us']}", file=out)
@@ -705,8 +784,15 @@ def _nan_safe(value: Any) -> Any:
     return value
 
 
-def main(subscribers: int, seconds: float, flood_seconds: float, baseline: bool) -> int:
-    result = _nan_safe(run(subscribers, seconds, flood_seconds, baseline))
+def main(
+    subscribers: int,
+    seconds: float,
+    flood_seconds: float,
+    baseline: bool,
+    pin_cpus: bool = True,
+    pure_python: bool = False,
+) -> int:
+    result = _nan_safe(run(subscribers, seconds, flood_seconds, baseline, pin_cpus, pure_python))
     print_report(result)
     return 0
 

@@ -23,6 +23,18 @@ def register(root: Any, bench: Any) -> None:
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the naive MediaRelay baseline"
     )
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="leave CPU placement to the kernel (default: the relay gets the last CPU to "
+        "itself, the load generator the others)",
+    )
+    parser.add_argument(
+        "--pure-python",
+        action="store_true",
+        help="run the relay's Python fast path instead of the C one "
+        "(as ETAPALVELU_RELAY_PURE_PYTHON=1 does)",
+    )
     parser.set_defaults(func=_bench_relay)
 
 
@@ -32,4 +44,11 @@ def _bench_relay(args: argparse.Namespace) -> int:
     if args.subscribers < 1 or args.seconds <= 0:
         print("--subscribers must be at least 1 and --seconds positive")
         return 2
-    return bench.main(args.subscribers, args.seconds, args.saturation_seconds, not args.no_baseline)
+    return bench.main(
+        args.subscribers,
+        args.seconds,
+        args.saturation_seconds,
+        not args.no_baseline,
+        pin_cpus=not args.no_pin,
+        pure_python=args.pure_python,
+    )

@@ -15,6 +15,7 @@ from typing import Any
 # finalizers (aiortc peers) while pytest's assertion rewriter compiles a module.
 import hypothesis  # noqa: F401
 import numpy as np
+import pytest
 import pytest_asyncio
 from aiortc import MediaStreamTrack
 from av import AudioFrame, VideoFrame
@@ -182,3 +183,19 @@ async def wait_for(predicate: Callable[[], bool], seconds: float, step: float = 
             return True
         await asyncio.sleep(step)
     return predicate()
+
+
+@pytest.fixture(params=["C", "Python"])
+def fast_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once on the C fast path and once on its pure-Python twin."""
+    from media_relay import aiortc_hooks, fastpath, fastpath_py, forwarding
+
+    if request.param == "C":
+        if not fastpath.NATIVE:
+            pytest.fail("the C fast path is not built: run scripts/setup (needs a C compiler)")
+        return "C"
+    monkeypatch.setattr(forwarding, "Output", fastpath_py.Output)
+    monkeypatch.setattr(forwarding, "fanout", fastpath_py.fanout)
+    monkeypatch.setattr(aiortc_hooks, "Link", fastpath_py.Link)
+    monkeypatch.setattr(aiortc_hooks, "unprotect", fastpath_py.unprotect)
+    return "Python"
