@@ -26,6 +26,7 @@ from aiortc import (
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from media_relay.aiortc_hooks import install_host_candidates
+from media_relay.rtx import route_rtx_to_receivers
 
 TrackCallback = Callable[[MediaStreamTrack, dict[str, Any]], None]
 
@@ -98,6 +99,8 @@ class RelayPeerClient:
             await self.pc.setRemoteDescription(
                 RTCSessionDescription(sdp=offer["sdp"], type="offer")
             )
+            # aiortc drops RTX when two video m-lines share its payload type (camera + document)
+            route_rtx_to_receivers(self.pc)
             for item in offer.get("tracks", []):
                 if item.get("direction") != "send":
                     continue

@@ -3,6 +3,10 @@
 Both directions of every connection are offered the same list, in the same order, by the same
 aiortc, so payload types and header extension IDs agree on all legs; a subscriber's answer says
 which of them it can take, and a stream whose codec it refused is not forwarded to it.
+
+Video is also offered RTX (RFC 4588: retransmissions on their own SSRC and payload type, one
+RTX payload type per codec, paired by `apt`) and `ccm fir` feedback (RFC 5104 §7.1); each
+answer says per m-line whether the peer takes them.
 """
 
 from __future__ import annotations
@@ -10,15 +14,19 @@ from __future__ import annotations
 from typing import Any
 
 from aiortc import RTCRtpSender
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecCapability
+from aiortc.sdp import SessionDescription
 
 H264_CONSTRAINED_BASELINE = "42e01f"
+FIR_FEEDBACK = RTCRtcpFeedback(type="ccm", parameter="fir")
 
 
-def preferred_codecs(kind: str) -> list[RTCRtpCodecCapability]:
+def preferred_codecs(kind: str, rtx: bool = False) -> list[RTCRtpCodecCapability]:
     """Opus for audio; VP8 then H.264 constrained baseline (packetization-mode 1) for video.
 
-    RTX is left out: the relay resends NACKed packets on the original SSRC (RFC 4588 is optional).
+    With `rtx`, video also offers RTX: aiortc's setCodecPreferences takes the one RTX
+    capability and createOffer pairs an RTX payload type (apt=) with each chosen codec and
+    announces the sender's RTX SSRC (a=ssrc-group:FID).
     """
     chosen: list[RTCRtpCodecCapability] = []
     for codec in RTCRtpSender.getCapabilities(kind).codecs:
@@ -32,9 +40,62 @@ def preferred_codecs(kind: str) -> list[RTCRtpCodecCapability]:
             and str(codec.parameters.get("packetization-mode", "0")) == "1"
         ):
             chosen.append(codec)
+        elif name == "video/rtx" and rtx:
+            chosen.append(codec)
     return chosen
 
 
 def codec_key(codec: Any) -> str:
     """'opus', 'vp8', 'h264', … from an aiortc codec description."""
     return str(codec.mimeType).split("/", 1)[-1].lower()
+
+
+def is_rtx(codec: Any) -> bool:
+    return codec_key(codec) == "rtx"
+
+
+def rtx_payload_types(codecs: list[Any]) -> dict[int, int]:
+    """RTX payload type -> its associated (apt) payload type, from an m-line's codecs; an RTX
+    payload type whose apt is not among the m-line's own codecs is left out."""
+    media = {codec.payloadType for codec in codecs if not is_rtx(codec)}
+    pairs: dict[int, int] = {}
+    for codec in codecs:
+        if not is_rtx(codec) or codec.payloadType is None:
+            continue
+        try:
+            apt = int(codec.parameters.get("apt"))
+        except (TypeError, ValueError):  # absent or not a number: not usable
+            continue
+        if apt in media:
+            pairs[int(codec.payloadType)] = apt
+    return pairs
+
+
+def fir_payload_types(codecs: list[Any]) -> frozenset[int]:
+    """Payload types whose `a=rtcp-fb` lines kept `ccm fir` (RFC 5104 §7.1)."""
+    return frozenset(
+        int(codec.payloadType)
+        for codec in codecs
+        if codec.payloadType is not None
+        and not is_rtx(codec)
+        and any(
+            str(fb.type).lower() == "ccm" and str(fb.parameter or "").lower() == "fir"
+            for fb in codec.rtcpFeedback
+        )
+    )
+
+
+def with_fir_feedback(sdp: str) -> str:
+    """Add `a=rtcp-fb:<pt> ccm fir` to each video codec of an offer (aiortc cannot be told to
+    offer it: its answers keep only the feedback it knows itself, which never includes FIR).
+
+    Goes through aiortc's own parser and writer, as setLocalDescription does with it anyway.
+    """
+    description = SessionDescription.parse(sdp)
+    for media in description.media:
+        if media.kind != "video":
+            continue
+        for codec in media.rtp.codecs:
+            if not is_rtx(codec) and FIR_FEEDBACK not in codec.rtcpFeedback:
+                codec.rtcpFeedback.append(FIR_FEEDBACK)
+    return str(description)

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from media_relay import packets
+from media_relay.fastpath import Output, fanout
 from media_relay.packet_cache import PacketCache
-from media_relay.packets import RtpHeader
+from media_relay.packets import ReportBlock, RtpHeader
+from media_relay.rtx import RtxSender
 
 # Key-frame requests to one publisher stream at most this often (Jitsi: 200 ms, Janus: 1 s);
 # a request inside the interval is deferred to its end, not dropped.
@@ -28,9 +30,10 @@ REMB_TTL = 5.0
 # RFC 6464 levels are −dBov; "speaking" is louder than −40 dBov.
 SPEAKING_LEVEL = 40
 MAX_RTP_SIZE = 1500
-# byte 1 (marker, payload type), sequence number, timestamp, SSRC of an RTP header
-_REWRITE = struct.Struct("!BHII")
 
+# (ForwardedStream has properties named `bytes` and `packets`: annotations inside it use these)
+Datagram = bytes
+Packet = bytes | bytearray
 Sender = Callable[[bytes], None]
 RtpSender = Callable[[bytearray], None]
 
@@ -69,6 +72,7 @@ class PublishedTrack:
         self.mid_extension_id = 0
         self.audio_level_extension_id = 0
         self.subscribers: list[ForwardedStream] = []
+        self._outputs: tuple[Output, ...] = ()
         self.cache = PacketCache(1024, 2.0) if kind == "video" else PacketCache(256, 1.0)
         # set by the publishing participant: writes RTCP to the publisher
         self.send_upstream: Sender | None = None
@@ -105,33 +109,18 @@ class PublishedTrack:
 
         The sends come first: a key frame arrives as a burst, and the next packet of it waits
         in the socket until this one is done, so only what the sends need runs before them.
+        `fanout` (C) sends to every subscriber in steady state; the rest (waiting for a key
+        frame, a new publisher SSRC, not connected yet) go through `_forward_pending`.
         Statistics, the NACK cache and the audio level follow them.
         """
-        keyframe: bool | None = True if self.kind == "audio" else None
         mid_at = (
             packets.find_extension(data, header, self.mid_extension_id)
             if self.mid_extension_id
             else None
         )
-        buffer: bytearray | None = None
-        ssrc = header.ssrc
-        for stream in self.subscribers:
-            if not stream.active:
-                continue
-            if stream.in_ssrc != ssrc:
-                stream.rebase(header, now)
-            if stream.waiting_keyframe:
-                if keyframe is None:
-                    keyframe = self._is_keyframe(self.codecs.get(header.payload_type), data, header)
-                    if keyframe:
-                        self.keyframes += 1
-                if not keyframe:
-                    stream.dropped_waiting += 1
-                    continue
-                stream.resume(header.sequence_number)
-            if buffer is None:
-                buffer = bytearray(data)
-            stream.forward(buffer, header, mid_at, now)
+        outputs = self._outputs
+        if outputs and fanout(data, header, mid_at, outputs, now):
+            self._forward_pending(data, header, mid_at, now)
 
         seq = header.sequence_number
         self.packets += 1
@@ -151,6 +140,32 @@ class PublishedTrack:
                 self.level_samples += 1
                 if level < SPEAKING_LEVEL:
                     self.loud_samples += 1
+
+    def _forward_pending(
+        self, data: bytes, header: RtpHeader, mid_at: tuple[int, int] | None, now: float
+    ) -> None:
+        """The subscribers `fanout` left to Python: rebase, wait for a key frame, resume."""
+        keyframe: bool | None = True if self.kind == "audio" else None
+        ssrc = header.ssrc
+        for stream in self.subscribers:
+            if not stream.out.pending or not stream.active:
+                continue
+            if stream.in_ssrc != ssrc:
+                stream.rebase(header, now)
+            if stream.waiting_keyframe:
+                if keyframe is None:
+                    keyframe = self._is_keyframe(self.codecs.get(header.payload_type), data, header)
+                    if keyframe:
+                        self.keyframes += 1
+                if not keyframe:
+                    stream.dropped_waiting += 1
+                    continue
+                stream.resume(header.sequence_number)
+            stream.forward(data, header, mid_at, now)
+
+    def subscribers_changed(self) -> None:
+        """`subscribers` changed: the tuple `fanout` walks follows."""
+        self._outputs = tuple(stream.out for stream in self.subscribers)
 
     def _is_keyframe(self, codec: str | None, data: bytes, header: RtpHeader) -> bool:
         if codec == "vp8":
@@ -188,7 +203,8 @@ class PublishedTrack:
     # -- feedback to the publisher
 
     def request_keyframe(self, now: float | None = None) -> None:
-        """Ask the publisher for a key frame (RFC 4585 §6.3.1 PLI), at most once per interval."""
+        """Ask the publisher for a key frame (RFC 4585 §6.3.1 PLI, or RFC 5104 §4.3.1 FIR where
+        its answer kept `ccm fir`), at most once per interval."""
         if self.kind != "video":
             return
         if now is None:
@@ -226,8 +242,7 @@ class PublishedTrack:
             self._defer_pli(now + 0.25, now)
             return
         self._last_keyframe_request = now
-        self.plis_sent += 1
-        self.send_upstream(packets.build_pli(self.feedback_ssrc, self.ssrc))
+        self.send_upstream(self._keyframe_request_packet(self.ssrc))
 
     def request_retransmission(self, lost: list[int]) -> None:
         """Lost packets the cache does not hold: NACK the publisher (RFC 4585 §6.2.1)."""
@@ -277,40 +292,68 @@ class PublishedTrack:
         for stream in list(self.subscribers):
             stream.detach()
         self.subscribers.clear()
+        self.subscribers_changed()
         self.cache.clear()
         self.send_upstream = None
 
+    # -- RTX (RFC 4588) and FIR (RFC 5104), as the publisher's answer negotiated them
+    # (class-level defaults: set per track by the participant from the answer)
+
+    # RTX payload type -> associated payload type: RTX packets are unwrapped to the latter
+    rtx_payload_types: Mapping[int, int] = MappingProxyType({})
+    rtx_received = 0  # RTX packets unwrapped and handled like originals
+    # the publisher's answer kept `ccm fir` for the codec it sends with: ask with FIR, not PLI
+    uses_fir = False
+    firs_sent = 0
+    _fir_ssrc: int | None = None
+    _fir_sequence = 0
+
+    def _keyframe_request_packet(self, media_ssrc: int) -> Datagram:
+        """FIR where negotiated, else PLI; counted."""
+        if self.uses_fir:
+            self.firs_sent += 1
+            return packets.build_fir(
+                self.feedback_ssrc, media_ssrc, self._next_fir_sequence(media_ssrc)
+            )
+        self.plis_sent += 1
+        return packets.build_pli(self.feedback_ssrc, media_ssrc)
+
+    def _next_fir_sequence(self, media_ssrc: int) -> int:
+        """RFC 5104 §4.3.1.2: one more for each new request to the same media SSRC (the
+        publisher ignores a repeated number); a new SSRC (reconnect) starts again at 0."""
+        if media_ssrc != self._fir_ssrc:
+            self._fir_ssrc = media_ssrc
+            self._fir_sequence = 0
+        else:
+            self._fir_sequence = (self._fir_sequence + 1) & 0xFF
+        return self._fir_sequence
+
+    def rtx_fir_stats(self) -> dict[str, Any]:
+        return {"firs_sent": self.firs_sent, "rtx_received": self.rtx_received}
+
 
 class ForwardedStream:
-    """One outgoing stream to one subscriber: a send transceiver of the subscriber's connection."""
+    """One outgoing stream to one subscriber: a send transceiver of the subscriber's connection.
+
+    The per-packet state (SSRC, offsets, MID, latest position, counters) lives in `out`, the
+    `Output` that `fanout` sends through; the properties below read and write it. Everything
+    that decides whether `fanout` may send on its own is kept in sync by `_sync`.
+    """
 
     def __init__(self, kind: str, ssrc: int, send: RtpSender) -> None:
         self.kind = kind
-        self.ssrc = ssrc
+        self.out = Output(ssrc)
+        # the slow path (no Link bound yet, e.g. not connected): protect + send a plain packet
         self.send = send
-        self.mid = b""
         self.track: PublishedTrack | None = None
-        # negotiated with the subscriber
-        self.payload_types: frozenset[int] = frozenset()
-        self.negotiated = False
-        self.connected = False
-        # ID to move a publisher's MID element to when ours differs in length (hides it)
-        self.hidden_extension_id = 14
-        # rewriting state
-        self.in_ssrc: int | None = None
-        self.seq_offset = 0
-        self.ts_offset = 0
-        self.last_seq: int | None = None
-        self.last_ts = random.getrandbits(32)
-        self.last_sent_at = 0.0
+        self._payload_types: frozenset[int] = frozenset()
+        self._negotiated = False
+        self._connected = False
+        self._waiting_keyframe = kind == "video"
+        self.out.last_ts = random.getrandbits(32)
         self.first_seq = random.getrandbits(15)
-        self.waiting_keyframe = kind == "video"
         # statistics
-        self.packets = 0
-        self.bytes = 0
-        self.payload_bytes = 0
         self.dropped_waiting = 0
-        self.dropped_codec = 0
         self.nacks = 0
         self.retransmitted = 0
         self.plis = 0
@@ -321,9 +364,139 @@ class ForwardedStream:
         self.bitrate = 0.0
         self._bytes_at_tick = 0
 
+    # -- state shared with the fast path
+
+    def _sync(self) -> None:
+        self.out.enabled = (
+            self.track is not None
+            and self._negotiated
+            and self._connected
+            and not self._waiting_keyframe
+        )
+
     @property
     def active(self) -> bool:
-        return self.track is not None and self.negotiated and self.connected
+        return self.track is not None and self._negotiated and self._connected
+
+    @property
+    def negotiated(self) -> bool:
+        return self._negotiated
+
+    @negotiated.setter
+    def negotiated(self, value: bool) -> None:
+        self._negotiated = value
+        self._sync()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @connected.setter
+    def connected(self, value: bool) -> None:
+        self._connected = value
+        self._sync()
+
+    @property
+    def waiting_keyframe(self) -> bool:
+        return self._waiting_keyframe
+
+    @waiting_keyframe.setter
+    def waiting_keyframe(self, value: bool) -> None:
+        self._waiting_keyframe = value
+        self._sync()
+
+    @property
+    def payload_types(self) -> frozenset[int]:
+        return self._payload_types
+
+    @payload_types.setter
+    def payload_types(self, value: frozenset[int]) -> None:
+        self._payload_types = frozenset(value)
+        self.out.set_payload_types(self._payload_types)
+
+    @property
+    def ssrc(self) -> int:
+        return self.out.ssrc
+
+    @property
+    def mid(self) -> bytes:
+        return self.out.mid
+
+    @mid.setter
+    def mid(self, value: bytes) -> None:
+        self.out.mid = value
+
+    @property
+    def hidden_extension_id(self) -> int:
+        return self.out.hidden_extension_id
+
+    @hidden_extension_id.setter
+    def hidden_extension_id(self, value: int) -> None:
+        self.out.hidden_extension_id = value
+
+    @property
+    def in_ssrc(self) -> int | None:
+        return self.out.in_ssrc
+
+    @in_ssrc.setter
+    def in_ssrc(self, value: int | None) -> None:
+        self.out.in_ssrc = value
+
+    @property
+    def seq_offset(self) -> int:
+        return self.out.seq_offset
+
+    @seq_offset.setter
+    def seq_offset(self, value: int) -> None:
+        self.out.seq_offset = value
+
+    @property
+    def ts_offset(self) -> int:
+        return self.out.ts_offset
+
+    @ts_offset.setter
+    def ts_offset(self, value: int) -> None:
+        self.out.ts_offset = value
+
+    @property
+    def last_seq(self) -> int | None:
+        return self.out.last_seq
+
+    @last_seq.setter
+    def last_seq(self, value: int | None) -> None:
+        self.out.last_seq = value
+
+    @property
+    def last_ts(self) -> int:
+        return self.out.last_ts
+
+    @last_ts.setter
+    def last_ts(self, value: int) -> None:
+        self.out.last_ts = value
+
+    @property
+    def last_sent_at(self) -> float:
+        return self.out.last_sent_at
+
+    @last_sent_at.setter
+    def last_sent_at(self, value: float) -> None:
+        self.out.last_sent_at = value
+
+    @property
+    def packets(self) -> int:
+        return self.out.packets
+
+    @property
+    def bytes(self) -> int:
+        return self.out.bytes
+
+    @property
+    def payload_bytes(self) -> int:
+        return self.out.payload_bytes
+
+    @property
+    def dropped_codec(self) -> int:
+        return self.out.dropped_codec
 
     def attach(self, track: PublishedTrack) -> None:
         if self.track is track:
@@ -331,16 +504,19 @@ class ForwardedStream:
         self.detach()
         self.track = track
         self.in_ssrc = None  # rebase on the first packet
-        self.waiting_keyframe = self.kind == "video"
         self.remb = None
         track.subscribers.append(self)
+        track.subscribers_changed()
+        self.waiting_keyframe = self.kind == "video"
 
     def detach(self) -> None:
         if self.track is not None:
             if self in self.track.subscribers:
                 self.track.subscribers.remove(self)
+                self.track.subscribers_changed()
             self.track = None
         self.in_ssrc = None
+        self._sync()
 
     # -- rewriting
 
@@ -367,44 +543,19 @@ class ForwardedStream:
 
     def forward(
         self,
-        buffer: bytearray,
+        data: Packet,
         header: RtpHeader,
         mid_at: tuple[int, int] | None,
         now: float,
     ) -> None:
-        if header.payload_type not in self.payload_types:
-            self.dropped_codec += 1
+        """Rewrite and send one packet to this subscriber (the slow path: `fanout` does the
+        same for every subscriber in steady state)."""
+        out = self.out
+        if not out.accepts(header.payload_type):
+            out.dropped_codec += 1
             return
-        seq = (header.sequence_number + self.seq_offset) & 0xFFFF
-        ts = (header.timestamp + self.ts_offset) & 0xFFFFFFFF
-        # packets.rewrite_rtp, inlined (once per packet and subscriber): M+PT, seq, ts, SSRC
-        _REWRITE.pack_into(
-            buffer,
-            1,
-            header.payload_type | 0x80 if header.marker else header.payload_type,
-            seq,
-            ts,
-            self.ssrc,
-        )
-        retagged = False
-        if mid_at is not None:
-            offset, length = mid_at
-            if length == len(self.mid):
-                buffer[offset : offset + length] = self.mid
-            else:
-                packets.retag_extension(buffer, header, offset, self.hidden_extension_id)
-                retagged = True
-        self.send(buffer)  # protected into the link's own buffer: no copy here
-        if retagged and mid_at is not None and self.track is not None:
-            packets.retag_extension(buffer, header, mid_at[0], self.track.mid_extension_id)
-        last_seq = self.last_seq
-        if last_seq is None or (seq != last_seq and ((seq - last_seq) & 0xFFFF) < 0x8000):
-            self.last_seq = seq
-            self.last_ts = ts
-            self.last_sent_at = now
-        self.packets += 1
-        self.bytes += len(buffer)
-        self.payload_bytes += header.payload_end - header.payload_start
+        if out.send(data, header, mid_at, now, False) < 0:  # no Link bound yet
+            self.send(out.rewrite(data, header, mid_at, now, False))
 
     # -- feedback from the subscriber
 
@@ -423,6 +574,11 @@ class ForwardedStream:
                 continue
             header = packets.parse_rtp_header(data)
             if header is None or header.ssrc != self.in_ssrc:
+                continue
+            rtx = self.rtx
+            if rtx is not None and self._resend_rtx(rtx, data, header):
+                # RFC 4588: on the RTX SSRC, where the subscriber negotiated it
+                self.retransmitted += 1
                 continue
             buffer = bytearray(data)
             mid_at = (
@@ -446,11 +602,11 @@ class ForwardedStream:
         self.remb = bitrate
         self.remb_at = now
 
-    def handle_report(self, block: packets.ReportBlock) -> None:
+    def handle_report(self, block: ReportBlock) -> None:
         self.fraction_lost = block.fraction_lost
         self.packets_lost = block.packets_lost
 
-    def sender_report(self, now_ntp: int) -> bytes | None:
+    def sender_report(self, now_ntp: int) -> Datagram | None:
         """RFC 3550 §6.4.1 for our SSRC, from the publisher's NTP↔RTP mapping shifted by our
         timestamp offset, so the subscriber can put audio and video on one clock."""
         track = self.track
@@ -486,4 +642,40 @@ class ForwardedStream:
             "bitrate": round(self.bitrate),
             "dropped_waiting_keyframe": self.dropped_waiting,
             "dropped_codec": self.dropped_codec,
+        }
+
+    # -- RTX (RFC 4588): set by the participant when the subscriber's answer kept RTX
+
+    rtx: RtxSender | None = None
+
+    def _resend_rtx(self, rtx: RtxSender, data: Packet, header: RtpHeader) -> bool:
+        """Resend a cached packet on the RTX SSRC: rewritten as it was forwarded (SSRC,
+        sequence number, timestamp, MID), then wrapped with that outgoing sequence number as
+        OSN. False when the subscriber has no RTX payload type for it (then resend plainly)."""
+        if header.payload_type not in self.payload_types:
+            return False
+        buffer = bytearray(data)
+        seq = (header.sequence_number + self.seq_offset) & 0xFFFF
+        ts = (header.timestamp + self.ts_offset) & 0xFFFFFFFF
+        packets.rewrite_rtp(buffer, header.payload_type, header.marker, seq, ts, self.ssrc)
+        track = self.track
+        mid_id = track.mid_extension_id if track is not None else 0
+        mid_at = packets.find_extension(data, header, mid_id) if mid_id else None
+        if mid_at is not None:
+            offset, length = mid_at
+            if length == len(self.mid):
+                buffer[offset : offset + length] = self.mid
+            else:
+                packets.retag_extension(buffer, header, offset, self.hidden_extension_id)
+        packet = rtx.wrap(buffer, header)
+        if packet is None:
+            return False
+        self.send(packet)
+        return True
+
+    def rtx_stats(self) -> dict[str, Any]:
+        rtx = self.rtx
+        return {
+            "rtx_ssrc": rtx.ssrc if rtx is not None else None,
+            "retransmitted_rtx": rtx.packets if rtx is not None else 0,
         }

@@ -47,7 +47,9 @@ class RelayCollector(Collector):
             "etapalvelu_relay_retransmitted_packets", "Packets resent from the NACK cache"
         )
         nacks = CounterMetricFamily("etapalvelu_relay_nacks", "NACKs received from subscribers")
-        plis = CounterMetricFamily("etapalvelu_relay_plis", "Key-frame requests sent to publishers")
+        plis = CounterMetricFamily(
+            "etapalvelu_relay_plis", "Key-frame requests (PLI or FIR) sent to publishers"
+        )
         dropped = CounterMetricFamily(
             "etapalvelu_relay_dropped_packets", "Packets dropped, by reason", labels=["reason"]
         )
@@ -64,7 +66,7 @@ class RelayCollector(Collector):
                     for reason, count in participant.drops.counts.items():
                         drops[reason] = drops.get(reason, 0) + count
                     for track in participant.published.values():
-                        totals["plis"] += track.plis_sent
+                        totals["plis"] += track.plis_sent + track.firs_sent
                     for stream in participant.forwarded:
                         totals["forwarded"] += stream.packets
                         totals["bytes"] += stream.bytes

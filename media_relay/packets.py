@@ -6,8 +6,9 @@ bytearray in place with `struct.pack_into`, and hands bytes on. Every parser ret
 participant is dropped and counted by the caller.
 
 References: RTP RFC 3550 §5.1, header extensions RFC 8285 §4, RTCP RFC 3550 §6,
-feedback RFC 4585 §6 (NACK, PLI), RFC 5104 §4.3.1 (FIR), REMB draft-alvestrand-rmcat-remb-03,
-audio level RFC 6464, VP8 payload RFC 7741 §4, H.264 payload RFC 6184 §5.
+feedback RFC 4585 §6 (NACK, PLI), RFC 5104 §4.3.1 (FIR), retransmission RFC 4588 §4 (RTX),
+REMB draft-alvestrand-rmcat-remb-03, audio level RFC 6464, VP8 payload RFC 7741 §4,
+H.264 payload RFC 6184 §5.
 """
 
 from __future__ import annotations
@@ -169,6 +170,50 @@ def rewrite_rtp(
     _SEQ_TS_SSRC.pack_into(buffer, 2, seq, ts, ssrc)
 
 
+# ----------------------------------------------------------------------------- RTX (RFC 4588)
+
+
+def build_rtx(
+    packet: bytes | bytearray, header: RtpHeader, payload_type: int, sequence: int, ssrc: int
+) -> bytearray:
+    """RFC 4588 §4: the retransmission of `packet`; `header` gives its layout (offsets).
+
+    Same marker, timestamp, CSRCs and header extensions; RTX payload type, sequence number and
+    SSRC; the payload is the original sequence number (OSN, 2 bytes) then the original payload.
+    Marker, timestamp and OSN are read from `packet` itself (a packet already rewritten for a
+    subscriber carries its outgoing values there). Padding is not carried over.
+    """
+    start = header.payload_start
+    out = bytearray(packet[:start])
+    out[0] &= 0xDF  # no padding
+    out[1] = (out[1] & 0x80) | (payload_type & 0x7F)
+    _U16.pack_into(out, 2, sequence & 0xFFFF)
+    _U32.pack_into(out, 8, ssrc & 0xFFFFFFFF)
+    out += packet[2:4]  # OSN
+    out += packet[start : header.payload_end]
+    return out
+
+
+def unwrap_rtx(
+    packet: bytes | bytearray, header: RtpHeader, payload_type: int, ssrc: int
+) -> bytes | None:
+    """RFC 4588 §4: the original packet inside an RTX packet, or None if it has no OSN.
+
+    Restores the associated payload type `payload_type`, the sequence number from the OSN and
+    the original SSRC `ssrc`; keeps marker, timestamp, CSRCs and header extensions.
+    """
+    start = header.payload_start
+    if header.payload_end - start < 2:
+        return None
+    out = bytearray(packet[:start])
+    out[0] &= 0xDF  # no padding
+    out[1] = (0x80 if header.marker else 0) | (payload_type & 0x7F)
+    osn = (packet[start] << 8) | packet[start + 1]
+    _SEQ_TS_SSRC.pack_into(out, 2, osn, header.timestamp, ssrc & 0xFFFFFFFF)
+    out += packet[start + 2 : header.payload_end]
+    return bytes(out)
+
+
 def is_vp8_keyframe_start(data: bytes | bytearray, start: int, end: int) -> bool:
     """RFC 7741 §4.2–4.3: first packet of a VP8 key frame (S=1, PID=0, P bit clear)."""
     if start >= end:
@@ -313,6 +358,16 @@ def parse_fir_ssrcs(data: bytes | bytearray, item: RtcpItem) -> list[int]:
     """RFC 5104 §4.3.1.1: the FCI entries name the media sources asked for a key frame."""
     return [
         int(_U32.unpack_from(data, offset)[0]) for offset in range(item.start + 12, item.end - 7, 8)
+    ]
+
+
+def parse_fir(data: bytes | bytearray, item: RtcpItem) -> list[tuple[int, int]]:
+    """RFC 5104 §4.3.1.1: (media SSRC, command sequence number) of each complete FCI entry.
+
+    The sequence number lets a sender tell a new request from a repeated one (§4.3.1.2)."""
+    return [
+        (int(_U32.unpack_from(data, offset)[0]), data[offset + 4])
+        for offset in range(item.start + 12, item.end - 7, 8)
     ]
 
 

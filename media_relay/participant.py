@@ -21,9 +21,17 @@ from aiortc.sdp import SessionDescription
 
 from media_relay import packets
 from media_relay.aiortc_hooks import SilentTrack, SrtpLink, dtls_transport, install_host_candidates
-from media_relay.codecs import codec_key, preferred_codecs
+from media_relay.codecs import (
+    codec_key,
+    fir_payload_types,
+    is_rtx,
+    preferred_codecs,
+    rtx_payload_types,
+    with_fir_feedback,
+)
 from media_relay.errors import RelayError
 from media_relay.forwarding import MAX_RTP_SIZE, DropCounters, ForwardedStream, PublishedTrack
+from media_relay.rtx import negotiated_rtx
 
 if TYPE_CHECKING:
     from media_relay.control import RelayConfig
@@ -59,6 +67,7 @@ class Participant:
         self.forwarded: list[ForwardedStream] = []
         self._send_transceivers: dict[int, RTCRtpTransceiver] = {}  # id(stream) -> transceiver
         self._inbound_by_ssrc: dict[int, PublishedTrack] = {}
+        self._rtx_by_ssrc: dict[int, PublishedTrack] = {}  # a publisher's RTX SSRCs (RFC 4588)
         self._outbound_by_ssrc: dict[int, ForwardedStream] = {}
         self._track_by_mid: dict[str, PublishedTrack] = {}
         self._lock = asyncio.Lock()
@@ -118,7 +127,7 @@ class Participant:
                 transceiver = self._free_recv_transceiver(kind_of(source))
                 if transceiver is None:
                     transceiver = self.pc.addTransceiver(kind_of(source), direction="recvonly")
-                    transceiver.setCodecPreferences(preferred_codecs(kind_of(source)))
+                    transceiver.setCodecPreferences(preferred_codecs(kind_of(source), rtx=True))
                 self._recv_transceivers[source] = transceiver
             transceiver.direction = "recvonly"
         for source, transceiver in list(self._recv_transceivers.items()):
@@ -176,10 +185,12 @@ class Participant:
 
     def _add_forwarded_stream(self, kind: str) -> ForwardedStream:
         transceiver = self.pc.addTransceiver(kind, direction="sendonly")
-        transceiver.setCodecPreferences(preferred_codecs(kind))
+        transceiver.setCodecPreferences(preferred_codecs(kind, rtx=True))
         transceiver.sender.replaceTrack(SilentTrack(kind))
         send = self.link.send_rtp if self.link is not None else self._send_rtp
         stream = ForwardedStream(kind, transceiver.sender._ssrc, send)
+        if self.link is not None:
+            stream.out.link = self.link.native
         self.forwarded.append(stream)
         self._send_transceivers[id(stream)] = transceiver
         self._outbound_by_ssrc[stream.ssrc] = stream
@@ -196,6 +207,8 @@ class Participant:
             self.config.port_max,
         )
         offer = await self.pc.createOffer()
+        # aiortc offers no `ccm fir`: added, so a publisher that takes it is asked with FIR
+        offer = RTCSessionDescription(sdp=with_fir_feedback(offer.sdp), type="offer")
         await self.pc.setLocalDescription(offer)
         self._hook_transport()
         self.negotiating = True
@@ -255,7 +268,14 @@ class Participant:
                 stream.negotiated = False
                 continue
             stream.payload_types = frozenset(
-                codec.payloadType for codec in media.rtp.codecs if codec.payloadType is not None
+                codec.payloadType
+                for codec in media.rtp.codecs
+                if codec.payloadType is not None and not is_rtx(codec)
+            )
+            # RTX where the answer kept it: retransmissions on the sender's RTX SSRC, which
+            # the offer announced (a=ssrc-group:FID); else on the stream's own SSRC
+            stream.rtx = negotiated_rtx(
+                stream.rtx, transceiver.sender._rtx_ssrc, rtx_payload_types(media.rtp.codecs)
             )
             used = {ext.id for ext in media.rtp.headerExtensions}
             stream.hidden_extension_id = next((i for i in range(14, 0, -1) if i not in used), 14)
@@ -270,18 +290,39 @@ class Participant:
     def _configure_published(
         self, track: PublishedTrack, media: Any, transceiver: RTCRtpTransceiver
     ) -> None:
-        track.codecs = {codec.payloadType: codec_key(codec) for codec in media.rtp.codecs}
+        track.codecs = {
+            codec.payloadType: codec_key(codec) for codec in media.rtp.codecs if not is_rtx(codec)
+        }
+        # RTX is not in `codecs`: an RTX packet misses the hot path's payload type check and is
+        # unwrapped on the slow path (_on_other_payload)
+        track.rtx_payload_types = rtx_payload_types(media.rtp.codecs)
+        # FIR when every codec the publisher may send with kept `ccm fir` (browsers keep it
+        # for all or none); PLI, which every WebRTC sender takes, otherwise
+        track.uses_fir = bool(track.codecs) and set(track.codecs) <= fir_payload_types(
+            media.rtp.codecs
+        )
         for ext in media.rtp.headerExtensions:
             if ext.uri == MID_URI:
                 track.mid_extension_id = ext.id
                 self._mid_extension_id = ext.id
             elif ext.uri == AUDIO_LEVEL_URI:
                 track.audio_level_extension_id = ext.id
-        rtx = {group.items[1] for group in media.ssrc_group if group.semantic == "FID"}
+        rtx = {
+            group.items[1]
+            for group in media.ssrc_group
+            if group.semantic == "FID" and len(group.items) == 2
+        }
         for description in media.ssrc:
             if description.ssrc not in rtx:
                 self._set_ssrc(track, description.ssrc)
                 break
+        for ssrc, bound in list(self._rtx_by_ssrc.items()):
+            if bound is track:
+                del self._rtx_by_ssrc[ssrc]
+        if track.rtx_payload_types:
+            for ssrc in rtx:
+                if self._inbound_by_ssrc.get(ssrc) is None:
+                    self._rtx_by_ssrc[ssrc] = track
         self._track_by_mid[transceiver.mid or ""] = track
         track.feedback_ssrc = transceiver.sender._ssrc
         track.send_upstream = self._send_rtcp
@@ -303,6 +344,7 @@ class Participant:
         self.link = SrtpLink(dtls)
         for stream in self.forwarded:
             stream.send = self.link.send_rtp  # straight to the link: one call less per send
+            stream.out.link = self.link.native  # what fanout sends through
         for protocol in self.link.connection._protocols:
             if hasattr(protocol, "media_handler"):
                 protocol.media_handler = self._on_media
@@ -324,6 +366,7 @@ class Participant:
             self.ever_connected = True
             self.last_heard = time.monotonic()
             if self.link is not None:
+                self.link.bind()  # the nominated pair's socket, for fanout
                 # gathering may have created protocols after the hook was installed
                 for protocol in self.link.connection._protocols:
                     if hasattr(protocol, "media_handler"):
@@ -381,14 +424,52 @@ class Participant:
             return
         track = self._inbound_by_ssrc.get(header.ssrc)
         if track is None:
-            track = self._learn_ssrc(data, header)
+            track = self._rtx_by_ssrc.get(header.ssrc) or self._learn_ssrc(data, header)
             if track is None:
                 self.drops.add("unknown_ssrc")
                 return
+            if track.ssrc != header.ssrc:  # the track's RTX SSRC: only RTX belongs there
+                self._on_other_payload(data, header, track, now)
+                return
         if header.payload_type not in track.codecs:
-            self.drops.add("unknown_payload_type")
+            self._on_other_payload(data, header, track, now)
             return
         track.handle_rtp(data, header, time.monotonic() if now is None else now)
+
+    def _on_other_payload(
+        self, data: bytes, header: packets.RtpHeader, track: PublishedTrack, now: float | None
+    ) -> None:
+        """Not one of the track's codecs: RTX (RFC 4588 §4) is unwrapped — OSN to sequence
+        number, apt payload type, the track's SSRC — and handled exactly like the original
+        (forwarded, cached), so the publisher's answer to the relay's NACK reaches the
+        subscribers that asked; anything else is dropped and counted."""
+        apt = track.rtx_payload_types.get(header.payload_type)
+        if apt is None or track.ssrc is None:
+            self.drops.add(
+                "unknown_rtx_payload_type"
+                if self._rtx_by_ssrc.get(header.ssrc) is track
+                else "unknown_payload_type"
+            )
+            return
+        original = packets.unwrap_rtx(data, header, apt, track.ssrc)
+        if original is None:
+            # no room for the OSN: an RTX padding probe (bandwidth estimation) or truncated
+            padding_only = header.payload_end == header.payload_start and data[0] & 0x20
+            self.drops.add("rtx_padding" if padding_only else "rtx_truncated")
+            return
+        inner = packets.parse_rtp_header(original)
+        if inner is None:  # cannot happen for a header parse_rtp_header accepted
+            self.drops.add("rtx_truncated")
+            return
+        if now is None:
+            now = time.monotonic()
+        if track.cache.get(inner.sequence_number, now) is not None:
+            # the relay has it (Chromium also probes bandwidth by resending old packets as
+            # RTX): the subscribers had it too, and their SRTP would refuse it as a replay
+            self.drops.add("rtx_duplicate")
+            return
+        track.rtx_received += 1
+        track.handle_rtp(original, inner, now)
 
     def _learn_ssrc(self, data: bytes, header: packets.RtpHeader) -> PublishedTrack | None:
         """An SSRC the answer did not announce: bind it by the MID header extension (RFC 8843
@@ -398,7 +479,13 @@ class Participant:
             return None
         mid = bytes(data[found[0] : found[0] + found[1]]).decode("ascii", "replace")
         track = self._track_by_mid.get(mid)
-        if track is not None:
+        if track is None:
+            return None
+        if header.payload_type in track.rtx_payload_types:
+            # the RTX stream of the track (its answer announced no FID group): keep the
+            # track's own SSRC and learn this one as its RTX SSRC
+            self._rtx_by_ssrc[header.ssrc] = track
+        else:
             self._set_ssrc(track, header.ssrc)
         return track
 
@@ -465,6 +552,7 @@ class Participant:
             stream.tick(interval)
         if not send_reports or not self.connected or self.link is None:
             return
+        self.link.bind()  # follows a change of the nominated pair
         for stream in self.forwarded:
             if stream.active:
                 report = stream.sender_report(ntp_now)
@@ -497,7 +585,9 @@ class Participant:
         for stream in self.forwarded:
             stream.detach()
             stream.send = self._send_rtp
+            stream.out.link = None
         self._inbound_by_ssrc.clear()
+        self._rtx_by_ssrc.clear()
         self._outbound_by_ssrc.clear()
         self._track_by_mid.clear()
         try:
@@ -518,8 +608,15 @@ class Participant:
             "nacks_received": self.nacks_received,
             "plis_received": self.plis_received,
             "dropped": dict(self.drops.counts),
-            "published": {source: track.stats() for source, track in self.published.items()},
-            "forwarded": [stream.stats() for stream in self.forwarded if stream.track is not None],
+            "published": {
+                source: {**track.stats(), **track.rtx_fir_stats()}
+                for source, track in self.published.items()
+            },
+            "forwarded": [
+                {**stream.stats(), **stream.rtx_stats()}
+                for stream in self.forwarded
+                if stream.track is not None
+            ],
         }
 
 

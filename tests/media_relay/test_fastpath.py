@@ -44,9 +44,7 @@ def implementation(name: str) -> Any:
 
 
 def session(outbound: bool) -> pylibsrtp.Session:
-    kind = (
-        pylibsrtp.Policy.SSRC_ANY_OUTBOUND if outbound else pylibsrtp.Policy.SSRC_ANY_INBOUND
-    )
+    kind = pylibsrtp.Policy.SSRC_ANY_OUTBOUND if outbound else pylibsrtp.Policy.SSRC_ANY_INBOUND
     return pylibsrtp.Session(pylibsrtp.Policy(key=KEY, ssrc_type=kind, srtp_profile=PROFILE))
 
 
