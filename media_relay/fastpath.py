@@ -15,6 +15,8 @@ from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
 PURE_PYTHON_ENV = "ETAPALVELU_RELAY_PURE_PYTHON"
+# what _fastpath.c casts libsrtp's entry points to (libsrtp 2; libsrtp 3 changed them)
+SRTP_SIGNATURE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
 
 if TYPE_CHECKING:
     from media_relay.fastpath_py import Link, Output, fanout, unprotect
@@ -24,6 +26,9 @@ else:
     try:
         if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
             raise ImportError(f"{PURE_PYTHON_ENV} is set")
+        for _name in ("srtp_protect", "srtp_unprotect"):
+            if _srtp_ffi.typeof(getattr(_srtp_lib, _name)).cname != SRTP_SIGNATURE:
+                raise ImportError(f"pylibsrtp's {_name} is not libsrtp 2's")
         from media_relay._fastpath import Link, Output, fanout, set_srtp, unprotect
 
         set_srtp(

@@ -112,3 +112,31 @@ def test_pylibsrtp_binding_used_for_the_fast_path() -> None:
     assert lib.srtp_protect(sender._srtp[0], buffer, length) == 0
     protected = ffi.buffer(buffer)[: length[0]]
     assert receiver.unprotect(protected) == packet
+
+
+def test_libsrtp_entry_points_have_the_signature_the_c_fast_path_calls() -> None:
+    """media_relay/_fastpath.c calls srtp_protect/srtp_unprotect through raw function pointers
+    as int (*)(void *ctx, void *packet, int *length): a libsrtp 3 binding would not match."""
+    from pylibsrtp._binding import ffi, lib
+
+    from media_relay import fastpath
+
+    assert version("pylibsrtp") == "1.0.0"
+    expected = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
+    assert ffi.typeof(lib.srtp_protect).cname == expected
+    assert ffi.typeof(lib.srtp_unprotect).cname == expected
+    assert fastpath.NATIVE  # scripts/setup builds it; the suite must exercise it
+
+
+def test_rtx_internals() -> None:
+    """RTX (media_relay/rtx.py, participant.apply_answer) relies on these."""
+    assert "self._rtx_ssrc = random32()" in inspect.getsource(RTCRtpSender.__init__)
+    from aiortc.rtp import unwrap_rtx, wrap_rtx  # the test oracle of test_rtx.py
+
+    assert callable(unwrap_rtx) and callable(wrap_rtx)
+    from aiortc.rtcdtlstransport import RtpRouter
+
+    router = RtpRouter()
+    assert router.ssrc_table == {}  # rtx.route_rtx_to_receivers registers RTX SSRCs here
+    source = inspect.getsource(aiortc.rtcpeerconnection)
+    assert "is_rtx(" in source  # codec filtering keeps rtx paired with its apt
