@@ -489,11 +489,10 @@ static PyObject *output_rewrite_py(OutputObject *self, PyObject *const *args, Py
     return result;
 }
 
-static PyObject *output_set_payload_types(OutputObject *self, PyObject *iterable) {
-    uint64_t mask[2] = {0, 0};
+static int read_payload_types(PyObject *iterable, uint64_t mask[2]) {
     PyObject *iterator = PyObject_GetIter(iterable);
     if (iterator == NULL) {
-        return NULL;
+        return -1;
     }
     PyObject *item;
     while ((item = PyIter_Next(iterator)) != NULL) {
@@ -501,14 +500,19 @@ static PyObject *output_set_payload_types(OutputObject *self, PyObject *iterable
         Py_DECREF(item);
         if (pt == -1 && PyErr_Occurred()) {
             Py_DECREF(iterator);
-            return NULL;
+            return -1;
         }
         if (pt >= 0 && pt < 128) { /* RTP payload types are 7 bits; others can never match */
             mask[pt >> 6] |= (uint64_t)1 << (pt & 63);
         }
     }
     Py_DECREF(iterator);
-    if (PyErr_Occurred()) {
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *output_set_payload_types(OutputObject *self, PyObject *iterable) {
+    uint64_t mask[2] = {0, 0};
+    if (read_payload_types(iterable, mask) < 0) {
         return NULL;
     }
     self->payload_types[0] = mask[0];
@@ -736,23 +740,59 @@ static PyTypeObject OutputType = {
 
 /* ---------------------------------------------------------------------------------- module */
 
+/* send `data` to every output in steady state for it; returns how many were left pending.
+ * `outputs` must be a tuple of Output (checked by the callers). */
+static long fanout_core(const unsigned char *data, Py_ssize_t size, const PacketInfo *info,
+                        PyObject *outputs, double now) {
+    Py_ssize_t count = PyTuple_GET_SIZE(outputs);
+    long pending = 0;
+    int too_big = size > MAX_PLAIN;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        OutputObject *out = (OutputObject *)PyTuple_GET_ITEM(outputs, i);
+        LinkObject *link = out->link;
+        if (!out->enabled || !out->has_in_ssrc || out->in_ssrc != info->ssrc ||
+            !link_ready(link)) {
+            out->pending = 1;
+            pending++;
+            continue;
+        }
+        out->pending = 0;
+        if (!((out->payload_types[info->payload_type >> 6] >> (info->payload_type & 63)) & 1)) {
+            out->dropped_codec++;
+            continue;
+        }
+        if (too_big) {
+            link->send_errors++;
+            continue;
+        }
+        output_rewrite(out, data, size, info, now, 0, link->buffer);
+        link_send_buffer(link, size);
+    }
+    return pending;
+}
+
+static int check_outputs(PyObject *outputs) {
+    if (!PyTuple_Check(outputs)) {
+        PyErr_SetString(PyExc_TypeError, "outputs must be a tuple of Output");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(outputs); i++) {
+        if (!PyObject_TypeCheck(PyTuple_GET_ITEM(outputs, i), &OutputType)) {
+            PyErr_SetString(PyExc_TypeError, "outputs must be a tuple of Output");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* fanout(data, header, mid_at, outputs, now) -> number of outputs left pending */
 static PyObject *fanout(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "fanout(data, header, mid_at, outputs, now)");
         return NULL;
     }
-    PyObject *outputs = args[3];
-    if (!PyTuple_Check(outputs)) {
-        PyErr_SetString(PyExc_TypeError, "outputs must be a tuple of Output");
+    if (check_outputs(args[3]) < 0) {
         return NULL;
-    }
-    Py_ssize_t count = PyTuple_GET_SIZE(outputs);
-    for (Py_ssize_t i = 0; i < count; i++) {
-        if (!PyObject_TypeCheck(PyTuple_GET_ITEM(outputs, i), &OutputType)) {
-            PyErr_SetString(PyExc_TypeError, "outputs must be a tuple of Output");
-            return NULL;
-        }
     }
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
@@ -764,32 +804,449 @@ static PyObject *fanout(PyObject *module, PyObject *const *args, Py_ssize_t narg
         PyBuffer_Release(&view);
         return NULL;
     }
-    long pending = 0;
-    int too_big = view.len > MAX_PLAIN;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        OutputObject *out = (OutputObject *)PyTuple_GET_ITEM(outputs, i);
-        LinkObject *link = out->link;
-        if (!out->enabled || !out->has_in_ssrc || out->in_ssrc != info.ssrc ||
-            !link_ready(link)) {
-            out->pending = 1;
-            pending++;
-            continue;
-        }
-        out->pending = 0;
-        if (!((out->payload_types[info.payload_type >> 6] >> (info.payload_type & 63)) & 1)) {
-            out->dropped_codec++;
-            continue;
-        }
-        if (too_big) {
-            link->send_errors++;
-            continue;
-        }
-        output_rewrite(out, view.buf, view.len, &info, now, 0, link->buffer);
-        link_send_buffer(link, view.len);
-    }
+    long pending = fanout_core(view.buf, view.len, &info, args[3], now);
     PyBuffer_Release(&view);
     return PyLong_FromLong(pending);
 }
+
+/* ------------------------------------------------------------------ parsing (packets.py) */
+
+typedef struct {
+    int first;
+    int second;
+    uint32_t seq;
+    uint32_t timestamp;
+    uint32_t ssrc;
+    unsigned int ext_profile;
+    Py_ssize_t ext_start;
+    Py_ssize_t ext_end;
+    Py_ssize_t payload_start;
+    Py_ssize_t payload_end;
+} Parsed;
+
+static inline uint32_t get16(const unsigned char *p) { return ((uint32_t)p[0] << 8) | p[1]; }
+
+static inline uint32_t get32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* packets.parse_rtp_header: 0, or -1 when malformed */
+static int parse_rtp(const unsigned char *d, Py_ssize_t size, Parsed *p) {
+    if (size < 12) {
+        return -1;
+    }
+    p->first = d[0];
+    p->second = d[1];
+    if (p->first >> 6 != 2) {
+        return -1;
+    }
+    p->seq = get16(d + 2);
+    p->timestamp = get32(d + 4);
+    p->ssrc = get32(d + 8);
+    Py_ssize_t offset = 12 + 4 * (p->first & 0x0F);
+    p->ext_profile = 0;
+    p->ext_start = p->ext_end = 0;
+    if (p->first & 0x10) {
+        if (offset + 4 > size) {
+            return -1;
+        }
+        p->ext_profile = get16(d + offset);
+        p->ext_start = offset + 4;
+        p->ext_end = p->ext_start + 4 * (Py_ssize_t)get16(d + offset + 2);
+        offset = p->ext_end;
+    }
+    if (offset > size) {
+        return -1;
+    }
+    Py_ssize_t end = size;
+    if (p->first & 0x20) {
+        int padding = d[size - 1];
+        if (padding == 0 || offset + padding > size) {
+            return -1;
+        }
+        end = size - padding;
+    }
+    p->payload_start = offset;
+    p->payload_end = end;
+    return 0;
+}
+
+/* packets.find_extension: 1 and (offset, length) when the element is there, else 0 */
+static int find_extension(const unsigned char *d, const Parsed *p, int id, Py_ssize_t *offset,
+                          Py_ssize_t *length) {
+    if (!id || !p->ext_end) {
+        return 0;
+    }
+    Py_ssize_t pos = p->ext_start, end = p->ext_end;
+    if (p->ext_profile == 0xBEDE) {
+        while (pos < end) {
+            int byte = d[pos];
+            if (byte == 0) { /* padding */
+                pos++;
+                continue;
+            }
+            int element = byte >> 4;
+            Py_ssize_t size = (byte & 0x0F) + 1;
+            if (element == 15 || pos + 1 + size > end) { /* reserved: stop; or truncated */
+                return 0;
+            }
+            if (element == id) {
+                *offset = pos + 1;
+                *length = size;
+                return 1;
+            }
+            pos += 1 + size;
+        }
+        return 0;
+    }
+    if ((p->ext_profile & 0xFFF0) == 0x1000) {
+        while (pos < end) {
+            int element = d[pos];
+            if (element == 0) {
+                pos++;
+                continue;
+            }
+            if (pos + 2 > end) {
+                return 0;
+            }
+            Py_ssize_t size = d[pos + 1];
+            if (pos + 2 + size > end) {
+                return 0;
+            }
+            if (element == id) {
+                *offset = pos + 2;
+                *length = size;
+                return 1;
+            }
+            pos += 2 + size;
+        }
+    }
+    return 0;
+}
+
+static void packet_info(const Parsed *p, int mid_found, Py_ssize_t mid_offset,
+                        Py_ssize_t mid_length, PacketInfo *info) {
+    info->marker = (p->second & 0x80) != 0;
+    info->payload_type = p->second & 0x7F;
+    info->seq = p->seq;
+    info->timestamp = p->timestamp;
+    info->ssrc = p->ssrc;
+    info->bede = p->ext_profile == 0xBEDE;
+    info->payload_length = p->payload_end - p->payload_start;
+    info->mid_offset = mid_found ? mid_offset : 0;
+    info->mid_length = mid_found ? mid_length : 0;
+}
+
+/* parse(data, mid_id) -> (marker, payload_type, seq, ts, ssrc, ext_profile, ext_start,
+ * ext_end, payload_start, payload_end, mid_at) | None — what the receive path sees, for tests */
+static PyObject *parse(PyObject *module, PyObject *args) {
+    Py_buffer view;
+    int mid_id;
+    if (!PyArg_ParseTuple(args, "y*i", &view, &mid_id)) {
+        return NULL;
+    }
+    Parsed p;
+    PyObject *result;
+    if (parse_rtp(view.buf, view.len, &p) < 0) {
+        result = Py_None;
+        Py_INCREF(result);
+    } else {
+        Py_ssize_t offset = 0, length = 0;
+        PyObject *mid_at;
+        if (find_extension(view.buf, &p, mid_id, &offset, &length)) {
+            mid_at = Py_BuildValue("(nn)", offset, length);
+        } else {
+            mid_at = Py_None;
+            Py_INCREF(mid_at);
+        }
+        result = mid_at == NULL ? NULL
+                                : Py_BuildValue("(OiIIIInnnnN)", (p.second & 0x80) ? Py_True : Py_False,
+                                                p.second & 0x7F, p.seq, p.timestamp, p.ssrc,
+                                                p.ext_profile, p.ext_start, p.ext_end,
+                                                p.payload_start, p.payload_end, mid_at);
+    }
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* ----------------------------------------------------------------------------------- Route */
+
+/* What the receive path needs of a published track: its subscribers' outputs, its MID
+ * extension ID and its payload types (Python keeps it in sync: PublishedTrack.sync_route) */
+typedef struct {
+    PyObject_HEAD
+    PyObject *outputs; /* tuple of Output */
+    int mid_id;
+    uint64_t payload_types[2];
+} RouteObject;
+
+static PyTypeObject RouteType;
+
+static int route_traverse(RouteObject *self, visitproc visit, void *arg) {
+    Py_VISIT(self->outputs);
+    return 0;
+}
+
+static int route_clear(RouteObject *self) {
+    Py_CLEAR(self->outputs);
+    return 0;
+}
+
+static void route_dealloc(RouteObject *self) {
+    PyObject_GC_UnTrack(self);
+    route_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *route_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    RouteObject *self = (RouteObject *)type->tp_alloc(type, 0);
+    if (self != NULL) {
+        self->outputs = PyTuple_New(0);
+        if (self->outputs == NULL) {
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
+    return (PyObject *)self;
+}
+
+static PyObject *route_get_outputs(RouteObject *self, void *c) {
+    Py_INCREF(self->outputs);
+    return self->outputs;
+}
+
+static int route_set_outputs(RouteObject *self, PyObject *value, void *c) {
+    if (value == NULL || check_outputs(value) < 0) {
+        if (value == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "cannot delete");
+        }
+        return -1;
+    }
+    Py_INCREF(value);
+    Py_SETREF(self->outputs, value);
+    return 0;
+}
+
+static PyObject *route_get_mid_id(RouteObject *self, void *c) { return PyLong_FromLong(self->mid_id); }
+
+static int route_set_mid_id(RouteObject *self, PyObject *value, void *c) {
+    unsigned long long v;
+    if (set_uint(value, 255ULL, &v) < 0) {
+        return -1;
+    }
+    self->mid_id = (int)v;
+    return 0;
+}
+
+static PyObject *route_set_payload_types(RouteObject *self, PyObject *iterable) {
+    uint64_t mask[2] = {0, 0};
+    if (read_payload_types(iterable, mask) < 0) {
+        return NULL;
+    }
+    self->payload_types[0] = mask[0];
+    self->payload_types[1] = mask[1];
+    Py_RETURN_NONE;
+}
+
+static PyGetSetDef route_getset[] = {
+    {"outputs", (getter)route_get_outputs, (setter)route_set_outputs,
+     "the subscribers' outputs (a tuple of Output)", NULL},
+    {"mid_id", (getter)route_get_mid_id, (setter)route_set_mid_id,
+     "the publisher's MID header extension ID (0: none)", NULL},
+    {NULL}};
+
+static PyMethodDef route_methods[] = {
+    {"set_payload_types", (PyCFunction)route_set_payload_types, METH_O,
+     "set_payload_types(iterable of int): the track's codecs (RTX excluded)"},
+    {NULL}};
+
+static PyTypeObject RouteType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "media_relay._fastpath.Route",
+    .tp_basicsize = sizeof(RouteObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "What the receive path needs of a published track.",
+    .tp_new = route_new,
+    .tp_dealloc = (destructor)route_dealloc,
+    .tp_traverse = (traverseproc)route_traverse,
+    .tp_clear = (inquiry)route_clear,
+    .tp_methods = route_methods,
+    .tp_getset = route_getset,
+};
+
+/* -------------------------------------------------------------------------------- Receiver */
+
+/* One participant's receive side: its SRTP receive context and the dict of its published
+ * tracks by SSRC (the participant's own `_inbound_by_ssrc`: values have a `route`). */
+typedef struct {
+    PyObject_HEAD
+    void *ctx;
+    PyObject *session;
+    PyObject *tracks; /* dict: int ssrc -> object with a `route` attribute */
+} ReceiverObject;
+
+static PyTypeObject ReceiverType;
+static PyObject *route_name = NULL; /* interned "route" */
+
+static int receiver_traverse(ReceiverObject *self, visitproc visit, void *arg) {
+    Py_VISIT(self->session);
+    Py_VISIT(self->tracks);
+    return 0;
+}
+
+static int receiver_clear(ReceiverObject *self) {
+    self->ctx = NULL;
+    Py_CLEAR(self->session);
+    Py_CLEAR(self->tracks);
+    return 0;
+}
+
+static void receiver_dealloc(ReceiverObject *self) {
+    PyObject_GC_UnTrack(self);
+    receiver_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *receiver_bind(ReceiverObject *self, PyObject *args) {
+    unsigned long long ctx;
+    PyObject *session, *tracks;
+    if (!PyArg_ParseTuple(args, "KOO!", &ctx, &session, &PyDict_Type, &tracks)) {
+        return NULL;
+    }
+    if (ctx == 0) {
+        PyErr_SetString(PyExc_ValueError, "no SRTP context");
+        return NULL;
+    }
+    receiver_clear(self);
+    Py_INCREF(session);
+    self->session = session;
+    Py_INCREF(tracks);
+    self->tracks = tracks;
+    self->ctx = (void *)(uintptr_t)ctx;
+    Py_RETURN_NONE;
+}
+
+static PyObject *receiver_unbind(ReceiverObject *self, PyObject *unused) {
+    receiver_clear(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *receiver_get_bound(ReceiverObject *self, void *c) {
+    return PyBool_FromLong(self->ctx != NULL);
+}
+
+/* receive(data, now): unprotect, parse, find the track, fan out — the whole latency path.
+ *   False                    not bound: the caller takes its own path
+ *   None                     did not verify (SRTP): drop
+ *   bytes                    plain RTP this path does not route (unknown SSRC, RTX, other
+ *                            payload type, malformed): the caller's Python path takes it
+ *   (track, bytes, pending)  forwarded to the subscribers in steady state; `pending` left to
+ *                            Python, and the bookkeeping (cache, statistics) still to do */
+static PyObject *receiver_receive(ReceiverObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "receive(data, now)");
+        return NULL;
+    }
+    if (self->ctx == NULL || srtp_unprotect_fn == NULL) {
+        Py_RETURN_FALSE;
+    }
+    double now = PyFloat_AsDouble(args[1]);
+    if (now == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    unsigned char buffer[BUFFER_SIZE];
+    if (view.len < 12 || view.len > BUFFER_SIZE) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    memcpy(buffer, view.buf, (size_t)view.len);
+    int length = (int)view.len;
+    PyBuffer_Release(&view);
+    if (srtp_unprotect_fn(self->ctx, buffer, &length) != 0 || length < 0 ||
+        length > BUFFER_SIZE) {
+        Py_RETURN_NONE;
+    }
+    Parsed p;
+    PyObject *track = NULL;
+    RouteObject *route = NULL;
+    if (parse_rtp(buffer, length, &p) == 0) {
+        PyObject *key = PyLong_FromUnsignedLong(p.ssrc);
+        if (key == NULL) {
+            return NULL;
+        }
+        track = PyDict_GetItemWithError(self->tracks, key); /* borrowed */
+        Py_DECREF(key);
+        if (track == NULL && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (track != NULL) {
+        Py_INCREF(track); /* the dict may change under the attribute lookup */
+        PyObject *found = PyObject_GetAttr(track, route_name);
+        if (found == NULL) {
+            PyErr_Clear();
+        } else if (PyObject_TypeCheck(found, &RouteType)) {
+            route = (RouteObject *)found;
+        } else {
+            Py_DECREF(found);
+        }
+        int pt = p.second & 0x7F;
+        if (route != NULL && !((route->payload_types[pt >> 6] >> (pt & 63)) & 1)) {
+            Py_CLEAR(route); /* not one of the track's codecs (RTX, …): Python decides */
+        }
+        if (route == NULL) {
+            Py_CLEAR(track);
+        }
+    }
+    if (track == NULL) {
+        return PyBytes_FromStringAndSize((const char *)buffer, length);
+    }
+    Py_ssize_t mid_offset = 0, mid_length = 0;
+    int mid_found = find_extension(buffer, &p, route->mid_id, &mid_offset, &mid_length);
+    PacketInfo info;
+    packet_info(&p, mid_found, mid_offset, mid_length, &info);
+    PyObject *outputs = route->outputs;
+    Py_INCREF(outputs);
+    long pending = fanout_core(buffer, length, &info, outputs, now);
+    Py_DECREF(outputs);
+    Py_DECREF(route);
+    PyObject *plain = PyBytes_FromStringAndSize((const char *)buffer, length);
+    if (plain == NULL) {
+        Py_DECREF(track);
+        return NULL;
+    }
+    PyObject *result = Py_BuildValue("(NNl)", track, plain, pending);
+    return result;
+}
+
+static PyMethodDef receiver_methods[] = {
+    {"bind", (PyCFunction)receiver_bind, METH_VARARGS,
+     "bind(ctx, session, tracks): unprotect with srtp_t `ctx` (kept alive by `session`); "
+     "route by the dict `tracks` (SSRC -> object with a `route`)"},
+    {"unbind", (PyCFunction)receiver_unbind, METH_NOARGS, "forget the context and the tracks"},
+    {"receive", (PyCFunction)(void (*)(void))receiver_receive, METH_FASTCALL,
+     "receive(data, now) -> False | None | bytes | (track, bytes, pending)"},
+    {NULL}};
+
+static PyGetSetDef receiver_getset[] = {
+    {"bound", (getter)receiver_get_bound, NULL, "a receive context is set", NULL},
+    {NULL}};
+
+static PyTypeObject ReceiverType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "media_relay._fastpath.Receiver",
+    .tp_basicsize = sizeof(ReceiverObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "One participant's SRTP receive context and its tracks by SSRC.",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)receiver_dealloc,
+    .tp_traverse = (traverseproc)receiver_traverse,
+    .tp_clear = (inquiry)receiver_clear,
+    .tp_methods = receiver_methods,
+    .tp_getset = receiver_getset,
+};
 
 /* unprotect(ctx, data) -> bytes | None: verify and decrypt one SRTP packet */
 static PyObject *unprotect(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -839,6 +1296,8 @@ static PyMethodDef module_methods[] = {
      "fanout(data, header, mid_at, outputs, now) -> outputs left pending for Python"},
     {"unprotect", (PyCFunction)(void (*)(void))unprotect, METH_FASTCALL,
      "unprotect(ctx, data) -> plain RTP bytes, or None when it does not verify"},
+    {"parse", (PyCFunction)parse, METH_VARARGS,
+     "parse(data, mid_id) -> header fields + mid_at, or None: the receive path's parser"},
     {"set_srtp", (PyCFunction)set_srtp, METH_VARARGS,
      "set_srtp(srtp_protect address, srtp_unprotect address)"},
     {NULL}};
@@ -852,7 +1311,12 @@ static struct PyModuleDef module_definition = {
 };
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
-    if (PyType_Ready(&LinkType) < 0 || PyType_Ready(&OutputType) < 0) {
+    if (PyType_Ready(&LinkType) < 0 || PyType_Ready(&OutputType) < 0 ||
+        PyType_Ready(&RouteType) < 0 || PyType_Ready(&ReceiverType) < 0) {
+        return NULL;
+    }
+    route_name = PyUnicode_InternFromString("route");
+    if (route_name == NULL) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&module_definition);
@@ -861,8 +1325,12 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     }
     Py_INCREF(&LinkType);
     Py_INCREF(&OutputType);
+    Py_INCREF(&RouteType);
+    Py_INCREF(&ReceiverType);
     if (PyModule_AddObject(module, "Link", (PyObject *)&LinkType) < 0 ||
-        PyModule_AddObject(module, "Output", (PyObject *)&OutputType) < 0) {
+        PyModule_AddObject(module, "Output", (PyObject *)&OutputType) < 0 ||
+        PyModule_AddObject(module, "Route", (PyObject *)&RouteType) < 0 ||
+        PyModule_AddObject(module, "Receiver", (PyObject *)&ReceiverType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -38,7 +38,7 @@ from aioice.ice import Connection, StunProtocol
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
-from media_relay.fastpath import Link, srtp_context, unprotect
+from media_relay.fastpath import Link, Receiver, srtp_context, unprotect
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +188,8 @@ class SrtpLink:
         self.connection: Connection = dtls.transport._connection
         # protect + sendto in C (media_relay/fastpath.py), shared by this participant's streams
         self.native = Link()
+        # unprotect + parse + route + fanout in C, bound once the DTLS handshake keyed SRTP
+        self.receiver = Receiver()
         self._send_errors = 0
         self.unprotect_errors = 0
         self._pending: set[asyncio.Future[None]] = set()
@@ -224,6 +226,15 @@ class SrtpLink:
         if plain is None:
             self.unprotect_errors += 1
         return plain
+
+    def bind_receiver(self, tracks: dict[int, Any]) -> bool:
+        """Bind the receive path to the DTLS transport's SRTP receive session and the
+        participant's tracks by SSRC; False while there is no session yet."""
+        session = self.dtls._rx_srtp
+        if session is None:
+            return False
+        self.receiver.bind(srtp_context(session), session, tracks)
+        return True
 
     def unprotect_rtcp(self, data: bytes) -> bytes | None:
         try:

@@ -19,7 +19,7 @@ PURE_PYTHON_ENV = "ETAPALVELU_RELAY_PURE_PYTHON"
 SRTP_SIGNATURE = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
 
 if TYPE_CHECKING:
-    from media_relay.fastpath_py import Link, Output, fanout, unprotect
+    from media_relay.fastpath_py import Link, Output, Receiver, Route, fanout, parse, unprotect
 
     NATIVE: bool
 else:
@@ -29,7 +29,16 @@ else:
         for _name in ("srtp_protect", "srtp_unprotect"):
             if _srtp_ffi.typeof(getattr(_srtp_lib, _name)).cname != SRTP_SIGNATURE:
                 raise ImportError(f"pylibsrtp's {_name} is not libsrtp 2's")
-        from media_relay._fastpath import Link, Output, fanout, set_srtp, unprotect
+        from media_relay._fastpath import (
+            Link,
+            Output,
+            Receiver,
+            Route,
+            fanout,
+            parse,
+            set_srtp,
+            unprotect,
+        )
 
         set_srtp(
             int(_srtp_ffi.cast("uintptr_t", _srtp_ffi.addressof(_srtp_lib, "srtp_protect"))),
@@ -37,7 +46,15 @@ else:
         )
         NATIVE = True
     except ImportError:
-        from media_relay.fastpath_py import Link, Output, fanout, unprotect
+        from media_relay.fastpath_py import (
+            Link,
+            Output,
+            Receiver,
+            Route,
+            fanout,
+            parse,
+            unprotect,
+        )
 
         NATIVE = False
 
@@ -49,4 +66,15 @@ def srtp_context(session: Any) -> int:
     return int(_srtp_ffi.cast("uintptr_t", session._srtp[0]))
 
 
-__all__ = ["NATIVE", "PURE_PYTHON_ENV", "Link", "Output", "fanout", "srtp_context", "unprotect"]
+__all__ = [
+    "NATIVE",
+    "PURE_PYTHON_ENV",
+    "Link",
+    "Output",
+    "Receiver",
+    "Route",
+    "fanout",
+    "parse",
+    "srtp_context",
+    "unprotect",
+]

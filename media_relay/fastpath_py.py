@@ -16,7 +16,7 @@ from typing import Any
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
-from media_relay.packets import RtpHeader
+from media_relay.packets import RtpHeader, find_extension, parse_rtp_header
 
 BUFFER_SIZE = 1600
 SRTP_TRAILER = 144
@@ -246,3 +246,64 @@ _IN_LENGTH = _srtp_ffi.new("int *")
 
 def set_srtp(protect: int, unprotect_address: int) -> None:
     """The C module needs libsrtp's entry points; Python calls pylibsrtp's binding directly."""
+
+
+class Route:
+    """What the receive path needs of a published track (PublishedTrack.sync_route)."""
+
+    def __init__(self) -> None:
+        self.outputs: tuple[Output, ...] = ()
+        self.mid_id = 0
+        self._payload_types: frozenset[int] = frozenset()
+
+    def set_payload_types(self, payload_types: Iterable[int]) -> None:
+        self._payload_types = frozenset(int(pt) for pt in payload_types if 0 <= int(pt) < 128)
+
+
+class Receiver:
+    """One participant's SRTP receive context and its tracks by SSRC."""
+
+    def __init__(self) -> None:
+        self._ctx = 0
+        self._session: Any = None
+        self._tracks: dict[int, Any] = {}
+
+    @property
+    def bound(self) -> bool:
+        return bool(self._ctx)
+
+    def bind(self, ctx: int, session: Any, tracks: dict[int, Any]) -> None:
+        if not ctx:
+            raise ValueError("no SRTP context")
+        if not isinstance(tracks, dict):
+            raise TypeError("tracks must be a dict")
+        self._ctx, self._session, self._tracks = ctx, session, tracks
+
+    def unbind(self) -> None:
+        self._ctx, self._session, self._tracks = 0, None, {}
+
+    def receive(self, data: bytes | bytearray, now: float) -> Any:
+        """False (not bound) | None (did not verify) | bytes (not routed here) |
+        (track, bytes, pending) (forwarded to the subscribers in steady state)."""
+        if not self._ctx:
+            return False
+        plain = unprotect(self._ctx, data)
+        if plain is None:
+            return None
+        header = parse_rtp_header(plain)
+        if header is None:
+            return plain
+        track = self._tracks.get(header.ssrc)
+        route = getattr(track, "route", None) if track is not None else None
+        if not isinstance(route, Route) or header.payload_type not in route._payload_types:
+            return plain
+        mid_at = find_extension(plain, header, route.mid_id)
+        return track, plain, fanout(plain, header, mid_at, route.outputs, now)
+
+
+def parse(data: bytes, mid_id: int) -> tuple[Any, ...] | None:
+    """The receive path's parser: header fields and mid_at, or None (as the C module's)."""
+    header = parse_rtp_header(data)
+    if header is None:
+        return None
+    return (*header, find_extension(data, header, mid_id))

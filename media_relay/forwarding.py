@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from media_relay import packets
-from media_relay.fastpath import Output, fanout
+from media_relay.fastpath import Output, Route, fanout
 from media_relay.packet_cache import PacketCache
 from media_relay.packets import ReportBlock, RtpHeader
 from media_relay.rtx import RtxSender
@@ -73,6 +73,8 @@ class PublishedTrack:
         self.audio_level_extension_id = 0
         self.subscribers: list[ForwardedStream] = []
         self._outputs: tuple[Output, ...] = ()
+        # what the C receive path (fastpath.Receiver) reads of this track: see sync_route
+        self.route = Route()
         self.cache = PacketCache(1024, 2.0) if kind == "video" else PacketCache(256, 1.0)
         # set by the publishing participant: writes RTCP to the publisher
         self.send_upstream: Sender | None = None
@@ -119,9 +121,32 @@ class PublishedTrack:
             else None
         )
         outputs = self._outputs
-        if outputs and fanout(data, header, mid_at, outputs, now):
-            self._forward_pending(data, header, mid_at, now)
+        pending = fanout(data, header, mid_at, outputs, now) if outputs else 0
+        self._after_fanout(data, header, mid_at, pending, now)
 
+    def after_fanout(self, data: bytes, pending: int, now: float) -> None:
+        """The receive path (fastpath.Receiver) unprotected `data` and sent it to every
+        subscriber in steady state: the rest of handle_rtp."""
+        header = packets.parse_rtp_header(data)
+        if header is None:  # the receive path parsed it the same way
+            return
+        mid_at = (
+            packets.find_extension(data, header, self.mid_extension_id)
+            if pending and self.mid_extension_id
+            else None
+        )
+        self._after_fanout(data, header, mid_at, pending, now)
+
+    def _after_fanout(
+        self,
+        data: bytes,
+        header: RtpHeader,
+        mid_at: tuple[int, int] | None,
+        pending: int,
+        now: float,
+    ) -> None:
+        if pending:
+            self._forward_pending(data, header, mid_at, now)
         seq = header.sequence_number
         self.packets += 1
         self.bytes += len(data)
@@ -166,6 +191,13 @@ class PublishedTrack:
     def subscribers_changed(self) -> None:
         """`subscribers` changed: the tuple `fanout` walks follows."""
         self._outputs = tuple(stream.out for stream in self.subscribers)
+        self.route.outputs = self._outputs
+
+    def sync_route(self) -> None:
+        """After the publisher's answer set codecs and extension IDs: tell the receive path."""
+        self.route.outputs = self._outputs
+        self.route.mid_id = self.mid_extension_id
+        self.route.set_payload_types(self.codecs)
 
     def _is_keyframe(self, codec: str | None, data: bytes, header: RtpHeader) -> bool:
         if codec == "vp8":

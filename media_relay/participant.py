@@ -326,6 +326,7 @@ class Participant:
         self._track_by_mid[transceiver.mid or ""] = track
         track.feedback_ssrc = transceiver.sender._ssrc
         track.send_upstream = self._send_rtcp
+        track.sync_route()
 
     def _set_ssrc(self, track: PublishedTrack, ssrc: int) -> None:
         if track.ssrc is not None and self._inbound_by_ssrc.get(track.ssrc) is track:
@@ -407,12 +408,23 @@ class Participant:
                 if len(data) > MAX_RTP_SIZE + 64:
                     self.drops.add("oversized")
                     return
-                plain = link.unprotect_rtp(data)
-                if plain is None:
+                # unprotect, parse, route and send to every subscriber in steady state, in C
+                result = link.receiver.receive(data, now)
+                if result.__class__ is tuple:
+                    self.rtp_received += 1
+                    track, plain, pending = result
+                    track.after_fanout(plain, pending, now)
+                    return
+                if result is False:  # first packet: bind the receive path for the next ones
+                    link.bind_receiver(self._inbound_by_ssrc)
+                    result = link.unprotect_rtp(data)  # counts its own failures
+                elif result is None:
+                    link.unprotect_errors += 1
+                if result is None:
                     self.drops.add("srtp_unprotect")
                     return
                 self.rtp_received += 1
-                self._on_rtp(plain, now)
+                self._on_rtp(result, now)  # RTX, a new SSRC, another payload type, malformed
         except Exception:  # never into the event loop
             logger.exception("relay: packet from %s dropped", self.participant_id)
             self.drops.add("error")
@@ -579,6 +591,7 @@ class Participant:
         self.connected = False
         if self.link is not None:
             self.link.close_socket()
+            self.link.receiver.unbind()
             for protocol in self.link.connection._protocols:
                 if hasattr(protocol, "media_handler"):
                     protocol.media_handler = None

@@ -196,6 +196,8 @@ def fast_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
         return "C"
     monkeypatch.setattr(forwarding, "Output", fastpath_py.Output)
     monkeypatch.setattr(forwarding, "fanout", fastpath_py.fanout)
+    monkeypatch.setattr(forwarding, "Route", fastpath_py.Route)
+    monkeypatch.setattr(aiortc_hooks, "Receiver", fastpath_py.Receiver)
     monkeypatch.setattr(aiortc_hooks, "Link", fastpath_py.Link)
     monkeypatch.setattr(aiortc_hooks, "unprotect", fastpath_py.unprotect)
     return "Python"

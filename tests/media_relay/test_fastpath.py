@@ -408,6 +408,15 @@ async def test_relay_forwards_through_fanout_on_both_fast_paths(
         slow_forward(self, *args)
 
     monkeypatch.setattr(forwarding.ForwardedStream, "forward", counting)
+    routed_in_python = 0
+    python_route = forwarding.PublishedTrack.handle_rtp
+
+    def counting_route(self: forwarding.PublishedTrack, *args: Any) -> None:
+        nonlocal routed_in_python
+        routed_in_python += 1
+        python_route(self, *args)
+
+    monkeypatch.setattr(forwarding.PublishedTrack, "handle_rtp", counting_route)
     publisher = bridge.peer("fp", "kiosk", {"camera": PatternTrack(), "audio": ToneTrack()})
     await publisher.join(["camera", "audio"])
     subscribers = [bridge.peer("fp", name) for name in ("expert", "interpreter")]
@@ -430,3 +439,112 @@ async def test_relay_forwards_through_fanout_on_both_fast_paths(
     )
     # the slow path only carried packets until each stream's first key frame / SSRC rebase
     assert slow_calls < sent / 5, (slow_calls, sent)
+    # and the receive path (fastpath.Receiver) routed the publisher's packets, not Python
+    received = room.participants["kiosk"].rtp_received
+    assert received > 50 and routed_in_python < received / 5, (routed_in_python, received)
+
+
+# ----------------------------------------------------------------------------- receive path
+
+
+def rtp_two_byte(mid: bytes, payload: bytes = b"\x10abc") -> bytes:
+    """A packet with RFC 8285 two-byte header extensions (profile 0x1000)."""
+    elements = bytes([MID_ID, len(mid)]) + mid + bytes([5, 0])
+    elements += b"\0" * (-len(elements) % 4)
+    extension = struct.pack("!HH", 0x1000, len(elements) // 4) + elements
+    return struct.pack("!BBHII", 0x90, 97, 1, 2, 3) + extension + payload
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        rtp(),
+        rtp(mid=b"0123456789abcdef", level=None),
+        rtp(padding=3),
+        rtp_two_byte(b"a-long-mid"),
+        rtp_two_byte(b""),
+        struct.pack("!BBHII", 0x82, 97, 1, 2, 3) + bytes(8) + b"payload",  # two CSRCs
+        rtp()[:11],  # truncated header
+        rtp()[:15],  # truncated extension header
+        rtp()[:18],  # truncated extension block
+        bytes([0x40]) + rtp()[1:],  # version 1
+        rtp(padding=3)[:-1] + bytes([200]),  # more padding than packet
+        rtp(padding=1)[:-1] + b"\0",  # zero padding length
+        b"",
+    ],
+)
+def test_receive_parser_matches_packets_py(data: bytes) -> None:
+    assert native().parse(data, MID_ID) == fastpath_py.parse(data, MID_ID)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    data=st.one_of(
+        st.binary(max_size=64),
+        st.builds(
+            lambda prefix, rest: prefix + rest,
+            st.sampled_from([b"\x90", b"\xb0", b"\x80", b"\xa1"]),
+            st.binary(max_size=80),
+        ),
+        st.builds(
+            lambda cut, packet: packet[:cut],
+            st.integers(0, 60),
+            st.sampled_from([rtp(), rtp_two_byte(b"xyz"), rtp(padding=5)]),
+        ),
+    ),
+    mid_id=st.integers(0, 15),
+)
+def test_receive_parser_agrees_with_packets_py_on_any_bytes(data: bytes, mid_id: int) -> None:
+    assert native().parse(data, mid_id) == fastpath_py.parse(data, mid_id)
+
+
+class FakeTrack:
+    """What the receive path reads of a PublishedTrack: its `route`."""
+
+    def __init__(self, route: Any) -> None:
+        self.route = route
+
+
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+def test_receiver_unprotects_routes_and_fans_out(wires: dict[str, Wire], name: str) -> None:
+    wire = wires[name]
+    module = wire.module
+    publisher_tx = session(outbound=True)
+    publisher_rx = session(outbound=False)  # the relay's receive session for the publisher
+    receiver = module.Receiver()
+    assert receiver.receive(publisher_tx.protect(rtp(seq=1)), 1.0) is False  # not bound yet
+
+    out = wire.output(enabled=True, in_ssrc=0xABCDEF01, payload_types=[97], mid=b"5")
+    route = module.Route()
+    route.outputs = (out,)
+    route.mid_id = MID_ID
+    route.set_payload_types([97])
+    track = FakeTrack(route)
+    tracks: dict[int, Any] = {0xABCDEF01: track}
+    receiver.bind(fastpath.srtp_context(publisher_rx), publisher_rx, tracks)
+
+    packet = rtp(seq=2)
+    result = receiver.receive(publisher_tx.protect(packet), 2.0)
+    assert result == (track, packet, 0)
+    assert wire.receive() == expected(packet, b"5", 0, 0, 14)
+
+    other_type = rtp(seq=3, pt=98)  # RTX or another codec: Python decides
+    assert receiver.receive(publisher_tx.protect(other_type), 3.0) == other_type
+    unknown = rtp(seq=4, ssrc=42)
+    assert receiver.receive(publisher_tx.protect(unknown), 4.0) == unknown
+    tracks[42] = object()  # no route: Python decides
+    assert receiver.receive(publisher_tx.protect(rtp(seq=5, ssrc=42)), 5.0) == rtp(seq=5, ssrc=42)
+    out.enabled = False  # e.g. waiting for a key frame: left pending
+    waiting = rtp(seq=6)
+    assert receiver.receive(publisher_tx.protect(waiting), 6.0) == (track, waiting, 1)
+
+    assert receiver.receive(b"garbage that is not srtp", 7.0) is None
+    assert receiver.receive(b"", 7.0) is None
+    assert receiver.receive(bytes(4000), 7.0) is None
+    tampered = bytearray(publisher_tx.protect(rtp(seq=7)))
+    tampered[-1] ^= 1
+    assert receiver.receive(bytes(tampered), 7.0) is None
+    assert out.packets == 1 and wire.nothing_arrived()  # only the one steady packet was sent
+
+    receiver.unbind()
+    assert not receiver.bound and receiver.receive(publisher_tx.protect(rtp(seq=8)), 8.0) is False
