@@ -1,5 +1,6 @@
-"""Prometheus metrics of every running relay in this process (the signaling app serves the
-default registry at /metrics).
+"""Prometheus metrics of the relay: `RelayCollector(relay)` for one relay (the signaling app
+registers one for its in-process relay in the registry it serves at /metrics), and COLLECTOR,
+in the default registry, for every running relay in this process.
 
 The hot path only increments plain integer attributes; this collector reads them when
 Prometheus scrapes, so forwarding a packet never touches a metrics lock.
@@ -29,6 +30,15 @@ def untrack_relay(relay: LocalRelay) -> None:
 
 
 class RelayCollector(Collector):
+    def __init__(self, relay: LocalRelay | None = None) -> None:
+        self._relay = weakref.ref(relay) if relay is not None else None
+
+    def _selected(self) -> list[LocalRelay]:
+        if self._relay is None:
+            return list(_relays)
+        relay = self._relay()
+        return [relay] if relay is not None else []
+
     def collect(self) -> Iterator[Any]:
         rooms = GaugeMetricFamily("etapalvelu_relay_rooms", "Rooms open in the media relay")
         participants = GaugeMetricFamily(
@@ -56,7 +66,7 @@ class RelayCollector(Collector):
         room_count = participant_count = 0
         totals = {"received": 0, "forwarded": 0, "bytes": 0, "resent": 0, "nacks": 0, "plis": 0}
         drops: dict[str, int] = {}
-        for relay in list(_relays):
+        for relay in self._selected():
             for room in relay.rooms.values():
                 room_count += 1
                 for participant in room.participants.values():

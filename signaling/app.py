@@ -90,6 +90,11 @@ def create_app(
         middlewares=[http_api.json_errors],
     )
     app[http_api.SERVICES_KEY] = services
+    if services.relay is not None:
+        # the relay's figures in the registry this app serves at /metrics
+        from media_relay.metrics import RelayCollector
+
+        services.metrics.registry.register(RelayCollector(services.relay))
     app[DEMO_KEY] = demo
     sio.attach(app)
     dispatcher = Dispatcher(services, REGISTRY)

@@ -66,6 +66,9 @@ async def test_metrics_are_prometheus_text(
         text = await response.text()
     assert 'etapalvelu_logins_total{result="ok"} 1.0' in text
     assert "etapalvelu_event_seconds_bucket" in text
+    # the in-process relay's figures are served there too (the README promises them)
+    assert "etapalvelu_relay_rooms 0.0" in text
+    assert "etapalvelu_relay_rtp_forwarded_packets_total" in text
 
 
 @pytest.mark.parametrize("path", ["/", *PAGES])
