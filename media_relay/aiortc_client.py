@@ -25,7 +25,7 @@ from aiortc import (
 )
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
-from media_relay.aiortc_hooks import install_host_candidates
+from media_relay.aiortc_hooks import follow_send_codec, install_host_candidates
 from media_relay.rtx import route_rtx_to_receivers
 
 TrackCallback = Callable[[MediaStreamTrack, dict[str, Any]], None]
@@ -63,6 +63,10 @@ class RelayPeerClient:
 
         self.tracks = dict(tracks or {})
         self.video_codecs = [name.lower() for name in video_codecs] if video_codecs else None
+        # senders restarted on a codec the relay narrowed us to (and, for tests, how far their
+        # sequence numbers jump at such a restart: some publishers do)
+        self.codec_restarts = 0
+        self.codec_switch_jump = 0
         self.host_addresses = host_addresses
         self.on_track = on_track
         self.pc = RTCPeerConnection(
@@ -119,6 +123,8 @@ class RelayPeerClient:
                 install_host_candidates(self.pc, "", self.host_addresses, 0, 0)
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
+            # the relay narrowed our codecs (codecs.converge): encode with the new one
+            self.codec_restarts += await follow_send_codec(self.pc, self.codec_switch_jump)
             return str(self.pc.localDescription.sdp)
 
     def _limit_video_codecs(self) -> None:

@@ -319,3 +319,70 @@ class SrtpLink:
             task = asyncio.ensure_future(protocol.send_data(data, pair.remote_addr))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
+
+
+# -- the client side: an aiortc publisher following a codec switch (codecs.converge)
+
+# aiortc's RTCRtpSender starts its RTP loop once, with the first negotiated codec, and never
+# looks at a later answer; the relay may narrow a publisher's codecs (an H.264-only
+# subscriber joined). A browser switches; an aiortc publisher must be told to.
+
+
+async def follow_send_codec(pc: RTCPeerConnection, sequence_jump: int = 0) -> int:
+    """Restart each running sender whose negotiated codec (its transceiver's first) is not the
+    one its RTP loop encodes with, carrying on its sequence numbers and timestamp origin (its
+    own SRTP context refuses to protect an index it has passed). `sequence_jump` skips ahead,
+    as some publishers do at a switch (tests). Returns how many senders were restarted."""
+    from aiortc.codecs import is_rtx
+
+    restarted = 0
+    for transceiver in pc.getTransceivers():
+        sender: Any = transceiver.sender
+        task = getattr(sender, "_RTCRtpSender__rtp_task", None)
+        codecs = getattr(transceiver, "_codecs", None)
+        if task is None or task.done() or not codecs:
+            continue
+        frame = task.get_coro().cr_frame
+        running = frame.f_locals.get("codec") if frame is not None else None
+        wanted = codecs[0]
+        if running is None or running.payloadType == wanted.payloadType:
+            continue
+        carry_on = (
+            (frame.f_locals["sequence_number"] + sequence_jump) & 0xFFFF,
+            frame.f_locals["timestamp_origin"],
+        )
+        track = sender.track
+        sender.replaceTrack(None)  # the cancelled loop stops the track it holds: hold none
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)  # it also drops the old encoder
+        sender._RTCRtpSender__rtp_exited.clear()
+        sender._RTCRtpSender__rtx_payload_type = next(
+            (
+                c.payloadType
+                for c in codecs
+                if is_rtx(c) and c.parameters.get("apt") == wanted.payloadType
+            ),
+            None,
+        )
+        sender.replaceTrack(track)
+        sender._RTCRtpSender__rtp_task = _start_rtp_loop(sender, wanted, *carry_on)
+        restarted += 1
+    return restarted
+
+
+def _start_rtp_loop(sender: Any, codec: Any, sequence_number: int, timestamp_origin: int) -> Any:
+    """aiortc's RTP loop, starting at the given sequence number and timestamp origin: its first
+    step draws both from these two module functions before any await, and call_soon runs the
+    restoring callback right after that step (FIFO)."""
+    from aiortc import rtcrtpsender
+
+    saved = (rtcrtpsender.random_sequence_number, rtcrtpsender.random32)
+    rtcrtpsender.random_sequence_number = lambda: sequence_number
+    rtcrtpsender.random32 = lambda: timestamp_origin
+    task = asyncio.ensure_future(sender._run_rtp(codec))
+
+    def restore() -> None:
+        rtcrtpsender.random_sequence_number, rtcrtpsender.random32 = saved
+
+    asyncio.get_running_loop().call_soon(restore)
+    return task

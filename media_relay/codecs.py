@@ -4,6 +4,16 @@ Both directions of every connection are offered the same list, in the same order
 aiortc, so payload types and header extension IDs agree on all legs; a subscriber's answer says
 which of them it can take, and a stream whose codec it refused is not forwarded to it.
 
+Convergence (`converge`): a publisher is renegotiated onto a video codec every current
+subscriber of its track accepts. The room computes, per published video track, the codecs in
+every subscriber's answer, intersected with what the publisher's answer to an unrestricted
+offer listed, in the relay's order (VP8, then H.264); when the publisher's latest answer
+allows a codec outside that set, its next offer lists only the set (setCodecPreferences on
+its receiving transceiver), so whatever it sends, every subscriber can decode. An empty set
+is a conflict: reported, never forced. The relay does not widen again by itself when the set
+grows back (a subscriber left): each switch costs every subscriber a key-frame wait, and the
+narrower codec still plays everywhere.
+
 Video is also offered RTX (RFC 4588: retransmissions on their own SSRC and payload type, one
 RTX payload type per codec, paired by `apt`) and `ccm fir` feedback (RFC 5104 §7.1); each
 answer says per m-line whether the peer takes them.
@@ -11,6 +21,8 @@ answer says per m-line whether the peer takes them.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCRtpSender
@@ -19,18 +31,26 @@ from aiortc.sdp import SessionDescription
 
 H264_CONSTRAINED_BASELINE = "42e01f"
 FIR_FEEDBACK = RTCRtcpFeedback(type="ccm", parameter="fir")
+# the relay's order of preference for video (codec_key names)
+VIDEO_PREFERENCE = ("vp8", "h264")
 
 
-def preferred_codecs(kind: str, rtx: bool = False) -> list[RTCRtpCodecCapability]:
+def preferred_codecs(
+    kind: str, rtx: bool = False, only: Collection[str] | None = None
+) -> list[RTCRtpCodecCapability]:
     """Opus for audio; VP8 then H.264 constrained baseline (packetization-mode 1) for video.
 
     With `rtx`, video also offers RTX: aiortc's setCodecPreferences takes the one RTX
     capability and createOffer pairs an RTX payload type (apt=) with each chosen codec and
-    announces the sender's RTX SSRC (a=ssrc-group:FID).
+    announces the sender's RTX SSRC (a=ssrc-group:FID). `only` (codec_key names) narrows
+    video to those codecs, for a publisher that must send one every subscriber takes.
     """
     chosen: list[RTCRtpCodecCapability] = []
     for codec in RTCRtpSender.getCapabilities(kind).codecs:
         name = codec.mimeType.lower()
+        if only is not None and kind == "video" and not is_rtx(codec):
+            if codec_key(codec) not in only:
+                continue
         if name == "audio/opus" or name == "video/vp8":
             chosen.append(codec)
         elif (
@@ -99,3 +119,35 @@ def with_fir_feedback(sdp: str) -> str:
             if not is_rtx(codec) and FIR_FEEDBACK not in codec.rtcpFeedback:
                 codec.rtcpFeedback.append(FIR_FEEDBACK)
     return str(description)
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """What to do about one published video track's codec (see `converge`)."""
+
+    allowed: tuple[str, ...]  # codecs the publisher can send and every subscriber takes
+    conflict: bool  # no such codec: the publisher is left as it is
+    narrow_to: tuple[str, ...] | None  # renegotiate the publisher offering only these
+
+
+def converge(
+    capable: Iterable[str], answered: Iterable[str], accepted: Iterable[Collection[str]]
+) -> Convergence:
+    """`capable`: the codecs the publisher answered an unrestricted offer with; `answered`:
+    those of its latest answer (it may send any of them); `accepted`: per subscriber, the
+    codecs of its answer. Narrow only when the publisher might send something a subscriber
+    cannot take; never widen (see the module docstring)."""
+    can = set(capable)
+    subscribers = [set(names) for names in accepted]
+    allowed = tuple(
+        name
+        for name in VIDEO_PREFERENCE
+        if name in can and all(name in names for names in subscribers)
+    )
+    if not subscribers:
+        return Convergence(allowed, False, None)
+    if not allowed:
+        return Convergence(allowed, True, None)
+    if set(answered) <= set(allowed):
+        return Convergence(allowed, False, None)
+    return Convergence(allowed, False, allowed)

@@ -23,6 +23,7 @@ from media_relay import packets
 from media_relay.aiortc_hooks import SilentTrack, SrtpLink, dtls_transport, install_host_candidates
 from media_relay.codecs import (
     codec_key,
+    converge,
     fir_payload_types,
     is_rtx,
     preferred_codecs,
@@ -90,6 +91,16 @@ class Participant:
         self.plis_received = 0
         self._mid_extension_id = 0
         self._free_recv: list[RTCRtpTransceiver] = []
+        # codec convergence (codecs.converge), per published video source: the codecs its
+        # next offer is narrowed to, what its answer to an unrestricted offer listed, and
+        # whether no codec suits every subscriber; per receiving transceiver, the narrowing
+        # its preferences were last set with (None: the full list)
+        self._codec_limits: dict[str, tuple[str, ...]] = {}
+        self._offered_limits: dict[int, tuple[str, ...] | None] = {}
+        self.video_capabilities: dict[str, frozenset[str]] = {}
+        self.codec_conflicts: dict[str, bool] = {}
+        # id(stream) -> the codec names of this participant's answer for that m-line
+        self._accepted_by_stream: dict[int, frozenset[str]] = {}
         self.pc.on("connectionstatechange", self._on_connection_state)
 
     # -- what is sent and received
@@ -113,6 +124,10 @@ class Participant:
         track = self.published.pop(source, None)
         if track is not None:
             track.close()
+        # a later publish of the source starts over with the full codec list
+        self._codec_limits.pop(source, None)
+        self.video_capabilities.pop(source, None)
+        self.codec_conflicts.pop(source, None)
         return track
 
     def plan(self, wanted: list[PublishedTrack]) -> bool:
@@ -128,8 +143,10 @@ class Participant:
                 if transceiver is None:
                     transceiver = self.pc.addTransceiver(kind_of(source), direction="recvonly")
                     transceiver.setCodecPreferences(preferred_codecs(kind_of(source), rtx=True))
+                    self._offered_limits[id(transceiver)] = None
                 self._recv_transceivers[source] = transceiver
             transceiver.direction = "recvonly"
+            changed |= self._apply_codec_limit(source, transceiver)
         for source, transceiver in list(self._recv_transceivers.items()):
             if source not in self.published:
                 changed = True
@@ -171,6 +188,64 @@ class Participant:
             placeholder = self._add_forwarded_stream("video")
             self._send_transceivers[id(placeholder)].direction = "inactive"
         return changed
+
+    def _apply_codec_limit(self, source: str, transceiver: RTCRtpTransceiver) -> bool:
+        """Set the receiving transceiver's codec preferences to the source's narrowing (or
+        back to the full list); whether they changed, so the next offer must go out."""
+        limit = self._codec_limits.get(source)
+        if self._offered_limits.get(id(transceiver)) == limit:
+            return False
+        transceiver.setCodecPreferences(preferred_codecs(kind_of(source), rtx=True, only=limit))
+        self._offered_limits[id(transceiver)] = limit
+        return True
+
+    def accepted_codecs(self, track: PublishedTrack) -> frozenset[str] | None:
+        """The codecs this participant's answer took for its stream of `track`; None while
+        it receives no negotiated stream of it (no answer yet, or the m-line refused)."""
+        for stream in self.forwarded:
+            if stream.track is track and stream.negotiated:
+                return self._accepted_by_stream.get(id(stream))
+        return None
+
+    def converge_codecs(self, source: str, accepted: list[frozenset[str]]) -> bool:
+        """Given what every subscriber of `source` accepts, narrow the source's next offer
+        when the publisher might send a codec one of them cannot take (codecs.converge).
+        Returns whether the publisher must be renegotiated; a conflict is logged, not raised."""
+        track = self.published.get(source)
+        capable = self.video_capabilities.get(source)
+        if track is None or track.kind != "video" or capable is None or not track.codecs:
+            return False  # the publisher has not answered yet: nothing to compare with
+        decision = converge(capable, track.codecs.values(), accepted)
+        if decision.conflict and not self.codec_conflicts.get(source):
+            logger.warning(
+                "relay: %s/%s %s: no video codec every subscriber takes (publisher can send "
+                "%s; subscribers take %s); the publisher is left as it is",
+                self.room_id,
+                self.participant_id,
+                source,
+                sorted(capable),
+                [sorted(names) for names in accepted],
+            )
+        elif not decision.conflict and self.codec_conflicts.get(source):
+            logger.info(
+                "relay: %s/%s %s: codec conflict resolved",
+                self.room_id,
+                self.participant_id,
+                source,
+            )
+        self.codec_conflicts[source] = decision.conflict
+        if decision.narrow_to is None or self._codec_limits.get(source) == decision.narrow_to:
+            return False
+        logger.info(
+            "relay: %s/%s %s: renegotiating the publisher onto %s (sends %s)",
+            self.room_id,
+            self.participant_id,
+            source,
+            list(decision.narrow_to),
+            list(dict.fromkeys(track.codecs.values())),
+        )
+        self._codec_limits[source] = decision.narrow_to
+        return True
 
     def expects_media(self) -> bool:
         """Whether an m-line is active, so the participant sends RTP or at least RTCP."""
@@ -254,13 +329,14 @@ class Participant:
             raise RelayError("bad_answer", f"the SDP answer was not accepted: {exc}") from exc
         self.negotiating = False
         by_mid = {media.rtp.muxId: media for media in parsed.media if media.rtp.muxId}
+        need_keyframe: list[PublishedTrack] = []
         for source, transceiver in self._recv_transceivers.items():
             media = by_mid.get(transceiver.mid or "")
             track = self.published.get(source)
             if media is None or track is None:
                 continue
-            self._configure_published(track, media, transceiver)
-        need_keyframe: list[PublishedTrack] = []
+            if self._configure_published(track, media, transceiver):
+                need_keyframe.append(track)
         for stream in self.forwarded:
             transceiver = self._send_transceivers[id(stream)]
             media = by_mid.get(transceiver.mid or "")
@@ -271,6 +347,9 @@ class Participant:
                 codec.payloadType
                 for codec in media.rtp.codecs
                 if codec.payloadType is not None and not is_rtx(codec)
+            )
+            self._accepted_by_stream[id(stream)] = frozenset(
+                codec_key(codec) for codec in media.rtp.codecs if not is_rtx(codec)
             )
             # RTX where the answer kept it: retransmissions on the sender's RTX SSRC, which
             # the offer announced (a=ssrc-group:FID); else on the stream's own SSRC
@@ -289,10 +368,14 @@ class Participant:
 
     def _configure_published(
         self, track: PublishedTrack, media: Any, transceiver: RTCRtpTransceiver
-    ) -> None:
+    ) -> bool:
+        """Set the track up from the publisher's answer; returns whether the codec it sends
+        (the answer's first) changed, so its subscribers need the new codec's key frame."""
+        before = next(iter(track.codecs.values()), None)
         track.codecs = {
             codec.payloadType: codec_key(codec) for codec in media.rtp.codecs if not is_rtx(codec)
         }
+        switched = self._note_codecs(track, transceiver, before)
         # RTX is not in `codecs`: an RTX packet misses the hot path's payload type check and is
         # unwrapped on the slow path (_on_other_payload)
         track.rtx_payload_types = rtx_payload_types(media.rtp.codecs)
@@ -327,6 +410,26 @@ class Participant:
         track.feedback_ssrc = transceiver.sender._ssrc
         track.send_upstream = self._send_rtcp
         track.sync_route()
+        return switched
+
+    def _note_codecs(
+        self, track: PublishedTrack, transceiver: RTCRtpTransceiver, before: str | None
+    ) -> bool:
+        """Remember what an unrestricted offer's answer listed (the publisher's capability);
+        on a switch of codec, make every subscriber's stream rebase on the new codec's first
+        packet: continuous sequence numbers and timestamps whatever the publisher does with
+        its own across the switch (aiortc restarts them, Chromium carries them on), and no
+        packet forwarded before the new codec's key frame."""
+        if track.kind != "video":
+            return False
+        if self._offered_limits.get(id(transceiver)) is None:
+            self.video_capabilities[track.source] = frozenset(track.codecs.values())
+        after = next(iter(track.codecs.values()), None)
+        if before is None or after is None or before == after:
+            return False
+        for stream in track.subscribers:
+            stream.in_ssrc = None  # the next packet of the track rebases it (forwarding.py)
+        return True
 
     def _set_ssrc(self, track: PublishedTrack, ssrc: int) -> None:
         if track.ssrc is not None and self._inbound_by_ssrc.get(track.ssrc) is track:
@@ -622,7 +725,12 @@ class Participant:
             "plis_received": self.plis_received,
             "dropped": dict(self.drops.counts),
             "published": {
-                source: {**track.stats(), **track.rtx_fir_stats()}
+                source: {
+                    **track.stats(),
+                    **track.rtx_fir_stats(),
+                    "codec": next(iter(track.codecs.values()), None),
+                    "codec_conflict": self.codec_conflicts.get(source, False),
+                }
                 for source, track in self.published.items()
             },
             "forwarded": [

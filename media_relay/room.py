@@ -4,6 +4,12 @@ Every participant is sent every other participant's published tracks. A change (
 publish, unpublish, leave) re-plans the affected participants and sends each a new offer
 through the listener; an offer waits until the previous one is answered (no glare, no
 overlapping negotiations).
+
+Codecs converge (`_converge_codecs`, codecs.converge): after every answer and every departure,
+each published video track is checked against what its current subscribers' answers accept,
+and a publisher that might send a codec one of them cannot take is renegotiated onto the
+codecs all of them take. The relay never transcodes; when no codec suits all, the track is
+marked `codec_conflict` and left alone.
 """
 
 from __future__ import annotations
@@ -84,6 +90,8 @@ class Room:
             if participant.renegotiate_pending:
                 participant.renegotiate_pending = False
                 self._spawn(self._send_offer(participant))
+        # a subscriber's answer says what it takes; a publisher's, what it may send
+        self._converge_codecs()
 
     async def publish(self, participant_id: str, source: str) -> None:
         participant = self._participant(participant_id)
@@ -111,6 +119,7 @@ class Room:
         await participant.close()
         self.speaker.forget(participant_id)
         self._renegotiate_others(participant_id)
+        self._converge_codecs()  # a conflict may be gone, or a narrowing possible now
 
     async def close(self) -> None:
         self.closed = True
@@ -139,6 +148,23 @@ class Room:
             if other is not participant
             for track in other.published.values()
         ]
+
+    def _converge_codecs(self) -> None:
+        """Renegotiate each publisher whose video a current subscriber could not decode onto
+        the codecs every subscriber takes (Participant.converge_codecs decides)."""
+        for publisher in list(self.participants.values()):
+            for source, track in list(publisher.published.items()):
+                if track.kind != "video":
+                    continue
+                accepted = [
+                    names
+                    for other in self.participants.values()
+                    if other is not publisher
+                    for names in (other.accepted_codecs(track),)
+                    if names is not None
+                ]
+                if publisher.converge_codecs(source, accepted):
+                    self._renegotiate(publisher)
 
     def _renegotiate_others(self, participant_id: str) -> None:
         for other in list(self.participants.values()):

@@ -140,3 +140,21 @@ def test_rtx_internals() -> None:
     assert router.ssrc_table == {}  # rtx.route_rtx_to_receivers registers RTX SSRCs here
     source = inspect.getsource(aiortc.rtcpeerconnection)
     assert "is_rtx(" in source  # codec filtering keeps rtx paired with its apt
+
+
+def test_sender_restart_internals() -> None:
+    """aiortc_hooks.follow_send_codec restarts a sender's RTP loop on a new codec with these."""
+    from aiortc import rtcrtpsender
+
+    sender_init = inspect.getsource(RTCRtpSender.__init__)
+    for name in ("__rtp_task", "__rtp_exited", "__rtx_payload_type", "__encoder"):
+        assert f"self.{name}" in sender_init, name
+    run_rtp = RTCRtpSender._run_rtp
+    assert list(inspect.signature(run_rtp).parameters) == ["self", "codec"]
+    assert {"codec", "sequence_number", "timestamp_origin"} <= set(run_rtp.__code__.co_varnames)
+    source = inspect.getsource(run_rtp)
+    # both drawn in the loop's first step, before any await
+    assert source.index("random_sequence_number()") < source.index("await")
+    assert source.index("random32()") < source.index("await")
+    assert "self.__encoder = None" in source  # a cancelled loop drops the old codec's encoder
+    assert callable(rtcrtpsender.random_sequence_number) and callable(rtcrtpsender.random32)
