@@ -1,42 +1,30 @@
 """Two real Chromium pages exchange audio and video through the relay with relay-client.js.
 
-A test-only aiohttp server serves the module and a page, and bridges each page to a
-LocalRelay over a websocket (the real service does the same over socket.io).
+tests/support/relay_bridge.py serves the module and the page, and carries each page's requests
+to a LocalRelay over a websocket (the real service does the same over socket.io).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp import WSMsgType, web
 
-from media_relay.control import LocalRelay, RelayError
-from tests.support.net import LOOPBACK
+from media_relay.control import LocalRelay
+from tests.support.relay_bridge import RelayBridge
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
-
-CLIENT_JS = Path(__file__).resolve().parents[2] / "signaling" / "static" / "js" / "relay-client.js"
 
 PAGE = """<!doctype html>
 <html><body>
 <script type="module">
-import { RelayClient } from "/relay-client.js";
-const name = new URLSearchParams(location.search).get("name");
-const ws = new WebSocket(`ws://${location.host}/ws?name=${name}`);
-let nextId = 1;
-const pending = new Map();
-const request = (kind, payload) => new Promise((resolve, reject) => {
-  const id = nextId++;
-  pending.set(id, { resolve, reject });
-  ws.send(JSON.stringify({ id, kind, payload }));
-});
-const client = new RelayClient({ iceServers: [], request });
+import { connectBridge } from "/relay-bridge.js";
+import { RelayClient } from "/static/common/js/relay-client.js";
+const bridge = await connectBridge();
+const client = new RelayClient({ iceServers: [], request: bridge.request });
 window.remote = [];
 client.ontrack = (track, meta) => {
   window.remote.push(meta);
@@ -46,18 +34,7 @@ client.ontrack = (track, meta) => {
   element.muted = true;
   document.body.append(element);
 };
-ws.onmessage = async (event) => {
-  const message = JSON.parse(event.data);
-  if (message.push === "offer") {
-    await client.handleOffer(message.offer);
-    return;
-  }
-  const waiter = pending.get(message.id);
-  pending.delete(message.id);
-  if (message.error) waiter.reject(new Error(message.error));
-  else waiter.resolve(message.result);
-};
-await new Promise((resolve) => { ws.onopen = resolve; });
+bridge.onoffer = (offer) => client.handleOffer(offer);
 const stream = await navigator.mediaDevices.getUserMedia({
   video: { width: 320, height: 240, frameRate: 15 }, audio: true,
 });
@@ -79,75 +56,10 @@ window.joined = true;
 """
 
 
-class PageBridge:
-    """Websocket ↔ LocalRelay for the test pages; also the relay's listener."""
-
-    def __init__(self, relay: LocalRelay) -> None:
-        self.relay = relay
-        self.sockets: dict[str, web.WebSocketResponse] = {}
-
-    async def on_offer(self, room_id: str, participant_id: str, offer: dict[str, Any]) -> None:
-        socket = self.sockets.get(participant_id)
-        if socket is not None and not socket.closed:
-            await socket.send_str(json.dumps({"push": "offer", "offer": offer}))
-
-    async def on_participant_gone(self, room_id: str, participant_id: str, reason: str) -> None:
-        return None
-
-    async def on_active_speaker(self, room_id: str, participant_id: str) -> None:
-        return None
-
-    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
-        name = request.query["name"]
-        socket = web.WebSocketResponse()
-        await socket.prepare(request)
-        self.sockets[name] = socket
-        async for message in socket:
-            if message.type != WSMsgType.TEXT:
-                break
-            data = json.loads(message.data)
-            reply: dict[str, Any] = {"id": data["id"]}
-            try:
-                payload = data.get("payload") or {}
-                if data["kind"] == "join":
-                    offer = await self.relay.join("browser-room", name, payload["publish"])
-                    reply["result"] = {"offer": offer}
-                elif data["kind"] == "answer":
-                    await self.relay.answer("browser-room", name, payload["sdp"])
-                    reply["result"] = {"ok": True}
-                elif data["kind"] == "publish":
-                    await self.relay.publish("browser-room", name, payload["source"])
-                    reply["result"] = {"ok": True}
-            except RelayError as exc:
-                reply["error"] = exc.message
-            await socket.send_str(json.dumps(reply))
-        return socket
-
-
 @pytest_asyncio.fixture
-async def page_server(relay: LocalRelay) -> AsyncIterator[str]:
-    bridge = PageBridge(relay)
-    relay.set_listener(bridge)
-    app = web.Application()
-    app.router.add_get("/", lambda _request: web.Response(text=PAGE, content_type="text/html"))
-    app.router.add_get(
-        "/relay-client.js",
-        lambda _request: web.Response(
-            text=CLIENT_JS.read_text(encoding="utf-8"), content_type="text/javascript"
-        ),
-    )
-    app.router.add_get("/ws", bridge.websocket)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, LOOPBACK, 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://{LOOPBACK}:{port}"
-    finally:
-        for socket in list(bridge.sockets.values()):
-            await socket.close()
-        await runner.cleanup()
+async def bridge(relay: LocalRelay) -> AsyncIterator[RelayBridge]:
+    async with RelayBridge(relay, "browser-room", PAGE) as running:
+        yield running
 
 
 async def remote_stats(page: Any) -> list[dict[str, Any]]:
@@ -155,12 +67,12 @@ async def remote_stats(page: Any) -> list[dict[str, Any]]:
     return list(stats["tracks"]) if stats else []
 
 
-async def test_two_browsers_exchange_audio_and_video(browser: Any, page_server: str) -> None:
+async def test_two_browsers_exchange_audio_and_video(browser: Any, bridge: RelayBridge) -> None:
     pages = []
-    for name, query in (("alice", "&document=1"), ("bob", "")):
+    for name, query in (("alice", {"document": "1"}), ("bob", {})):
         context = await browser.new_context()
         page = await context.new_page()
-        await page.goto(f"{page_server}/?name={name}{query}")
+        await page.goto(bridge.page_url(name, **query))
         pages.append(page)
     for page in pages:
         await page.wait_for_function("window.joined === true", timeout=20_000)

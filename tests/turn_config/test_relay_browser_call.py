@@ -18,7 +18,7 @@ from media_relay.control import LocalRelay, RelayConfig
 from signaling.config import Settings
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.net import LOOPBACK
-from tests.turn_config.browser_bridge import BrowserBridge, wait_until
+from tests.support.relay_bridge import RelayBridge, wait_until
 from tests.turn_config.conftest import NEW_SECRET, OLD_SECRET
 from tests.turn_config.coturn_server import Coturn
 from tests.turn_config.media import ColourTrack, selected_local_candidate_types
@@ -27,28 +27,6 @@ from turn_config.credentials import ice_servers_for
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 ROOM = "browser-turn-room"
 PAGE = (Path(__file__).parent / "relay_only_page.html").read_text()
-
-
-class Listener:
-    """Routes the relay's renegotiation offers to the aiortc client or the browser page."""
-
-    def __init__(self, relay: LocalRelay, bridge: BrowserBridge) -> None:
-        self.relay = relay
-        self.bridge = bridge
-        self.clients: dict[str, RelayPeerClient] = {}
-
-    async def on_offer(self, room_id: str, participant_id: str, offer: dict[str, Any]) -> None:
-        client = self.clients.get(participant_id)
-        if client is not None:
-            await self.relay.answer(room_id, participant_id, await client.handle_offer(offer))
-        else:
-            await self.bridge.push_offer(participant_id, offer)
-
-    async def on_participant_gone(self, room_id: str, participant_id: str, reason: str) -> None:
-        return None
-
-    async def on_active_speaker(self, room_id: str, participant_id: str) -> None:
-        return None
 
 
 @pytest_asyncio.fixture
@@ -108,66 +86,72 @@ async def _call_through_coturn(
         turn_secrets=[NEW_SECRET, OLD_SECRET],
         turn_credential_ttl=300,
     )
-    bridge = BrowserBridge(relay, ROOM, PAGE)
-    listener = Listener(relay, bridge)
-    relay.set_listener(listener)
-    await bridge.start()
-    from_browser: asyncio.Queue[MediaStreamTrack] = asyncio.Queue()
-    kiosk = RelayPeerClient(
-        {"camera": ColourTrack()},
-        ice_servers=ice_servers_for(settings, "kiosk"),
-        ice_transport_policy="relay",
-        on_track=lambda track, meta: (
-            from_browser.put_nowait(track)
-            if meta.get("participant_id") == "expert" and track.kind == "video"
-            else None
-        ),
+    # The page asks the bridge for its ICE servers: the TURN credentials the service would send.
+    bridge = RelayBridge(
+        relay, ROOM, PAGE, ice_servers=lambda participant: ice_servers_for(settings, participant)
     )
-    listener.clients["kiosk"] = kiosk
-    context = await browser.new_context()
-    try:
-        offer = await relay.join(ROOM, "kiosk", ["camera"])
-        await relay.answer(ROOM, "kiosk", await kiosk.handle_offer(offer))
-
-        bridge.ice_servers["expert"] = ice_servers_for(settings, "expert")
-        page = await context.new_page()
-        await page.goto(bridge.url + "?participant=expert")
-
-        async def browser_decodes() -> bool:
-            report = await page.evaluate("window.relayReport && window.relayReport()")
-            return bool(report) and report["framesDecoded"] >= 10
-
-        decoded = await wait_until(browser_decodes, 40)
-        report = await page.evaluate("window.relayReport()")
-        state = await page.evaluate("({errors: relayTest.errors, answers: relayTest.answers})")
-        assert not state["errors"], state["errors"]
-        assert decoded, report
-        # Chromium's answers carry relayed candidates only, and the pair in use is relayed.
-        for sdp in state["answers"]:
-            types = {
-                line.split(" typ ")[1].split()[0]
-                for line in sdp.splitlines()
-                if line.startswith("a=candidate:")
-            }
-            assert types == {"relay"}, sdp
-        assert report["pairs"] and all(p["local"] == "relay" for p in report["pairs"]), report
-        expected_protocol = {"UDP": "udp", "TCP": "tcp", "TLS": "tls"}[transport]
-        assert all(p["relayProtocol"] == expected_protocol for p in report["pairs"]), report
-
-        # And the browser's camera reaches the aiortc kiosk, also through coturn.
-        track = await asyncio.wait_for(from_browser.get(), 30)
-        frame = await asyncio.wait_for(track.recv(), 30)
-        assert isinstance(frame, VideoFrame) and frame.width > 0
-        assert selected_local_candidate_types(kiosk.pc) == {"relay"}
-        # What Chromium shows is the kiosk's picture (ColourTrack's orange), not a blank.
-        red, green, blue = await page.evaluate("window.remoteColour()")
-        assert red > 200 and 80 < green < 170 and blue < 80, (red, green, blue)
-        # Hang up in the page first: Chromium then frees its allocations (Refresh, lifetime 0).
-        await page.evaluate("relayTest.client.leave()")
-    finally:
-        await context.close()
-        await kiosk.close()
-        await bridge.stop()
+    async with bridge:
+        from_browser: asyncio.Queue[MediaStreamTrack] = asyncio.Queue()
+        kiosk = RelayPeerClient(
+            {"camera": ColourTrack()},
+            ice_servers=ice_servers_for(settings, "kiosk"),
+            ice_transport_policy="relay",
+            on_track=lambda track, meta: (
+                from_browser.put_nowait(track)
+                if meta.get("participant_id") == "expert" and track.kind == "video"
+                else None
+            ),
+        )
+        context = await browser.new_context()
+        try:
+            await bridge.join_peer("kiosk", ["camera"], kiosk.handle_offer)
+            page = await context.new_page()
+            await page.goto(bridge.page_url("expert"))
+            await _check_call(page, kiosk, from_browser, transport)
+        finally:
+            await context.close()
+            await kiosk.close()
 
     assert await coturn.peer_packets_sent("expert") > 10
     assert await coturn.peer_packets_sent("kiosk") > 10
+
+
+async def _check_call(
+    page: Any,
+    kiosk: RelayPeerClient,
+    from_browser: asyncio.Queue[MediaStreamTrack],
+    transport: str,
+) -> None:
+    """Media flows both ways, relayed by coturn on `transport` only, then the page hangs up."""
+
+    async def browser_decodes() -> bool:
+        report = await page.evaluate("window.relayReport && window.relayReport()")
+        return bool(report) and report["framesDecoded"] >= 10
+
+    decoded = await wait_until(browser_decodes, 40)
+    report = await page.evaluate("window.relayReport()")
+    state = await page.evaluate("({errors: relayTest.errors, answers: relayTest.answers})")
+    assert not state["errors"], state["errors"]
+    assert decoded, report
+    # Chromium's answers carry relayed candidates only, and the pair in use is relayed.
+    for sdp in state["answers"]:
+        types = {
+            line.split(" typ ")[1].split()[0]
+            for line in sdp.splitlines()
+            if line.startswith("a=candidate:")
+        }
+        assert types == {"relay"}, sdp
+    assert report["pairs"] and all(p["local"] == "relay" for p in report["pairs"]), report
+    expected_protocol = {"UDP": "udp", "TCP": "tcp", "TLS": "tls"}[transport]
+    assert all(p["relayProtocol"] == expected_protocol for p in report["pairs"]), report
+
+    # And the browser's camera reaches the aiortc kiosk, also through coturn.
+    track = await asyncio.wait_for(from_browser.get(), 30)
+    frame = await asyncio.wait_for(track.recv(), 30)
+    assert isinstance(frame, VideoFrame) and frame.width > 0
+    assert selected_local_candidate_types(kiosk.pc) == {"relay"}
+    # What Chromium shows is the kiosk's picture (ColourTrack's orange), not a blank.
+    red, green, blue = await page.evaluate("window.remoteColour()")
+    assert red > 200 and 80 < green < 170 and blue < 80, (red, green, blue)
+    # Hang up in the page first: Chromium then frees its allocations (Refresh, lifetime 0).
+    await page.evaluate("relayTest.client.leave()")
