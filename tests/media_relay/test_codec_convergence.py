@@ -11,7 +11,6 @@ so they see no such jump, nor the gap of the old codec's packets it drops after 
 from __future__ import annotations
 
 import asyncio
-import gc
 import itertools
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,7 +23,7 @@ from hypothesis import strategies as st
 
 from media_relay.codecs import VIDEO_PREFERENCE, codec_key, converge, preferred_codecs
 from media_relay.control import LocalRelay
-from tests.media_relay.conftest import Bridge, PatternTrack, Peer, loopback_config, wait_for
+from tests.media_relay.conftest import Bridge, PatternTrack, Peer, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,17 +46,13 @@ class CodecBridge(Bridge):
 
 
 @pytest_asyncio.fixture
-async def codec_bridge() -> AsyncIterator[CodecBridge]:
-    relay = LocalRelay(loopback_config())
-    await relay.start()
+async def codec_bridge(relay: LocalRelay) -> AsyncIterator[CodecBridge]:
     instance = CodecBridge(relay)
     relay.set_listener(instance)
     try:
         yield instance
     finally:
         await instance.close()
-        await relay.stop()
-        gc.collect()
 
 
 def record_video_rtp(peer: Peer) -> list[tuple[int, int, int]]:
