@@ -429,63 +429,68 @@ static int link_ready(LinkObject *link) {
     return link != NULL && link->fd >= 0 && srtp_protect_fn != NULL;
 }
 
+/* the arguments of Output.send and Output.rewrite: (data, header, mid_at, now, retransmission);
+ * on success `view` holds the packet and must be released */
+typedef struct {
+    Py_buffer view;
+    PacketInfo info;
+    double now;
+    int retransmission;
+} SendArgs;
+
+static int read_send_args(const char *name, PyObject *const *args, Py_ssize_t nargs,
+                          SendArgs *out) {
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "%s(data, header, mid_at, now, retransmission)", name);
+        return -1;
+    }
+    if (PyObject_GetBuffer(args[0], &out->view, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    out->now = PyFloat_AsDouble(args[3]);
+    out->retransmission = PyObject_IsTrue(args[4]);
+    if ((out->now == -1.0 && PyErr_Occurred()) || out->retransmission < 0 ||
+        read_header(args[1], args[2], out->view.len, &out->info) < 0) {
+        PyBuffer_Release(&out->view);
+        return -1;
+    }
+    return 0;
+}
+
 /* Output.send(data, header, mid_at, now, retransmission) -> 1 sent, 0 failed, -1 not bound */
 static PyObject *output_send(OutputObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "send(data, header, mid_at, now, retransmission)");
-        return NULL;
-    }
     LinkObject *link = self->link;
-    if (!link_ready(link)) {
+    if (nargs == 5 && !link_ready(link)) {
         return PyLong_FromLong(-1);
     }
-    Py_buffer view;
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    PacketInfo info;
-    double now = PyFloat_AsDouble(args[3]);
-    int retransmission = PyObject_IsTrue(args[4]);
-    if ((now == -1.0 && PyErr_Occurred()) || retransmission < 0 ||
-        read_header(args[1], args[2], view.len, &info) < 0) {
-        PyBuffer_Release(&view);
+    SendArgs a;
+    if (read_send_args("send", args, nargs, &a) < 0) {
         return NULL;
     }
     long result = 0;
-    if (view.len > MAX_PLAIN) {
+    if (a.view.len > MAX_PLAIN) {
         link->send_errors++;
     } else {
-        output_rewrite(self, view.buf, view.len, &info, now, retransmission, link->buffer);
-        result = link_send_buffer(link, view.len);
+        output_rewrite(self, a.view.buf, a.view.len, &a.info, a.now, a.retransmission,
+                       link->buffer);
+        result = link_send_buffer(link, a.view.len);
     }
-    PyBuffer_Release(&view);
+    PyBuffer_Release(&a.view);
     return PyLong_FromLong(result);
 }
 
 /* Output.rewrite(data, header, mid_at, now, retransmission) -> bytearray, for the slow path */
 static PyObject *output_rewrite_py(OutputObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "rewrite(data, header, mid_at, now, retransmission)");
+    SendArgs a;
+    if (read_send_args("rewrite", args, nargs, &a) < 0) {
         return NULL;
     }
-    Py_buffer view;
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    PacketInfo info;
-    double now = PyFloat_AsDouble(args[3]);
-    int retransmission = PyObject_IsTrue(args[4]);
-    if ((now == -1.0 && PyErr_Occurred()) || retransmission < 0 ||
-        read_header(args[1], args[2], view.len, &info) < 0) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    PyObject *result = PyByteArray_FromStringAndSize(NULL, view.len);
+    PyObject *result = PyByteArray_FromStringAndSize(NULL, a.view.len);
     if (result != NULL) {
-        output_rewrite(self, view.buf, view.len, &info, now, retransmission,
+        output_rewrite(self, a.view.buf, a.view.len, &a.info, a.now, a.retransmission,
                        (unsigned char *)PyByteArray_AS_STRING(result));
     }
-    PyBuffer_Release(&view);
+    PyBuffer_Release(&a.view);
     return result;
 }
 

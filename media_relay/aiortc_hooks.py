@@ -190,11 +190,9 @@ class SrtpLink:
         self.native = Link()
         # unprotect + parse + route + fanout in C, bound once the DTLS handshake keyed SRTP
         self.receiver = Receiver()
-        self._send_errors = 0
+        self._send_errors = 0  # on the Python paths; the native link counts its own
         self.unprotect_errors = 0
         self._pending: set[asyncio.Future[None]] = set()
-        self._rx_session: Any = None
-        self._rx_ctx = 0
         self._pair: Any = None
         self._socket: socket.socket | None = None
         self._drop_idle_sender_reports()
@@ -217,12 +215,8 @@ class SrtpLink:
         return self.dtls._tx_srtp is not None and bool(self.connection._nominated)
 
     def unprotect_rtp(self, data: bytes) -> bytes | None:
-        """Verify and decrypt one SRTP packet (libsrtp works in place, in a buffer of ours)."""
-        session = self.dtls._rx_srtp
-        if session is not self._rx_session:
-            self._rx_session = session
-            self._rx_ctx = srtp_context(session)
-        plain = unprotect(self._rx_ctx, data)
+        """Verify and decrypt one SRTP packet (until `receiver` is bound: the first one)."""
+        plain = unprotect(srtp_context(self.dtls._rx_srtp), data)
         if plain is None:
             self.unprotect_errors += 1
         return plain
@@ -245,45 +239,39 @@ class SrtpLink:
 
     def send_rtp(self, data: bytes | bytearray) -> None:
         """Protect and send one RTP packet; failures are counted, never raised."""
-        pair = self.connection._nominated.get(1)
-        if pair is not self._pair:
-            self._current_socket()
+        if self.connection._nominated.get(1) is not self._pair:
+            self.bind()
         if self.native.send(data) >= 0:
             return
         # not a plain UDP pair (TURN), or not connected: pylibsrtp and aioice's own path
         session = self.dtls._tx_srtp
         if session is None or len(data) > _SRTP_BUFFER - _SRTP_TRAILER:
-            self.send_errors += 1
+            self._send_errors += 1
             return
         try:
             self._send(session.protect(bytes(data)))
         except (pylibsrtp.Error, ValueError, OSError):
-            self.send_errors += 1
+            self._send_errors += 1
 
     def bind(self) -> bool:
         """Bind the native link to the nominated pair's socket once it is there (and again if
         the pair changed); True when `fanout` can send on it."""
-        if self.connection._nominated.get(1) is not self._pair or not self.native.bound:
-            self._current_socket()
-        return bool(self.native.bound)
-
-    def _current_socket(self) -> socket.socket | None:
         pair = self.connection._nominated.get(1)
         if pair is self._pair and self.native.bound:
-            return self._socket
+            return True
         self.close_socket()
         session = self.dtls._tx_srtp
         if pair is None or session is None:
-            return None
+            return False
         self._pair = pair
         transport = getattr(pair.protocol, "transport", None)
         raw = transport.get_extra_info("socket") if transport is not None else None
         if not isinstance(pair.protocol, StunProtocol) or raw is None:
-            return None  # e.g. a TURN allocation: send_rtcp's slower path only
+            return False  # e.g. a TURN allocation: the slower path of send_rtp only
         self._socket = socket.socket(raw.family, raw.type, fileno=os.dup(raw.fileno()))
         self._socket.setblocking(False)
         self.native.bind(srtp_context(session), session, self._socket, pair.remote_addr)
-        return self._socket
+        return True
 
     def close_socket(self) -> None:
         self.native.unbind()  # before the fd is closed: C must never send on a reused number
@@ -296,20 +284,16 @@ class SrtpLink:
     def send_errors(self) -> int:
         return self._send_errors + int(self.native.send_errors)
 
-    @send_errors.setter
-    def send_errors(self, value: int) -> None:
-        self._send_errors = value - int(self.native.send_errors)
-
     def send_rtcp(self, data: bytes) -> None:
         try:
             self._send(self.dtls._tx_srtp.protect_rtcp(data))
         except (pylibsrtp.Error, ValueError, AttributeError, OSError):
-            self.send_errors += 1
+            self._send_errors += 1
 
     def _send(self, data: bytes) -> None:
         pair = self.connection._nominated.get(1)
         if pair is None:
-            self.send_errors += 1
+            self._send_errors += 1
             return
         protocol = pair.protocol
         transport = getattr(protocol, "transport", None)

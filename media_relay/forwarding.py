@@ -13,7 +13,6 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
 from typing import Any
 
 from media_relay import packets
@@ -72,8 +71,8 @@ class PublishedTrack:
         self.mid_extension_id = 0
         self.audio_level_extension_id = 0
         self.subscribers: list[ForwardedStream] = []
-        self._outputs: tuple[Output, ...] = ()
-        # what the C receive path (fastpath.Receiver) reads of this track: see sync_route
+        # the subscribers' outputs, MID extension ID and codecs, as `fanout` and the C receive
+        # path (fastpath.Receiver) read them: see subscribers_changed and sync_route
         self.route = Route()
         self.cache = PacketCache(1024, 2.0) if kind == "video" else PacketCache(256, 1.0)
         # set by the publishing participant: writes RTCP to the publisher
@@ -87,11 +86,21 @@ class PublishedTrack:
         self.base_seq: int | None = None
         self.keyframes = 0
         self.plis_sent = 0
+        self.firs_sent = 0
         self.nacks_sent = 0
         self.last_packet_at = 0.0
         self.bitrate = 0.0
         self._bytes_at_tick = 0
-        # key-frame requests
+        # RTX (RFC 4588), as the publisher's answer negotiated it: RTX payload type ->
+        # associated payload type (RTX packets are unwrapped to the latter), and how many were
+        # unwrapped and handled like originals
+        self.rtx_payload_types: Mapping[int, int] = {}
+        self.rtx_received = 0
+        # key-frame requests; FIR (RFC 5104) instead of PLI when the publisher's answer kept
+        # `ccm fir` for the codec it sends with, numbered per media SSRC
+        self.uses_fir = False
+        self._fir_ssrc: int | None = None
+        self._fir_sequence = 0
         self._last_keyframe_request = -1e9
         self._keyframe_request_due: float | None = None
         self._keyframe_timer: asyncio.TimerHandle | None = None
@@ -120,7 +129,7 @@ class PublishedTrack:
             if self.mid_extension_id
             else None
         )
-        outputs = self._outputs
+        outputs = self.route.outputs
         pending = fanout(data, header, mid_at, outputs, now) if outputs else 0
         self._after_fanout(data, header, mid_at, pending, now)
 
@@ -190,12 +199,10 @@ class PublishedTrack:
 
     def subscribers_changed(self) -> None:
         """`subscribers` changed: the tuple `fanout` walks follows."""
-        self._outputs = tuple(stream.out for stream in self.subscribers)
-        self.route.outputs = self._outputs
+        self.route.outputs = tuple(stream.out for stream in self.subscribers)
 
     def sync_route(self) -> None:
         """After the publisher's answer set codecs and extension IDs: tell the receive path."""
-        self.route.outputs = self._outputs
         self.route.mid_id = self.mid_extension_id
         self.route.set_payload_types(self.codecs)
 
@@ -311,6 +318,8 @@ class PublishedTrack:
             "lost": self.lost(),
             "keyframes": self.keyframes,
             "plis_sent": self.plis_sent,
+            "firs_sent": self.firs_sent,
+            "rtx_received": self.rtx_received,
             "nacks_sent": self.nacks_sent,
             "bitrate": round(self.bitrate),
             "subscribers": sum(1 for s in self.subscribers if s.active),
@@ -328,17 +337,7 @@ class PublishedTrack:
         self.cache.clear()
         self.send_upstream = None
 
-    # -- RTX (RFC 4588) and FIR (RFC 5104), as the publisher's answer negotiated them
-    # (class-level defaults: set per track by the participant from the answer)
-
-    # RTX payload type -> associated payload type: RTX packets are unwrapped to the latter
-    rtx_payload_types: Mapping[int, int] = MappingProxyType({})
-    rtx_received = 0  # RTX packets unwrapped and handled like originals
-    # the publisher's answer kept `ccm fir` for the codec it sends with: ask with FIR, not PLI
-    uses_fir = False
-    firs_sent = 0
-    _fir_ssrc: int | None = None
-    _fir_sequence = 0
+    # -- FIR (RFC 5104), where the publisher's answer negotiated it
 
     def _keyframe_request_packet(self, media_ssrc: int) -> Datagram:
         """FIR where negotiated, else PLI; counted."""
@@ -359,9 +358,6 @@ class PublishedTrack:
         else:
             self._fir_sequence = (self._fir_sequence + 1) & 0xFF
         return self._fir_sequence
-
-    def rtx_fir_stats(self) -> dict[str, Any]:
-        return {"firs_sent": self.firs_sent, "rtx_received": self.rtx_received}
 
 
 class ForwardedStream:
@@ -384,6 +380,9 @@ class ForwardedStream:
         self._waiting_keyframe = kind == "video"
         self.out.last_ts = random.getrandbits(32)
         self.first_seq = random.getrandbits(15)
+        # retransmissions on the RTX SSRC, set by the participant when the subscriber's answer
+        # kept RTX (else on the stream's own SSRC)
+        self.rtx: RtxSender | None = None
         # statistics
         self.dropped_waiting = 0
         self.nacks = 0
@@ -579,15 +578,17 @@ class ForwardedStream:
         header: RtpHeader,
         mid_at: tuple[int, int] | None,
         now: float,
+        retransmission: bool = False,
     ) -> None:
         """Rewrite and send one packet to this subscriber (the slow path: `fanout` does the
-        same for every subscriber in steady state)."""
+        same for every subscriber in steady state); a retransmission leaves the stream's
+        latest position where it is."""
         out = self.out
         if not out.accepts(header.payload_type):
             out.dropped_codec += 1
             return
-        if out.send(data, header, mid_at, now, False) < 0:  # no Link bound yet
-            self.send(out.rewrite(data, header, mid_at, now, False))
+        if out.send(data, header, mid_at, now, retransmission) < 0:  # no Link bound yet
+            self.send(out.rewrite(data, header, mid_at, now, retransmission))
 
     # -- feedback from the subscriber
 
@@ -612,16 +613,12 @@ class ForwardedStream:
                 # RFC 4588: on the RTX SSRC, where the subscriber negotiated it
                 self.retransmitted += 1
                 continue
-            buffer = bytearray(data)
             mid_at = (
                 packets.find_extension(data, header, track.mid_extension_id)
                 if track.mid_extension_id
                 else None
             )
-            last = (self.last_seq, self.last_ts, self.last_sent_at)
-            self.forward(buffer, header, mid_at, now)
-            # a retransmission must not move the stream's "latest" position
-            self.last_seq, self.last_ts, self.last_sent_at = last
+            self.forward(data, header, mid_at, now, retransmission=True)
             self.retransmitted += 1
         track.request_retransmission(missing)
 
@@ -674,11 +671,11 @@ class ForwardedStream:
             "bitrate": round(self.bitrate),
             "dropped_waiting_keyframe": self.dropped_waiting,
             "dropped_codec": self.dropped_codec,
+            "rtx_ssrc": self.rtx.ssrc if self.rtx is not None else None,
+            "retransmitted_rtx": self.rtx.packets if self.rtx is not None else 0,
         }
 
-    # -- RTX (RFC 4588): set by the participant when the subscriber's answer kept RTX
-
-    rtx: RtxSender | None = None
+    # -- RTX (RFC 4588)
 
     def _resend_rtx(self, rtx: RtxSender, data: Packet, header: RtpHeader) -> bool:
         """Resend a cached packet on the RTX SSRC: rewritten as it was forwarded (SSRC,
@@ -704,10 +701,3 @@ class ForwardedStream:
             return False
         self.send(packet)
         return True
-
-    def rtx_stats(self) -> dict[str, Any]:
-        rtx = self.rtx
-        return {
-            "rtx_ssrc": rtx.ssrc if rtx is not None else None,
-            "retransmitted_rtx": rtx.packets if rtx is not None else 0,
-        }

@@ -727,17 +727,12 @@ class Participant:
             "published": {
                 source: {
                     **track.stats(),
-                    **track.rtx_fir_stats(),
                     "codec": next(iter(track.codecs.values()), None),
                     "codec_conflict": self.codec_conflicts.get(source, False),
                 }
                 for source, track in self.published.items()
             },
-            "forwarded": [
-                {**stream.stats(), **stream.rtx_stats()}
-                for stream in self.forwarded
-                if stream.track is not None
-            ],
+            "forwarded": [stream.stats() for stream in self.forwarded if stream.track is not None],
         }
 
 
