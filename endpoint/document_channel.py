@@ -7,7 +7,7 @@ resumable, offset-addressed uploads and Range downloads.
 
     channel = DocumentChannel(sio_client, "http://127.0.0.1:8080", call_id=7)
     await channel.start()                          # publish call keys, learn the others'
-    sent = await channel.send("scan.pdf", data)    # to every other participant
+    sent = await channel.send("scan.pdf", data)    # to the customer and the expert
     doc = await channel.receive()                  # verified, or DocumentError
 """
 
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 SEGMENT_BYTES = 4 << 20  # one HTTP request of the upload; a reconnect loses at most this much
 RETRIES = 5
 Progress = Callable[[float], None]
+# Who a document goes to when the sender names nobody: the people of the call. An interpreter
+# only when picked; a device (the document camera) never — the server refuses it anyway.
+DEFAULT_RECIPIENT_ROLES = frozenset({"customer", "expert"})
 
 
 class TransferError(RuntimeError):
@@ -180,10 +183,19 @@ class DocumentChannel:
     def fingerprint(self, suite: int = SUITE_X25519) -> str:
         return self.keys[suite].fingerprint
 
+    def default_recipients(self) -> tuple[str, ...]:
+        """The customer and the expert (whoever of them has a key), never a device."""
+        return tuple(
+            pid for pid, keys in self.peers.items()
+            if pid != self.participant_id
+            and any(key.role in DEFAULT_RECIPIENT_ROLES for key in keys.values())
+        )
+
     async def wait_for_peer(self, participant_id: str | None = None) -> None:
-        """Until another participant (or that one) has published a key (wrap in a timeout)."""
-        while not any(pid != self.participant_id and participant_id in (None, pid)
-                      for pid in self.peers):
+        """Until a default recipient (or that participant) has published a key (wrap in a
+        timeout)."""
+        while not (participant_id in self.peers if participant_id is not None
+                   else self.default_recipients()):
             self._keys_changed.clear()
             await self._keys_changed.wait()
 
@@ -279,11 +291,10 @@ class DocumentChannel:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         on_progress: Progress | None = None,
     ) -> SentDocument:
-        """Encrypt for the recipients (default: every other participant) and upload."""
+        """Encrypt for the recipients (default: the customer and the expert) and upload."""
         if len(content) > self.max_bytes:
             raise DocumentError("too_large", f"{len(content)} bytes, limit {self.max_bytes}")
-        targets = tuple(recipients) if recipients is not None else tuple(
-            pid for pid in self.peers if pid != self.participant_id)
+        targets = tuple(recipients) if recipients is not None else self.default_recipients()
         if not targets:
             raise TransferError("no_recipients", "nobody else has published a key yet")
         suite = self._suite_for(targets)

@@ -1,6 +1,7 @@
 """Stills into the call: the `StillSink` that hands document-camera stills to the encrypted
-document channel (`endpoint.document_channel.DocumentChannel`), so they reach the call's other
-participants end-to-end encrypted and are logged like any document."""
+document channel (`endpoint.document_channel.DocumentChannel`), so they reach the call's
+customer (the kiosk) and expert end-to-end encrypted and are logged like any document. The
+document camera only sends: nothing is ever encrypted to it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from document_camera.stills import Still
 
 logger = logging.getLogger(__name__)
 
-PEER_WAIT = 10.0  # seconds to wait for someone in the call to have published a key
+PEER_WAIT = 10.0  # seconds to wait for the kiosk or the expert to have published a key
 
 
 class DocumentSender(Protocol):

@@ -155,16 +155,24 @@ class LocalRelay:
     # -- participants
 
     async def join(
-        self, room_id: str, participant_id: str, publish: list[str] | None = None
+        self,
+        room_id: str,
+        participant_id: str,
+        publish: list[str] | None = None,
+        subscribe: bool = True,
     ) -> dict[str, Any]:
         """Add a participant (creating the room if needed); returns the relay's SDP offer.
 
+        `subscribe=False` makes a publish-only participant (the document camera): it is sent
+        nothing of the others, now or later; its offers carry only its own sending m-lines.
         Joining again with the same participant_id replaces the old connection (a reconnect):
         subscribers keep their streams, continuous in sequence number and timestamp.
         """
         self._require_started()
         await self.create_room(room_id)
-        return await self._rooms[room_id].join(participant_id, list(publish or []))
+        return await self._rooms[room_id].join(
+            participant_id, list(publish or []), subscribe=subscribe
+        )
 
     async def answer(self, room_id: str, participant_id: str, sdp: str) -> None:
         await self._room(room_id).answer(participant_id, sdp)

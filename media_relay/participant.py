@@ -64,6 +64,8 @@ class Participant:
         )
         self.link: SrtpLink | None = None
         self.published: dict[str, PublishedTrack] = {}
+        # False: publish only (Room._wanted_by gives it nothing of the others)
+        self.subscribe = True
         self._recv_transceivers: dict[str, RTCRtpTransceiver] = {}
         self.forwarded: list[ForwardedStream] = []
         self._send_transceivers: dict[int, RTCRtpTransceiver] = {}  # id(stream) -> transceiver
@@ -719,6 +721,7 @@ class Participant:
         return {
             "connected": self.connected,
             "negotiating": self.negotiating,
+            "subscribe": self.subscribe,
             "rtp_received": self.rtp_received,
             "rtcp_received": self.rtcp_received,
             "nacks_received": self.nacks_received,

@@ -1,6 +1,7 @@
 """A room: participants, who is sent what, renegotiation, and the periodic work.
 
-Every participant is sent every other participant's published tracks. A change (join,
+Every participant is sent every other participant's published tracks, except one that joined
+with `subscribe=False` (publish only: it is sent nothing). A change (join,
 publish, unpublish, leave) re-plans the affected participants and sends each a new offer
 through the listener; an offer waits until the previous one is answered (no glare, no
 overlapping negotiations).
@@ -55,7 +56,9 @@ class Room:
 
     # -- membership
 
-    async def join(self, participant_id: str, publish: list[str]) -> dict[str, Any]:
+    async def join(
+        self, participant_id: str, publish: list[str], subscribe: bool = True
+    ) -> dict[str, Any]:
         if not isinstance(participant_id, str) or not 0 < len(participant_id) <= MAX_PARTICIPANT_ID:
             raise RelayError("bad_participant", "participant_id must be a non-empty string")
         sources = [check_source(source) for source in dict.fromkeys(publish)]
@@ -63,6 +66,7 @@ class Room:
         participant = Participant(
             self.room_id, participant_id, self.relay.config, self._participant_gone
         )
+        participant.subscribe = bool(subscribe)
         if previous is not None:
             # a reconnect: keep the published tracks so subscribers' streams stay continuous
             participant.adopt_published(previous.published)
@@ -142,6 +146,8 @@ class Room:
     # -- negotiation
 
     def _wanted_by(self, participant: Participant) -> list[PublishedTrack]:
+        if not participant.subscribe:
+            return []  # publish only
         return [
             track
             for other in self.participants.values()

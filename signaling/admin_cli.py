@@ -57,6 +57,9 @@ def run_with_session(args: argparse.Namespace, work: SessionWork) -> int:
         settings = settings_from_args(args)
     except ConfigError as exc:
         return fail(str(exc))
+    from signaling.data_dir import set_private_umask
+
+    set_private_umask()  # a database the CLI creates is as private as the server's
     try:
         return asyncio.run(_run(settings.sqlalchemy_url, work))
     except directory.DirectoryError as exc:
@@ -281,11 +284,18 @@ def _set_enabled(kind: directory.EnablableKind, enabled: bool) -> Callable[[Any]
 
         async def work(session: AsyncSession) -> int:
             await directory.set_enabled(session, kind, args.id, enabled)
+            summary: dict[str, int] = {}
+            if kind == "office" and not enabled:
+                # The running servers disconnect its kiosks and clerks by their sweep.
+                from signaling.office_closure import close_office_records
+
+                summary = (await close_office_records(session, args.id)).summary()
             state = "enabled" if enabled else "disabled"
             if args.json:
-                print(json.dumps({"kind": kind, "id": args.id, "enabled": enabled}))
+                print(json.dumps({"kind": kind, "id": args.id, "enabled": enabled, **summary}))
             else:
-                print(f"{kind} {args.id} {state}")
+                details = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items())
+                print(f"{kind} {args.id} {state}" + (f" ({details})" if details else ""))
             return 0
 
         return run_with_session(args, work)

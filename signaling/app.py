@@ -26,14 +26,16 @@ import socketio
 from aiohttp import web
 from sqlalchemy import update
 
-from signaling import http_api, pages
+from signaling import http_api, http_security, pages
 from signaling.config import Settings
+from signaling.data_dir import secure_data_dir
 from signaling.db import create_engine, migrate, session_factory
 from signaling.dispatch import Dispatcher, engine_buffer_size
 from signaling.features import FEATURE_MODULES, import_optional
 from signaling.models import Endpoint, User
 from signaling.protocol import REGISTRY
 from signaling.services import Services
+from signaling.socket_server import GuardedServer
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ def create_socketio_server(settings: Settings) -> socketio.AsyncServer:
         if settings.redis_url
         else None
     )
-    return socketio.AsyncServer(
+    return GuardedServer(
         async_mode="aiohttp",
         client_manager=manager,
         # The consoles are served from this origin; a production deployment behind another
@@ -100,6 +102,7 @@ def create_app(
     dispatcher = Dispatcher(services, REGISTRY)
     services.extras["dispatcher"] = dispatcher
     dispatcher.install()
+    http_security.install(app)
     pages.add_routes(app)
     http_api.add_routes(app)
     # Runs before any feature's cleanup_ctx (it is first) and is cleaned up after them.
@@ -124,6 +127,8 @@ def create_app(
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     services = http_api.services_of(app)
     settings = services.settings
+    # 0700 / 0600 before anything is written (serve does it too, with a friendlier error).
+    secure_data_dir(settings.data_dir)
     await migrate(services.engine)
     if not settings.redis_url:
         # A lone process starts with no sockets, so nobody is connected; with Redis other
@@ -138,9 +143,12 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         log.info("in-process media relay started")
     dispatcher: Dispatcher = services.extras["dispatcher"]
     sweeper = asyncio.create_task(dispatcher.run_sweeper(settings.revocation_check_seconds))
+    metrics_runner = await _start_metrics_listener(app) if settings.metrics_address else None
     try:
         yield
     finally:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
@@ -156,6 +164,40 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                 if thread is not None:
                     thread.cancel()
         await services.engine.dispose()
+
+
+def create_runner(
+    app: web.Application, settings: Settings, *, shutdown_timeout: float = 5.0
+) -> web.AppRunner:
+    """The runner `serve` (and the tests' live service) put the app on."""
+    return web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=shutdown_timeout,
+        # Idle and half-open connections (no complete request head) are closed after this;
+        # aiohttp's own default keeps them for an hour.
+        keepalive_timeout=settings.http_idle_timeout,
+    )
+
+
+async def _start_metrics_listener(app: web.Application) -> web.AppRunner:
+    """/metrics alone on `metrics_address`, for a private monitoring network (no token)."""
+    settings = http_api.services_of(app).settings
+    host, _, port = settings.metrics_address.rpartition(":")
+    host = host.strip("[]")
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return http_api.metrics_response(app)
+
+    metrics_app = web.Application()
+    http_security.install(metrics_app)
+    metrics_app.router.add_get("/metrics", metrics)
+    runner = create_runner(metrics_app, settings, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, host, int(port)).start()
+    log.info("metrics served on %s", settings.metrics_address)
+    return runner
 
 
 async def _mark_everyone_disconnected(services: Services) -> None:

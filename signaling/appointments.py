@@ -162,8 +162,16 @@ async def check_in(
     code = normalize_code(code_text)
     appointment = None
     if code is not None:
+        # Only this kiosk's office is searched: another office's code gets the very answer of
+        # an unknown one, by the same path, so a kiosk cannot learn which codes exist.
         appointment = (
-            (await session.execute(select(Appointment).where(Appointment.code == code)))
+            (
+                await session.execute(
+                    select(Appointment).where(
+                        Appointment.code == code, Appointment.office_id == kiosk.office_id
+                    )
+                )
+            )
             .scalars()
             .first()
         )
@@ -176,8 +184,6 @@ async def check_in(
         raise conflict("this booking code was already used", "already_checked_in")
     if status == AppointmentStatus.NO_SHOW or now > appointment.starts_at + grace:
         raise conflict("the booking code has expired", "code_expired")
-    if appointment.office_id != kiosk.office_id:
-        raise conflict("the appointment is at another office", "wrong_office")
     if now < appointment.starts_at - early:
         raise conflict("it is too early to check in", "too_early")
     await check_endpoint_free(session, kiosk.id)

@@ -66,6 +66,13 @@ PUBLISH_ON_JOIN: dict[str, list[str]] = {
     ParticipantRole.INTERPRETER: ["audio", "camera"],
     ParticipantRole.DOCUMENT_CAMERA: ["document"],
 }
+# Who is sent the others' media: a document camera publishes only (relay.join subscribe=False).
+SUBSCRIBES: dict[str, bool] = {
+    ParticipantRole.CUSTOMER: True,
+    ParticipantRole.EXPERT: True,
+    ParticipantRole.INTERPRETER: True,
+    ParticipantRole.DOCUMENT_CAMERA: False,
+}
 PUBLISHABLE: dict[str, frozenset[str]] = {
     ParticipantRole.CUSTOMER: frozenset({"document", "screen"}),
     ParticipantRole.EXPERT: frozenset({"document", "screen"}),
@@ -198,19 +205,30 @@ async def load_call(session: AsyncSession, call_id: int) -> Call:
 
 
 async def participant_for(
-    session: AsyncSession, call: Call, principal: Principal, device: str = "kiosk"
+    session: AsyncSession,
+    call: Call,
+    principal: Principal,
+    device: str = "kiosk",
+    *,
+    create: bool = False,
 ) -> CallParticipant:
     """The participant row this principal may use in the call; refuses everyone else.
 
-    A document camera (an endpoint of the call's office with device "document_camera") gets
-    its row on first join.
+    A document camera is a device of the call's kiosk: only the endpoint that IS the call's
+    customer (the agent logs in with the kiosk's own credential) may use device
+    "document_camera", never another kiosk of the office. Its row is made on its first
+    `call:join` (`create=True`); documents and leave only find an existing one.
     """
     if principal.kind == "endpoint" and device == "document_camera":
-        if principal.office_id != call.office_id:
-            raise forbidden("this endpoint is not at the call's office", "not_participant")
+        if not await _is_the_calls_kiosk(session, call, principal.id):
+            raise forbidden(
+                "only the call's own kiosk has a document camera in it", "not_participant"
+            )
         pid = participant_id_for("endpoint", principal.id, ParticipantRole.DOCUMENT_CAMERA)
         row = await _participant(session, call.id, pid)
         if row is None:
+            if not create:
+                raise forbidden("the document camera has not joined the call", "not_joined")
             row = CallParticipant(
                 call_id=call.id,
                 participant_id=pid,
@@ -230,6 +248,16 @@ async def participant_for(
     if row.left_at is not None:
         raise conflict("you left this call; a new interpreter request is needed", "left")
     return row
+
+
+async def _is_the_calls_kiosk(session: AsyncSession, call: Call, endpoint_id: int) -> bool:
+    """Whether this endpoint is the call's kiosk: the call's endpoint and its customer row."""
+    if call.endpoint_id is None or call.endpoint_id != endpoint_id:
+        return False
+    customer = await _participant(
+        session, call.id, participant_id_for("endpoint", endpoint_id, "")
+    )
+    return customer is not None and customer.role == ParticipantRole.CUSTOMER
 
 
 async def _participant(session: AsyncSession, call_id: int, pid: str) -> CallParticipant | None:
@@ -480,16 +508,17 @@ async def join_call(ctx: EventContext, data: JoinPayload) -> dict[str, Any]:
         call = await load_call(session, data.call_id)
         if call.status != CallStatus.ACTIVE:
             raise conflict(f"call {call.id} has ended", "call_ended")
-        participant = await participant_for(session, call, ctx.principal, device)
+        participant = await participant_for(session, call, ctx.principal, device, create=True)
         pid = participant.participant_id
         publish = PUBLISH_ON_JOIN[participant.role]
+        subscribe = SUBSCRIBES[participant.role]
         room_id = call.room_id
         await session.commit()
     relay = relay_of(services)
     sessions = call_sessions(services)
     previous = sessions.bind(call.id, pid, ctx.sid)
     try:
-        offer = await relay.join(room_id, pid, publish=publish)
+        offer = await relay.join(room_id, pid, publish=publish, subscribe=subscribe)
     except Exception as exc:
         sessions.unbind(call.id, pid, ctx.sid)
         if previous is not None:

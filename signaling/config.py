@@ -59,10 +59,41 @@ class Settings(BaseSettings):
     rate_limit_window: float = Field(1.0, gt=0)
     # How often each process looks for sockets of disabled users/kiosks or expired sessions.
     revocation_check_seconds: float = Field(2.0, gt=0)
+    # Sockets one person or one kiosk may hold open at once in this process (a console in two
+    # tabs, a kiosk page and its endpoint agent, a reload overlapping the old socket).
+    max_sockets_per_user: int = Field(10, ge=1, le=1000)
+    max_sockets_per_endpoint: int = Field(6, ge=1, le=1000)
+
+    # Login flood protection (signaling/login_guard.py): at most this many argon2 checks at
+    # once, at most `login_queue_limit` waiting for one (more are refused at once with 503).
+    login_hash_concurrency: int = Field(4, ge=1, le=256)
+    login_queue_limit: int = Field(32, ge=0, le=10_000)
+    # An HTTP connection that is idle, or has not sent a whole request head, for this many
+    # seconds is closed (half-open and slow clients; aiohttp's own default is an hour).
+    # WebSockets and requests in progress are not affected.
+    http_idle_timeout: float = Field(30.0, gt=0, le=3600)
+
+    # /metrics: with a token, scrapers send `Authorization: Bearer <token>`; with an address
+    # ("host:port") it is served there, unauthenticated, for a private monitoring network;
+    # with neither it answers only requests made from this machine (loopback).
+    metrics_token: str = ""
+    metrics_address: str = ""
+    # /readyz reports "not ready" when the data folder's disk has less free space than this.
+    ready_min_free_bytes: int = Field(64 * 1024 * 1024, ge=0)
 
     max_document_bytes: int = Field(50 * 1024 * 1024, ge=1024)
     # Ciphertext of a document is deleted once every recipient has it, or after this long.
     document_retention_seconds: int = Field(3600, ge=10)
+
+    # Checkpoints of the service log (signaling/log_checkpoints.py): the server's Ed25519 key
+    # (created at first start, mode 0600) signs the log's head, appended as one JSON line to
+    # an append-only file after every filed record and at least every `log_checkpoint_seconds`
+    # when the head moved. Empty paths mean data_dir/log-checkpoint-key.pem and
+    # data_dir/log-checkpoints.jsonl. `log_id` names this deployment's log in each checkpoint.
+    log_checkpoint_key: Path | None = None
+    log_checkpoint_file: Path | None = None
+    log_checkpoint_seconds: float = Field(10.0, gt=0, le=3600)
+    log_id: str = Field("etapalvelu", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
 
     # Service flow (signaling/appointments.py, queues.py): a booked customer may check in this
     # early, and is released as a no-show this long after the booked time.
@@ -89,6 +120,12 @@ class Settings(BaseSettings):
             raise ValueError("tls_cert and tls_key must be given together")
         if self.relay_port_min > self.relay_port_max:
             raise ValueError("relay_port_min must not exceed relay_port_max")
+        if self.metrics_token and len(self.metrics_token) < 16:
+            raise ValueError("metrics_token must be at least 16 characters")
+        if self.metrics_address:
+            host, sep, port = self.metrics_address.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("metrics_address must be host:port")
         return self
 
     @property
@@ -96,6 +133,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'etapalvelu.db').resolve()}"
+
+    @property
+    def checkpoint_key_path(self) -> Path:
+        return self.log_checkpoint_key or self.data_dir / "log-checkpoint-key.pem"
+
+    @property
+    def checkpoint_file_path(self) -> Path:
+        return self.log_checkpoint_file or self.data_dir / "log-checkpoints.jsonl"
 
     @property
     def base_url(self) -> str:

@@ -7,6 +7,7 @@ Every model of every feature derives from `Base`; schema changes are alembic rev
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -81,19 +82,39 @@ def normalize_url(url: str) -> str:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, enforced foreign keys and a busy timeout."""
+    """An async engine; SQLite gets WAL, enforced foreign keys and a busy timeout, and its
+    files mode 0600. Bound parameters (token and credential hashes, names) never appear in
+    SQLAlchemy's logs or in the text of its errors."""
     url = normalize_url(url)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     if url.startswith("sqlite"):
         database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        if database and database != ":memory:" and not database.startswith("file:"):
+            _private_sqlite_files(Path(database))
     else:
         kwargs["pool_pre_ping"] = True
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _private_sqlite_files(database: Path) -> None:
+    """The database file exists before SQLite opens it, mode 0600; SQLite gives its -wal and
+    -shm files the database's mode. A new folder for it is made 0700 (an existing one is left
+    as it is: it may be shared, like /tmp; `data_dir.secure_data_dir` tightens the data
+    folder)."""
+    from signaling.data_dir import DIR_MODE, private_file
+
+    database.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    # If a file cannot be made or changed here, SQLite fails to open it the same way, and the
+    # caller reports that as "cannot open the database".
+    with contextlib.suppress(OSError):
+        private_file(database)
+        for suffix in ("-wal", "-shm", "-journal"):
+            companion = database.with_name(database.name + suffix)
+            if companion.exists():
+                private_file(companion)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -34,8 +34,8 @@ from sqlalchemy import select
 
 from signaling import rooms
 from signaling.db import utcnow
-from signaling.identity import AuthenticationError, authenticate_until
-from signaling.models import Endpoint, User
+from signaling.identity import AuthenticationError, authenticate_socket
+from signaling.models import Endpoint, Office, User, UserSession
 from signaling.protocol import (
     ErrorCode,
     EventContext,
@@ -43,9 +43,11 @@ from signaling.protocol import (
     EventSpec,
     Principal,
     ProtocolError,
+    Role,
     ok,
 )
 from signaling.services import Services
+from signaling.socket_server import RESERVED_EVENT_NAMES, GuardedServer
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,8 @@ class Dispatcher:
     def __post_init__(self) -> None:
         self.buckets: dict[str, TokenBucket] = {}
         self.session_expiry: dict[str, datetime] = {}
+        # sid -> SHA-256 of the login session's token (people only): a logout disconnects them
+        self.session_of: dict[str, str] = {}
         settings = self.services.settings
         self.max_bytes = settings.max_message_bytes
         self.rate_events = settings.rate_limit_events
@@ -135,11 +139,19 @@ class Dispatcher:
 
     def install(self) -> None:
         sio = self.services.sio
+        reserved = RESERVED_EVENT_NAMES & set(self.registry.events)
+        if reserved:
+            raise ValueError(f"reserved socket.io event names declared: {sorted(reserved)}")
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
         for name in self.registry.events:
             sio.on(name, self._bound(name))
-        sio.on("*", self.on_unknown)
+        if isinstance(sio, GuardedServer):
+            # Names outside the registry never reach a handler (connect/disconnect included).
+            sio.accepted_events = frozenset(self.registry.events)
+            sio.refuse = self.dispatch
+        else:
+            sio.on("*", self.on_unknown)
 
     def _bound(self, name: str) -> Any:
         async def handle(sid: str, *args: Any) -> dict[str, Any]:
@@ -153,7 +165,7 @@ class Dispatcher:
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         metrics = self.services.metrics
         try:
-            principal, expiry = await authenticate_until(self.services.sessions, auth)
+            identity = await authenticate_socket(self.services.sessions, auth)
         except AuthenticationError as exc:
             metrics.connects_refused.inc()
             # The client sees {message, data: {code}} (socket.io's connect_error).
@@ -166,10 +178,26 @@ class Dispatcher:
             raise socketio.exceptions.ConnectionRefusedError(
                 "try again later", {"code": str(ErrorCode.UNAVAILABLE)}
             ) from None
+        principal = identity.principal
+        settings = self.services.settings
+        limit = (
+            settings.max_sockets_per_endpoint
+            if principal.kind == "endpoint"
+            else settings.max_sockets_per_user
+        )
+        # No await between this check and `add`: concurrent connects cannot both slip in.
+        if len(self.services.connections.sids_of(principal.kind, principal.id)) >= limit:
+            metrics.connects_refused.inc()
+            raise socketio.exceptions.ConnectionRefusedError(
+                f"already {limit} connections open; close one first",
+                {"code": str(ErrorCode.RATE_LIMITED)},
+            )
         self.services.connections.add(sid, principal)
         self.buckets[sid] = TokenBucket(self.rate_events, self.rate_window)
-        if expiry is not None:
-            self.session_expiry[sid] = expiry
+        if identity.expires_at is not None:
+            self.session_expiry[sid] = identity.expires_at
+        if identity.session_hash is not None:
+            self.session_of[sid] = identity.session_hash
         for room in rooms.rooms_for(principal):
             await self.services.sio.enter_room(sid, room)
         metrics.sockets.inc()
@@ -182,6 +210,7 @@ class Dispatcher:
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self.buckets.pop(sid, None)
         self.session_expiry.pop(sid, None)
+        self.session_of.pop(sid, None)
         principal = self.services.connections.remove(sid)
         if principal is None:
             return
@@ -222,6 +251,10 @@ class Dispatcher:
             return error_ack(ErrorCode.TOO_LARGE, f"message larger than {self.max_bytes} bytes")
         spec = self.registry.events.get(name)
         if spec is None:
+            if name in RESERVED_EVENT_NAMES:
+                return error_ack(
+                    ErrorCode.UNKNOWN_EVENT, f"{name!r} is a reserved name; clients may not send it"
+                )
             return error_ack(ErrorCode.UNKNOWN_EVENT, f"unknown event {name!r}")
         if principal.role not in spec.roles:
             return error_ack(ErrorCode.FORBIDDEN, f"role {principal.role} may not send {name!r}")
@@ -271,8 +304,9 @@ class Dispatcher:
         return count
 
     async def sweep(self) -> int:
-        """Disconnect this process's sockets whose person/kiosk was disabled or whose
-        session expired. Returns how many were disconnected."""
+        """Disconnect this process's sockets whose person/kiosk (or, for a kiosk or a clerk,
+        office) was disabled, whose session expired, or whose session was logged out.
+        Returns how many were disconnected."""
         connections = self.services.connections
         if not connections.by_sid:
             return 0
@@ -285,13 +319,35 @@ class Dispatcher:
                     await session.execute(select(Endpoint.id).where(Endpoint.enabled.is_(False)))
                 ).scalars()
             )
+            disabled_offices = set(
+                (
+                    await session.execute(select(Office.id).where(Office.enabled.is_(False)))
+                ).scalars()
+            )
+            hashes = set(self.session_of.values())
+            live_sessions: set[str] = set()
+            if hashes:
+                live_sessions = set(
+                    (
+                        await session.execute(
+                            select(UserSession.token_hash).where(
+                                UserSession.token_hash.in_(hashes)
+                            )
+                        )
+                    ).scalars()
+                )
         now = utcnow()
         doomed = [
             sid
             for sid, principal in list(connections.by_sid.items())
             if (principal.kind == "user" and principal.id in disabled_users)
             or (principal.kind == "endpoint" and principal.id in disabled_endpoints)
+            or (
+                principal.office_id in disabled_offices
+                and (principal.kind == "endpoint" or principal.role == Role.CLERK)
+            )
             or (sid in self.session_expiry and self.session_expiry[sid] <= now)
+            or (sid in self.session_of and self.session_of[sid] not in live_sessions)
         ]
         return await self.disconnect_sids(doomed)
 
@@ -320,10 +376,31 @@ async def disconnect_principal(services: Services, kind: str, ident: int) -> int
     return await dispatcher_of(services).disconnect_sids(sids)
 
 
+async def disconnect_session(services: Services, session_hash: str) -> int:
+    """Disconnect this process's sockets opened with one login session (its token's SHA-256).
+    Other processes find out by their sweep within `revocation_check_seconds`."""
+    dispatcher = dispatcher_of(services)
+    sids = [sid for sid, value in dispatcher.session_of.items() if value == session_hash]
+    return await dispatcher.disconnect_sids(sids)
+
+
+async def disconnect_office(services: Services, office_id: int) -> int:
+    """Disconnect this process's kiosks and clerks of an office (it was disabled)."""
+    sids = [
+        sid
+        for sid, principal in services.connections.by_sid.items()
+        if principal.office_id == office_id
+        and (principal.kind == "endpoint" or principal.role == Role.CLERK)
+    ]
+    return await dispatcher_of(services).disconnect_sids(sids)
+
+
 __all__ = [
     "Dispatcher",
     "TokenBucket",
+    "disconnect_office",
     "disconnect_principal",
+    "disconnect_session",
     "dispatcher_of",
     "engine_buffer_size",
     "payload_size",

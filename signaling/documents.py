@@ -40,6 +40,7 @@ from endpoint.document_crypto import (
     max_ciphertext_bytes,
 )
 from signaling.flow_common import FlowError, conflict, forbidden, invalid, not_found
+from signaling.flow_models import ParticipantRole
 from signaling.protocol import ErrorCode, EventContext, EventModel, Principal, Role, on_event
 from signaling.record_signing import (
     RecordSignatureError,
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 
 PARTICIPANT_ROLES = {Role.ENDPOINT, Role.EXPERT, Role.INTERPRETER}
 PUBLIC_KEY_BYTES = {SUITE_X25519: 32, SUITE_P256: 65}
+STILL_TYPES = frozenset({"image/png", "image/jpeg"})  # what a document camera may send
 UPLOAD_READ = 1 << 20
 SWEEP_SECONDS = 30.0
 
@@ -188,10 +190,18 @@ async def call_member(
         call = await load_call(session, call_id)
         if call.status != CallStatus.ACTIVE:
             raise conflict(f"call {call_id} has ended", "call_ended")
+        # A document camera must have joined (call:join) and be in the call: only the call's
+        # own kiosk may have one (participant_for), and its documents are its stills.
         row = await participant_for(session, call, principal, device)
+        if row.role == ParticipantRole.DOCUMENT_CAMERA and not row.connected:
+            raise forbidden("the document camera is not in the call", "not_joined")
         member = CallMember(row.participant_id, row.kind, row.principal_id, row.role, row.name)
-        await session.commit()  # participant_for may add a document camera's row
     return member
+
+
+def is_device(role: str) -> bool:
+    """A device of the call (the document camera): it sends stills, never receives documents."""
+    return role == ParticipantRole.DOCUMENT_CAMERA
 
 
 # --- events: keys ------------------------------------------------------------------------------
@@ -224,7 +234,11 @@ def _check_public_key(suite: int, text: str) -> None:
 
 @on_event("documents:key", KeyPayload, roles=PARTICIPANT_ROLES)
 async def publish_key(ctx: EventContext, data: KeyPayload) -> dict[str, Any]:
-    """Publish this participant's call keys; everyone in the call gets the attested list."""
+    """Publish this participant's call keys; everyone in the call gets the attested list.
+
+    A document camera publishes a key only to send its stills (the others check the still's
+    sender against it); it is never a recipient, so nothing is ever wrapped to it.
+    """
     suites = [k.suite for k in data.keys]
     if len(set(suites)) != len(suites):
         raise invalid("one key per suite", "bad_key")
@@ -257,6 +271,8 @@ async def publish_key(ctx: EventContext, data: KeyPayload) -> dict[str, Any]:
         if t.call_id == data.call_id and t.complete and member.participant_id in t.recipients
         and member.participant_id not in t.verdicts
     ]
+    if is_device(member.role):
+        pending = []
     return {"participant_id": member.participant_id, "keys": views, "pending": pending,
             "max_document_bytes": ctx.services.settings.max_document_bytes}
 
@@ -290,6 +306,8 @@ async def offer_document(ctx: EventContext, data: OfferPayload) -> dict[str, Any
         raise invalid("a recipient is listed twice", "bad_recipients")
     device = data.device if ctx.principal.kind == "endpoint" else "kiosk"
     member = await call_member(ctx.services, data.call_id, ctx.principal, device)
+    if is_device(member.role) and data.type not in STILL_TYPES:
+        raise forbidden("a document camera sends stills (PNG, JPEG) only", "stills_only")
     exchange = exchange_of(ctx.services)
     keys = exchange.keys.get(data.call_id, {})
     if (member.participant_id, data.suite) not in keys:
@@ -301,9 +319,13 @@ async def offer_document(ctx: EventContext, data: OfferPayload) -> dict[str, Any
         entry = keys.get((pid, data.suite))
         if entry is None:
             raise not_found(f"{pid} has no suite {data.suite} key in this call", "no_key")
+        if is_device(entry.role):
+            # Documents go to people only: never wrapped to a device of the call.
+            raise forbidden(f"{pid} is a device; documents go to people only",
+                            "device_recipient")
         recipients[pid] = (entry.kind, entry.principal_id)
     transfer_id = secrets.token_urlsafe(12)
-    exchange.root.mkdir(parents=True, exist_ok=True)
+    exchange.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     transfer = Transfer(
         id=transfer_id,
         call_id=data.call_id,
@@ -320,7 +342,7 @@ async def offer_document(ctx: EventContext, data: OfferPayload) -> dict[str, Any
         path=exchange.root / f"{transfer_id}.bin",
         created=time.monotonic(),
     )
-    transfer.path.touch()
+    transfer.path.touch(mode=0o600)
     exchange.transfers[transfer_id] = transfer
     return {"transfer_id": transfer_id, "upload_url": transfer.upload_url(), "received_bytes": 0}
 
@@ -335,11 +357,24 @@ class TransferRef(EventModel):
 
 
 def _transfer_for(ctx: EventContext, transfer_id: str) -> tuple[Transfer, str | None]:
-    """The transfer and the caller's recipient participant id (None for its sender)."""
-    transfer = exchange_of(ctx.services).transfers.get(transfer_id)
+    """The transfer and the caller's recipient participant id (None for its sender).
+
+    The kiosk and its document camera are one principal (the agent logs in with the kiosk's
+    credential), so a still from the camera to the kiosk has the same principal on both
+    ends: the socket that published a participant's key tells which of the two is asking.
+    """
+    exchange = exchange_of(ctx.services)
+    transfer = exchange.transfers.get(transfer_id)
     if transfer is None:
         raise not_found("no such document transfer (finished, cancelled or expired)")
     me = (ctx.principal.kind, ctx.principal.id)
+    mine = {pid for (pid, _suite), key in exchange.keys.get(transfer.call_id, {}).items()
+            if key.sid and key.sid == ctx.sid}
+    if transfer.sender_principal == me and transfer.sender in mine:
+        return transfer, None
+    for pid, principal in transfer.recipients.items():
+        if principal == me and pid in mine:
+            return transfer, pid
     if transfer.sender_principal == me:
         return transfer, None
     for pid, principal in transfer.recipients.items():

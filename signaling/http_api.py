@@ -8,26 +8,33 @@ roles)` (a `Authorization: Bearer <session token>` header).
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import hmac
+import ipaddress
 import json
 import logging
-import time
+import shutil
+import uuid
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from signaling import directory
-from signaling.dispatch import disconnect_principal
+from signaling.dispatch import disconnect_principal, disconnect_session
 from signaling.identity import (
     AuthenticationError,
     login,
     logout,
     principal_for_user,
+    sha256_hex,
     user_for_token,
 )
+from signaling.login_guard import Blocked, Busy, LoginGuard
 from signaling.protocol import ErrorCode, Principal, Role
 from signaling.services import Services
 
@@ -56,11 +63,12 @@ def services_of(app: web.Application) -> Services:
 class ApiError(web.HTTPException):
     """An error answered as JSON `{ok: false, error: {code, message}}`."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, retry_after: int | None = None) -> None:
         self.status_code = _STATUS.get(code, 400)
         super().__init__(
             text=json.dumps({"ok": False, "error": {"code": str(code), "message": message}}),
             content_type="application/json",
+            headers={"Retry-After": str(retry_after)} if retry_after is not None else None,
         )
 
 
@@ -122,29 +130,136 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready only when this process can serve: the schema is at head with every table there,
+    the database takes a write, the data folder's disk has room, Redis answers (when
+    configured) and the relay runs. 503 names what is wrong."""
     services = services_of(request.app)
-    checks: dict[str, str] = {}
-    try:
-        async with services.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
-    relay = services.relay
-    if relay is None:
-        checks["relay"] = "absent"
-    else:
-        running = getattr(relay, "running", True)
-        checks["relay"] = "ok" if running else "stopped"
-    ready = checks["database"] == "ok" and checks["relay"] in ("ok", "absent")
+    checks = {
+        "database": await _check_database(services),
+        "disk": await _check_disk(services),
+        "redis": await _check_redis(services),
+        "relay": _check_relay(services),
+    }
+    ready = all(value in ("ok", "absent", "not configured") for value in checks.values())
     return web.json_response(
         {"status": "ready" if ready else "not ready", "checks": checks},
         status=200 if ready else 503,
     )
 
 
+READY_TIMEOUT = 3.0
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_heads() -> frozenset[str]:
+    from signaling.db import head_revisions
+
+    return frozenset(head_revisions())
+
+
+async def _check_database(services: Services) -> str:
+    from signaling.db import Base
+
+    async def check() -> str:
+        async with services.engine.connect() as connection:
+            tables = set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
+            missing = sorted(set(Base.metadata.tables) - tables)
+            if missing:
+                return f"error: tables missing: {', '.join(missing[:5])}"
+            current = (await connection.execute(text("SELECT version_num FROM alembic_version")))
+            versions = {row[0] for row in current}
+            heads = _schema_heads()
+            if versions != heads:
+                return f"error: schema at {sorted(versions) or 'nothing'}, head is {sorted(heads)}"
+            # A write that changes nothing but must reach the disk: a full disk, a read-only
+            # file or a read-only replica fail here, not at the next ticket.
+            await connection.execute(
+                text("UPDATE alembic_version SET version_num = version_num")
+            )
+            await connection.commit()
+        return "ok"
+
+    try:
+        return await asyncio.wait_for(check(), READY_TIMEOUT)
+    except TimeoutError:
+        return "error: no answer within 3 s"
+    except Exception as exc:
+        return f"error: {type(exc).__name__}: {_first_line(exc)}"
+
+
+async def _check_disk(services: Services) -> str:
+    settings = services.settings
+    data_dir = settings.data_dir
+
+    def check() -> str:
+        free = shutil.disk_usage(data_dir).free
+        if free < settings.ready_min_free_bytes:
+            return f"error: {free // (1024 * 1024)} MiB free in {data_dir}"
+        probe = data_dir / f".ready-{uuid.uuid4().hex}"
+        try:
+            with open(probe, "wb") as handle:
+                handle.write(b"ready")
+        finally:
+            probe.unlink(missing_ok=True)
+        return "ok"
+
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, check)
+    except OSError as exc:
+        return f"error: cannot write in {data_dir}: {exc.strerror or exc}"
+
+
+async def _check_redis(services: Services) -> str:
+    url = services.settings.redis_url
+    if not url:
+        return "not configured"
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        await asyncio.wait_for(client.ping(), READY_TIMEOUT)
+        return "ok"
+    except Exception as exc:
+        return f"error: {type(exc).__name__}: {_first_line(exc)}"
+    finally:
+        await client.aclose()
+
+
+def _check_relay(services: Services) -> str:
+    relay = services.relay
+    if relay is None:
+        return "absent"
+    return "ok" if getattr(relay, "running", True) else "stopped"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def _is_loopback(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 async def metrics(request: web.Request) -> web.Response:
-    registry = services_of(request.app).metrics.registry
+    """Prometheus text. With `metrics_token` set, only a scraper presenting it; otherwise only
+    from this machine (a remote scraper gets a token or the separate `metrics_address`)."""
+    settings = services_of(request.app).settings
+    if settings.metrics_token:
+        presented = request.headers.get("Authorization", "")
+        expected = f"Bearer {settings.metrics_token}"
+        if not hmac.compare_digest(presented.encode(), expected.encode()):
+            raise ApiError(ErrorCode.UNAUTHENTICATED, "send Authorization: Bearer <metrics token>")
+    elif not _is_loopback(request.remote) or "X-Forwarded-For" in request.headers:
+        raise web.HTTPNotFound()
+    return metrics_response(request.app)
+
+
+def metrics_response(app: web.Application) -> web.Response:
+    registry = services_of(app).metrics.registry
     response = web.Response(body=generate_latest(registry))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
@@ -153,36 +268,7 @@ async def metrics(request: web.Request) -> web.Response:
 # --- sessions -----------------------------------------------------------------------------
 
 
-class LoginThrottle:
-    """Refuses logins for a username from an address after repeated failures (password
-    guessing); successful logins are never slowed down."""
-
-    MAX_FAILURES = 10
-    WINDOW_SECONDS = 300.0
-    MAX_KEYS = 100_000  # bounded memory under a flood of distinct usernames
-
-    def __init__(self) -> None:
-        self.failures: dict[tuple[str, str], list[float]] = {}
-
-    def _recent(self, key: tuple[str, str], now: float) -> list[float]:
-        times = [t for t in self.failures.get(key, ()) if now - t < self.WINDOW_SECONDS]
-        if times:
-            self.failures[key] = times
-        else:
-            self.failures.pop(key, None)
-        return times
-
-    def blocked(self, address: str, username: str) -> bool:
-        return len(self._recent((address, username), time.monotonic())) >= self.MAX_FAILURES
-
-    def failed(self, address: str, username: str) -> None:
-        if len(self.failures) >= self.MAX_KEYS:
-            self.failures.clear()
-        now = time.monotonic()
-        self.failures[(address, username)] = [*self._recent((address, username), now), now]
-
-
-THROTTLE_KEY = web.AppKey("login_throttle", LoginThrottle)
+GUARD_KEY = web.AppKey("login_guard", LoginGuard)
 
 
 class LoginRequest(BaseModel):
@@ -195,17 +281,25 @@ class LoginRequest(BaseModel):
 async def api_login(request: web.Request) -> web.Response:
     services = services_of(request.app)
     data = await read_json(request, LoginRequest)
-    throttle = request.app[THROTTLE_KEY]
+    guard = request.app[GUARD_KEY]
     address = request.remote or "?"
-    if throttle.blocked(address, data.username):
-        services.metrics.logins.labels("throttled").inc()
-        raise ApiError(ErrorCode.RATE_LIMITED, "too many failed logins; try again in a few minutes")
     try:
-        issued = await login(
-            services.sessions, data.username, data.password, services.settings.session_ttl_seconds
-        )
+        guard.check(address, data.username)
+        async with guard.slot(address):
+            issued = await login(
+                services.sessions,
+                data.username,
+                data.password,
+                services.settings.session_ttl_seconds,
+            )
+    except Blocked as exc:
+        services.metrics.logins.labels("throttled").inc()
+        raise ApiError(ErrorCode.RATE_LIMITED, str(exc)) from None
+    except Busy as exc:
+        services.metrics.logins.labels("busy").inc()
+        raise ApiError(ErrorCode.UNAVAILABLE, str(exc), retry_after=1) from None
     except AuthenticationError as exc:
-        throttle.failed(address, data.username)
+        guard.failed(address, data.username)
         services.metrics.logins.labels("refused").inc()
         raise ApiError(ErrorCode.UNAUTHENTICATED, str(exc)) from None
     services.metrics.logins.labels("ok").inc()
@@ -217,8 +311,13 @@ async def api_login(request: web.Request) -> web.Response:
 
 
 async def api_logout(request: web.Request) -> web.Response:
-    await logout(services_of(request.app).sessions, bearer_token(request))
-    return json_ok()
+    """End the session and disconnect the sockets it opened, in every process (this one at
+    once, the others by their revocation sweep)."""
+    services = services_of(request.app)
+    token = bearer_token(request)
+    await logout(services.sessions, token)
+    disconnected = await disconnect_session(services, sha256_hex(token))
+    return json_ok(disconnected=disconnected)
 
 
 async def api_me(request: web.Request) -> web.Response:
@@ -318,9 +417,15 @@ async def admin_set_enabled(request: web.Request) -> web.Response:
     except directory.DirectoryError as exc:
         raise _directory_error(exc) from None
     disconnected = 0
+    extra: dict[str, Any] = {}
     if action == "disable" and kind in ("user", "endpoint"):
         disconnected = await disconnect_principal(services, kind, ident)
-    return json_ok(id=ident, enabled=action == "enable", disconnected=disconnected)
+    elif action == "disable" and kind == "office":
+        from signaling.office_closure import close_office
+
+        closure, disconnected = await close_office(services, ident)
+        extra = closure.summary()
+    return json_ok(id=ident, enabled=action == "enable", disconnected=disconnected, **extra)
 
 
 async def admin_reset_credential(request: web.Request) -> web.Response:
@@ -356,7 +461,10 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    app[THROTTLE_KEY] = LoginThrottle()
+    settings = services_of(app).settings
+    guard = LoginGuard(settings.login_hash_concurrency, settings.login_queue_limit)
+    app[GUARD_KEY] = guard
+    services_of(app).extras["login_guard"] = guard
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

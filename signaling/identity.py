@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from signaling.db import utcnow
-from signaling.models import Endpoint, User, UserSession
+from signaling.models import Endpoint, Office, User, UserSession
 from signaling.protocol import Principal, Role
 
 TOKEN_BYTES = 32
@@ -105,6 +105,8 @@ async def login(
             raise AuthenticationError("wrong username or password")
         if not user.enabled:
             raise AuthenticationError("this account is disabled")
+        if not await office_allows(session, user):
+            raise AuthenticationError("this account's office is disabled")
         issued = await issue_session(session, user, ttl_seconds)
         # Expired sessions of this user are of no further use.
         await session.execute(
@@ -154,7 +156,22 @@ async def session_for_token(session: AsyncSession, token: str) -> tuple[User, da
     user = await _load_user(session, User.id == row.user_id)
     if user is None or not user.enabled:
         raise AuthenticationError("this account is disabled")
+    if not await office_allows(session, user):
+        raise AuthenticationError("this account's office is disabled")
     return user, row.expires_at
+
+
+async def office_allows(session: AsyncSession, who: User | Endpoint) -> bool:
+    """False for a kiosk, or a clerk, whose office is disabled: both work only for it.
+
+    Experts and interpreters serve every office, so their (optional) office does not bind them.
+    """
+    if isinstance(who, User) and who.role != Role.CLERK:
+        return True
+    if who.office_id is None:
+        return True
+    office = await session.get(Office, who.office_id, populate_existing=True)
+    return office is not None and bool(office.enabled)
 
 
 def principal_for_user(user: User) -> Principal:
@@ -185,16 +202,34 @@ async def authenticate(sessions: async_sessionmaker[AsyncSession], auth: object)
     return (await authenticate_until(sessions, auth))[0]
 
 
+@dataclass(frozen=True)
+class SocketIdentity:
+    """Who authenticated a socket, until when, and with which login session (SHA-256 of the
+    token; None for a kiosk) — so that a logout can disconnect the sockets it opened."""
+
+    principal: Principal
+    expires_at: datetime | None
+    session_hash: str | None
+
+
 async def authenticate_until(
     sessions: async_sessionmaker[AsyncSession], auth: object
 ) -> tuple[Principal, datetime | None]:
     """Like `authenticate`, also returning when a person's session expires (None: a kiosk)."""
+    identity = await authenticate_socket(sessions, auth)
+    return identity.principal, identity.expires_at
+
+
+async def authenticate_socket(
+    sessions: async_sessionmaker[AsyncSession], auth: object
+) -> SocketIdentity:
+    """Turn socket.io `auth` data into a SocketIdentity. Raises AuthenticationError."""
     if not isinstance(auth, dict):
         raise AuthenticationError("credentials required: {token} or {endpoint_id, credential}")
     async with sessions() as session:
         if set(auth) == {"token"}:
             user, expires_at = await session_for_token(session, auth["token"])
-            return principal_for_user(user), expires_at
+            return SocketIdentity(principal_for_user(user), expires_at, sha256_hex(auth["token"]))
         if set(auth) == {"endpoint_id", "credential"}:
             endpoint_id, credential = auth["endpoint_id"], auth["credential"]
             if isinstance(endpoint_id, str) and endpoint_id.isdigit():
@@ -212,5 +247,7 @@ async def authenticate_until(
                 raise AuthenticationError("invalid endpoint credential")
             if not endpoint.enabled:
                 raise AuthenticationError("this endpoint is disabled")
-            return principal_for_endpoint(endpoint), None
+            if not await office_allows(session, endpoint):
+                raise AuthenticationError("this endpoint's office is disabled")
+            return SocketIdentity(principal_for_endpoint(endpoint), None, None)
     raise AuthenticationError("credentials required: {token} or {endpoint_id, credential}")

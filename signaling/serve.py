@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from signaling.config import ConfigError, Settings, load_settings
+from signaling.data_dir import secure_data_dir, set_private_umask
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ def fail(message: str) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    # Everything the service writes (database, documents, keys) is its own: 0600 / 0700.
+    set_private_umask()
     try:
         settings = settings_from_args(args)
         ssl_context = _ssl_context(settings)
@@ -79,14 +82,19 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 async def _serve(settings: Settings, *, demo: bool, ssl_context: ssl.SSLContext | None) -> None:
-    from signaling.app import create_app
+    from signaling.app import create_app, create_runner
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        secure_data_dir(settings.data_dir)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot make the data folder {settings.data_dir} private: {exc.strerror or exc}"
+        ) from exc
     try:
         app, services = create_app(settings, demo=demo)
     except ValueError as exc:  # e.g. an unsupported database URL
         raise ConfigError(str(exc)) from exc
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    runner = create_runner(app, settings)
     try:
         await runner.setup()  # migrates the database, seeds the demo, starts the relay
     except (OSError, SQLAlchemyError) as exc:

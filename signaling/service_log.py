@@ -7,11 +7,14 @@ subset) of `{seq, kind, filed_at, record, signature, signer_public_key, prev_has
 reordering any entry breaks every hash after it; `verify_chain` finds the first break.
 Sequence numbers are the primary key and assigned as previous + 1, so two writers can never
 both append after the same entry: the second gets an integrity error and retries on top.
-Removing entries at the end cannot be seen from inside the chain; `admin log verify` prints
-the head hash so that it can be kept elsewhere (e.g. in the authority's own records).
+Removing entries at the end, emptying the log or rewriting an entry and recomputing every
+hash after it cannot be seen from inside the chain: the head is therefore anchored outside the
+database by checkpoints signed with the server's key (signaling/log_checkpoints.py), and
+`admin log verify` checks the chain against them.
 
-A service record may carry the expert's Ed25519 signature over the canonical JSON of its
+A service record must carry the expert's Ed25519 signature over the canonical JSON of its
 record body, verified on filing against his registered public key and again by `verify`.
+Document receipts are written by the server and are not signed; the checkpoints cover them.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, AsyncIterator, Collection
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 from sqlalchemy import select, update
@@ -53,6 +56,9 @@ from signaling.record_signing import (
     canonical_json,
     verify_record,
 )
+
+if TYPE_CHECKING:
+    from signaling.services import Services
 
 GENESIS_HASH = "0" * 64
 APPEND_ATTEMPTS = 20
@@ -102,6 +108,17 @@ def month_of(record: dict[str, Any], kind: str) -> str:
     return str(stamp or "")[:7]
 
 
+async def last_entry(session: AsyncSession) -> Any:
+    """(seq, hash) of the newest entry, or None for an empty log."""
+    return (
+        await session.execute(
+            select(ServiceLogEntry.seq, ServiceLogEntry.hash)
+            .order_by(ServiceLogEntry.seq.desc())
+            .limit(1)
+        )
+    ).first()
+
+
 async def append_entry(
     session: AsyncSession,
     *,
@@ -117,13 +134,7 @@ async def append_entry(
     call_id = record.get("call_id")
     expert_id = record.get("expert_id") if kind == KIND_SERVICE else None
     for _attempt in range(APPEND_ATTEMPTS):
-        last = (
-            await session.execute(
-                select(ServiceLogEntry.seq, ServiceLogEntry.hash)
-                .order_by(ServiceLogEntry.seq.desc())
-                .limit(1)
-            )
-        ).first()
+        last = await last_entry(session)
         seq = last[0] + 1 if last else 1
         prev = last[1] if last else GENESIS_HASH
         entry = ServiceLogEntry(
@@ -302,19 +313,30 @@ async def file_record(
     signature: str | None,
     now: datetime,
 ) -> ServiceLogEntry:
-    """File the service record of an ended call (committed here)."""
+    """File the service record of an ended call (committed here).
+
+    The record must be signed by the expert's registered key: an expert without one is
+    refused (`no_signing_key`), an unsigned record too (`signature_required`)."""
     call = await _fileable_call(session, expert, call_id, service_type, outcome)
     record = await build_record(session, call, service_type, outcome)
-    public_key: str | None = None
-    if signature is not None:
-        user = await session.get(User, expert.id)
-        public_key = user.signing_public_key if user is not None else None
-        if not public_key:
-            raise invalid("you have no registered signing key", "no_public_key")
-        try:
-            verify_record(record, signature, public_key)
-        except RecordSignatureError as exc:
-            raise invalid(f"the signature does not verify: {exc}", "bad_signature") from exc
+    user = await session.get(User, expert.id)
+    public_key = user.signing_public_key if user is not None else None
+    if not public_key:
+        raise invalid(
+            "you have no registered signing key: register one first (the expert console does "
+            "it at login; event signing:register_key), then sign the record",
+            "no_signing_key",
+        )
+    if not signature:
+        raise invalid(
+            "a service record must be signed: ask for it with record:draft, sign its canonical "
+            "JSON with your registered key and send the signature",
+            "signature_required",
+        )
+    try:
+        verify_record(record, signature, public_key)
+    except RecordSignatureError as exc:
+        raise invalid(f"the signature does not verify: {exc}", "bad_signature") from exc
     entry = await append_entry(
         session,
         kind=KIND_SERVICE,
@@ -346,6 +368,16 @@ class VerifyReport:
     head_hash: str
     broken_seq: int | None = None
     problem: str | None = None
+    # Entry hashes at the sequence numbers `verify_entries` was asked to watch (checkpoints).
+    watched: dict[int, str] = field(default_factory=dict, compare=False, repr=False)
+    # Service records filed without a signature (before signatures were required).
+    unsigned_service: tuple[int, ...] = ()
+    # Set by signaling.log_checkpoints.verify_log: the latest checkpoint the log was checked
+    # against, how many checkpoints were checked, entries after the latest one, and notes.
+    checkpoint: dict[str, Any] | None = None
+    checkpoints_checked: int = 0
+    unanchored: int = 0
+    notes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -353,6 +385,11 @@ class VerifyReport:
             "entries": self.entries,
             "head_hash": self.head_hash,
             "first_broken": None if self.ok else {"seq": self.broken_seq, "problem": self.problem},
+            "checkpoint": self.checkpoint,
+            "checkpoints_checked": self.checkpoints_checked,
+            "unanchored_entries": self.unanchored,
+            "unsigned_service_records": list(self.unsigned_service),
+            "notes": list(self.notes),
         }
 
 
@@ -420,15 +457,32 @@ def check_entry(entry: ServiceLogEntry, expected_seq: int, prev_hash: str) -> st
     return None
 
 
-async def verify_chain(session: AsyncSession) -> VerifyReport:
+async def verify_entries(
+    entries: AsyncIterable[ServiceLogEntry], watch: Collection[int] = ()
+) -> VerifyReport:
+    """Walk the chain from entry 1; stops at the first broken entry. The hashes of the entries
+    numbered in `watch` are returned in `watched` (for the checkpoints)."""
     expected, prev, count = 1, GENESIS_HASH, 0
-    async for entry in iter_entries(session):
+    wanted = set(watch)
+    watched: dict[int, str] = {}
+    unsigned: list[int] = []
+    async for entry in entries:
         problem = check_entry(entry, expected, prev)
         if problem is not None:
-            return VerifyReport(False, count, prev, entry.seq, problem)
+            return VerifyReport(False, count, prev, entry.seq, problem, watched, tuple(unsigned))
+        if entry.seq in wanted:
+            watched[entry.seq] = entry.hash
+        if entry.kind == KIND_SERVICE and entry.signature is None:
+            unsigned.append(entry.seq)
         count += 1
         expected, prev = entry.seq + 1, entry.hash
-    return VerifyReport(True, count, prev)
+    return VerifyReport(True, count, prev, watched=watched, unsigned_service=tuple(unsigned))
+
+
+async def verify_chain(session: AsyncSession, watch: Collection[int] = ()) -> VerifyReport:
+    """The hash chain and every signature, from inside the database only: removing the newest
+    entries or re-chaining is not visible here (signaling.log_checkpoints.verify_log is)."""
+    return await verify_entries(iter_entries(session), watch)
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -470,6 +524,10 @@ async def record_file(ctx: EventContext, data: FilePayload) -> dict[str, Any]:
             utcnow(),
         )
         view = entry_view(entry)
+    # Committed: anchor the new head outside the database before answering.
+    from signaling.log_checkpoints import checkpoint_after_append
+
+    await checkpoint_after_append(ctx.services)
     from signaling.statistics import flow_metrics
 
     metrics = flow_metrics(ctx.services)
@@ -492,3 +550,10 @@ async def record_history(ctx: EventContext, data: HistoryPayload) -> dict[str, A
         )
         entries = [entry_view(e) for e in rows.scalars()]
     return {"entries": entries}
+
+
+def setup(app: Any, services: Services) -> None:
+    """Run the checkpoint writer while the app runs (signaling/log_checkpoints.py)."""
+    from signaling.log_checkpoints import checkpointer_context
+
+    app.cleanup_ctx.append(checkpointer_context)

@@ -12,7 +12,6 @@ entries of the same log (received ones only). All routes are for administrators.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import re
@@ -25,6 +24,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from signaling.csv_safe import SafeDictWriter
 from signaling.db import utcnow
 from signaling.flow_common import call_view
 from signaling.flow_models import Call, CallStatus, ServiceLogEntry
@@ -185,7 +185,8 @@ async def compensation_rows(
 
 def compensation_csv(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COMPENSATION_COLUMNS, lineterminator="\r\n")
+    # Office and authority names are typed by administrators: no formulas in the sheet.
+    writer = SafeDictWriter(out, COMPENSATION_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
@@ -295,17 +296,23 @@ async def get_live(request: web.Request) -> web.Response:
 
 async def get_log_verify(request: web.Request) -> web.Response:
     from signaling.http_api import json_ok
-    from signaling.service_log import verify_chain
+    from signaling.log_checkpoints import CheckpointSource, verify_log
 
     services = await _admin(request)
+    # The chain, the signatures and the server's own signed checkpoints (truncation,
+    # emptying, re-chaining); an authority checks against its own copy with the CLI.
+    source = CheckpointSource.from_settings(services.settings)
     async with services.sessions() as session:
-        report = await verify_chain(session)
+        report = await verify_log(session, source)
     found = report.as_dict()
     return json_ok(
         valid=found["ok"],
         entries=found["entries"],
         head_hash=found["head_hash"],
         first_broken=found["first_broken"],
+        checkpoint=found["checkpoint"],
+        unanchored_entries=found["unanchored_entries"],
+        notes=found["notes"],
     )
 
 

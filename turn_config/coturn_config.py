@@ -143,6 +143,49 @@ def _check_ip(text: str) -> None:
         raise TurnConfigError(f"{text!r} cannot be a listening, relay or external address")
 
 
+def own_addresses(options: CoturnOptions) -> tuple[list[str], list[str]]:
+    """This server's own addresses (listening, relay, external public and private), in the
+    order given and without repeats, as (to deny, explicitly allowed): an address that is
+    itself a `--media-relay-ip` (the media relay on the TURN host) is allowed, not denied."""
+    found: list[str] = []
+    for text in [
+        *options.listening_ips,
+        *options.relay_ips,
+        *(part for mapping in options.external_ips for part in mapping.split("/") if part),
+    ]:
+        address = str(ipaddress.ip_address(text))
+        if address not in found:
+            found.append(address)
+    single: set[str] = set()
+    for peer in options.media_relay_peers:
+        first, last = parse_peer_range(peer)
+        if first == last:
+            single.add(first)
+    return [a for a in found if a not in single], [a for a in found if a in single]
+
+
+def _without(first: str, last: str, addresses: list[str]) -> list[tuple[str, str]]:
+    """The range first-last cut into the pieces that contain none of `addresses`."""
+    low, high = ipaddress.ip_address(first), ipaddress.ip_address(last)
+    make = type(low)
+    holes = sorted(
+        {
+            int(a)
+            for a in map(ipaddress.ip_address, addresses)
+            if a.version == low.version and int(low) <= int(a) <= int(high)
+        }
+    )
+    pieces: list[tuple[int, int]] = []
+    start = int(low)
+    for hole in holes:
+        if start < hole:
+            pieces.append((start, hole - 1))
+        start = hole + 1
+    if start <= int(high):
+        pieces.append((start, int(high)))
+    return [(str(make(a)), str(make(b))) for a, b in pieces]
+
+
 def render(options: CoturnOptions, command: str = "") -> str:
     """turnserver.conf text for `options` (validated first)."""
     options.validate()
@@ -241,14 +284,41 @@ def render(options: CoturnOptions, command: str = "") -> str:
             "Star topology: participants only ever talk to the media relay, so deny all else.",
         )
     for entry in DENIED_PEER_RANGES:
+        if entry.network.version == 6 and entry.network.network_address.is_unspecified:
+            # coturn reads a range that starts at :: as "from any address, either family":
+            # denied-peer-ip=::-:: would deny every peer, IPv4 too.
+            out.append(
+                f"# {entry.network}: {entry.reason}. No line: coturn refuses :: and 0.0.0.0 as"
+                "\n# peers itself, and takes a range starting at :: for 'every address'."
+            )
+            continue
         line(f"denied-peer-ip={entry.coturn_range}", f"{entry.network}: {entry.reason}.")
+    own, shared = own_addresses(options)
+    for address in own:
+        line(
+            f"denied-peer-ip={address}",
+            "This server's own (listening, relay or external) address: not its own services.",
+        )
+    for address in shared:
+        out.append(
+            f"# {address} is this server's own address but also a --media-relay-ip: allowed."
+        )
+    if not options.listening_ips:
+        out.append(
+            "# No listening-ip: addresses of this host not given with --listening-ip, --relay-ip\n"
+            "# or --external-ip are not denied unless a range above covers them."
+        )
     for peer in options.media_relay_peers:
         first, last = parse_peer_range(peer)
-        value = first if first == last else f"{first}-{last}"
-        line(
-            f"allowed-peer-ip={value}",
-            "Media relay (SFU) address: allowed even inside a denied range.",
-        )
+        pieces = _without(first, last, own)
+        why = "Media relay (SFU) address: allowed even inside a denied range."
+        if pieces != [(first, last)]:
+            # coturn lets an allowed-peer-ip override every denial, the own addresses' too.
+            why = f"Media relay (SFU) addresses {peer}, except this server's own."
+        if not pieces:
+            out.append(f"# Media relay {peer} holds only this server's own addresses: not allowed.")
+        for low, high in pieces:
+            line(f"allowed-peer-ip={low if low == high else f'{low}-{high}'}", why)
 
     section("Attack surface")
     line("no-cli", "No telnet management console.")

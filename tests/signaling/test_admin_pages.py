@@ -10,6 +10,7 @@ import pytest
 from tests.expert_console.people import another_kiosk, open_console
 from tests.support.browser import screenshot
 from tests.support.service import LiveService
+from tests.support.signing import file_signed_over_socket, register_key_over_socket
 
 pytestmark = [pytest.mark.browser]
 
@@ -25,8 +26,9 @@ async def serve_one_customer(live: LiveService) -> None:
     assert (await expert.call("call:end", {"call_id": call_id}))["ok"]
     sync = await expert.call("flow:sync", {})
     service_type = sync["authorities"][0]["service_types"][0]["code"]
-    filed = await expert.call(
-        "record:file", {"call_id": call_id, "service_type": service_type, "outcome": "resolved"}
+    key = await register_key_over_socket(expert, live.demo.user_ids["kela"])
+    filed = await file_signed_over_socket(
+        expert, key, {"call_id": call_id, "service_type": service_type, "outcome": "resolved"}
     )
     assert filed["ok"], filed
 

@@ -138,7 +138,8 @@ async def test_check_in_refusals(world: World) -> None:
             "conflict",
             "too_early",
         ),
-        (world.far_kiosk, appointment.code, TEN, "conflict", "wrong_office"),
+        # Another office's code is answered like an unknown one (it must not reveal it exists).
+        (world.far_kiosk, appointment.code, TEN, "not_found", "code_unknown"),
         (world.kiosk, cancelled.code, TEN, "conflict", "cancelled"),
     ]
     for kiosk, code, at, error, reason in cases:

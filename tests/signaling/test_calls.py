@@ -225,10 +225,21 @@ async def test_participants_are_decided_by_the_server(world: World) -> None:
             with pytest.raises(FlowError) as caught:
                 await participant_for(session, created_call, stranger)
             assert caught.value.reason == "not_participant"
-        with pytest.raises(FlowError):
-            await participant_for(session, created_call, world.far_kiosk, "document_camera")
-        camera = await participant_for(session, created_call, world.kiosk2, "document_camera")
-        assert camera.participant_id == f"doccam-{world.kiosk2.id}"
+        # A document camera is the call's own kiosk's device: another kiosk of the office
+        # (or of another office) may not join as one, nor find one without joining.
+        for stranger in (world.kiosk2, world.far_kiosk):
+            with pytest.raises(FlowError) as caught:
+                await participant_for(
+                    session, created_call, stranger, "document_camera", create=True
+                )
+            assert caught.value.reason == "not_participant"
+        with pytest.raises(FlowError) as caught:
+            await participant_for(session, created_call, world.kiosk, "document_camera")
+        assert caught.value.reason == "not_joined"
+        camera = await participant_for(
+            session, created_call, world.kiosk, "document_camera", create=True
+        )
+        assert camera.participant_id == f"doccam-{world.kiosk.id}"
         await end_call(session, created_call, T0)
         await session.commit()
         rows = (

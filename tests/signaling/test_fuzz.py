@@ -15,6 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from signaling.protocol import REGISTRY, ErrorCode
+from signaling.socket_server import RESERVED_EVENT_NAMES
+from tests.signaling.raw_socketio import RawSocketIO
 from tests.support.service import make_live_service
 
 T = TypeVar("T")
@@ -86,11 +88,32 @@ async def test_garbage_events_get_clean_acks(tmp_path: Path) -> None:
                 check_ack(ack)
                 assert ack["ok"] is False
 
+        raw = await RawSocketIO.connect(live.base_url, live.kiosk_auth)
+        dispatcher = live.services.extras["dispatcher"]
+        raw_bucket = dispatcher.buckets[raw.sid]
+
+        @common
+        @given(
+            event=st.sampled_from(sorted(RESERVED_EVENT_NAMES))
+            | json_values.filter(lambda e: not (isinstance(e, str) and e in REGISTRY.events)),
+            payloads=st.lists(json_values, max_size=3),
+        )
+        def reserved_and_non_string_names(event: Any, payloads: list[Any]) -> None:
+            # python-socketio's client refuses to send these; an attacker's client does not.
+            ack = run(lambda: raw.emit_raw([event, *payloads]))
+            check_ack(ack)
+            assert ack["error"]["code"] == "unknown_event"
+            assert dispatcher.buckets[raw.sid] is raw_bucket  # no connect handler ran
+
         await asyncio.to_thread(my_events_and_unknown_names)
         await asyncio.to_thread(every_event_refuses_malformed_payloads)
+        await asyncio.to_thread(reserved_and_non_string_names)
         # Still serving.
         assert (await kiosk.call("session:ping", {"seq": 7}))["seq"] == 7
         assert kiosk.connected and expert.connected
+        assert raw.connected
+        assert (await raw.emit_raw(["session:ping", {"seq": 8}]))["seq"] == 8
+        await raw.close()
 
 
 RAW_FRAMES = [

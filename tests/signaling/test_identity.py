@@ -195,11 +195,11 @@ async def test_logout_ends_the_session(live_service: LiveService) -> None:
 
 
 async def test_password_guessing_is_throttled(live_service: LiveService) -> None:
-    from signaling.http_api import LoginThrottle
+    from signaling.login_guard import Limits
 
     url = f"{live_service.base_url}/api/login"
     async with aiohttp.ClientSession() as http:
-        for _ in range(LoginThrottle.MAX_FAILURES):
+        for _ in range(Limits().per_pair):
             async with http.post(url, json={"username": "kela", "password": "guess"}) as r:
                 assert r.status == 401
         # Even the right password is refused for a while ...

@@ -42,6 +42,7 @@ from tests.signaling.flow_support import (  # noqa: F401 (fixtures)
     world_fixture,
 )
 from tests.support.service import LiveService
+from tests.support.signing import file_signed
 
 SHA = "ab" * 32
 
@@ -124,7 +125,9 @@ async def test_signed_record_with_documents_chains_and_verifies(world: World) ->
         ("outcome", "invalid", "unknown_outcome"),
         ("twice", "conflict", "already_filed"),
         ("bad_signature", "invalid", "bad_signature"),
-        ("no_key", "invalid", "no_public_key"),
+        ("no_key", "invalid", "no_signing_key"),
+        ("no_key_unsigned", "invalid", "no_signing_key"),
+        ("unsigned", "invalid", "signature_required"),
         ("missing", "not_found", None),
     ],
 )
@@ -146,8 +149,12 @@ async def test_refused_filings_change_nothing(
     elif case == "outcome":
         outcome = "great"
     elif case == "twice":
+        key = await register_key(world)
         async with world.sessions() as session:
-            await file_record(session, expert, call_id, service_type, outcome, None, T0)
+            body = await draft_record(session, expert, call_id, service_type, outcome)
+        signature = sign_record(body, key)
+        async with world.sessions() as session:
+            await file_record(session, expert, call_id, service_type, outcome, signature, T0)
     elif case == "bad_signature":
         key = await register_key(world)
         async with world.sessions() as session:
@@ -156,6 +163,8 @@ async def test_refused_filings_change_nothing(
         signature = sign_record(body, key)
     elif case == "no_key":
         signature = sign_record({"x": 1}, Ed25519PrivateKey.generate())
+    elif case == "unsigned":
+        await register_key(world)
     elif case == "missing":
         call_id = 999
     before = await count_entries(world.sessions)
@@ -218,12 +227,11 @@ async def test_concurrent_appends_form_one_chain(world: World) -> None:
 
 
 async def _three_entries(world: World) -> None:
+    key = await register_key(world)
     for minutes, kiosk in ((0, "kiosk"), (20, "kiosk2"), (40, "kiosk3")):
         call_id = await ended_call(world, kiosk, minutes)
         async with world.sessions() as session:
-            await file_record(
-                session, world.expert, call_id, "general_advice", "resolved", None, T0
-            )
+            await file_signed(session, key, world.expert, call_id, "general_advice", "resolved", T0)
 
 
 async def _tamper(world: World, *statements: str) -> None:
@@ -262,9 +270,17 @@ async def test_the_database_refuses_updates_and_deletes(world: World) -> None:
         (["UPDATE service_log SET month = '2020-01' WHERE seq = 1"], 1, "month column"),
         (["DELETE FROM service_log WHERE seq = 2"], 3, "sequence gap"),
         (["UPDATE service_log SET signature = 'x' WHERE seq = 3"], 3, "hash mismatch"),
+        (["UPDATE service_log SET signature = NULL WHERE seq = 3"], 3, "hash mismatch"),
         (["UPDATE service_log SET record = record || ' ' WHERE seq = 1"], 1, "canonical"),
     ],
-    ids=["edit-record", "edit-column", "delete", "forge-signature", "whitespace"],
+    ids=[
+        "edit-record",
+        "edit-column",
+        "delete",
+        "forge-signature",
+        "strip-signature",
+        "whitespace",
+    ],
 )
 async def test_tampering_is_reported_at_the_first_broken_entry(
     world: World, statements: list[str], seq: int, problem: str
@@ -309,11 +325,19 @@ def test_cli_verify_and_export(tmp_path: Path) -> None:
     def run(*args: str) -> tuple[int, str]:
         out = io.StringIO()
         with redirect_stdout(out):
-            status = cli_main(["admin", "log", *args, "--database-url", url])
+            status = cli_main(
+                ["admin", "log", *args, "--database-url", url, "--data-dir", str(tmp_path)]
+            )
         return status, out.getvalue()
 
+    # Run outside the server: nothing anchors the head yet, so verify says so and fails.
     status, output = run("verify")
-    assert status == 0 and "service log OK: 1 entries" in output
+    assert status == 1 and "no checkpoint anchors the log" in output, output
+    status, output = run("checkpoint")
+    assert status == 0 and "checkpoint appended" in output, output
+    status, output = run("verify")
+    assert status == 0 and "service log OK: 1 entries" in output, output
+    assert "checkpoints OK: 1 checked" in output, output
     status, output = run("export", "--format", "json")
     exported = json.loads(output)
     assert status == 0 and exported[0]["signature"] and exported[0]["signer_public_key"]
@@ -409,10 +433,9 @@ async def test_chain_and_append_only_guard_on_postgresql(fresh_postgres_url: str
                 await session.commit()
 
         await asyncio.gather(*(append(i) for i in range(6)))
+        key = await register_key(world)
         async with world.sessions() as session:
-            await file_record(
-                session, world.expert, call_id, "general_advice", "resolved", None, T0
-            )
+            await file_signed(session, key, world.expert, call_id, "general_advice", "resolved", T0)
         async with world.sessions() as session:
             report = await verify_chain(session)
         assert report.ok and report.entries == 7

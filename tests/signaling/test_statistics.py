@@ -16,7 +16,7 @@ from signaling.calls import end_call
 from signaling.flow_models import Call, CallParticipant
 from signaling.interpreters import accept_request, request_interpreter
 from signaling.queues import take_next, take_walk_in_ticket
-from signaling.service_log import file_record, record_document
+from signaling.service_log import record_document
 from signaling.statistics import compensation_csv, compensation_rows, service_stats
 from tests.signaling.flow_support import (  # noqa: F401 (fixtures)
     T0,
@@ -27,6 +27,12 @@ from tests.signaling.flow_support import (  # noqa: F401 (fixtures)
     world_fixture,
 )
 from tests.support.service import LiveService
+from tests.support.signing import (
+    file_signed,
+    file_signed_over_socket,
+    register_key,
+    register_key_over_socket,
+)
 
 OCTOBER = T0 - timedelta(days=40)
 
@@ -70,7 +76,8 @@ async def served(
         assert row is not None
         await end_call(session, row, start + timedelta(minutes=1 + minutes))
         await session.commit()
-        await file_record(session, world.expert, created.id, "general_advice", "resolved", None, T0)
+        key = await register_key(world.sessions, world.expert.id)
+        await file_signed(session, key, world.expert, created.id, "general_advice", "resolved", T0)
         return created.id
 
 
@@ -147,10 +154,9 @@ async def test_admin_routes(live_service: LiveService) -> None:
     status, body, _ = await _get(live_service, "/api/live", admin)
     assert status == 200 and f'"room_id": "call-{call_id}"' in body.replace('":"', '": "')
     await call(expert, "call:end", {"call_id": call_id})
-    filed = await call(
-        expert,
-        "record:file",
-        {"call_id": call_id, "service_type": "general_advice", "outcome": "referred"},
+    key = await register_key_over_socket(expert, live_service.demo.user_ids["kela"])
+    filed = await file_signed_over_socket(
+        expert, key, {"call_id": call_id, "service_type": "general_advice", "outcome": "referred"}
     )
     assert filed["ok"], filed
 

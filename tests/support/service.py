@@ -29,7 +29,7 @@ import pytest_asyncio
 import socketio
 from aiohttp import web
 
-from signaling.app import create_app
+from signaling.app import create_app, create_runner
 from signaling.config import Settings
 from signaling.demo import DemoCredentials, seed_demo
 from signaling.services import Services
@@ -168,7 +168,7 @@ async def make_live_service(
     app, services = create_app(settings, demo=False, features=features)
     # A short shutdown: aiohttp's default waits 60 s for the websockets and long-polling
     # requests that browsers still hold.
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+    runner = create_runner(app, settings, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, LOOPBACK, port)
     await site.start()

@@ -129,6 +129,10 @@ class Coturn:
     tls_port: int = 0
     process: subprocess.Popen[bytes] | None = None
     starts: int = field(default=0)
+    # `--external-ip` values, and generated lines to leave out (a test that needs a denied
+    # range open, e.g. loopback standing in for public addresses).
+    external_ips: list[str] = field(default_factory=list)
+    omit_lines: tuple[str, ...] = ()
 
     @property
     def log_path(self) -> Path:
@@ -173,8 +177,10 @@ class Coturn:
             min_port=self.min_port,
             max_port=self.max_port,
             log_file=str(self.log_path),
+            external_ips=list(self.external_ips),
         )
-        text = render(options) + TEST_ONLY_LINES
+        kept = [line for line in render(options).splitlines() if line not in self.omit_lines]
+        text = "\n".join(kept) + "\n" + TEST_ONLY_LINES
         text += f"pidfile={self.directory / 'turnserver.pid'}\n"
         text += f"userdb={self._user_database()}\n"
         self.conf_path.write_text(text)

@@ -180,6 +180,11 @@ def test_coturn_understands_every_generated_line(coturn: Coturn) -> None:
     # coturn skips what it does not know with this message, and goes on running.
     assert "Bad configuration format" not in log
     assert "Wrong address format" not in log
-    assert log.count("Black listing: ") == len(DENIED_PEER_RANGES)
+    # The special-purpose ranges (::/128 as a comment only: coturn would read "::-::" as every
+    # address) and the server's own address (127.0.0.1 here).
+    denied = [x for x in coturn.conf_path.read_text().splitlines() if x.startswith("denied-")]
+    assert denied[-1] == f"denied-peer-ip={LOOPBACK}"
+    assert "denied-peer-ip=::-::" not in denied
+    assert log.count("Black listing: ") == len(DENIED_PEER_RANGES) == len(denied)
     assert "TLS cipher suite: ECDHE-ECDSA-AES128-GCM-SHA256" in log
     assert "no-tcp-relay: TCP relay endpoints are not allowed" in log

@@ -253,3 +253,94 @@ def test_numeric_values_render_or_are_refused(
         return
     assert f"listening-port={port}" in lines and f"tls-listening-port={tls_port}" in lines
     assert 1 <= min_port <= max_port <= 65535 and not min_port <= port <= max_port
+
+
+# --- the server's own addresses (security review, finding 10) ---------------------------------
+
+
+def test_own_addresses_are_denied(tls_files: TlsFiles) -> None:
+    lines = _settings(
+        render(
+            _options(
+                tls_files,
+                listening_ips=["198.51.100.20", "2001:DB8::1"],
+                relay_ips=["198.51.100.20", "10.0.0.7"],
+                external_ips=["203.0.113.10/10.0.0.7"],
+            )
+        )
+    )
+    own = [x for x in lines if x.startswith("denied-peer-ip=") and "-" not in x.split("=")[1]]
+    # Each once, canonical, in the order given: listening, relay, external public/private.
+    assert own == [
+        "denied-peer-ip=198.51.100.20",
+        "denied-peer-ip=2001:db8::1",
+        "denied-peer-ip=10.0.0.7",
+        "denied-peer-ip=203.0.113.10",
+    ]
+    assert not any(x.startswith("allowed-peer-ip") for x in lines)
+
+
+def test_own_address_inside_a_media_relay_range_is_cut_out(tls_files: TlsFiles) -> None:
+    # coturn lets allowed-peer-ip win over denied-peer-ip: the allowance must skip the server.
+    lines = _settings(
+        render(
+            _options(
+                tls_files,
+                relay_ips=["10.0.0.7"],
+                external_ips=["198.51.100.10"],
+                media_relay_peers=["10.0.0.0/24", "10.0.1.5"],
+            )
+        )
+    )
+    assert "denied-peer-ip=10.0.0.7" in lines and "denied-peer-ip=198.51.100.10" in lines
+    assert [x for x in lines if x.startswith("allowed-peer-ip")] == [
+        "allowed-peer-ip=10.0.0.0-10.0.0.6",
+        "allowed-peer-ip=10.0.0.8-10.0.0.255",
+        "allowed-peer-ip=10.0.1.5",
+    ]
+
+
+def test_own_address_given_as_media_relay_ip_stays_allowed(tls_files: TlsFiles) -> None:
+    # The media relay on the TURN host itself: the operator said so explicitly.
+    text = render(_options(tls_files, relay_ips=["10.0.1.5"], media_relay_peers=["10.0.1.5"]))
+    lines = _settings(text)
+    assert "denied-peer-ip=10.0.1.5" not in lines
+    assert "allowed-peer-ip=10.0.1.5" in lines
+    assert "# 10.0.1.5 is this server's own address but also a --media-relay-ip" in text
+
+
+def test_unspecified_addresses(tls_files: TlsFiles) -> None:
+    # 0.0.0.0 and :: are refused as listening/relay/external addresses: no own address to deny.
+    for changes in ({"listening_ips": ["0.0.0.0"]}, {"external_ips": ["::"]}):
+        with pytest.raises(TurnConfigError, match="cannot be a listening, relay or external"):
+            render(_options(tls_files, **changes))
+    text = render(_options(tls_files))
+    lines = _settings(text)
+    assert "denied-peer-ip=0.0.0.0-0.255.255.255" in lines
+    # coturn reads a range starting at :: as "any address": "::-::" would deny every peer
+    # (it refuses the peers :: and 0.0.0.0 by itself).
+    assert not any(x.startswith("denied-peer-ip=::-") for x in lines)
+    assert "# ::/128: unspecified address (RFC 4291). No line:" in text
+    assert "# No listening-ip: addresses of this host not given" in text
+
+
+def test_cli_denies_the_own_addresses(tls_files: TlsFiles, tmp_path: Path) -> None:
+    out = tmp_path / "turnserver.conf"
+    status = main(
+        [
+            "turn", "config", "--realm", "turn.example.fi",
+            "--secret-file", str(_secret_file(tmp_path)),
+            "--cert", str(tls_files.cert), "--pkey", str(tls_files.key),
+            "--listening-ip", "198.51.100.20", "--relay-ip", "198.51.100.21",
+            "--external-ip", "203.0.113.10", "--media-relay-ip", "198.51.100.0/24",
+            "-o", str(out),
+        ]
+    )  # fmt: skip
+    assert status == 0
+    lines = _settings(out.read_text())
+    for address in ("198.51.100.20", "198.51.100.21", "203.0.113.10"):
+        assert f"denied-peer-ip={address}" in lines
+    assert [x for x in lines if x.startswith("allowed-peer-ip")] == [
+        "allowed-peer-ip=198.51.100.0-198.51.100.19",
+        "allowed-peer-ip=198.51.100.22-198.51.100.255",
+    ]

@@ -10,6 +10,7 @@ import {
 import { connect, request } from "/static/console/js/session.js";
 import { CallMedia, openCamera } from "/static/console/js/call-media.js";
 import { mountDocumentPanel } from "/static/console/js/documents.js";
+import { participantListElement, renderParticipantList } from "/static/common/js/participant-list.js";
 import { KIOSK_STRINGS } from "./strings.js";
 
 addStrings(KIOSK_STRINGS);
@@ -313,6 +314,12 @@ function renderParticipants() {
                                                            interpreter.sign_language)));
   const expert = state.participants.find((p) => p.role === "expert");
   $("call-expert-name").textContent = expert ? t("kiosk.call.with", { name: expert.name }) : "";
+  // Everyone in the call, the document camera too: the customer sees what takes part.
+  const list = participantListElement("call-participants", $("call-expert-name"));
+  if (list) {
+    renderParticipantList(list, state.participants,
+                          { selfId: state.media ? state.media.participantId : null });
+  }
   if (interpreter) {
     $("tile-interpreter").querySelector(".tile-label").textContent =
       `${t("common.video.interpreter")}: ${interpreter.name}`;
@@ -378,6 +385,7 @@ async function enterCall(call) {
   }
   try {
     await state.media.join(call.id);
+    renderParticipants();
     mountDocuments(call);
   } catch (error) {
     if (error.code === "conflict") {

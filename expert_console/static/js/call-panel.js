@@ -1,7 +1,8 @@
 // The call view of the consoles: whose video goes in which tile, the document camera with
 // zoom and pan, remote audio and the quality indicator.
 
-import { t } from "/static/common/js/i18n.js";
+import { onLanguageChange, t } from "/static/common/js/i18n.js";
+import { participantListElement, renderParticipantList } from "/static/common/js/participant-list.js";
 import { CallMedia, openCamera } from "./call-media.js";
 import { mountDocumentPanel } from "./documents.js";
 
@@ -149,6 +150,7 @@ export class CallPanel {
       });
     }
     await this.media.join(call.id);
+    this.renderParticipantList(); // now with our own participant id
     const mount = $("document-panel-mount");
     if (mount && !this.documentPanel) {
       this.documentPanel = mountDocumentPanel(mount, {
@@ -159,6 +161,7 @@ export class CallPanel {
 
   setParticipants(participants) {
     this.participants = participants;
+    this.renderParticipantList();
     const interpreter = participants.find((p) => p.role === "interpreter" && !p.left);
     if (this.tiles.interpreter) {
       this.tiles.interpreter.hidden = !interpreter;
@@ -167,6 +170,14 @@ export class CallPanel {
           `${t("common.video.interpreter")}: ${interpreter.name}`;
       }
     }
+  }
+
+  /** Everyone in the call, the document camera too, listed under the call's title. */
+  renderParticipantList() {
+    const list = participantListElement("call-participants", $("call-info"));
+    if (!list) return;
+    renderParticipantList(list, this.participants, { selfId: this.media?.participantId });
+    if (!this.stopLanguage) this.stopLanguage = onLanguageChange(() => this.renderParticipantList());
   }
 
   roleOf(participantId) {
@@ -235,6 +246,9 @@ export class CallPanel {
   close({ keepCamera = true } = {}) {
     if (this.media) this.media.close();
     this.media = null;
+    if (this.stopLanguage) this.stopLanguage();
+    this.stopLanguage = null;
+    $("call-participants")?.replaceChildren();
     if (this.documentPanel) this.documentPanel.destroy();
     this.documentPanel = null;
     for (const el of this.audio.values()) el.remove();

@@ -377,9 +377,20 @@ async function fileRecord(event) {
   const outcome = new FormData($("record-form")).get("outcome");
   const fields = { call_id: call.id, service_type: $("record-service-type").value, outcome };
   try {
-    const ack = await request(state.ctx.socket, "record:file", {
-      ...fields, ...(await recordSignature(fields)),
-    });
+    let ack;
+    try {
+      ack = await request(state.ctx.socket, "record:file", {
+        ...fields, ...(await recordSignature(fields)),
+      });
+    } catch (error) {
+      // Another browser of his may have registered its own key since: register this one
+      // again and sign once more.
+      if (error.local || !["bad_signature", "no_signing_key"].includes(error.reason)) throw error;
+      state.signingKey = registerSigningKey(state.ctx);
+      ack = await request(state.ctx.socket, "record:file", {
+        ...fields, ...(await recordSignature(fields)),
+      });
+    }
     state.recordCall = null;
     state.unfiled = state.unfiled.filter((c) => c.id !== call.id);
     notify(t("console.record.filed", { seq: ack.entry.seq }));
@@ -392,13 +403,31 @@ async function fileRecord(event) {
   }
 }
 
-// Signs the record body exactly as the server will file it. A browser that cannot sign
-// (no Ed25519 in WebCrypto) files the record unsigned rather than not at all.
+// Signs the record body exactly as the server will file it. The server files only records
+// signed with the expert's registered key: without one (no Ed25519 in this browser's
+// WebCrypto, or the registration failed) the record is not filed and the form says why.
 async function recordSignature(fields) {
-  const key = await state.signingKey;
-  if (!key) return {};
+  let key = await state.signingKey;
+  if (!key) {
+    // Registration may have failed on a passing network error: try once more.
+    state.signingKey = registerSigningKey(state.ctx);
+    key = await state.signingKey;
+  }
+  if (!key) {
+    const error = new Error("this browser has no registered signing key");
+    error.reason = "no_signing_key";
+    error.local = true;
+    throw error;
+  }
   const draft = await request(state.ctx.socket, "record:draft", fields);
   return { signature: await signRecord(JSON.parse(draft.canonical), key.privateKey) };
+}
+
+function registerSigningKey(ctx) {
+  return ensureSigningKeyRegistered(ctx.socket, ctx.user.id).catch((error) => {
+    console.warn("no signing key: service records cannot be filed from this browser:", error);
+    return null;
+  });
 }
 
 // ---- history -------------------------------------------------------------------------------
@@ -639,12 +668,7 @@ async function onSync(ack, ctx) {
 function onSession(ctx) {
   state.ctx = ctx;
   const socket = ctx.socket;
-  if (ctx.user.role === "expert") {
-    state.signingKey = ensureSigningKeyRegistered(socket, ctx.user.id).catch((error) => {
-      console.warn("service records will be filed unsigned:", error);
-      return null;
-    });
-  }
+  if (ctx.user.role === "expert") state.signingKey = registerSigningKey(ctx);
   socket.on("queue:update", ({ authority_id: authorityId, queues }) => {
     if (state.role === "clerk") {
       // The push is not filtered for a clerk; re-read his office's lines and calls (a ticket

@@ -22,6 +22,12 @@ import {
   generateCallKey,
 } from "./document-crypto.js";
 
+// Who a document goes to when the sender picks nobody: the customer and the expert. An
+// interpreter only when picked; a device (the document camera) never: it only sends stills,
+// and the server refuses a document addressed to it.
+export const DEFAULT_RECIPIENT_ROLES = ["customer", "expert"];
+export const DEVICE_ROLES = ["document_camera"];
+
 const SEGMENT_BYTES = 4 << 20;
 const RETRIES = 5;
 const ACK_TIMEOUT_MS = 15000;
@@ -139,8 +145,22 @@ export class DocumentChannel extends EventTarget {
     return out;
   }
 
+  /** The attested role of a participant's key ("" when it has none). */
+  roleOf(pid) {
+    const bySuite = this.peers.get(pid);
+    const view = bySuite && Object.values(bySuite)[0];
+    return view ? view.role : "";
+  }
+
+  /** The people besides us who could be sent a document: never a device. */
+  people() {
+    return [...this.peers.keys()].filter(
+      (pid) => pid !== this.participantId && !DEVICE_ROLES.includes(this.roleOf(pid)));
+  }
+
+  /** The default recipients: the customer and the expert. */
   others() {
-    return [...this.peers.keys()].filter((pid) => pid !== this.participantId);
+    return this.people().filter((pid) => DEFAULT_RECIPIENT_ROLES.includes(this.roleOf(pid)));
   }
 
   suiteFor(recipients) {
@@ -151,7 +171,8 @@ export class DocumentChannel extends EventTarget {
   }
 
   /**
-   * Encrypt and upload a File/Blob (or {name, bytes}) to `recipients` (default: all others).
+   * Encrypt and upload a File/Blob (or {name, bytes}) to `recipients` (default: the
+   * customer and the expert, `others()`).
    * onProgress({phase: "encrypt"|"upload", fraction}); signal: AbortSignal to cancel.
    */
   async send(file, { recipients = null, onProgress = null, signal = null } = {}) {

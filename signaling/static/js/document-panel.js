@@ -6,9 +6,11 @@
 //   const panel = mountDocumentPanel(container, {socket, call, participantId, role});
 //   ...; panel.destroy();
 // role "customer" (kiosk) gets view + print; others (expert, interpreter) get view + save.
+// A document goes to the people ticked under "Recipients": the customer and the expert by
+// default, an interpreter only when ticked; a device (the document camera) is never listed.
 
 import { addStrings, language, onLanguageChange, t } from "./i18n.js";
-import { DocumentChannel } from "./document-channel.js";
+import { DEFAULT_RECIPIENT_ROLES, DocumentChannel } from "./document-channel.js";
 import { ALLOWED_TYPES } from "./document-crypto.js";
 
 const ERROR_CODES = [
@@ -59,6 +61,8 @@ const ERRORS = {
 const STRINGS = {
   fi: {
     "documents.title": "Asiakirjat",
+    "documents.to": "Vastaanottajat",
+    "documents.noneChosen": "Valitse vähintään yksi vastaanottaja.",
     "documents.choose": "Valitse tiedosto",
     "documents.send": "Lähetä",
     "documents.cancel": "Peruuta",
@@ -82,6 +86,8 @@ const STRINGS = {
   },
   sv: {
     "documents.title": "Dokument",
+    "documents.to": "Mottagare",
+    "documents.noneChosen": "Välj minst en mottagare.",
     "documents.choose": "Välj fil",
     "documents.send": "Skicka",
     "documents.cancel": "Avbryt",
@@ -105,6 +111,8 @@ const STRINGS = {
   },
   en: {
     "documents.title": "Documents",
+    "documents.to": "Recipients",
+    "documents.noneChosen": "Choose at least one recipient.",
     "documents.choose": "Choose a file",
     "documents.send": "Send",
     "documents.cancel": "Cancel",
@@ -151,6 +159,8 @@ const STYLE = `
 .document-panel .documents-verified, .document-panel .documents-delivery[data-verdict=received] { color: #1d6b2f; font-weight: 600; }
 .document-panel .documents-refused, .document-panel .documents-delivery[data-verdict=refused] { color: #a51d2d; font-weight: 600; }
 .document-panel .documents-actions { display: inline-flex; gap: .4rem; }
+.document-panel .documents-recipients { border: 1px solid #bbb; border-radius: .4rem; padding: .3rem .6rem; display: flex; flex-wrap: wrap; gap: .2rem 1rem; }
+.document-panel .documents-recipients label { display: inline-flex; gap: .4rem; align-items: center; min-height: 44px; }
 .document-panel .documents-codes code { font-size: 1.15rem; letter-spacing: .05em; }
 .document-panel .documents-viewer { position: fixed; inset: 2rem; background: #fff; z-index: 1000;
   border: 2px solid #333; display: grid; grid-template-rows: auto 1fr; gap: .5rem; padding: .5rem; }
@@ -206,6 +216,9 @@ export function mountDocumentPanel(container, { socket, call, role = "expert", d
   const cancelButton = el("button", { type: "button", class: "documents-cancel", "data-testid": "documents-cancel", hidden: "" });
   const progress = el("progress", { max: "1", value: "0", hidden: "", "data-testid": "documents-progress" });
   const hint = el("p", { class: "documents-hint" });
+  const recipientsLegend = el("legend", {});
+  const recipientsBox = el("fieldset", { class: "documents-recipients", "data-testid": "documents-recipients", hidden: "" },
+    recipientsLegend);
   const codesTitle = el("h4", {});
   const codes = el("ul", { class: "documents-codes", "data-testid": "documents-codes" });
   const receivedTitle = el("h4", {});
@@ -213,6 +226,7 @@ export function mountDocumentPanel(container, { socket, call, role = "expert", d
   const sentList = el("ul", { class: "documents-sent", "data-testid": "documents-sent" });
   const viewer = el("div", { class: "documents-viewer", hidden: "", role: "dialog", "aria-modal": "true" });
   const root = el("div", { class: "document-panel", lang: language() },
+    recipientsBox,
     el("div", { class: "documents-send-row" }, pickLabel, picker, sendButton, cancelButton),
     hint, progress, status, sentList, receivedTitle, list, codesTitle, codes, viewer);
   container.replaceChildren(root);
@@ -227,6 +241,7 @@ export function mountDocumentPanel(container, { socket, call, role = "expert", d
   text(cancelButton, "documents.cancel");
   text(receivedTitle, "documents.received");
   text(codesTitle, "documents.codes");
+  text(recipientsLegend, "documents.to");
   const emptyItem = el("li", { class: "documents-empty" });
   text(emptyItem, "documents.none");
   list.append(emptyItem);
@@ -234,6 +249,7 @@ export function mountDocumentPanel(container, { socket, call, role = "expert", d
   refreshHint();
   const stopLanguage = onLanguageChange(() => {
     for (const [node, key, vars] of texts) node.textContent = t(key, vars);
+    renderRecipients();
     root.lang = language();
   });
 
@@ -247,6 +263,31 @@ export function mountDocumentPanel(container, { socket, call, role = "expert", d
     cancelButton.hidden = true;
     progress.hidden = true;
     sendButton.disabled = !picker.files.length;
+  }
+
+  // The people a document may go to, each with a tick box: the customer and the expert are
+  // ticked at first, an interpreter is not; the sender's own choices stay while keys change.
+  const chosen = new Map();
+  const ROLE_LABELS = { customer: "common.video.customer", expert: "common.video.expert",
+                        interpreter: "common.video.interpreter" };
+  function renderRecipients() {
+    const boxes = [];
+    for (const pid of channel.people()) {
+      const role = channel.roleOf(pid);
+      if (!chosen.has(pid)) chosen.set(pid, DEFAULT_RECIPIENT_ROLES.includes(role));
+      const view = Object.values(channel.peers.get(pid))[0];
+      const box = el("input", { type: "checkbox", value: pid, "data-participant": pid, "data-role": role });
+      box.checked = chosen.get(pid);
+      box.addEventListener("change", () => chosen.set(pid, box.checked));
+      const label = ROLE_LABELS[role] ? `${t(ROLE_LABELS[role])}: ${view.name}` : view.name;
+      boxes.push(el("label", {}, box, el("span", {}, label)));
+    }
+    recipientsBox.replaceChildren(recipientsLegend, ...boxes);
+    recipientsBox.hidden = !boxes.length;
+  }
+
+  function recipients() {
+    return channel.people().filter((pid) => chosen.get(pid));
   }
 
   async function renderCodes() {
@@ -351,7 +392,7 @@ export function mountDocumentPanel(container, { socket, call, role = "expert", d
 
   const sentItems = new Map();
   channel.addEventListener("incoming", (e) => { queue.push(e.detail); drain(); });
-  channel.addEventListener("keys", () => renderCodes());
+  channel.addEventListener("keys", () => { renderRecipients(); renderCodes(); });
   // A receipt can arrive before our upload request has returned: keep it until the item exists.
   const verdicts = new Map();
   function showVerdicts(transferId) {
@@ -382,7 +423,13 @@ export function mountDocumentPanel(container, { socket, call, role = "expert", d
     text(status, "documents.sending", { name: file.name });
     setProgress(0);
     try {
+      const targets = recipients();
+      if (!targets.length) {
+        status.textContent = t("documents.noneChosen");
+        return;
+      }
       const sent = await channel.send(file, {
+        recipients: targets,
         signal: controller.signal,
         onProgress: (p) => setProgress(p.phase === "encrypt" ? p.fraction * 0.2 : 0.2 + p.fraction * 0.8),
       });
@@ -400,12 +447,13 @@ export function mountDocumentPanel(container, { socket, call, role = "expert", d
     }
   });
 
-  const ready = channel.start().then(() => { refreshHint(); return renderCodes(); })
+  const ready = channel.start().then(() => { refreshHint(); renderRecipients(); return renderCodes(); })
     .catch((error) => { status.textContent = errorText(error); throw error; });
 
   return {
     channel,
     ready,
+    recipients,
     destroy() {
       if (controller) controller.abort();
       stopLanguage && stopLanguage();
