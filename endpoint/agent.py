@@ -7,6 +7,13 @@ credential}`), learns of the office's current call (`flow:sync` after every conn
 relay is always the offerer, and the agent attaches its document track to the offered
 `document` transceiver (docs/signaling-events.md, docs/interfaces.md).
 
+It stays in the call across failures (README "The agent"): when its relay session fails
+(`RelayPeerClient` health: connection failed or closed under it, or nothing heard from the
+relay for a while) it joins the same call again with a fresh session, with backoff, until the
+call ends or another camera replaces it; after every socket.io (re)connect it syncs and joins
+again. The document track (camera, pipeline, rate control) lives as long as the call: each
+session sends a view of it (`SharedTrack`), so a rejoin reopens nothing.
+
 The media side (`DocumentPublisher`) knows nothing of socket.io: tests and the benchmark drive
 it straight against `media_relay.control.LocalRelay`.
 """
@@ -28,16 +35,38 @@ from document_camera.rate_control import RateController, RatePolicy
 from document_camera.sources import FrameSource
 from document_camera.stills import Still, StillSink, take_still
 from document_camera.track import DEFAULT_SIZE, DocumentTrack
-from media_relay.aiortc_client import RelayPeerClient
+from media_relay.aiortc_client import (
+    CONNECT_TIMEOUT,
+    DISCONNECTED_GRACE,
+    SILENCE_TIMEOUT,
+    FailureCallback,
+    RelayPeerClient,
+    SharedTrack,
+)
 
 logger = logging.getLogger(__name__)
 
 DOCUMENT_SOURCE = "document"
 STILL_REQUEST_EVENT = "document_camera:still"
 
+# outcomes of EndpointAgent._join
+JOINED = "joined"
+RETRY = "retry"  # not now (relay down, socket gone, timeout): try again later
+GONE = "gone"  # the call is not ours any more (ended, replaced, refused)
+# refusals worth another try; anything else (forbidden, conflict: the call ended…) is final
+TRANSIENT_CODES = frozenset({"unavailable", "internal", "rate_limited", "timeout", "disconnected"})
+# a session that stayed up this long ends a run of rejoins: the next failure rejoins at once
+STABLE_AFTER = 30.0
+
 
 class DocumentPublisher:
-    """One relay session publishing the document track (one per call)."""
+    """One relay session publishing the document track.
+
+    `shared`: the document track of an earlier session of the same call, sent again as it is
+    (camera, pipeline, rate control and the stills' last frame carry on); by default a new
+    track. Each session has its own encoder, so its first frame is a key frame.
+    `on_failure` and the timeouts: `RelayPeerClient`'s health watch.
+    """
 
     def __init__(
         self,
@@ -48,15 +77,28 @@ class DocumentPublisher:
         size: tuple[int, int] = DEFAULT_SIZE,
         policy: RatePolicy | None = None,
         on_notice: Callable[[Notice], None] | None = None,
+        shared: SharedTrack[DocumentTrack] | None = None,
+        on_failure: FailureCallback | None = None,
+        silence_timeout: float = SILENCE_TIMEOUT,
+        disconnected_grace: float = DISCONNECTED_GRACE,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         self.source = source
-        self.controller = RateController(policy)
-        self.track = DocumentTrack(
-            source, size=size, controller=self.controller, on_notice=on_notice)
+        if shared is None:
+            track = DocumentTrack(
+                source, size=size, controller=RateController(policy), on_notice=on_notice)
+            shared = SharedTrack(track)
+        self.shared = shared
+        self.track = shared.track
+        self.controller = self.track.controller
         self.encoder = DetailVp8Encoder(self.controller)
+        # what this session's sender holds: aiortc stops it when the session ends
+        self._view = shared.view()
         self.client = RelayPeerClient(
-            {DOCUMENT_SOURCE: self.track}, ice_servers=ice_servers,
-            host_addresses=host_addresses)
+            {DOCUMENT_SOURCE: self._view}, ice_servers=ice_servers,
+            host_addresses=host_addresses, on_failure=on_failure,
+            silence_timeout=silence_timeout, disconnected_grace=disconnected_grace,
+            connect_timeout=connect_timeout)
 
     async def handle_offer(self, offer: dict[str, Any]) -> str:
         """Apply a relay offer (first or renegotiation); returns the SDP answer."""
@@ -75,7 +117,7 @@ class DocumentPublisher:
         return sdp
 
     def _document_sender(self) -> RTCRtpSender | None:
-        track: MediaStreamTrack = self.track
+        track: MediaStreamTrack = self._view
         for transceiver in self.client.pc.getTransceivers():
             if transceiver.sender.track is track:
                 return transceiver.sender
@@ -89,9 +131,12 @@ class DocumentPublisher:
         return await take_still(frame, sink, image_format=image_format,
                                 source=self.source.description)
 
-    async def close(self) -> None:
+    async def close(self, *, keep_track: bool = False) -> None:
+        """End this session; the document track too unless `keep_track` (a rejoin)."""
         await self.client.close()
-        self.track.stop()
+        self._view.stop()
+        if not keep_track:
+            self.shared.stop()
 
 
 @dataclass
@@ -104,10 +149,24 @@ class AgentOptions:
     policy: RatePolicy = field(default_factory=RatePolicy)
     # Where stills go. None: into the current call through the encrypted document channel.
     still_sink: StillSink | None = None
+    # Call lifecycle: nothing heard from the relay for `media_silence` s makes the session
+    # "disconnected"; still so `disconnected_grace` s later, or failed/closed under us, or not
+    # connected `connect_timeout` s after joining: the agent joins the call again, at once and
+    # then after rejoin_delay, 2×, 4×… up to rejoin_delay_max between attempts.
+    media_silence: float = SILENCE_TIMEOUT
+    disconnected_grace: float = DISCONNECTED_GRACE
+    connect_timeout: float = CONNECT_TIMEOUT
+    rejoin_delay: float = 1.0
+    rejoin_delay_max: float = 5.0
+    # after the server itself closed the socket.io connection (python-socketio then does not
+    # reconnect by itself): first attempt after this, doubling up to reconnect_delay_max
+    reconnect_delay: float = 1.0
+    reconnect_delay_max: float = 10.0
 
 
 class EndpointAgent:
-    """Keeps the document camera in the office's current call, across calls and reconnects."""
+    """Keeps the document camera in the office's current call, across calls, reconnects and
+    failed relay sessions."""
 
     def __init__(self, options: AgentOptions, source: FrameSource) -> None:
         import aiohttp
@@ -120,15 +179,29 @@ class EndpointAgent:
         self._http = aiohttp.ClientSession()
         self.sio = socketio.AsyncClient(reconnection=True, reconnection_delay_max=10,
                                         http_session=self._http, handle_sigint=False)
+        # The call the camera belongs to: joined, or being joined again after a failure.
         self.call_id: int | None = None
         self.participant_id: str | None = None
+        # The current relay session (None while joining again).
         self.publisher: DocumentPublisher | None = None
         self.notices: list[Notice] = []
         self.joined = asyncio.Event()
+        # Lifecycle counters: joins of the same call after the first one, and why sessions
+        # failed (RelayPeerClient reasons), oldest first.
+        self.rejoins = 0
+        self.media_failures: list[str] = []
+        self._camera: SharedTrack[DocumentTrack] | None = None  # the call's document track
         self._lock = asyncio.Lock()
+        self._stopping = False
         self._stopped = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()
+        self._keeper: asyncio.Task[None] | None = None  # _keep_joined
+        self._streak = 0  # join attempts since the last session that stayed up
+        self._recovered_at = -STABLE_AFTER
+        self._reconnecter: asyncio.Task[None] | None = None
+        self._connection_lost: asyncio.Future[None] | None = None
         self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("call:started", self._on_call_started)
         self.sio.on("call:offer", self._on_call_offer)
         self.sio.on("call:ended", self._on_call_ended)
@@ -151,6 +224,11 @@ class EndpointAgent:
         await self._stopped.wait()
 
     async def stop(self) -> None:
+        self._stopping = True
+        for task in (self._keeper, self._reconnecter):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         async with self._lock:
             await self._drop_call(leave=True)
         await self.sio.shutdown()  # disconnects, or stops reconnection attempts
@@ -162,10 +240,14 @@ class EndpointAgent:
         """A full-resolution still of the page now, to the configured sink or into the call.
 
         Returns None (and logs why) when there is no call, no frame yet or nowhere to send.
+        Works while the relay session is being replaced too: stills do not go through it.
         """
-        publisher = self.publisher
-        if publisher is None:
+        camera = self._camera
+        if self.call_id is None or camera is None:
             logger.warning("no still: the document camera is not in a call")
+            return None
+        frame = camera.track.last_raw
+        if frame is None:
             return None
         sink = self.options.still_sink
         if sink is None:
@@ -173,7 +255,8 @@ class EndpointAgent:
         if sink is None:
             return None
         try:
-            return await publisher.take_still(sink, image_format)
+            return await take_still(frame, sink, image_format=image_format,
+                                    source=self.source.description)
         except Exception:  # the channel's errors: the clerk may retry, the call goes on
             logger.exception("the still could not be delivered")
             return None
@@ -204,24 +287,60 @@ class EndpointAgent:
     async def _on_connect(self) -> None:
         logger.info("connected to %s as endpoint %s; waiting for the office's call",
                     self.options.server, self.options.endpoint_id)
+        self._connection_lost = asyncio.get_running_loop().create_future()
         # After every connect and reconnect: what is the office's call now?
         # (Not awaited here: a socket.io handler must return before acks can arrive.)
-        task = asyncio.ensure_future(self._sync())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._sync())
+
+    async def _on_disconnect(self, reason: str = "") -> None:
+        lost, self._connection_lost = self._connection_lost, None
+        if lost is not None and not lost.done():
+            lost.set_result(None)  # acks still awaited will never come (_call)
+        logger.warning("disconnected from %s (%s)", self.options.server, reason or "?")
+        import socketio
+
+        # python-socketio reconnects by itself after a transport error, not when the server
+        # closed the connection (idle sweep, restart behind a proxy, a revoked credential):
+        # an unattended agent tries again itself (a revoked one is refused at connect).
+        if (reason == socketio.AsyncClient.reason.SERVER_DISCONNECT and not self._stopping
+                and (self._reconnecter is None or self._reconnecter.done())):
+            self._reconnecter = asyncio.ensure_future(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = self.options.reconnect_delay
+        while not self._stopping and not self.sio.connected:
+            await asyncio.sleep(delay)
+            if self._stopping or self.sio.connected:
+                return
+            try:
+                await self.start()
+            except Exception as exc:  # refused, unreachable, still disconnecting
+                logger.warning("connecting again failed (%s); next attempt in %.0f s", exc,
+                               min(delay * 2, self.options.reconnect_delay_max))
+                delay = min(delay * 2, self.options.reconnect_delay_max)
+            else:
+                logger.info("connected again after the server closed the connection")
 
     async def _sync(self) -> None:
-        try:
-            ack = await self._call("flow:sync", {})
-        except AgentError as exc:
-            logger.warning("flow:sync refused: %s", exc)
-            return
+        delay = self.options.rejoin_delay
+        while True:
+            try:
+                ack = await self._call("flow:sync", {})
+                break
+            except AgentError as exc:
+                logger.warning("flow:sync refused: %s", exc)
+                if not exc.transient or not self._socket_up() or self._stopping:
+                    return  # a new connection syncs again
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.options.rejoin_delay_max)
         call = ack.get("call")
         if call and call.get("status") == "active":
             # After a reconnect the server routes offers to the new socket only once it has
             # joined again: join even if the media is still up (the relay then replaces the
             # old session; subscribers' streams continue).
-            await self._join(int(call["id"]), rejoin=True)
+            call_id = int(call["id"])
+            if await self._join(call_id, rejoin=True) != GONE:
+                self._keep(call_id)
         else:
             async with self._lock:
                 await self._drop_call(leave=False)  # the call ended while we were away
@@ -229,7 +348,9 @@ class EndpointAgent:
     async def _on_call_started(self, data: dict[str, Any]) -> None:
         call = data.get("call") or {}
         if "id" in call:
-            await self._join(int(call["id"]))
+            call_id = int(call["id"])
+            if await self._join(call_id) != GONE:
+                self._keep(call_id)
 
     async def _on_call_offer(self, data: dict[str, Any]) -> None:
         async with self._lock:
@@ -254,12 +375,19 @@ class EndpointAgent:
 
     # -- joining
 
-    async def _join(self, call_id: int, *, rejoin: bool = False) -> None:
+    async def _join(self, call_id: int, *, rejoin: bool = False, only_current: bool = False
+                    ) -> str:
+        """Join `call_id` (again with `rejoin`: a fresh relay session for the same call).
+        `only_current`: only if it is still the camera's call (not ended or replaced
+        meanwhile). Returns JOINED, RETRY or GONE."""
         async with self._lock:
+            if self._stopping or (only_current and self.call_id != call_id):
+                return GONE
             if self.call_id == call_id and self.publisher is not None and not rejoin:
-                return
+                return JOINED
             stale: list[Any] = []
-            if self.call_id == call_id:
+            again = self.call_id == call_id
+            if again:
                 # The same call again: keep the old media up until the relay has replaced the
                 # session. Closing it first would tell the relay that we left, and a late
                 # "participant gone" could then mark the new session gone at the server.
@@ -267,48 +395,136 @@ class EndpointAgent:
                 self.publisher = self.channel = None
             else:
                 await self._drop_call(leave=self.call_id is not None)  # another call: leave it
+                self.call_id = call_id
+            self.joined.clear()
             try:
                 ack = await self._call("call:join",
                                        {"call_id": call_id, "device": "document_camera"})
             except AgentError as exc:
                 logger.warning("call:join %s refused: %s", call_id, exc)
-                self.call_id = self.participant_id = None
-                self.joined.clear()
-                return
+                if not exc.transient:
+                    await self._drop_call(leave=False)
+                    return GONE
+                return RETRY
             finally:
                 for item in stale:
-                    if item is not None:
+                    if isinstance(item, DocumentPublisher):
+                        await item.close(keep_track=True)
+                    elif item is not None:
                         await item.close()
+            if self._camera is None:
+                self._camera = SharedTrack(DocumentTrack(
+                    self.source, size=self.options.size,
+                    controller=RateController(self.options.policy), on_notice=self._on_notice))
+            publisher: DocumentPublisher | None = None
+
+            def on_failure(reason: str) -> None:
+                self._on_media_failure(publisher, reason)
+
             publisher = DocumentPublisher(
                 self.source, ice_servers=list(ack.get("ice_servers") or []),
-                host_addresses=self.options.host_addresses, size=self.options.size,
-                policy=self.options.policy, on_notice=self._on_notice)
+                host_addresses=self.options.host_addresses, shared=self._camera,
+                on_failure=on_failure, silence_timeout=self.options.media_silence,
+                disconnected_grace=self.options.disconnected_grace,
+                connect_timeout=self.options.connect_timeout)
             self.publisher = publisher
-            self.call_id = call_id
             self.participant_id = str(ack.get("participant_id"))
-            sdp = await publisher.handle_offer(ack["offer"])
             try:
+                sdp = await publisher.handle_offer(ack["offer"])
                 await self._call("call:answer", {"call_id": call_id, "sdp": sdp})
-            except AgentError as exc:
-                logger.warning("call:answer refused: %s", exc)
-                await self._drop_call(leave=True)
-                return
-            logger.info("document camera joined call %s as %s", call_id, self.participant_id)
+            except Exception as exc:
+                logger.warning("answering the offer of call %s failed: %s", call_id, exc)
+                if isinstance(exc, AgentError) and not exc.transient:
+                    await self._drop_call(leave=True)
+                    return GONE
+                self.publisher = None
+                await publisher.close(keep_track=True)
+                return RETRY
+            if again:
+                self.rejoins += 1
+            logger.info("document camera %s call %s as %s", "rejoined" if again else "joined",
+                        call_id, self.participant_id)
             self.joined.set()
+            return JOINED
+
+    def _on_media_failure(self, publisher: DocumentPublisher | None, reason: str) -> None:
+        """A RelayPeerClient gave up on its session (called once per session)."""
+        if publisher is None or publisher is not self.publisher or self.call_id is None:
+            return  # an old session, closed or replaced already
+        logger.warning("document camera: the relay session of call %s failed (%s); "
+                       "joining again", self.call_id, reason)
+        self.media_failures.append(reason)
+        self.joined.clear()
+        self._keep(self.call_id)
+
+    def _keep(self, call_id: int) -> None:
+        """Make sure `_keep_joined(call_id)` runs."""
+        if self._stopping:
+            return
+        if self._keeper is not None and not self._keeper.done():
+            return  # it looks at the current session each time round
+        if asyncio.get_running_loop().time() - self._recovered_at >= STABLE_AFTER:
+            self._streak = 0
+        self._keeper = asyncio.ensure_future(self._keep_joined(call_id))
+
+    def _backoff(self) -> float:
+        return float(min(self.options.rejoin_delay * 2 ** (self._streak - 1),
+                         self.options.rejoin_delay_max))
+
+    async def _keep_joined(self, call_id: int) -> None:
+        """Until the session of `call_id` is connected: wait for it, or (when there is none or
+        it failed) join again, at once the first time, then with backoff. Ends when the call
+        is no longer the camera's, and when the socket is down (its reconnect joins again)."""
+        loop = asyncio.get_running_loop()
+        try:
+            while not self._stopping and self.call_id == call_id:
+                publisher = self.publisher
+                if publisher is not None and not publisher.client.failed:
+                    if await publisher.client.wait_connected(self.options.connect_timeout + 1):
+                        if self.publisher is publisher:
+                            self._recovered_at = loop.time()
+                            return
+                    elif not publisher.client.failed:
+                        publisher.client.fail("connect_timeout")
+                    continue
+                if self._streak:
+                    delay = self._backoff()
+                    logger.info("joining call %s again in %.0f s", call_id, delay)
+                    await asyncio.sleep(delay)
+                    if self.publisher is not publisher:
+                        continue  # joined meanwhile (flow:sync after a reconnect)
+                if self._stopping or self.call_id != call_id:
+                    return
+                if not self._socket_up():
+                    logger.info("call %s: waiting for the connection to join again", call_id)
+                    return  # _on_connect → _sync joins
+                self._streak += 1
+                if await self._join(call_id, rejoin=True, only_current=True) == GONE:
+                    return
+        except Exception:
+            logger.exception("keeping the document camera in call %s failed", call_id)
 
     async def _drop_call(self, *, leave: bool) -> None:
         """Close this call's media; with `leave`, tell the server too. Caller holds the lock."""
         call_id, publisher, channel = self.call_id, self.publisher, self.channel
+        camera = self._camera
         self.call_id = None
         self.publisher = None
         self.participant_id = None
         self.channel = None
+        self._camera = None
+        self._streak = 0
         self.joined.clear()
+        keeper = self._keeper
+        if keeper is not None and keeper is not asyncio.current_task():
+            keeper.cancel()  # it waits (backoff, connecting) for a call that is not ours now
         if publisher is not None:
             await publisher.close()
+        if camera is not None:
+            camera.stop()
         if channel is not None:
             await channel.close()
-        if leave and call_id is not None and self.sio.connected:
+        if leave and call_id is not None and self._socket_up():
             try:
                 await self._call("call:leave", {"call_id": call_id})
             except AgentError as exc:
@@ -318,8 +534,39 @@ class EndpointAgent:
         self.notices.append(notice)
         logger.warning("document camera: %s (%s)", notice.text("en"), notice.detail)
 
+    def _socket_up(self) -> bool:
+        """Connected (from the connect event on: `sio.connected` turns true only later)."""
+        lost = self._connection_lost
+        return lost is not None and not lost.done()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _call(self, event: str, payload: dict[str, Any]) -> dict[str, Any]:
-        ack = await self.sio.call(event, payload, timeout=15)
+        """An acknowledged event; AgentError on refusal, timeout or a lost connection (the
+        ack of a call in flight then never comes: python-socketio drops its callbacks)."""
+        import socketio
+
+        lost = self._connection_lost
+        if lost is None or lost.done():
+            raise AgentError(event, {"code": "disconnected", "message": "not connected"})
+        call = asyncio.ensure_future(self.sio.call(event, payload, timeout=15))
+        try:
+            await asyncio.wait({call, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not call.done():
+                call.cancel()
+                await asyncio.gather(call, return_exceptions=True)
+        if call.cancelled():
+            raise AgentError(event, {"code": "disconnected", "message": "connection lost"})
+        try:
+            ack = call.result()
+        except socketio.exceptions.TimeoutError as exc:
+            raise AgentError(event, {"code": "timeout", "message": "no answer"}) from exc
+        except socketio.exceptions.SocketIOError as exc:
+            raise AgentError(event, {"code": "disconnected", "message": str(exc)}) from exc
         if not isinstance(ack, dict) or not ack.get("ok"):
             error = ack.get("error") if isinstance(ack, dict) else None
             raise AgentError(event, error or {"code": "internal", "message": repr(ack)})
@@ -331,3 +578,8 @@ class AgentError(Exception):
         super().__init__(f"{event}: {error.get('code')}: {error.get('message')}")
         self.event = event
         self.error = error
+
+    @property
+    def transient(self) -> bool:
+        """Worth trying again later (relay down, no connection, no answer)."""
+        return str(self.error.get("code")) in TRANSIENT_CODES

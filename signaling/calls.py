@@ -6,29 +6,41 @@ the relay (`services.relay`, the LocalRelay control API) for an offer; the relay
 come back through `CallRelayListener.on_offer` and go to the one socket that holds that
 participant's relay session (`CallSessions`). A participant joining again — reload, reconnect,
 second tab — replaces his previous relay session and socket.
+
+When a participant goes away — the relay reports his connection gone, he leaves, or the socket
+that held his relay session disconnects (`socket_lost`; not a socket replaced by a newer
+one) — his row gets `connected = False`, `disconnected_at` and `gone_reason`, and the call's
+room is told (`call:participants`). Joining again clears them. Calls whose expert does not
+come back, or that nobody is connected to, are ended by the watchdog in
+`signaling.call_watch`. Every way of ending a call goes through `end_call` (a conditional
+UPDATE on `status = 'active'`, so two enders never both win) and then `finish_call`.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from prometheus_client import Counter
 from pydantic import Field
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from signaling import rooms, secretary
 from signaling.db import utcnow
 from signaling.flow_common import (
     FlowError,
+    authority_code,
     call_id_of_room,
     call_room,
     call_view,
     conflict,
     forbidden,
     invalid,
+    iso,
     not_found,
     participant_id_for,
     participants_of,
@@ -40,6 +52,8 @@ from signaling.flow_models import (
     Call,
     CallParticipant,
     CallStatus,
+    EndReason,
+    GoneReason,
     InterpreterRequest,
     ParticipantRole,
     RequestStatus,
@@ -58,6 +72,12 @@ from signaling.protocol import (
 from signaling.services import Services
 
 log = logging.getLogger(__name__)
+
+# The relay's reasons for a departure (media_relay/room.py); anything else is reported as a
+# closed connection, so that clients only ever see the documented values.
+RELAY_GONE_REASONS = frozenset(
+    {GoneReason.TIMEOUT, GoneReason.ICE_FAILED, GoneReason.CONNECTION_CLOSED}
+)
 
 # What each kind of participant sends when it joins; more sources come with `call:publish`.
 PUBLISH_ON_JOIN: dict[str, list[str]] = {
@@ -164,22 +184,35 @@ async def create_call(session: AsyncSession, ticket: Ticket, expert: User, now: 
 
 
 async def end_call(
-    session: AsyncSession, call: Call, now: datetime, reason: str = "ended"
+    session: AsyncSession, call: Call, now: datetime, reason: str = EndReason.ENDED.value
 ) -> list[InterpreterRequest]:
     """Mark the call ended; returns the ringing interpreter requests it withdrew.
 
-    The caller has checked that the call is active and commits.
+    The caller has checked that the call is active and commits. The end itself is a
+    conditional UPDATE (`... WHERE status = 'active'`): when someone else (another process,
+    the watchdog, the expert at the same moment) ended it first, this raises `conflict`
+    reason `call_ended` and the caller's transaction must be rolled back.
     """
-    call.status = CallStatus.ENDED.value
-    call.ended_at = now
-    call.end_reason = reason
+    result = await session.execute(
+        update(Call)
+        .where(Call.id == call.id, Call.status == CallStatus.ACTIVE)
+        .values(status=CallStatus.ENDED.value, ended_at=now, end_reason=str(reason))
+        .execution_options(synchronize_session=False)
+    )
+    if int(getattr(result, "rowcount", 0) or 0) != 1:
+        raise conflict(f"call {call.id} has already ended", "call_ended")
+    set_committed_value(call, "status", CallStatus.ENDED.value)
+    set_committed_value(call, "ended_at", now)
+    set_committed_value(call, "end_reason", str(reason))
     if call.ticket_id is not None:
         ticket = await session.get(Ticket, call.ticket_id)
         if ticket is not None and ticket.status == TicketStatus.SERVING:
             ticket.status = TicketStatus.DONE.value
             ticket.finished_at = now
     for participant in await participants_of(session, call.id):
-        participant.connected = False
+        if participant.connected:
+            participant.connected = False
+            participant.disconnected_at = now
     ringing = list(
         (
             await session.execute(
@@ -269,6 +302,46 @@ async def _participant(session: AsyncSession, call_id: int, pid: str) -> CallPar
     return row.scalars().first()
 
 
+async def mark_gone(
+    session: AsyncSession, call_id: int, pid: str, reason: str, now: datetime
+) -> bool:
+    """The participant is not connected any more (the caller commits); False when he was not
+    connected anyway (then the first reason and time stand)."""
+    result = await session.execute(
+        update(CallParticipant)
+        .where(
+            CallParticipant.call_id == call_id,
+            CallParticipant.participant_id == pid,
+            CallParticipant.connected.is_(True),
+        )
+        .values(connected=False, disconnected_at=now, gone_reason=str(reason))
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+def requeue_expiry(call: Call, window_seconds: float) -> datetime | None:
+    """Until when the kiosk of a call that ended with `expert_lost` may take a new ticket at
+    the head of the line (None for other calls)."""
+    if call.end_reason != EndReason.EXPERT_LOST or call.ended_at is None:
+        return None
+    return call.ended_at + timedelta(seconds=window_seconds)
+
+
+async def requeue_offer(
+    session: AsyncSession, call: Call, window_seconds: float
+) -> dict[str, Any] | None:
+    """`{authority_code, language, expires_at}` of an `expert_lost` call, else None."""
+    expires = requeue_expiry(call, window_seconds)
+    if expires is None:
+        return None
+    return {
+        "authority_code": await authority_code(session, call.authority_id),
+        "language": call.language,
+        "expires_at": iso(expires),
+    }
+
+
 # --- relay sessions of this process -----------------------------------------------------------
 
 
@@ -327,12 +400,12 @@ class CallRelayListener:
         if call_id is None:
             return
         call_sessions(self.services).unbind(call_id, participant_id)
+        gone = reason if reason in RELAY_GONE_REASONS else GoneReason.CONNECTION_CLOSED.value
         async with self.services.sessions() as session:
-            row = await _participant(session, call_id, participant_id)
-            if row is None or not row.connected:
-                return
-            row.connected = False
+            changed = await mark_gone(session, call_id, participant_id, gone, utcnow())
             await session.commit()
+        if not changed:
+            return
         log.info("participant %s of %s gone: %s", participant_id, room_id, reason)
         await push_participants(self.services, call_id)
 
@@ -442,9 +515,13 @@ async def finish_call(
         call = await load_call(session, call_id)
         view = await call_view(session, call)
         active = await _count_active(session)
+        requeue = await requeue_offer(session, call, services.settings.requeue_window_seconds)
     metrics = flow_metrics(services)
     if metrics is not None:
         metrics.active_calls.set(active)
+    ended_counter = services.extras.get("calls_ended_total")
+    if isinstance(ended_counter, Counter):
+        ended_counter.labels(str(reason)).inc()
     relay = services.relay
     if relay is not None:
         try:
@@ -452,7 +529,9 @@ async def finish_call(
         except Exception:
             log.exception("relay could not close room %s", call.room_id)
     call_sessions(services).drop_call(call_id)
-    payload = {"call_id": call_id, "reason": reason, "call": view}
+    payload: dict[str, Any] = {"call_id": call_id, "reason": str(reason), "call": view}
+    if requeue is not None and reason == EndReason.EXPERT_LOST:
+        payload["requeue"] = requeue
     sio = services.sio
     targets = [call_room(call_id)]
     if call.endpoint_id is not None:
@@ -528,15 +607,29 @@ async def join_call(ctx: EventContext, data: JoinPayload) -> dict[str, Any]:
     if previous is not None:
         await services.sio.emit("call:replaced", {"call_id": call.id}, to=previous)
         await services.sio.leave_room(previous, call_room(call.id))
-    await services.sio.enter_room(ctx.sid, call_room(call.id))
     async with services.sessions() as session:
-        row = await _participant(session, call.id, pid)
-        if row is not None:
-            row.connected = True
-            if row.joined_at is None:
-                row.joined_at = utcnow()
-        await session.commit()
-        view = await call_view(session, await load_call(session, call.id))
+        current = await load_call(session, call.id)
+        still_active = current.status == CallStatus.ACTIVE
+        if still_active:
+            row = await _participant(session, call.id, pid)
+            if row is not None:
+                row.connected = True
+                row.disconnected_at = None
+                row.gone_reason = None
+                if row.joined_at is None:
+                    row.joined_at = utcnow()
+            await session.commit()
+            view = await call_view(session, current)
+    if not still_active:
+        # Ended (e.g. by the watchdog) while the relay was making the offer: the join must
+        # not leave him alone in a relay room that finish_call has already closed.
+        sessions.unbind(call.id, pid, ctx.sid)
+        try:
+            await relay.close_room(room_id)
+        except Exception:
+            log.exception("relay could not close room %s", room_id)
+        raise conflict(f"call {call.id} has ended", "call_ended")
+    await services.sio.enter_room(ctx.sid, call_room(call.id))
     await push_participants(services, call.id)
     return {
         "call": view,
@@ -602,9 +695,13 @@ async def leave_call(ctx: EventContext, data: CallRef) -> dict[str, Any]:
             device = "document_camera" if bound and bound[0].startswith("doccam-") else "kiosk"
         participant = await participant_for(session, call, ctx.principal, device)
         pid = participant.participant_id
-        participant.connected = False
+        now = utcnow()
+        if participant.connected or participant.role == ParticipantRole.INTERPRETER:
+            participant.connected = False
+            participant.disconnected_at = now
+            participant.gone_reason = GoneReason.LEFT.value
         if participant.role == ParticipantRole.INTERPRETER:
-            participant.left_at = utcnow()
+            participant.left_at = now
         await session.commit()
     call_sessions(services).unbind(call.id, pid)
     await services.sio.leave_room(ctx.sid, call_room(call.id))
@@ -617,34 +714,65 @@ async def leave_call(ctx: EventContext, data: CallRef) -> dict[str, Any]:
     return {}
 
 
-@on_event("call:end", CallRef, roles={Role.EXPERT, Role.ADMIN})
+@on_event("call:end", CallRef, roles={Role.EXPERT, Role.ADMIN, Role.ENDPOINT})
 async def end_call_event(ctx: EventContext, data: CallRef) -> dict[str, Any]:
-    """The expert ends his call; an administrator may end any (a call left open by a
-    crashed console would otherwise stay "active" in the live view)."""
+    """The expert ends his call; the call's own kiosk too (the customer's "End call", always
+    on the call screen); an administrator may end any (a call left open by a crashed console
+    would otherwise stay "active" in the live view)."""
     services = ctx.services
-    by_admin = ctx.principal.role == Role.ADMIN
-    reason = "ended_by_admin" if by_admin else "ended"
+    principal = ctx.principal
+    if principal.role == Role.ADMIN:
+        reason = EndReason.ENDED_BY_ADMIN.value
+    elif principal.role == Role.ENDPOINT:
+        reason = EndReason.ENDED_BY_CUSTOMER.value
+    else:
+        reason = EndReason.ENDED.value
     async with services.sessions() as session:
         call = await load_call(session, data.call_id)
-        if not by_admin and call.expert_id != ctx.principal.id:
+        if principal.role == Role.EXPERT and call.expert_id != principal.id:
             raise forbidden(f"call {call.id} is not yours", "not_your_call")
+        if principal.role == Role.ENDPOINT and call.endpoint_id != principal.id:
+            raise forbidden(f"call {call.id} is not this kiosk's", "not_your_call")
         if call.status != CallStatus.ACTIVE:
             raise conflict(f"call {call.id} has already ended", "call_ended")
         withdrawn = await end_call(session, call, utcnow(), reason)
         ids = [r.id for r in withdrawn]
         await session.commit()
+    log.info("call %s ended by %s %s: %s", call.id, principal.kind, principal.id, reason)
     view = await finish_call(services, call.id, ids, reason)
     return {"call": view}
 
 
 async def _forget_socket(services: Services, sid: str, _principal: Principal) -> None:
-    # The relay notices the lost peer connection by itself; only stop routing offers here.
+    """The socket holding a participant's relay session went away: he is gone
+    (`socket_lost`) until he joins again. A socket whose session was taken over by a newer
+    one holds nothing any more (`CallSessions.bind`), so a replaced tab closing changes
+    nothing. The relay session itself is left to the relay (it notices a dead peer
+    connection by itself, and a rejoin replaces it)."""
     sessions = call_sessions(services)
-    for call_id, pid in sessions.of_sid(sid):
+    held = sessions.of_sid(sid)
+    for call_id, pid in held:
         sessions.unbind(call_id, pid, sid)
+    changed: list[tuple[int, str]] = []
+    if held:
+        now = utcnow()
+        async with services.sessions() as session:
+            for call_id, pid in held:
+                if await mark_gone(session, call_id, pid, GoneReason.SOCKET_LOST, now):
+                    changed.append((call_id, pid))
+            await session.commit()
+    for call_id, pid in changed:
+        log.info("participant %s of call %s gone: socket_lost", pid, call_id)
+        await push_participants(services, call_id)
 
 
 def setup(_app: Any, services: Services) -> None:
+    services.extras["calls_ended_total"] = Counter(
+        "etapalvelu_calls_ended_total",
+        "Calls ended, by end reason",
+        ["reason"],
+        registry=services.metrics.registry,
+    )
     services.connections.on_disconnect(_forget_socket)
     if services.relay is not None:
         listener = CallRelayListener(services)

@@ -102,6 +102,16 @@ class Settings(BaseSettings):
     # Estimated wait when an authority has no recent calls to average over.
     default_service_minutes: int = Field(8, ge=1, le=240)
 
+    # Calls that lose people (signaling/call_watch.py, every `call_watch_interval` seconds):
+    # a call whose expert has not been connected for `expert_return_seconds` ends
+    # ("expert_lost") and its kiosk may take a new ticket at the head of the same line within
+    # `requeue_window_seconds`; a call nobody is connected to for `empty_call_seconds` ends
+    # ("abandoned").
+    expert_return_seconds: float = Field(60.0, gt=0, le=24 * 3600)
+    empty_call_seconds: float = Field(30.0, gt=0, le=24 * 3600)
+    requeue_window_seconds: float = Field(600.0, gt=0, le=24 * 3600)
+    call_watch_interval: float = Field(1.0, gt=0, le=600)
+
     @field_validator("ice_addresses")
     @classmethod
     def _addresses_are_ips(cls, value: list[str]) -> list[str]:

@@ -18,6 +18,7 @@ FEATURE_MODULES: list[str] = [
     "signaling.queues",
     "signaling.appointments",
     "signaling.calls",
+    "signaling.call_watch",
     "signaling.still_requests",
     "signaling.interpreters",
     "signaling.service_log",

@@ -320,6 +320,9 @@ def participant_view(participant: CallParticipant) -> dict[str, Any]:
         "spotlight": sign and participant.left_at is None,
         "connected": participant.connected,
         "left": participant.left_at is not None,
+        # Why and since when he is not connected (null while connected, or never joined).
+        "gone_reason": None if participant.connected else participant.gone_reason,
+        "disconnected_at": None if participant.connected else iso(participant.disconnected_at),
     }
 
 

@@ -1,7 +1,8 @@
 """Tables of the service flow: tickets, appointments, calls, participants, interpreter requests
 and the service log (apudiaari).
 
-Created by `signaling/migrations/versions/0002_service_flow.py`; keep the two in step.
+Created by `signaling/migrations/versions/0002_service_flow.py` (and altered by later
+revisions, e.g. 0003_call_lifecycle); keep them in step.
 History rows (tickets, calls, log entries) point at people and kiosks with `SET NULL` so that
 removing a user or an endpoint never rewrites history; the service log carries names in its
 records anyway.
@@ -59,6 +60,28 @@ class ParticipantRole(StrEnum):
     EXPERT = "expert"
     INTERPRETER = "interpreter"
     DOCUMENT_CAMERA = "document_camera"
+
+
+class GoneReason(StrEnum):
+    """Why a participant is not connected (`Participant.gone_reason`)."""
+
+    TIMEOUT = "timeout"  # the relay heard nothing from him
+    ICE_FAILED = "ice_failed"
+    CONNECTION_CLOSED = "connection_closed"
+    LEFT = "left"  # call:leave
+    SOCKET_LOST = "socket_lost"  # the socket holding his relay session went away
+
+
+class EndReason(StrEnum):
+    """`Call.end_reason` and the `reason` of the `call:ended` push."""
+
+    ENDED = "ended"  # by the expert
+    ENDED_BY_ADMIN = "ended_by_admin"
+    ENDED_BY_CUSTOMER = "ended_by_customer"  # the kiosk's "End call"
+    TRANSFERRED = "transferred"
+    OFFICE_DISABLED = "office_disabled"
+    EXPERT_LOST = "expert_lost"  # the expert did not return in time (call watchdog)
+    ABANDONED = "abandoned"  # nobody was connected (call watchdog)
 
 
 class RequestStatus(StrEnum):
@@ -156,6 +179,8 @@ class Call(Base):
     end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     # Sequence number of the filed service record in the log (None until filed).
     record_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The ticket the kiosk took with `ticket:requeue` after an `expert_lost` end (one per call).
+    requeue_ticket_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class CallParticipant(Base):
@@ -178,6 +203,10 @@ class CallParticipant(Base):
     connected: Mapped[bool] = mapped_column(Boolean, default=False)
     # An interpreter who left for good (he needs a new request to come back).
     left_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When and why he stopped being connected (GoneReason); both cleared when he joins again.
+    # The call watchdog (signaling/call_watch.py) counts from `disconnected_at`.
+    disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    gone_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class InterpreterRequest(Base):

@@ -189,6 +189,9 @@ async def accept_request(
     else:
         existing.left_at = None
         existing.connected = False
+        # back in the call: no longer "left" (the watchdog counts from his join, not before)
+        existing.gone_reason = None
+        existing.disconnected_at = None
         existing.language = request.language
     await session.commit()
     fresh = await session.get(InterpreterRequest, request_id, populate_existing=True)

@@ -132,8 +132,27 @@ async def vendor(request: web.Request) -> web.StreamResponse:
     return file_response(path, cache=True)
 
 
+# The product's mark (two speech bubbles, the service's blue), so that no page asks in vain.
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64">'
+    '<rect width="64" height="64" rx="12" fill="#003580"/>'
+    '<path d="M12 14h28a6 6 0 0 1 6 6v12a6 6 0 0 1-6 6H24l-8 8v-8h-4a6 6 0 0 1-6-6V20'
+    'a6 6 0 0 1 6-6z" fill="#fff"/>'
+    '<path d="M50 26h2a6 6 0 0 1 6 6v10a6 6 0 0 1-6 6h-2v7l-7-7H32a6 6 0 0 1-6-6v-2h14'
+    'a10 10 0 0 0 10-10z" fill="#8fb8ff"/></svg>'
+)
+
+
+async def favicon(_request: web.Request) -> web.Response:
+    return web.Response(
+        text=FAVICON, content_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
+    )
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", landing)
+    app.router.add_get("/favicon.ico", favicon)
+    app.router.add_get("/favicon.svg", favicon)
     for route, (path, title) in PAGES.items():
         app.router.add_get(route, _page(path, title))
     for prefix, root in STATIC_DIRS.items():

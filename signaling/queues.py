@@ -5,6 +5,11 @@ appointment's its booked time (signaling/appointments.py), a transferred custome
 key. Taking a ticket is a conditional UPDATE (`... WHERE status = 'waiting'`): on SQLite the
 second writer waits for the first's lock and then matches no row, on PostgreSQL it waits for
 the row lock and re-checks the condition — either way exactly one expert wins.
+
+When a call ends because its expert did not come back (`expert_lost`, signaling/call_watch.py)
+the kiosk may take, once and within `requeue_window_seconds`, a new ticket in the same line
+that keeps the original ticket's `queued_at` and `queue_key` (`ticket:requeue`): the customer
+is at the head of the line again, ahead of everyone who came after him.
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ from signaling.calls import (
     create_call,
     end_call,
     finish_call,
+    requeue_expiry,
+    requeue_offer,
 )
 from signaling.db import utcnow
 from signaling.flow_common import (
     LANGUAGE_PATTERN,
+    FlowError,
     authority_code,
     authority_view,
     call_view,
@@ -44,7 +52,7 @@ from signaling.flow_common import (
     ticket_number,
     ticket_view,
 )
-from signaling.flow_models import Call, CallStatus, Ticket, TicketKind, TicketStatus
+from signaling.flow_models import Call, CallStatus, EndReason, Ticket, TicketKind, TicketStatus
 from signaling.models import Authority, User
 from signaling.protocol import EventContext, EventModel, Principal, Role, on_event
 from signaling.services import Services
@@ -357,6 +365,87 @@ async def transfer_ticket(
     return old, new, call.id if call is not None else None, withdrawn
 
 
+async def requeue_ticket(
+    session: AsyncSession, kiosk: Principal, call_id: int, now: datetime, window_seconds: float
+) -> Ticket:
+    """After its expert was lost, the call's kiosk takes a new ticket in the same line with the
+    original ticket's `queued_at` and `queue_key` (committed here). At most once per call:
+    `calls.requeue_ticket_id` is claimed with a conditional UPDATE."""
+    call = await session.get(Call, call_id)
+    if call is None:
+        raise not_found(f"no call {call_id}")
+    if call.endpoint_id is None or call.endpoint_id != kiosk.id:
+        raise forbidden(f"call {call_id} is not this kiosk's", "not_your_call")
+    original = await session.get(Ticket, call.ticket_id) if call.ticket_id is not None else None
+    expires = requeue_expiry(call, window_seconds)
+    if call.status != CallStatus.ENDED or expires is None or original is None:
+        raise conflict(f"call {call_id} did not end by losing its expert", "not_requeueable")
+    if call.requeue_ticket_id is not None:
+        raise conflict(f"call {call_id} was already requeued", "already_requeued")
+    if now > expires:
+        raise conflict("the time to take a new ticket for this call has passed", "expired")
+    authority = await session.get(Authority, original.authority_id)
+    if authority is None or not authority.enabled:
+        raise conflict("that line is closed", "not_requeueable")
+    try:
+        await check_endpoint_free(session, kiosk.id)
+    except FlowError as exc:
+        raise conflict("this kiosk already has a ticket or a call", "has_ticket") from exc
+    ticket = Ticket(
+        authority_id=original.authority_id,
+        office_id=original.office_id,
+        endpoint_id=kiosk.id,
+        language=original.language,
+        kind=original.kind,
+        appointment_id=original.appointment_id,
+        # Anyone of the authority may serve him now: the booked expert is the one who was lost.
+        expert_id=None,
+        status=TicketStatus.WAITING.value,
+        queued_at=original.queued_at,
+        queue_key=original.queue_key,
+        created_at=now,
+    )
+    session.add(ticket)
+    await session.flush()
+    claimed = await session.execute(
+        update(Call)
+        .where(Call.id == call_id, Call.requeue_ticket_id.is_(None))
+        .values(requeue_ticket_id=ticket.id)
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(claimed) != 1:
+        await session.rollback()
+        raise conflict(f"call {call_id} was already requeued", "already_requeued")
+    await session.commit()
+    return ticket
+
+
+async def requeue_offer_of_endpoint(
+    session: AsyncSession, endpoint_id: int, now: datetime, window_seconds: float
+) -> dict[str, Any] | None:
+    """The open `ticket:requeue` offer of this kiosk (its last call lost its expert, the
+    window is open, it was not requeued, the kiosk has no ticket or call now), or None."""
+    last = (
+        await session.execute(
+            select(Call)
+            .where(Call.endpoint_id == endpoint_id, Call.status == CallStatus.ENDED)
+            .order_by(Call.ended_at.desc(), Call.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if last is None or last.end_reason != EndReason.EXPERT_LOST:
+        return None
+    expires = requeue_expiry(last, window_seconds)
+    if last.requeue_ticket_id is not None or expires is None or now > expires:
+        return None
+    if await waiting_ticket_of_endpoint(session, endpoint_id) is not None:
+        return None
+    if await active_call_of_endpoint(session, endpoint_id) is not None:
+        return None
+    offer = await requeue_offer(session, last, window_seconds)
+    return {"call_id": last.id, **offer} if offer is not None else None
+
+
 async def queue_views(
     session: AsyncSession,
     authority_ids: Iterable[int] | None,
@@ -484,6 +573,10 @@ class Transfer(EventModel):
     language: str | None = Field(default=None, pattern=LANGUAGE_PATTERN)
 
 
+class CallRef(EventModel):
+    call_id: int = Field(gt=0)
+
+
 class Empty(EventModel):
     pass
 
@@ -514,6 +607,25 @@ async def ticket_cancel(ctx: EventContext, data: TicketRef) -> dict[str, Any]:
         await session.commit()
         view = await ticket_view(session, ticket)
     await publish_queue_change(services, ticket.authority_id, [ticket.office_id])
+    return {"ticket": view}
+
+
+@on_event("ticket:requeue", CallRef, roles={Role.ENDPOINT})
+async def ticket_requeue(ctx: EventContext, data: CallRef) -> dict[str, Any]:
+    """The kiosk's "new ticket" after a call ended with `expert_lost`: the customer keeps his
+    place at the head of the same line."""
+    services = ctx.services
+    window = services.settings.requeue_window_seconds
+    async with services.sessions() as session:
+        ticket = await requeue_ticket(session, ctx.principal, data.call_id, utcnow(), window)
+        ticket_id, authority_id, office_id = ticket.id, ticket.authority_id, ticket.office_id
+    log.info("call %s requeued as ticket %s", data.call_id, ticket_id)
+    await services.sio.enter_room(ctx.sid, rooms.endpoint(ctx.principal.id))
+    await publish_queue_change(services, authority_id, [office_id])
+    async with services.sessions() as session:
+        fresh = await session.get(Ticket, ticket_id)
+        assert fresh is not None
+        view = await ticket_state(session, fresh, utcnow(), default_seconds(services))
     return {"ticket": view}
 
 
@@ -623,6 +735,10 @@ async def flow_sync(ctx: EventContext, _data: Empty) -> dict[str, Any]:
                 "call": await call_view(session, call) if call else None,
                 "authorities": [authority_view(a) for a in authorities],
                 "secretary_alert": open_alert_of_endpoint(services, principal.id),
+                # The `ticket:requeue` still open to this kiosk (its expert was lost).
+                "requeue": await requeue_offer_of_endpoint(
+                    session, principal.id, now, services.settings.requeue_window_seconds
+                ),
             }
         user_call = await active_call_of_user(session, principal.id)
         call_data = await call_view(session, user_call) if user_call else None

@@ -61,6 +61,10 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # alembic announces every plugin it loads; the migrations themselves stay visible.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # aioice logs every candidate pair of every call at INFO: the operator's terminal was
+    # mostly that. Its warnings still show.
+    if level > logging.DEBUG:
+        logging.getLogger("aioice").setLevel(logging.WARNING)
     try:
         asyncio.run(_serve(settings, demo=bool(args.demo), ssl_context=ssl_context))
     except OSError as exc:

@@ -285,3 +285,12 @@ async def test_oversized_body_is_refused(
     ) as response:
         assert response.status == 413
         assert (await response.json())["error"]["code"] == "too_large"
+
+
+async def test_favicon_is_served(live_service: LiveService, http: aiohttp.ClientSession) -> None:
+    # Browsers ask for it on every page; a 404 there filled the console with errors.
+    for path in ("/favicon.ico", "/favicon.svg"):
+        async with http.get(f"{live_service.base_url}{path}") as response:
+            assert response.status == 200
+            assert response.content_type == "image/svg+xml"
+            assert (await response.text()).startswith("<svg")

@@ -2,6 +2,15 @@
 // Events: docs/signaling-events.md. State lives on the server; after every (re)connect
 // `flow:sync` tells the kiosk whether it has a waiting ticket or a running call, so a reload
 // lands on the same screen and rejoins the same call.
+//
+// Failures during a call: after a socket.io reconnect the kiosk joins the call again
+// (CallMedia.rejoin; the server dropped the old socket's relay session), and CallMedia joins
+// again by itself when the peer connection fails. The expert's tile never shows a frozen
+// frame without a word: it says when our own connection is down, when the expert left the
+// call (the server's `call:participants`) and when his picture stopped arriving
+// (call-notices.js). The customer can end the call himself ("Lopeta puhelu", confirmed); when
+// the expert does not come back (`call:ended` reason `expert_lost`) he keeps his turn at the
+// head of the line (`ticket:requeue`).
 
 import {
   addStrings, applyTranslations, language, languageName, localName, mountLanguageSwitcher,
@@ -11,6 +20,7 @@ import { connect, request } from "/static/console/js/session.js";
 import { CallMedia, openCamera } from "/static/console/js/call-media.js";
 import { mountDocumentPanel } from "/static/console/js/documents.js";
 import { participantListElement, renderParticipantList } from "/static/common/js/participant-list.js";
+import { renderTileNotice, tileNotice } from "/static/common/js/call-notices.js";
 import { KIOSK_STRINGS } from "./strings.js";
 
 addStrings(KIOSK_STRINGS);
@@ -20,6 +30,8 @@ const SERVICE_LANGUAGES = { fi: ["fin", "swe", "eng"], sv: ["swe", "fin", "eng"]
                             en: ["eng", "fin", "swe"] };
 // The thank-you screen stays long enough to read slowly before going back to the start.
 const ENDED_SCREEN_SECONDS = 45;
+// "The expert did not come back" waits longer for a decision, but not past the offer's expiry.
+const LOST_SCREEN_SECONDS = 120;
 const UI_LANGUAGE_OF = { fin: "fi", swe: "sv", eng: "en" };
 
 const state = {
@@ -35,6 +47,8 @@ const state = {
   camera: null,
   endedTimer: null,
   documentPanel: null,
+  lost: null, // {callId, requeue} while the "expert did not come back" screen is up
+  dismissedLost: null, // the call whose offer went back to the start screen unused
 };
 window.__etapalvelu = window.__etapalvelu || {};
 window.__etapalvelu.kiosk = state;
@@ -351,7 +365,8 @@ function onTrack(info) {
 
 function onTrackRemoved(info) {
   const audio = audioElements.get(info.mid);
-  if (audio) {
+  // After a rejoin the same mid may already carry the new connection's track.
+  if (audio && (!audio.srcObject || audio.srcObject.getTracks().includes(info.track))) {
     audio.srcObject = null;
     audio.remove();
     audioElements.delete(info.mid);
@@ -373,20 +388,27 @@ function onQuality(level) {
 
 async function enterCall(call) {
   if (state.endedTimer) clearTimeout(state.endedTimer);
+  state.endedTimer = null;
+  state.lost = null;
   state.call = call;
   state.participants = call.participants || [];
   renderParticipants();
   show("call");
+  renderNotices();
   const camera = await prepareCamera();
+  if (!state.call || state.call.id !== call.id) return; // ended while the camera opened
   if (!state.media) {
     state.media = new CallMedia(state.socket, camera, {
-      callbacks: { onTrack, onTrackRemoved, onQuality },
+      callbacks: {
+        onTrack, onTrackRemoved, onQuality, onJoined,
+        onState: renderNotices,
+        onRemoteMedia: renderNotices,
+        onJoinRefused: () => sync().catch(() => {}),
+      },
     });
   }
   try {
     await state.media.join(call.id);
-    renderParticipants();
-    mountDocuments(call);
   } catch (error) {
     if (error.code === "conflict") {
       endCall();
@@ -394,6 +416,123 @@ async function enterCall(call) {
     }
     console.error("call:join failed", error);
     setStatus(t("kiosk.error.unavailable"), "error");
+  }
+}
+
+/** After every successful call:join, the first and each rejoin. */
+function onJoined() {
+  if (!state.call) return;
+  renderParticipants();
+  mountDocuments(state.call);
+  renderNotices();
+}
+
+/** The notices over the video tiles (call-notices.js). */
+function renderNotices() {
+  const expertTile = $("tile-expert");
+  const interpreterTile = $("tile-interpreter");
+  if (!state.call) {
+    renderTileNotice(expertTile, null);
+    renderTileNotice(interpreterTile, null);
+    return;
+  }
+  const media = state.media;
+  const socketDown = !state.socket || !state.socket.connected;
+  const selfDown = socketDown || Boolean(media && media.state === "reconnecting");
+  const expert = state.participants.find((p) => p.role === "expert");
+  const expertId = (expert && expert.participant_id) || expertTile.dataset.participant;
+  renderTileNotice(expertTile, tileNotice({
+    selfDown, participant: expert, role: "expert",
+    media: media && expertId ? media.remoteMedia(expertId) : null,
+  }));
+  const interpreter = state.participants.find((p) => p.role === "interpreter" && !p.left);
+  renderTileNotice(interpreterTile, interpreter && !selfDown ? tileNotice({
+    participant: interpreter, role: "interpreter",
+    media: media ? media.remoteMedia(interpreter.participant_id) : null,
+  }) : null);
+}
+
+// ---- ending the call at the kiosk ---------------------------------------------------------
+
+function askEndCall() {
+  if (!state.call) return;
+  const dialog = $("end-call-dialog");
+  if (!dialog.open) dialog.showModal();
+  $("end-call-no").focus();
+}
+
+function closeEndDialog() {
+  const dialog = $("end-call-dialog");
+  if (dialog && dialog.open) dialog.close();
+}
+
+async function confirmEndCall() {
+  closeEndDialog();
+  if (!state.call) return;
+  const callId = state.call.id;
+  try {
+    await request(state.socket, "call:end", { call_id: callId });
+    if (state.call && state.call.id === callId) endCall("ended_by_customer");
+  } catch (error) {
+    if (error.reason === "call_ended") {
+      if (state.call && state.call.id === callId) endCall("ended");
+      return;
+    }
+    console.error("call:end failed", error);
+    setStatus(t("kiosk.call.endFailed"), "error");
+    setTimeout(() => {
+      if ($("status").textContent === t("kiosk.call.endFailed")) setStatus("");
+    }, 8000);
+  }
+}
+
+// ---- the expert did not come back ----------------------------------------------------------
+
+function showLost(call, requeue) {
+  state.lost = { callId: call.id, requeue: requeue || null };
+  const error = $("lost-error");
+  error.hidden = true;
+  error.removeAttribute("data-i18n");
+  const button = $("lost-requeue");
+  button.hidden = false;
+  button.disabled = false;
+  show("lost");
+  const expiresIn = requeue && requeue.expires_at
+    ? Date.parse(requeue.expires_at) - Date.now() : Number.POSITIVE_INFINITY;
+  const wait = Math.max(5000, Math.min(LOST_SCREEN_SECONDS * 1000, expiresIn || 0));
+  state.endedTimer = setTimeout(goToStart, wait);
+}
+
+function lostError(key) {
+  const error = $("lost-error");
+  error.dataset.i18n = key; // follows a language switch
+  error.textContent = t(key);
+  error.hidden = false;
+}
+
+async function requeue() {
+  const lost = state.lost;
+  if (!lost) return goToStart();
+  const button = $("lost-requeue");
+  button.disabled = true;
+  try {
+    const ack = await request(state.socket, "ticket:requeue", { call_id: lost.callId });
+    state.lost = null;
+    showTicket(ack.ticket);
+  } catch (error) {
+    button.disabled = false;
+    if (["already_requeued", "has_ticket"].includes(error.reason)) {
+      // Done already (another press, a reload): the server knows the ticket.
+      state.lost = null;
+      await sync().catch(() => {});
+      return;
+    }
+    if (["expired", "not_requeueable"].includes(error.reason)) {
+      button.hidden = true;
+      lostError("kiosk.lost.expired");
+    } else {
+      lostError("kiosk.lost.failed");
+    }
   }
 }
 
@@ -405,7 +544,9 @@ function mountDocuments(call) {
   });
 }
 
-function endCall() {
+function endCall(reason = "ended", { requeue: offer = null } = {}) {
+  const endedCall = state.call;
+  closeEndDialog();
   if (state.media) state.media.close();
   state.media = null;
   if (state.documentPanel && state.documentPanel.destroy) state.documentPanel.destroy();
@@ -421,6 +562,14 @@ function endCall() {
   state.call = null;
   state.ticket = null;
   state.participants = [];
+  renderNotices();
+  if (state.endedTimer) clearTimeout(state.endedTimer);
+  state.endedTimer = null;
+  if (reason === "expert_lost" && endedCall) {
+    showLost(endedCall, offer);
+    return;
+  }
+  // Ended by the expert or the customer, abandoned, ended by the office: thanks.
   show("ended");
   state.endedTimer = setTimeout(goToStart, ENDED_SCREEN_SECONDS * 1000);
 }
@@ -428,6 +577,9 @@ function endCall() {
 function goToStart() {
   if (state.endedTimer) clearTimeout(state.endedTimer);
   state.endedTimer = null;
+  // Once the screen went back to the start, the offer is not shown to the next customer.
+  if (state.lost) state.dismissedLost = state.lost.callId;
+  state.lost = null;
   state.chosenAuthority = null;
   // The next customer starts in the office's language, whatever the last one picked.
   setLanguage(state.defaultLanguage || "fi", { remember: false });
@@ -448,7 +600,8 @@ async function callSecretary() {
 
 // ---- connection ------------------------------------------------------------------------
 
-async function sync() {
+/** `reconnect`: called for a (re)connect of the socket — a call still on is joined again. */
+async function sync({ reconnect = false } = {}) {
   const ack = await request(state.socket, "flow:sync", {});
   state.officeName = ack.office_name || "";
   $("office-name").textContent = state.officeName;
@@ -464,10 +617,38 @@ async function sync() {
   }
   if (ack.call && ack.call.status === "active") {
     state.ticket = ack.ticket;
-    if (!state.call || state.call.id !== ack.call.id || !state.media) await enterCall(ack.call);
-  } else if (ack.ticket && ["waiting", "serving"].includes(ack.ticket.status)) {
+    if (state.call && state.call.id === ack.call.id && state.media) {
+      state.call = ack.call;
+      state.participants = ack.call.participants || state.participants;
+      renderParticipants();
+      if (document.body.dataset.screen !== "call") show("call");
+      // The server dropped our old socket's relay session: join again, keeping the camera,
+      // the documents and the screen as they are.
+      if (reconnect) state.media.rejoin("socket_reconnect").catch(() => {});
+      renderNotices();
+    } else {
+      // Another call than the one on screen (ours ended while we were away): start clean.
+      if (state.call && state.call.id !== ack.call.id) endCall();
+      await enterCall(ack.call);
+    }
+    return;
+  }
+  // `requeue` ({call_id, authority_code, language, expires_at}): the expert of the kiosk's
+  // last call did not come back and the customer may still keep his place.
+  const offer = ack.requeue || null;
+  if (state.call) {
+    // The call ended while the kiosk was away.
+    const ended = ack.call && ack.call.id === state.call.id ? ack.call : null;
+    const lost = offer && offer.call_id === state.call.id;
+    endCall(lost ? "expert_lost" : (ended && ended.end_reason) || "ended", { requeue: offer });
+    if (lost) return;
+  }
+  if (ack.ticket && ["waiting", "serving"].includes(ack.ticket.status)) {
     showTicket(ack.ticket);
-  } else if (!["ended", "appointment", "language"].includes(document.body.dataset.screen)) {
+  } else if (offer && !state.lost && state.dismissedLost !== offer.call_id) {
+    // A reload after the expert was lost: offer the place in line again.
+    showLost({ id: offer.call_id }, offer);
+  } else if (!["ended", "lost", "appointment", "language"].includes(document.body.dataset.screen)) {
     show("start");
   }
 }
@@ -482,6 +663,7 @@ function start() {
     if (state.chosenAuthority) renderServiceLanguages();
     renderTicket();
     renderParticipants();
+    renderNotices();
   });
   buildKeypad();
   for (const button of document.querySelectorAll("[data-back]")) {
@@ -495,6 +677,11 @@ function start() {
   $("leave-queue").addEventListener("click", leaveQueue);
   $("ended-start").addEventListener("click", goToStart);
   $("secretary-button").addEventListener("click", callSecretary);
+  $("end-call").addEventListener("click", askEndCall);
+  $("end-call-yes").addEventListener("click", confirmEndCall);
+  $("end-call-no").addEventListener("click", closeEndDialog);
+  $("lost-requeue").addEventListener("click", requeue);
+  $("lost-stop").addEventListener("click", goToStart);
 
   const credential = loadCredential();
   if (!credential) {
@@ -506,8 +693,9 @@ function start() {
   state.socket = socket;
   socket.on("connect", async () => {
     setStatus("");
+    renderNotices();
     try {
-      await sync();
+      await sync({ reconnect: true });
     } catch (error) {
       console.error("flow:sync failed", error);
       setStatus(t("kiosk.error.unavailable"), "error");
@@ -518,22 +706,30 @@ function start() {
     if (error && error.message && /unauth|credential|forbidden/i.test(error.message)) {
       show("setup");
     }
-    setStatus(t("common.reconnecting"));
+    if (state.call) renderNotices(); // the notice on the expert's picture says it
+    else setStatus(t("common.reconnecting"));
   });
-  socket.on("disconnect", () => setStatus(t("common.reconnecting")));
+  socket.on("disconnect", () => {
+    if (state.call) renderNotices();
+    else setStatus(t("common.reconnecting"));
+  });
   socket.on("ticket:update", onTicketUpdate);
   socket.on("call:started", ({ call }) => enterCall(call));
   socket.on("call:participants", ({ call_id: callId, participants }) => {
     if (!state.call || state.call.id !== callId) return;
     state.participants = participants;
     renderParticipants();
+    renderNotices();
   });
-  socket.on("call:ended", ({ call_id: callId }) => {
-    if (state.call && state.call.id === callId) endCall();
+  socket.on("call:ended", ({ call_id: callId, reason, requeue: offer }) => {
+    if (state.call && state.call.id === callId) endCall(reason || "ended", { requeue: offer });
   });
   socket.on("call:replaced", ({ call_id: callId }) => {
-    if (state.media && state.media.callId === callId) state.media.close();
-    state.media = null;
+    if (state.media && state.media.callId === callId) {
+      state.media.close();
+      state.media = null;
+    }
+    renderNotices();
   });
   socket.on("secretary:acknowledged", () => {
     $("secretary-status").textContent = t("kiosk.secretary.coming");

@@ -1,8 +1,13 @@
 // The call view of the consoles: whose video goes in which tile, the document camera with
-// zoom and pan, remote audio and the quality indicator.
+// zoom and pan, remote audio, the quality indicator, and the notices over the tiles when a
+// picture is not live (our connection down, the other side left or his media stopped:
+// call-notices.js). The media rejoins by itself (CallMedia); after a socket.io reconnect the
+// page calls `rejoin()` when flow:sync says the call is still on. Neither touches the
+// document panel or the page's own state.
 
 import { onLanguageChange, t } from "/static/common/js/i18n.js";
 import { participantListElement, renderParticipantList } from "/static/common/js/participant-list.js";
+import { renderTileNotice, tileNotice } from "/static/common/js/call-notices.js";
 import { CallMedia, openCamera } from "./call-media.js";
 import { mountDocumentPanel } from "./documents.js";
 
@@ -95,8 +100,9 @@ export class DocumentViewer {
  *   signLanguage: send our camera tuned for motion (sign-language interpreter).
  */
 export class CallPanel {
-  constructor({ socket, tiles, doccam = null, signLanguage = false, role }) {
+  constructor({ socket, tiles, doccam = null, signLanguage = false, role, onRefused = null }) {
     this.socket = socket;
+    this.onRefused = onRefused; // a rejoin was refused for good (the call has ended)
     this.tiles = tiles;
     this.doccam = doccam;
     this.signLanguage = signLanguage;
@@ -106,6 +112,13 @@ export class CallPanel {
     this.participants = [];
     this.audio = new Map();
     this.documentPanel = null;
+    this.call = null;
+    const rerender = () => {
+      if (this.call) this.renderNotices(); // a closed panel cleared its notices in close()
+    };
+    socket.on("connect", rerender);
+    socket.on("disconnect", rerender);
+    onLanguageChange(rerender);
     if (doccam) {
       this.viewer = new DocumentViewer(doccam.viewport, doccam.video, doccam.output);
       doccam.zoomIn?.addEventListener("click", () => this.viewer.zoom(1.25));
@@ -137,6 +150,7 @@ export class CallPanel {
   }
 
   async join(call) {
+    this.call = call;
     const camera = await this.prepareCamera();
     this.setParticipants(call.participants || []);
     if (!this.media) {
@@ -146,21 +160,65 @@ export class CallPanel {
           onTrack: (info) => this.onTrack(info),
           onTrackRemoved: (info) => this.onTrackRemoved(info),
           onQuality: (level) => this.onQuality(level),
+          onJoined: () => this.joined(),
+          onState: () => this.renderNotices(),
+          onRemoteMedia: () => this.renderNotices(),
+          onJoinRefused: (error) => this.onRefused?.(error),
         },
       });
     }
+    this.renderNotices();
     await this.media.join(call.id);
+  }
+
+  /** After every successful call:join (the first and each rejoin). */
+  joined() {
+    if (!this.media || !this.call) return;
     this.renderParticipantList(); // now with our own participant id
     const mount = $("document-panel-mount");
     if (mount && !this.documentPanel) {
       this.documentPanel = mountDocumentPanel(mount, {
-        socket: this.socket, call, participantId: this.media.participantId, role: this.role,
+        socket: this.socket, call: this.call, participantId: this.media.participantId,
+        role: this.role,
       });
+    }
+    this.renderNotices();
+  }
+
+  /** Join the same call again (after a socket.io reconnect): camera, documents, page stay. */
+  rejoin(reason = "socket_reconnect") {
+    if (!this.media) return Promise.resolve();
+    return this.media.rejoin(reason).catch((error) => console.warn("rejoin failed", error));
+  }
+
+  /** The notices over the tiles: our own link first, then who left, then stopped media. */
+  renderNotices() {
+    const media = this.media;
+    const inCall = Boolean(media && this.call);
+    const selfDown = inCall && (!this.socket.connected || media.state === "reconnecting");
+    for (const [role, tile] of Object.entries(this.tiles)) {
+      if (role === "self" || !tile) continue;
+      if (!inCall) {
+        renderTileNotice(tile, null);
+        continue;
+      }
+      const participant = this.participants.find((p) => p.role === role && !p.left);
+      const pid = (participant && participant.participant_id) || tile.dataset.participant;
+      // Our own connection is said once, on the main picture.
+      const main = tile.classList.contains("main-tile");
+      if (!participant && !main) {
+        renderTileNotice(tile, null);
+        continue;
+      }
+      renderTileNotice(tile, selfDown && !main ? null : tileNotice({
+        selfDown, participant, role, media: pid ? media.remoteMedia(pid) : null,
+      }));
     }
   }
 
   setParticipants(participants) {
     this.participants = participants;
+    this.renderNotices();
     this.renderParticipantList();
     const interpreter = participants.find((p) => p.role === "interpreter" && !p.left);
     if (this.tiles.interpreter) {
@@ -220,7 +278,8 @@ export class CallPanel {
 
   onTrackRemoved(info) {
     const audio = this.audio.get(info.mid);
-    if (audio) {
+    // After a rejoin the same mid may already carry the new connection's track.
+    if (audio && (!audio.srcObject || audio.srcObject.getTracks().includes(info.track))) {
       audio.remove();
       this.audio.delete(info.mid);
     }
@@ -246,6 +305,8 @@ export class CallPanel {
   close({ keepCamera = true } = {}) {
     if (this.media) this.media.close();
     this.media = null;
+    this.call = null;
+    this.renderNotices();
     if (this.stopLanguage) this.stopLanguage();
     this.stopLanguage = null;
     $("call-participants")?.replaceChildren();

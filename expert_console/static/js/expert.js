@@ -220,6 +220,8 @@ function callPanel() {
     state.panel = new CallPanel({
       socket: state.ctx.socket,
       role: "expert",
+      // A rejoin refused for good: the call ended meanwhile; flow:sync says what now.
+      onRefused: () => resync(),
       tiles: { customer: $("tile-customer"), interpreter: $("tile-interpreter"),
                self: $("tile-self") },
       doccam: {
@@ -275,6 +277,20 @@ async function enterCall(call) {
   } catch (error) {
     setStatus(errorText(error), "error");
   }
+}
+
+/** The words for a call that ended by itself (not by this expert's own button). */
+function endedText(reason) {
+  const key = `console.call.endedReason.${reason}`;
+  const text = t(key);
+  return text === key ? t("console.call.ended") : text;
+}
+
+function resync() {
+  const ctx = state.ctx;
+  return request(ctx.socket, "flow:sync", {})
+    .then((ack) => onSync(ack, ctx, { rejoin: false }))
+    .catch(() => {});
 }
 
 async function endCall() {
@@ -635,7 +651,9 @@ function upsertAlert(alert) {
 
 // ---- wiring --------------------------------------------------------------------------------
 
-async function onSync(ack, ctx) {
+/** After every (re)connect (`rejoin`: a call still on is joined again; the server dropped
+ * the old socket's relay session), and when a rejoin was refused. */
+async function onSync(ack, ctx, { rejoin = true } = {}) {
   state.ctx = ctx;
   state.role = ctx.user.role;
   state.authorities = ack.authorities || [];
@@ -653,7 +671,16 @@ async function onSync(ack, ctx) {
   setQueues(ack.queues || []);
   state.unfiled = ack.unfiled_calls || [];
   if (ack.call && ack.call.status === "active") {
-    await enterCall(ack.call);
+    if (state.call && state.call.id === ack.call.id && state.panel && state.panel.media) {
+      // Still in the call after a reconnect: the view, the documents and the camera stay.
+      state.call = { ...state.call, ...ack.call };
+      renderCallInfo();
+      state.panel.setParticipants(ack.call.participants || []);
+      if (state.view !== "call") showView("call", { focus: false });
+      if (rejoin) state.panel.rejoin("socket_reconnect");
+    } else {
+      await enterCall(ack.call);
+    }
   } else if (state.call) {
     afterCall({ ...state.call, record_filed: false });
   } else if (state.unfiled.length && state.view !== "record") {
@@ -685,9 +712,9 @@ function onSession(ctx) {
       renderClerk();
     }
   });
-  socket.on("call:ended", ({ call_id: callId, call }) => {
+  socket.on("call:ended", ({ call_id: callId, call, reason }) => {
     if (state.call && state.call.id === callId) {
-      notify(t("console.call.ended"));
+      notify(endedText(reason), reason === "ended" ? "info" : "warn");
       afterCall(call || state.call);
     }
     state.officeCalls = state.officeCalls.filter((c) => c.id !== callId);

@@ -90,6 +90,9 @@ async function enterCall(call, req) {
   if (!state.panel) {
     state.panel = new CallPanel({
       socket: state.ctx.socket, role: "interpreter", signLanguage,
+      // A rejoin refused for good (the call ended, or he left it): flow:sync says what now.
+      onRefused: () => request(state.ctx.socket, "flow:sync", {})
+        .then((ack) => onSync(ack, state.ctx, { rejoin: false })).catch(() => {}),
       tiles: { customer: $("tile-customer"), expert: $("tile-expert"), self: $("tile-self") },
       doccam: {
         viewport: $("doccam-viewport"), video: $("doccam-video"), output: $("zoom-level"),
@@ -124,13 +127,24 @@ async function leave() {
   leftCall();
 }
 
-async function onSync(ack, ctx) {
+/** After every (re)connect (`rejoin`: a call still on is joined again; the server dropped
+ * the old socket's relay session), and when a rejoin was refused. */
+async function onSync(ack, ctx, { rejoin = true } = {}) {
   state.ctx = ctx;
   state.alerts = ack.alerts || [];
   state.authorities = ack.authorities || [];
   renderAlerts();
-  if (ack.call && ack.call.status === "active") await enterCall(ack.call, null);
-  else if (state.call) leftCall();
+  if (ack.call && ack.call.status === "active") {
+    if (state.call && state.call.id === ack.call.id && state.panel && state.panel.media) {
+      state.call = ack.call;
+      state.panel.setParticipants(ack.call.participants || []);
+      if (rejoin) state.panel.rejoin("socket_reconnect");
+    } else {
+      await enterCall(ack.call, null);
+    }
+  } else if (state.call) {
+    leftCall();
+  }
 }
 
 function onSession(ctx) {
@@ -150,9 +164,10 @@ function onSession(ctx) {
       state.panel.setParticipants(participants);
     }
   });
-  socket.on("call:ended", ({ call_id: callId }) => {
+  socket.on("call:ended", ({ call_id: callId, reason }) => {
     if (state.call && state.call.id === callId) {
-      notify(t("console.call.ended"));
+      const key = `console.call.endedReason.${reason}`;
+      notify(t(key) === key ? t("console.call.ended") : t(key));
       leftCall();
     }
   });

@@ -6,7 +6,14 @@
 //   const client = new RelayClient({ iceServers, request });
 //   client.ontrack = (track, { participant_id, source, kind, mid }) => { ... };
 //   client.ontrackremoved = (track, meta) => { ... };
+//   client.onconnectionstatechange = (state) => { ... };     // RTCPeerConnection.connectionState
+//   client.oniceconnectionstatechange = (state) => { ... };  // .iceConnectionState
 //   await client.join({ camera: stream, audio: stream }, { hints: { camera: "maintain-framerate" } });
+//
+// The relay does no ICE restarts: when the link is lost, the caller closes this client
+// (`close()`, at once, even mid-negotiation) and joins again with a fresh one; the relay
+// replaces the participant's session. `announcedTracks()` lists what this client gave to
+// `ontrack`, so the caller can tell which remote tracks did not come back.
 //
 // An offer's `tracks` list says, per m-line (`mid`), what the participant sends
 // (`direction: "send"`, for `source`) and whose track it receives (`direction: "recv"`).
@@ -67,6 +74,8 @@ export class RelayClient {
     this.ontrack = null;
     this.ontrackremoved = null;
     this.onconnectionstatechange = null;
+    this.oniceconnectionstatechange = null;
+    this.closed = false;
     this._queue = Promise.resolve();
   }
 
@@ -104,6 +113,7 @@ export class RelayClient {
   }
 
   async _handleOffer(offer) {
+    if (this.closed) throw new Error("the relay client is closed");
     const pc = this._ensurePeerConnection();
     const previous = new Map(this.metaByMid);
     this.metaByMid = new Map((offer.tracks || []).map((item) => [item.mid, item]));
@@ -124,12 +134,14 @@ export class RelayClient {
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
     await waitForGathering(pc, this.gatherTimeoutMs);
+    if (this.closed) throw new Error("the relay client is closed");
     await this.request("answer", { sdp: pc.localDescription.sdp });
     this._announceChanges(previous);
   }
 
   _ensurePeerConnection() {
     if (this.pc) return this.pc;
+    if (this.closed) throw new Error("the relay client is closed");
     const pc = new RTCPeerConnection({
       iceServers: this.iceServers,
       iceTransportPolicy: this.iceTransportPolicy,
@@ -142,10 +154,29 @@ export class RelayClient {
       if (meta && meta.direction === "recv") this._announce(mid, event.track, meta);
     });
     pc.addEventListener("connectionstatechange", () => {
+      if (this.closed || this.pc !== pc) return;
       if (this.onconnectionstatechange) this.onconnectionstatechange(pc.connectionState);
+    });
+    pc.addEventListener("iceconnectionstatechange", () => {
+      if (this.closed || this.pc !== pc) return;
+      if (this.oniceconnectionstatechange) this.oniceconnectionstatechange(pc.iceConnectionState);
     });
     this.pc = pc;
     return pc;
+  }
+
+  /** The remote tracks given to `ontrack` and still current: [{track, meta}]. */
+  announcedTracks() {
+    const out = [];
+    if (!this.pc) return out;
+    for (const transceiver of this.pc.getTransceivers()) {
+      const mid = transceiver.mid;
+      const meta = this.metaByMid.get(mid);
+      if (mid != null && this.announced.has(mid) && meta && meta.direction === "recv") {
+        out.push({ track: transceiver.receiver.track, meta: { ...meta, mid } });
+      }
+    }
+    return out;
   }
 
   _announce(mid, track, meta) {
@@ -211,6 +242,8 @@ export class RelayClient {
         received += item.packetsReceived || 0;
         lost += Math.max(0, item.packetsLost || 0);
         result.tracks.push({
+          id: item.id,
+          ssrc: item.ssrc,
           mid: item.mid,
           participant_id: meta.participant_id || null,
           source: meta.source || null,
@@ -236,6 +269,13 @@ export class RelayClient {
   // signaling server is the caller's business (its own "leave" event).
   async leave() {
     await this._queue.catch(() => {});
+    this.close();
+  }
+
+  // Close at once, without waiting for a negotiation in progress (its answer is not sent).
+  // No state-change callbacks fire after this; the client cannot be used again.
+  close() {
+    this.closed = true;
     if (this.pc) {
       this.pc.close();
       this.pc = null;
