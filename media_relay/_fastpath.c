@@ -34,12 +34,15 @@ typedef int (*srtp_function)(void *ctx, void *packet, int *length);
 
 static srtp_function srtp_protect_fn = NULL;
 static srtp_function srtp_unprotect_fn = NULL;
+static srtp_function srtp_protect_rtcp_fn = NULL; /* same signature (libsrtp 2) */
 
 /* libsrtp works in place: the largest datagram plus its authentication trailer */
 #define BUFFER_SIZE 1600
 #define SRTP_TRAILER 144
 #define MAX_PLAIN (BUFFER_SIZE - SRTP_TRAILER)
 #define MAX_MID 255
+/* transport-wide sequence numbers kept between two drains (fastpath_py.TRANSPORT_CC_CAPACITY) */
+#define TRANSPORT_CC_CAPACITY 1024
 
 /* RtpHeader (media_relay/packets.py) field positions */
 enum {
@@ -217,6 +220,32 @@ static PyObject *link_send(LinkObject *self, PyObject *arg) {
     return PyLong_FromLong(result);
 }
 
+/* Link.send_rtcp(packet): protect plain RTCP (SRTCP) and send it, as Link.send does RTP */
+static PyObject *link_send_rtcp(LinkObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    long result = 1;
+    if (self->fd < 0 || srtp_protect_rtcp_fn == NULL) {
+        result = -1;
+    } else if (view.len > MAX_PLAIN) {
+        self->send_errors++;
+        result = 0;
+    } else {
+        memcpy(self->buffer, view.buf, (size_t)view.len);
+        int length = (int)view.len;
+        if (srtp_protect_rtcp_fn(self->ctx, self->buffer, &length) != 0 ||
+            sendto(self->fd, self->buffer, (size_t)length, 0, (struct sockaddr *)&self->address,
+                   self->address_length) < 0) {
+            self->send_errors++;
+            result = 0;
+        }
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromLong(result);
+}
+
 static PyObject *link_get_bound(LinkObject *self, void *closure) {
     return PyBool_FromLong(self->fd >= 0);
 }
@@ -245,6 +274,8 @@ static PyMethodDef link_methods[] = {
     {"unbind", (PyCFunction)link_unbind, METH_NOARGS, "forget the context and the socket"},
     {"send", (PyCFunction)link_send, METH_O,
      "send(packet) -> 1 sent, 0 failed (counted), -1 not bound: protect and send plain RTP"},
+    {"send_rtcp", (PyCFunction)link_send_rtcp, METH_O,
+     "send_rtcp(packet) -> 1 sent, 0 failed (counted), -1 not bound: the same for RTCP"},
     {NULL}};
 
 static PyGetSetDef link_getset[] = {
@@ -1081,12 +1112,20 @@ static PyTypeObject RouteType = {
 /* -------------------------------------------------------------------------------- Receiver */
 
 /* One participant's receive side: its SRTP receive context and the dict of its published
- * tracks by SSRC (the participant's own `_inbound_by_ssrc`: values have a `route`). */
+ * tracks by SSRC (the participant's own `_inbound_by_ssrc`: values have a `route`).
+ * With transport_cc_id set, every packet that verifies and parses leaves (transport-wide
+ * sequence number, arrival) here for Python to drain (transport_cc.py), and loses the element
+ * (zeroed: RFC 8285 padding) before anything else sees it; bind/unbind leave them alone. */
 typedef struct {
     PyObject_HEAD
     void *ctx;
     PyObject *session;
     PyObject *tracks; /* dict: int ssrc -> object with a `route` attribute */
+    int transport_cc_id;
+    Py_ssize_t transport_cc_count;
+    unsigned long long transport_cc_overflow;
+    uint16_t transport_cc_seq[TRANSPORT_CC_CAPACITY];
+    double transport_cc_at[TRANSPORT_CC_CAPACITY];
 } ReceiverObject;
 
 static PyTypeObject ReceiverType;
@@ -1139,6 +1178,73 @@ static PyObject *receiver_get_bound(ReceiverObject *self, void *c) {
     return PyBool_FromLong(self->ctx != NULL);
 }
 
+static PyObject *receiver_get_transport_cc_id(ReceiverObject *self, void *c) {
+    return PyLong_FromLong(self->transport_cc_id);
+}
+
+static int receiver_set_transport_cc_id(ReceiverObject *self, PyObject *value, void *c) {
+    unsigned long long v;
+    if (set_uint(value, 255ULL, &v) < 0) {
+        return -1;
+    }
+    self->transport_cc_id = (int)v;
+    return 0;
+}
+
+static PyObject *receiver_get_transport_cc_overflow(ReceiverObject *self, void *c) {
+    return PyLong_FromUnsignedLongLong(self->transport_cc_overflow);
+}
+
+static int receiver_set_transport_cc_overflow(ReceiverObject *self, PyObject *value, void *c) {
+    unsigned long long v;
+    if (set_uint(value, ~0ULL, &v) < 0) {
+        return -1;
+    }
+    self->transport_cc_overflow = v;
+    return 0;
+}
+
+/* keep the packet's transport-wide sequence number and its arrival, when it carries one, and
+ * blank the element: a subscriber's BUNDLE may map the same ID to transport-cc (its own
+ * m-lines that publish), and would take the publisher's numbers for the relay's */
+static inline void take_transport_cc(ReceiverObject *self, unsigned char *buffer,
+                                     const Parsed *p, double now) {
+    Py_ssize_t offset = 0, length = 0;
+    if (!find_extension(buffer, p, self->transport_cc_id, &offset, &length)) {
+        return;
+    }
+    if (length >= 2) {
+        if (self->transport_cc_count < TRANSPORT_CC_CAPACITY) {
+            self->transport_cc_seq[self->transport_cc_count] = (uint16_t)get16(buffer + offset);
+            self->transport_cc_at[self->transport_cc_count] = now;
+            self->transport_cc_count++;
+        } else {
+            self->transport_cc_overflow++;
+        }
+    }
+    Py_ssize_t start = offset - (p->ext_profile == 0xBEDE ? 1 : 2);
+    memset(buffer + start, 0, (size_t)(offset + length - start));
+}
+
+/* drain_transport_cc() -> [(sequence, arrival)] since the last drain */
+static PyObject *receiver_drain_transport_cc(ReceiverObject *self, PyObject *unused) {
+    Py_ssize_t count = self->transport_cc_count;
+    PyObject *list = PyList_New(count);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *entry = Py_BuildValue("(Hd)", self->transport_cc_seq[i], self->transport_cc_at[i]);
+        if (entry == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, entry);
+    }
+    self->transport_cc_count = 0;
+    return list;
+}
+
 /* receive(data, now): unprotect, parse, find the track, fan out — the whole latency path.
  *   False                    not bound: the caller takes its own path
  *   None                     did not verify (SRTP): drop
@@ -1178,6 +1284,9 @@ static PyObject *receiver_receive(ReceiverObject *self, PyObject *const *args, P
     PyObject *track = NULL;
     RouteObject *route = NULL;
     if (parse_rtp(buffer, length, &p) == 0) {
+        if (self->transport_cc_id) {
+            take_transport_cc(self, buffer, &p, now);
+        }
         PyObject *key = PyLong_FromUnsignedLong(p.ssrc);
         if (key == NULL) {
             return NULL;
@@ -1234,10 +1343,18 @@ static PyMethodDef receiver_methods[] = {
     {"unbind", (PyCFunction)receiver_unbind, METH_NOARGS, "forget the context and the tracks"},
     {"receive", (PyCFunction)(void (*)(void))receiver_receive, METH_FASTCALL,
      "receive(data, now) -> False | None | bytes | (track, bytes, pending)"},
+    {"drain_transport_cc", (PyCFunction)receiver_drain_transport_cc, METH_NOARGS,
+     "drain_transport_cc() -> [(transport-wide sequence number, arrival)] since the last drain"},
     {NULL}};
 
 static PyGetSetDef receiver_getset[] = {
     {"bound", (getter)receiver_get_bound, NULL, "a receive context is set", NULL},
+    {"transport_cc_id", (getter)receiver_get_transport_cc_id,
+     (setter)receiver_set_transport_cc_id,
+     "the transport-wide-cc header extension ID (0: do not record)", NULL},
+    {"transport_cc_overflow", (getter)receiver_get_transport_cc_overflow,
+     (setter)receiver_set_transport_cc_overflow,
+     "sequence numbers not kept: the buffer was full (not drained in time)", NULL},
     {NULL}};
 
 static PyTypeObject ReceiverType = {
@@ -1283,8 +1400,8 @@ static PyObject *unprotect(PyObject *module, PyObject *const *args, Py_ssize_t n
 }
 
 static PyObject *set_srtp(PyObject *module, PyObject *args) {
-    unsigned long long protect, unprotect_address;
-    if (!PyArg_ParseTuple(args, "KK", &protect, &unprotect_address)) {
+    unsigned long long protect, unprotect_address, protect_rtcp = 0;
+    if (!PyArg_ParseTuple(args, "KK|K", &protect, &unprotect_address, &protect_rtcp)) {
         return NULL;
     }
     if (protect == 0 || unprotect_address == 0) {
@@ -1293,6 +1410,7 @@ static PyObject *set_srtp(PyObject *module, PyObject *args) {
     }
     srtp_protect_fn = (srtp_function)(uintptr_t)protect;
     srtp_unprotect_fn = (srtp_function)(uintptr_t)unprotect_address;
+    srtp_protect_rtcp_fn = (srtp_function)(uintptr_t)protect_rtcp; /* 0: send_rtcp unbound */
     Py_RETURN_NONE;
 }
 
@@ -1304,7 +1422,7 @@ static PyMethodDef module_methods[] = {
     {"parse", (PyCFunction)parse, METH_VARARGS,
      "parse(data, mid_id) -> header fields + mid_at, or None: the receive path's parser"},
     {"set_srtp", (PyCFunction)set_srtp, METH_VARARGS,
-     "set_srtp(srtp_protect address, srtp_unprotect address)"},
+     "set_srtp(srtp_protect address, srtp_unprotect address[, srtp_protect_rtcp address])"},
     {NULL}};
 
 static struct PyModuleDef module_definition = {

@@ -285,6 +285,12 @@ class SrtpLink:
         return self._send_errors + int(self.native.send_errors)
 
     def send_rtcp(self, data: bytes) -> None:
+        """Protect (SRTCP) and send one RTCP packet: in C on the nominated UDP pair (as RTP),
+        else through pylibsrtp and aioice; failures are counted, never raised."""
+        if self.connection._nominated.get(1) is not self._pair:
+            self.bind()
+        if self.native.send_rtcp(data) >= 0:
+            return
         try:
             self._send(self.dtls._tx_srtp.protect_rtcp(data))
         except (pylibsrtp.Error, ValueError, AttributeError, OSError):

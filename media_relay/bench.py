@@ -4,7 +4,10 @@ Processes (forked from this one, so the aiortc import is paid once):
 
 * the relay under test, on uvloop, driven over a pipe (join / answer / probe);
 * one publisher sending a pre-encoded VP8 clip (encoded once up front) as RTP through its
-  DTLS-SRTP session: no encoder in the load generator;
+  DTLS-SRTP session: no encoder in the load generator; like Chromium, it numbers its packets
+  with the transport-wide-cc header extension (its answer keeps the relay's offer of it), so
+  the relay records every arrival and sends Transport Feedback every 50 ms
+  (`--no-transport-cc`: neither);
 * N subscribers, each reading its relay socket itself with kernel receive timestamps
   (SO_TIMESTAMPNS), and a second plain UDP socket for the direct path.
 
@@ -88,8 +91,36 @@ def packetize_vp8(frame: bytes) -> list[bytes]:
     return [(b"\x10" if i == 0 else b"\x00") + chunk for i, chunk in enumerate(chunks)]
 
 
-def rtp_packet(seq: int, ts: int, ssrc: int, marker: bool, payload: bytes) -> bytes:
-    return struct.pack("!BBHII", 0x80, VIDEO_PT | (0x80 if marker else 0), seq, ts, ssrc) + payload
+def rtp_packet(
+    seq: int, ts: int, ssrc: int, marker: bool, payload: bytes, transport_seq: int | None = None
+) -> bytes:
+    """Plain RTP; with `transport_seq`, a one-byte header extension element carrying it
+    (transport-wide-cc, at the ID the relay offers)."""
+    second = VIDEO_PT | (0x80 if marker else 0)
+    if transport_seq is None:
+        return struct.pack("!BBHII", 0x80, second, seq, ts, ssrc) + payload
+    from media_relay.codecs import TRANSPORT_CC_ID
+
+    header = struct.pack("!BBHII", 0x90, second, seq, ts, ssrc)
+    element = struct.pack("!HHBHx", 0xBEDE, 1, (TRANSPORT_CC_ID << 4) | 1, transport_seq & 0xFFFF)
+    return header + element + payload
+
+
+def keep_transport_cc(answer: str) -> str:
+    """The answer of a publisher that keeps the relay's offer of transport-wide-cc."""
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
+    from aiortc.sdp import SessionDescription
+
+    from media_relay.codecs import TRANSPORT_CC_ID
+    from media_relay.transport_cc import TRANSPORT_CC_URI
+
+    description = SessionDescription.parse(answer)
+    for media in description.media:
+        if media.direction in ("sendonly", "sendrecv"):
+            media.rtp.headerExtensions.append(
+                RTCRtpHeaderExtensionParameters(id=TRANSPORT_CC_ID, uri=TRANSPORT_CC_URI)
+            )
+    return str(description)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -216,6 +247,15 @@ async def _relay_main(design: str, conns: list[Connection]) -> None:
                     total -= participant.link.send_errors
         return total
 
+    def feedback() -> int:
+        """Transport Feedback packets the relay sent (transport-wide-cc)."""
+        total = 0
+        for room in getattr(relay, "rooms", {}).values():
+            for participant in room.participants.values():
+                window = getattr(participant, "transport_cc", None)
+                total += window.feedback_packets if window is not None else 0
+        return total
+
     async def serve(conn: Connection) -> None:
         while not stop.is_set():
             try:
@@ -232,6 +272,7 @@ async def _relay_main(design: str, conns: list[Connection]) -> None:
                 elif op == "probe":
                     reply = {
                         "forwarded": forwarded(),
+                        "feedback": feedback(),
                         "cpu": cpu_seconds(),
                         "wall": time.time(),
                         "native": fastpath.NATIVE,
@@ -257,14 +298,23 @@ async def _relay_main(design: str, conns: list[Connection]) -> None:
 
 
 def publisher_process(
-    design: str, relay: Connection, control: Connection, clip: Any, cpus: set[int] | None
+    design: str,
+    relay: Connection,
+    control: Connection,
+    clip: Any,
+    cpus: set[int] | None,
+    transport_cc: bool = True,
 ) -> None:
     pin(cpus)
-    asyncio.run(_publisher_main(design, relay, control, clip))
+    asyncio.run(_publisher_main(design, relay, control, clip, transport_cc))
 
 
 async def _publisher_main(
-    design: str, relay: Connection, control: Connection, clip: list[tuple[bytes, bool]]
+    design: str,
+    relay: Connection,
+    control: Connection,
+    clip: list[tuple[bytes, bool]],
+    transport_cc: bool = True,
 ) -> None:
     from media_relay.aiortc_client import RelayPeerClient
     from media_relay.aiortc_hooks import SilentTrack, SrtpLink, dtls_transport
@@ -274,6 +324,9 @@ async def _publisher_main(
     )
     offer = await call(relay, {"op": "join", "pid": "publisher", "publish": ["camera"]})
     sdp = await client.handle_offer(offer)
+    numbered = transport_cc and design != "baseline"
+    if numbered:
+        sdp = keep_transport_cc(sdp)
     await call(relay, {"op": "answer", "pid": "publisher", "sdp": sdp})
     await wait_connected(client.pc)
     dtls = dtls_transport(client.pc)
@@ -299,6 +352,7 @@ async def _publisher_main(
     direct_sent: dict[tuple[int, int], int] = {}
     frame_first: dict[int, int] = {}
     seq = 1000
+    transport_seq = 0 if numbered else None
     packet_id = 0
     start = time.monotonic() + 0.05
     end = start + go["seconds"]
@@ -314,8 +368,11 @@ async def _publisher_main(
         for position, payload in enumerate(payloads):
             packet_id += 1
             body = payload + TAIL.pack(packet_id, MAGIC) if tagged else payload
-            packet = rtp_packet(seq & 0xFFFF, ts, ssrc, position == len(payloads) - 1, body)
+            last = position == len(payloads) - 1
+            packet = rtp_packet(seq & 0xFFFF, ts, ssrc, last, body, transport_seq)
             seq += 1
+            if transport_seq is not None:
+                transport_seq += 1
             data = protect(packet)
             now = clock()
             relay_sock.sendto(data, relay_addr)
@@ -341,7 +398,9 @@ async def _publisher_main(
         while time.monotonic() < end:
             for _ in range(20):
                 for payload in payloads:
-                    packet = rtp_packet(seq & 0xFFFF, seq * 10, ssrc, False, payload)
+                    packet = rtp_packet(seq & 0xFFFF, seq * 10, ssrc, False, payload, transport_seq)
+                    if transport_seq is not None:
+                        transport_seq += 1
                     try:
                         flood_sock.sendto(protect(packet), relay_addr)
                     except BlockingIOError:
@@ -566,6 +625,7 @@ def run_design(
     clip: Any,
     placement: Placement,
     pure_python: bool = False,
+    transport_cc: bool = True,
 ) -> dict[str, Any]:
     import multiprocessing
 
@@ -584,7 +644,7 @@ def run_design(
         pub_control, pub_child = context.Pipe()
         publisher = context.Process(
             target=publisher_process,
-            args=(design, relay_ends[0][1], pub_child, clip, placement.load),
+            args=(design, relay_ends[0][1], pub_child, clip, placement.load, transport_cc),
             daemon=True,
         )
         publisher.start()
@@ -629,6 +689,10 @@ def run_design(
 
         result = summarize(design, published, seen, before, after)
         result["fast_path"] = "C" if before.get("native") else "Python"
+        wall = after["wall"] - before["wall"]
+        if design != "baseline" and wall > 0:
+            sent = after.get("feedback", 0) - before.get("feedback", 0)
+            result["transport_feedback_per_s"] = round(sent / wall, 1)
 
         if flood_seconds > 0:
             probe_conn.send({"op": "probe"})
@@ -721,16 +785,20 @@ def run(
     baseline: bool,
     pin_cpus: bool = True,
     pure_python: bool = False,
+    transport_cc: bool = True,
 ) -> dict[str, Any]:
     clip = encode_clip()
     placement = place(pin_cpus)
     floor = measure_floor(placement)
-    result = run_design("relay", subscribers, seconds, flood_seconds, clip, placement, pure_python)
+    result = run_design(
+        "relay", subscribers, seconds, flood_seconds, clip, placement, pure_python, transport_cc
+    )
     result = {
         "subscribers": subscribers,
         "seconds": seconds,
         "placement": placement.describe(),
         "python_wakeup_floor_us": floor,
+        "transport_cc": transport_cc,
         **result,
     }
     if baseline:
@@ -758,7 +826,9 @@ def print_report(result: dict[str, Any], out: Any = sys.stdout) -> None:
     print(
         f"1 publisher -> {result['subscribers']} subscribers, {result['seconds']} s, "
         f"pre-encoded VP8 at {result['published_pps']} pkt/s in; relay fast path in "
-        f"{result['fast_path']}; {result['placement']}",
+        f"{result['fast_path']}; {result['placement']}; transport-cc "
+        f"{'on' if result.get('transport_cc') else 'off'} "
+        f"({result.get('transport_feedback_per_s', 0)} feedback packets/s)",
         file=out,
     )
     print(f"direct path (peer to peer) µs: {result['direct_path_us']}", file=out)
@@ -791,8 +861,11 @@ def main(
     baseline: bool,
     pin_cpus: bool = True,
     pure_python: bool = False,
+    transport_cc: bool = True,
 ) -> int:
-    result = _nan_safe(run(subscribers, seconds, flood_seconds, baseline, pin_cpus, pure_python))
+    result = _nan_safe(
+        run(subscribers, seconds, flood_seconds, baseline, pin_cpus, pure_python, transport_cc)
+    )
     print_report(result)
     return 0
 

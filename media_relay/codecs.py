@@ -17,6 +17,16 @@ narrower codec still plays everywhere.
 Video is also offered RTX (RFC 4588: retransmissions on their own SSRC and payload type, one
 RTX payload type per codec, paired by `apt`) and `ccm fir` feedback (RFC 5104 §7.1); each
 answer says per m-line whether the peer takes them.
+
+The m-lines the relay receives on (a publisher's sources) also offer transport-wide
+congestion control (`with_transport_cc`: the header extension at TRANSPORT_CC_ID and
+`a=rtcp-fb:<pt> transport-cc`): a browser that keeps them numbers its packets and estimates
+its uplink from the relay's Transport Feedback (transport_cc.py). The m-lines the relay sends
+on do not: the relay neither numbers forwarded packets nor reads feedback about them, so
+subscribers' browsers keep sending REMB. (The receive path blanks the publisher's element in
+every packet: a subscriber that publishes too has the same ID in its BUNDLE, and seeing
+transport-wide numbers on what it receives, Chromium would send Transport Feedback about them
+instead of REMB.)
 """
 
 from __future__ import annotations
@@ -26,11 +36,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCRtpSender
-from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecCapability
+from aiortc.rtcrtpparameters import (
+    RTCRtcpFeedback,
+    RTCRtpCodecCapability,
+    RTCRtpHeaderExtensionParameters,
+)
 from aiortc.sdp import SessionDescription
+
+from media_relay.transport_cc import TRANSPORT_CC_URI
 
 H264_CONSTRAINED_BASELINE = "42e01f"
 FIR_FEEDBACK = RTCRtcpFeedback(type="ccm", parameter="fir")
+TRANSPORT_CC_FEEDBACK = RTCRtcpFeedback(type="transport-cc")
+# The transport-wide-cc extension's ID in the relay's offers: one the offers use for nothing
+# else (aiortc: 1 MID, 2 audio level, 3 abs-send-time), the same on every m-line (BUNDLE).
+TRANSPORT_CC_ID = 5
+RECEIVING = ("recvonly", "sendrecv")  # an offer's directions in which the relay receives
 # the relay's order of preference for video (codec_key names)
 VIDEO_PREFERENCE = ("vp8", "h264")
 
@@ -119,6 +140,35 @@ def with_fir_feedback(sdp: str) -> str:
             if not is_rtx(codec) and FIR_FEEDBACK not in codec.rtcpFeedback:
                 codec.rtcpFeedback.append(FIR_FEEDBACK)
     return str(description)
+
+
+def with_transport_cc(sdp: str) -> str:
+    """Offer transport-wide congestion control on the m-lines the relay receives on (recvonly
+    in its offer): `a=extmap:TRANSPORT_CC_ID <transport-wide-cc-01>` and
+    `a=rtcp-fb:<pt> transport-cc` for each of their codecs but RTX."""
+    description = SessionDescription.parse(sdp)
+    for media in description.media:
+        if media.kind not in ("audio", "video") or media.direction not in RECEIVING:
+            continue
+        extensions = media.rtp.headerExtensions
+        if not any(ext.uri == TRANSPORT_CC_URI for ext in extensions):
+            if any(ext.id == TRANSPORT_CC_ID for ext in extensions):
+                continue  # never two meanings for one ID
+            extensions.append(
+                RTCRtpHeaderExtensionParameters(id=TRANSPORT_CC_ID, uri=TRANSPORT_CC_URI)
+            )
+        for codec in media.rtp.codecs:
+            if not is_rtx(codec) and TRANSPORT_CC_FEEDBACK not in codec.rtcpFeedback:
+                codec.rtcpFeedback.append(TRANSPORT_CC_FEEDBACK)
+    return str(description)
+
+
+def transport_cc_id(media: Any) -> int:
+    """The transport-wide-cc extension ID an answer's m-line kept (0: none)."""
+    for ext in media.rtp.headerExtensions:
+        if ext.uri == TRANSPORT_CC_URI:
+            return int(ext.id)
+    return 0
 
 
 @dataclass(frozen=True)

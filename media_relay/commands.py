@@ -35,6 +35,12 @@ def register(root: Any, bench: Any) -> None:
         help="run the relay's Python fast path instead of the C one "
         "(as ETAPALVELU_RELAY_PURE_PYTHON=1 does)",
     )
+    parser.add_argument(
+        "--no-transport-cc",
+        action="store_true",
+        help="the publisher does not number its packets (transport-wide-cc), so the relay "
+        "records no arrivals and sends no Transport Feedback (default: it does, as Chromium)",
+    )
     parser.set_defaults(func=_bench_relay)
 
 
@@ -51,4 +57,5 @@ def _bench_relay(args: argparse.Namespace) -> int:
         not args.no_baseline,
         pin_cpus=not args.no_pin,
         pure_python=args.pure_python,
+        transport_cc=not args.no_transport_cc,
     )

@@ -47,6 +47,10 @@ class RelayConfig:
     # Packets (RTP + RTCP) one participant may send per second; the rest is dropped and
     # counted as "flood". A 4 Mbit/s camera is ~400 packets/s, all its sources well under 2000.
     max_participant_pps: int = 4000
+    # Offer transport-wide congestion control feedback to publishers (transport_cc.py). On for
+    # the relay's own tests and bench; the service turns it on with `relay_transport_cc`
+    # (README "Bandwidth": in a two-way Chromium call it held one direction low).
+    transport_cc: bool = True
 
     def __post_init__(self) -> None:
         if self.port_min > self.port_max:
@@ -75,6 +79,7 @@ class RelayConfig:
             port_min=port_min,
             port_max=port_max,
             ice_servers=servers,
+            transport_cc=settings.relay_transport_cc,
         )
 
 

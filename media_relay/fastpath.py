@@ -26,7 +26,7 @@ else:
     try:
         if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
             raise ImportError(f"{PURE_PYTHON_ENV} is set")
-        for _name in ("srtp_protect", "srtp_unprotect"):
+        for _name in ("srtp_protect", "srtp_unprotect", "srtp_protect_rtcp"):
             if _srtp_ffi.typeof(getattr(_srtp_lib, _name)).cname != SRTP_SIGNATURE:
                 raise ImportError(f"pylibsrtp's {_name} is not libsrtp 2's")
         from media_relay._fastpath import (
@@ -43,6 +43,7 @@ else:
         set_srtp(
             int(_srtp_ffi.cast("uintptr_t", _srtp_ffi.addressof(_srtp_lib, "srtp_protect"))),
             int(_srtp_ffi.cast("uintptr_t", _srtp_ffi.addressof(_srtp_lib, "srtp_unprotect"))),
+            int(_srtp_ffi.cast("uintptr_t", _srtp_ffi.addressof(_srtp_lib, "srtp_protect_rtcp"))),
         )
         NATIVE = True
     except ImportError:

@@ -16,12 +16,15 @@ from typing import Any
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
-from media_relay.packets import RtpHeader, find_extension, parse_rtp_header
+from media_relay.packets import RtpHeader, find_extension, parse_rtp_header, strip_extension
 
 BUFFER_SIZE = 1600
 SRTP_TRAILER = 144
 MAX_PLAIN = BUFFER_SIZE - SRTP_TRAILER
 MAX_MID = 255
+# transport-wide sequence numbers the receive path keeps between two drains (one drain per
+# feedback interval, 50–100 ms: 1024 is over 10,000 packets a second)
+TRANSPORT_CC_CAPACITY = 1024
 _SEQ_TS_SSRC = struct.Struct("!HII")
 
 
@@ -67,10 +70,21 @@ class Link:
         self._view[:size] = packet
         return self._send_buffer(size)
 
-    def _send_buffer(self, size: int) -> int:
+    def send_rtcp(self, packet: bytes | bytearray) -> int:
+        """Protect (SRTCP) and send plain RTCP: 1 sent, 0 failed (counted), -1 not bound."""
+        if self._sock is None:
+            return -1
+        size = len(packet)
+        if size > MAX_PLAIN:
+            self.send_errors += 1
+            return 0
+        self._view[:size] = packet
+        return self._send_buffer(size, _srtp_lib.srtp_protect_rtcp)
+
+    def _send_buffer(self, size: int, protect: Any = None) -> int:
         length = self._length
         length[0] = size
-        if _srtp_lib.srtp_protect(self._ctx, self._buffer, length) != 0:
+        if (protect or _srtp_lib.srtp_protect)(self._ctx, self._buffer, length) != 0:
             self.send_errors += 1
             return 0
         try:
@@ -244,7 +258,7 @@ _IN_VIEW = memoryview(_srtp_ffi.buffer(_IN))
 _IN_LENGTH = _srtp_ffi.new("int *")
 
 
-def set_srtp(protect: int, unprotect_address: int) -> None:
+def set_srtp(protect: int, unprotect_address: int, protect_rtcp: int = 0) -> None:
     """The C module needs libsrtp's entry points; Python calls pylibsrtp's binding directly."""
 
 
@@ -261,16 +275,44 @@ class Route:
 
 
 class Receiver:
-    """One participant's SRTP receive context and its tracks by SSRC."""
+    """One participant's SRTP receive context and its tracks by SSRC.
+
+    With `transport_cc_id` set (the transport-wide-cc header extension ID the participant's
+    answer kept), every packet that verifies and parses — routed here or not — leaves its
+    transport-wide sequence number and `now` for `drain_transport_cc` (transport_cc.py
+    reports them to the sender; past TRANSPORT_CC_CAPACITY they are counted in
+    `transport_cc_overflow` instead), and loses the element before anything else sees it: its
+    bytes are zeroed (RFC 8285 padding), since a subscriber's BUNDLE may map the same ID to
+    transport-cc (its own m-lines that publish) and take the publisher's numbers for the
+    relay's."""
 
     def __init__(self) -> None:
         self._ctx = 0
         self._session: Any = None
         self._tracks: dict[int, Any] = {}
+        self._transport_cc_id = 0
+        self._transport_cc: list[tuple[int, float]] = []
+        self.transport_cc_overflow = 0
 
     @property
     def bound(self) -> bool:
         return bool(self._ctx)
+
+    @property
+    def transport_cc_id(self) -> int:
+        return self._transport_cc_id
+
+    @transport_cc_id.setter
+    def transport_cc_id(self, value: int) -> None:
+        if not 0 <= value <= 255:  # as the C module's set_uint
+            raise ValueError("value out of range")
+        self._transport_cc_id = int(value)
+
+    def drain_transport_cc(self) -> list[tuple[int, float]]:
+        """(transport-wide sequence number, arrival) of the packets since the last drain."""
+        entries = self._transport_cc
+        self._transport_cc = []
+        return entries
 
     def bind(self, ctx: int, session: Any, tracks: dict[int, Any]) -> None:
         if not ctx:
@@ -293,6 +335,17 @@ class Receiver:
         header = parse_rtp_header(plain)
         if header is None:
             return plain
+        if self._transport_cc_id:
+            found = find_extension(plain, header, self._transport_cc_id)
+            if found is not None:
+                offset, length = found
+                if length >= 2:
+                    if len(self._transport_cc) < TRANSPORT_CC_CAPACITY:
+                        seq = (plain[offset] << 8) | plain[offset + 1]
+                        self._transport_cc.append((seq, float(now)))
+                    else:
+                        self.transport_cc_overflow += 1
+                plain = strip_extension(plain, header, found)
         track = self._tracks.get(header.ssrc)
         route = getattr(track, "route", None) if track is not None else None
         if not isinstance(route, Route) or header.payload_type not in route._payload_types:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from media_relay import packets
+from media_relay.bandwidth import SlowSubscriberPolicy, choose_bitrate
 from media_relay.fastpath import Output, Route, fanout
 from media_relay.packet_cache import PacketCache
 from media_relay.packets import ReportBlock, RtpHeader
@@ -26,6 +27,9 @@ from media_relay.rtx import RtxSender
 KEYFRAME_REQUEST_INTERVAL = 0.3
 # A subscriber's REMB counts for this long.
 REMB_TTL = 5.0
+# Whose REMB the publisher follows (bandwidth.py): the slowest subscriber's, unless it has
+# been under half the others' median for 10 s
+SLOW_SUBSCRIBER_POLICY = SlowSubscriberPolicy()
 # RFC 6464 levels are −dBov; "speaking" is louder than −40 dBov.
 SPEAKING_LEVEL = 40
 MAX_RTP_SIZE = 1500
@@ -112,6 +116,17 @@ class PublishedTrack:
         # RFC 6464 audio levels since the last speaker tick
         self.level_samples = 0
         self.loud_samples = 0
+        # transport-wide congestion control (transport_cc.py): whether the publisher's answer
+        # kept the header extension on this track's m-line, and the Transport Feedback
+        # packets sent on the transport it arrives on since (the participant sends them)
+        self.transport_cc = False
+        self.transport_feedback_sent = 0
+        # the REMB passed upstream (bandwidth.py): the figure, whose it is, who is ignored
+        self.remb_upstream: int | None = None
+        self.held_down_by: str | None = None
+        self.ignored_subscribers: frozenset[str] = frozenset()
+        self.ignored_slow_subscriber = 0  # times a subscriber started being ignored
+        self._slow_since: dict[str, float] = {}
 
     # -- receive
 
@@ -291,13 +306,23 @@ class PublishedTrack:
         self.send_upstream(packets.build_nack(self.feedback_ssrc, self.ssrc, lost[:64]))
 
     def estimated_bitrate(self, now: float) -> int | None:
-        """REMB to pass upstream: the minimum over subscribers that reported recently."""
-        rates = [
-            stream.remb
-            for stream in self.subscribers
-            if stream.active and stream.remb is not None and now - stream.remb_at < REMB_TTL
-        ]
-        return min(rates) if rates else None
+        """REMB to pass upstream (called on the RTCP schedule): the slowest subscriber that
+        reported recently, unless it has been far below the others for too long
+        (bandwidth.choose_bitrate, SLOW_SUBSCRIBER_POLICY)."""
+        estimates: dict[str, int] = {}
+        for stream in self.subscribers:
+            if stream.active and stream.remb is not None and now - stream.remb_at < REMB_TTL:
+                key = stream.subscriber_id or f"ssrc:{stream.ssrc}"
+                estimates[key] = min(stream.remb, estimates.get(key, stream.remb))
+        choice = choose_bitrate(
+            estimates, self._slow_since, self.ignored_subscribers, now, SLOW_SUBSCRIBER_POLICY
+        )
+        self._slow_since = choice.slow_since
+        self.ignored_subscribers = choice.ignored
+        self.ignored_slow_subscriber += len(choice.newly_ignored)
+        self.held_down_by = choice.held_down_by
+        self.remb_upstream = choice.bitrate
+        return choice.bitrate
 
     # -- statistics
 
@@ -323,6 +348,12 @@ class PublishedTrack:
             "nacks_sent": self.nacks_sent,
             "bitrate": round(self.bitrate),
             "subscribers": sum(1 for s in self.subscribers if s.active),
+            "transport_cc": self.transport_cc,
+            "transport_feedback_sent": self.transport_feedback_sent,
+            "remb_upstream": self.remb_upstream,
+            "held_down_by": self.held_down_by,
+            "ignored_slow_subscriber": self.ignored_slow_subscriber,
+            "ignored_subscribers": sorted(self.ignored_subscribers),
         }
 
     def close(self) -> None:
@@ -368,9 +399,11 @@ class ForwardedStream:
     that decides whether `fanout` may send on its own is kept in sync by `_sync`.
     """
 
-    def __init__(self, kind: str, ssrc: int, send: RtpSender) -> None:
+    def __init__(self, kind: str, ssrc: int, send: RtpSender, subscriber_id: str = "") -> None:
         self.kind = kind
         self.out = Output(ssrc)
+        # the participant this stream goes to (REMB policy, statistics)
+        self.subscriber_id = subscriber_id
         # the slow path (no Link bound yet, e.g. not connected): protect + send a plain packet
         self.send = send
         self.track: PublishedTrack | None = None

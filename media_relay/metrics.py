@@ -63,8 +63,17 @@ class RelayCollector(Collector):
         dropped = CounterMetricFamily(
             "etapalvelu_relay_dropped_packets", "Packets dropped, by reason", labels=["reason"]
         )
+        feedback = CounterMetricFamily(
+            "etapalvelu_relay_transport_feedback_packets",
+            "Transport Feedback (transport-wide congestion control) sent to publishers",
+        )
+        ignored = CounterMetricFamily(
+            "etapalvelu_relay_ignored_slow_subscribers",
+            "Times a subscriber far below the others stopped holding a publisher down (REMB)",
+        )
         room_count = participant_count = 0
         totals = {"received": 0, "forwarded": 0, "bytes": 0, "resent": 0, "nacks": 0, "plis": 0}
+        totals.update(feedback=0, ignored=0)
         drops: dict[str, int] = {}
         for relay in self._selected():
             for room in relay.rooms.values():
@@ -75,8 +84,11 @@ class RelayCollector(Collector):
                     totals["nacks"] += participant.nacks_received
                     for reason, count in participant.drops.counts.items():
                         drops[reason] = drops.get(reason, 0) + count
+                    window = participant.transport_cc
+                    totals["feedback"] += window.feedback_packets if window is not None else 0
                     for track in participant.published.values():
                         totals["plis"] += track.plis_sent + track.firs_sent
+                        totals["ignored"] += track.ignored_slow_subscriber
                     for stream in participant.forwarded:
                         totals["forwarded"] += stream.packets
                         totals["bytes"] += stream.bytes
@@ -91,6 +103,8 @@ class RelayCollector(Collector):
         plis.add_metric([], totals["plis"])
         for reason, count in sorted(drops.items()):
             dropped.add_metric([reason], count)
+        feedback.add_metric([], totals["feedback"])
+        ignored.add_metric([], totals["ignored"])
         yield from (
             rooms,
             participants,
@@ -101,6 +115,8 @@ class RelayCollector(Collector):
             nacks,
             plis,
             dropped,
+            feedback,
+            ignored,
         )
 
 

@@ -142,6 +142,14 @@ def find_extension(
     return None
 
 
+def strip_extension(data: bytes | bytearray, header: RtpHeader, found: tuple[int, int]) -> bytes:
+    """`data` with the header extension element at `found` (find_extension's (offset, length)
+    of its value) zeroed, header included: RFC 8285 padding, at the same offsets."""
+    offset, length = found
+    start = offset - (1 if header.extension_profile == 0xBEDE else 2)
+    return bytes(data[:start]) + bytes(offset + length - start) + bytes(data[offset + length :])
+
+
 def retag_extension(data: bytearray, header: RtpHeader, value_offset: int, new_id: int) -> None:
     """Change the ID of the element whose value starts at value_offset (found by find_extension).
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -28,11 +29,14 @@ from media_relay.codecs import (
     is_rtx,
     preferred_codecs,
     rtx_payload_types,
+    transport_cc_id,
     with_fir_feedback,
+    with_transport_cc,
 )
 from media_relay.errors import RelayError
 from media_relay.forwarding import MAX_RTP_SIZE, DropCounters, ForwardedStream, PublishedTrack
 from media_relay.rtx import negotiated_rtx
+from media_relay.transport_cc import FeedbackWindow
 
 if TYPE_CHECKING:
     from media_relay.control import RelayConfig
@@ -41,6 +45,10 @@ logger = logging.getLogger(__name__)
 
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+# Transport Feedback to a publisher that negotiated transport-cc: after the first packet at
+# least this long after the previous feedback (Chromium's own receivers: every 50–250 ms), so
+# it rides on a wake-up the packets cause anyway; when packets stop, at the room's next tick
+TRANSPORT_FEEDBACK_INTERVAL = 0.05
 
 
 def kind_of(source: str) -> str:
@@ -103,6 +111,12 @@ class Participant:
         self.codec_conflicts: dict[str, bool] = {}
         # id(stream) -> the codec names of this participant's answer for that m-line
         self._accepted_by_stream: dict[int, frozenset[str]] = {}
+        # transport-wide congestion control (transport_cc.py), when the participant's answer
+        # kept the header extension on an m-line it sends on: the extension's ID, what arrived
+        # since the last Transport Feedback, and when the next is due (inf: never)
+        self.transport_cc_id = 0
+        self.transport_cc: FeedbackWindow | None = None
+        self._feedback_due = math.inf
         self.pc.on("connectionstatechange", self._on_connection_state)
 
     # -- what is sent and received
@@ -265,7 +279,7 @@ class Participant:
         transceiver.setCodecPreferences(preferred_codecs(kind, rtx=True))
         transceiver.sender.replaceTrack(SilentTrack(kind))
         send = self.link.send_rtp if self.link is not None else self._send_rtp
-        stream = ForwardedStream(kind, transceiver.sender._ssrc, send)
+        stream = ForwardedStream(kind, transceiver.sender._ssrc, send, self.participant_id)
         if self.link is not None:
             stream.out.link = self.link.native
         self.forwarded.append(stream)
@@ -284,8 +298,13 @@ class Participant:
             self.config.port_max,
         )
         offer = await self.pc.createOffer()
-        # aiortc offers no `ccm fir`: added, so a publisher that takes it is asked with FIR
-        offer = RTCSessionDescription(sdp=with_fir_feedback(offer.sdp), type="offer")
+        # aiortc offers no `ccm fir`: added, so a publisher that takes it is asked with FIR;
+        # nor transport-cc: added where the relay receives, so a browser's send-side
+        # bandwidth estimator gets Transport Feedback from the relay
+        sdp = with_fir_feedback(offer.sdp)
+        if self.config.transport_cc:
+            sdp = with_transport_cc(sdp)
+        offer = RTCSessionDescription(sdp=sdp, type="offer")
         await self.pc.setLocalDescription(offer)
         self._hook_transport()
         self.negotiating = True
@@ -332,6 +351,7 @@ class Participant:
         self.negotiating = False
         by_mid = {media.rtp.muxId: media for media in parsed.media if media.rtp.muxId}
         need_keyframe: list[PublishedTrack] = []
+        transport_cc = 0
         for source, transceiver in self._recv_transceivers.items():
             media = by_mid.get(transceiver.mid or "")
             track = self.published.get(source)
@@ -339,6 +359,10 @@ class Participant:
                 continue
             if self._configure_published(track, media, transceiver):
                 need_keyframe.append(track)
+            track.transport_cc = bool(transport_cc_id(media))
+            transport_cc = transport_cc or transport_cc_id(media)
+        self.transport_cc_id = transport_cc
+        self._sync_transport_cc()
         for stream in self.forwarded:
             transceiver = self._send_transceivers[id(stream)]
             media = by_mid.get(transceiver.mid or "")
@@ -448,6 +472,7 @@ class Participant:
         if dtls is None:
             return
         self.link = SrtpLink(dtls)
+        self._sync_transport_cc()
         for stream in self.forwarded:
             stream.send = self.link.send_rtp  # straight to the link: one call less per send
             stream.out.link = self.link.native  # what fanout sends through
@@ -519,10 +544,14 @@ class Participant:
                     self.rtp_received += 1
                     track, plain, pending = result
                     track.after_fanout(plain, pending, now)
+                    if now >= self._feedback_due:  # transport-cc
+                        self._feedback_soon()
                     return
                 if result is False:  # first packet: bind the receive path for the next ones
                     link.bind_receiver(self._inbound_by_ssrc)
                     result = link.unprotect_rtp(data)  # counts its own failures
+                    if result is not None and self.transport_cc is not None:
+                        result = self._take_transport_cc(result, now)  # as receive does
                 elif result is None:
                     link.unprotect_errors += 1
                 if result is None:
@@ -530,6 +559,8 @@ class Participant:
                     return
                 self.rtp_received += 1
                 self._on_rtp(result, now)  # RTX, a new SSRC, another payload type, malformed
+                if now >= self._feedback_due:
+                    self._feedback_soon()
         except Exception:  # never into the event loop
             logger.exception("relay: packet from %s dropped", self.participant_id)
             self.drops.add("error")
@@ -647,6 +678,76 @@ class Participant:
         if not parsed_any:
             self.drops.add("malformed_rtcp")
 
+    # -- transport-wide congestion control (transport_cc.py)
+
+    def _sync_transport_cc(self) -> None:
+        """Follow the latest answer: record transport-wide sequence numbers (the receive path)
+        and send Transport Feedback while an m-line the participant sends on kept the
+        extension; stop when none does."""
+        if self.link is not None:
+            self.link.receiver.transport_cc_id = self.transport_cc_id
+        if not self.transport_cc_id:
+            self._feedback_due = math.inf
+            return
+        if self.transport_cc is None:
+            self.transport_cc = FeedbackWindow()
+        self._feedback_due = min(self._feedback_due, 0.0)
+
+    def _take_transport_cc(self, data: bytes, now: float) -> bytes:
+        """A packet the receive path did not see (the first one): note its sequence number and
+        blank the element, as the receive path does (fastpath_py.Receiver)."""
+        header = packets.parse_rtp_header(data)
+        window = self.transport_cc
+        if header is None or window is None:
+            return data
+        found = packets.find_extension(data, header, self.transport_cc_id)
+        if found is None:
+            return data
+        if found[1] >= 2:
+            window.add((data[found[0]] << 8) | data[found[0] + 1], now)
+        return packets.strip_extension(data, header, found)
+
+    def _feedback_track(self) -> PublishedTrack | None:
+        """The track whose SSRC the feedback names as media source (Chromium takes feedback
+        only for an SSRC it sends): video first."""
+        tracks = [t for t in self.published.values() if t.transport_cc and t.ssrc is not None]
+        tracks.sort(key=lambda track: track.kind != "video")
+        return tracks[0] if tracks else None
+
+    def _feedback_soon(self) -> None:
+        """Send Transport Feedback once the packets already read are forwarded: the loop
+        runs it before it waits for the socket again (uvloop reads a burst in one go)."""
+        self._feedback_due = math.inf  # one at a time
+        asyncio.get_running_loop().call_soon(self._feedback_now)
+
+    def _feedback_now(self) -> None:
+        self.send_transport_feedback(time.monotonic())
+
+    def send_transport_feedback(self, now: float) -> int:
+        """Report what arrived since the last Transport Feedback; how many packets went.
+        Never raises (it runs on the receive path)."""
+        window = self.transport_cc
+        link = self.link
+        if window is None or link is None or self.closed:
+            self._feedback_due = math.inf
+            return 0
+        self._feedback_due = now + TRANSPORT_FEEDBACK_INTERVAL
+        try:
+            window.extend(link.receiver.drain_transport_cc())
+            track = self._feedback_track()
+            if not window.pending or not self.connected or track is None or track.ssrc is None:
+                return 0  # kept for the next one
+            feedback = window.build(track.feedback_ssrc, track.ssrc)
+            for packet in feedback:
+                self._send_rtcp(packet)
+        except Exception:
+            logger.exception("relay: transport feedback to %s failed", self.participant_id)
+            return 0
+        for published in self.published.values():
+            if published.transport_cc:
+                published.transport_feedback_sent += len(feedback)
+        return len(feedback)
+
     def _outbound_for(self, data: bytes, item: packets.RtcpItem) -> ForwardedStream | None:
         ssrc = packets.feedback_media_ssrc(data, item)
         stream = self._outbound_by_ssrc.get(ssrc) if ssrc is not None else None
@@ -667,6 +768,10 @@ class Participant:
             track.tick(now, interval)
         for stream in self.forwarded:
             stream.tick(interval)
+        if self.transport_cc is not None and (send_reports or now >= self._feedback_due):
+            # what arrived after the last feedback when nothing has come since; and with
+            # every receiver report (the RTCP schedule)
+            self.send_transport_feedback(now)
         if not send_reports or not self.connected or self.link is None:
             return
         self.link.bind()  # follows a change of the nominated pair
@@ -694,6 +799,7 @@ class Participant:
             return
         self.closed = True
         self.connected = False
+        self._feedback_due = math.inf
         if self.link is not None:
             self.link.close_socket()
             self.link.receiver.unbind()
@@ -717,6 +823,21 @@ class Participant:
         self.pc.remove_all_listeners()
         self.link = None
 
+    def _transport_cc_stats(self) -> dict[str, Any] | None:
+        window = self.transport_cc
+        if window is None:
+            return None
+        receiver = self.link.receiver if self.link is not None else None
+        return {
+            "extension_id": self.transport_cc_id,
+            "packets": window.packets,
+            "late": window.late,
+            "duplicates": window.duplicates,
+            "overflow": window.overflow
+            + (int(receiver.transport_cc_overflow) if receiver is not None else 0),
+            "feedback_sent": window.feedback_packets,
+        }
+
     def stats(self) -> dict[str, Any]:
         return {
             "connected": self.connected,
@@ -727,6 +848,7 @@ class Participant:
             "nacks_received": self.nacks_received,
             "plis_received": self.plis_received,
             "dropped": dict(self.drops.counts),
+            "transport_cc": self._transport_cc_stats(),
             "published": {
                 source: {
                     **track.stats(),

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     ice_addresses: list[str] = Field(default_factory=list)
     relay_port_min: int = Field(0, ge=0, le=65535)
     relay_port_max: int = Field(0, ge=0, le=65535)
+    # Transport-wide congestion control feedback to publishers (README "Bandwidth"). Off until
+    # a two-way Chromium call holds both directions up with it (see the README's figures).
+    relay_transport_cc: bool = False
 
     # ICE servers handed to clients and to the relay. Always explicit: an empty list means
     # none (aiortc would otherwise fall back to a public STUN server).

@@ -2,6 +2,9 @@
 
 relay <-> [relay_side | client_side] <-> client: both directions pass through it, so ICE sees
 a consistent path; it drops a share of the RTP going one way (and whatever a filter picks).
+With `rate_bps` set (at any time), that direction is also a bottleneck: every datagram waits
+its turn in a FIFO drained at that rate (IP + UDP headers counted), and one that would wait
+longer than `queue_seconds` is dropped (a router's tail drop) — what a narrow uplink does.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import asyncio
 import random
 import re
 import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -42,8 +46,16 @@ class LossyLink:
         self.dropped: dict[tuple[int, int], int] = {}
         # more to lose, by content: called with each RTP packet going `towards`
         self.drop_filter: Callable[[bytes], bool] | None = None
+        # the client's address, when it is known and it may send from others (a browser
+        # with several host candidates): replies go there only
+        self.pin_client: tuple[str, int] | None = None
         self.relay_side: asyncio.DatagramTransport | None = None
         self.client_side: asyncio.DatagramTransport | None = None
+        # the bottleneck towards `towards` (None: none), and what it dropped
+        self.rate_bps: float | None = None
+        self.queue_seconds = 0.25
+        self.queue_dropped = 0
+        self._free_at = 0.0  # when the bottleneck has sent everything queued so far
 
     def _lose(self, data: bytes) -> bool:
         is_rtp = len(data) > 12 and 127 < data[0] < 192 and not 192 <= data[1] <= 223
@@ -56,25 +68,50 @@ class LossyLink:
         self.dropped[(ssrc, seq)] = ts
         return True
 
+    def _pass(self, data: bytes, forward: Callable[[bytes], None]) -> None:
+        """Through the bottleneck, if there is one: forward now, later, or never."""
+        now = time.monotonic()
+        if self.rate_bps is None and self._free_at <= now:
+            forward(data)
+            return
+        start = max(now, self._free_at)
+        if start - now > self.queue_seconds:
+            self.queue_dropped += 1
+            return
+        rate = self.rate_bps
+        self._free_at = start + ((len(data) + 28) * 8 / rate if rate else 0.0)
+        asyncio.get_running_loop().call_later(self._free_at - now, forward, data)
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         link = self
 
+        def to_client(data: bytes) -> None:
+            if link.client_addr is not None and link.client_side is not None:
+                link.client_side.sendto(data, link.client_addr)
+
+        def to_relay(data: bytes) -> None:
+            if link.relay_addr is not None and link.relay_side is not None:
+                link.relay_side.sendto(data, link.relay_addr)
+
         class FromRelay(asyncio.DatagramProtocol):
             def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
                 link.relay_addr = addr
-                if link.towards == "client" and link._lose(data):
+                if link.towards == "client":
+                    if not link._lose(data):
+                        link._pass(data, to_client)
                     return
-                if link.client_addr is not None and link.client_side is not None:
-                    link.client_side.sendto(data, link.client_addr)
+                to_client(data)
 
         class FromClient(asyncio.DatagramProtocol):
             def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-                link.client_addr = addr
-                if link.towards == "relay" and link._lose(data):
+                if link.pin_client is None or addr == link.pin_client:
+                    link.client_addr = addr
+                if link.towards == "relay":
+                    if not link._lose(data):
+                        link._pass(data, to_relay)
                     return
-                if link.relay_addr is not None and link.relay_side is not None:
-                    link.relay_side.sendto(data, link.relay_addr)
+                to_relay(data)
 
         self.relay_side, _ = await loop.create_datagram_endpoint(
             FromRelay, local_addr=("127.0.0.1", 0)

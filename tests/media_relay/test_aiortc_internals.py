@@ -125,6 +125,7 @@ def test_libsrtp_entry_points_have_the_signature_the_c_fast_path_calls() -> None
     expected = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
     assert ffi.typeof(lib.srtp_protect).cname == expected
     assert ffi.typeof(lib.srtp_unprotect).cname == expected
+    assert ffi.typeof(lib.srtp_protect_rtcp).cname == expected  # Link.send_rtcp
     assert fastpath.NATIVE  # scripts/setup builds it; the suite must exercise it
 
 
