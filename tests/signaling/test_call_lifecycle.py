@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,13 @@ import socketio
 from aiortc.mediastreams import AudioStreamTrack
 from sqlalchemy import select
 
-from media_relay.aiortc_client import RelayPeerClient
 from signaling.call_watch import verdict
 from signaling.calls import CallRelayListener, end_call, finish_call
 from signaling.db import utcnow
 from signaling.flow_common import FlowError, parse_time
 from signaling.flow_models import Call, CallParticipant, Ticket
 from signaling.queues import requeue_ticket, take_next, take_walk_in_ticket
+from tests.signaling.call_support import CallPeer, eventually, start_call
 from tests.signaling.flow_support import (  # noqa: F401 (fixtures)
     T0,
     World,
@@ -38,14 +37,6 @@ from tests.support.service import LiveService, make_live_service
 FAST = {"expert_return_seconds": 2, "empty_call_seconds": 2, "call_watch_interval": 0.2}
 
 
-async def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 def collect(client: socketio.AsyncClient, event: str) -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
     client.on(event, lambda data: seen.append(data))
@@ -54,47 +45,6 @@ def collect(client: socketio.AsyncClient, event: str) -> list[dict[str, Any]]:
 
 def of(participants: list[dict[str, Any]], role: str) -> dict[str, Any]:
     return next(p for p in participants if p["role"] == role)
-
-
-class AudioPeer:
-    """A socket plus a real aiortc connection to the relay (audio only: cheap to encode)."""
-
-    def __init__(self, sio: socketio.AsyncClient, call_id: int) -> None:
-        self.sio = sio
-        self.call_id = call_id
-        self.client = RelayPeerClient(
-            {"audio": AudioStreamTrack()}, ice_servers=[], host_addresses=["127.0.0.1"]
-        )
-        sio.on("call:offer", self._on_offer)
-
-    async def _on_offer(self, data: dict[str, Any]) -> None:
-        sdp = await self.client.handle_offer(data["offer"])
-        await call(self.sio, "call:answer", {"call_id": data["call_id"], "sdp": sdp})
-
-    async def join(self) -> dict[str, Any]:
-        ack = await call(self.sio, "call:join", {"call_id": self.call_id})
-        assert ack["ok"], ack
-        sdp = await self.client.handle_offer(ack["offer"])
-        answered = await call(self.sio, "call:answer", {"call_id": self.call_id, "sdp": sdp})
-        assert answered["ok"], answered
-        return ack
-
-    async def close(self) -> None:
-        await self.client.close()
-
-
-async def start_call(
-    live: LiveService, kiosk: socketio.AsyncClient | None = None
-) -> tuple[socketio.AsyncClient, socketio.AsyncClient, int]:
-    kiosk = kiosk or await live.connect_kiosk()
-    expert = await live.connect_user("kela")
-    await call(kiosk, "flow:sync")
-    await call(expert, "flow:sync")
-    taken = await call(kiosk, "ticket:take", {"authority": "kela", "language": "fin"})
-    assert taken["ok"], taken
-    took = await call(expert, "queue:take_next", {})
-    assert took["ok"], took
-    return kiosk, expert, int(took["call"]["id"])
 
 
 async def call_row(live: LiveService, call_id: int) -> Call:
@@ -146,8 +96,11 @@ async def test_expert_lost_returns_then_is_lost_and_the_customer_keeps_his_place
         later = await extra_kiosk(live)
         queued = await call(later, "ticket:take", {"authority": "kela", "language": "fin"})
         assert queued["ok"] and queued["ticket"]["position"] == 1
-        kiosk, expert = AudioPeer(kiosk_sio, call_id), AudioPeer(expert_sio, call_id)
-        second: AudioPeer | None = None
+        kiosk, expert = (
+            CallPeer(kiosk_sio, call_id, {"audio": AudioStreamTrack()}),
+            CallPeer(expert_sio, call_id, {"audio": AudioStreamTrack()}),
+        )
+        second: CallPeer | None = None
         try:
             participants = collect(kiosk_sio, "call:participants")
             ended = collect(kiosk_sio, "call:ended")
@@ -177,7 +130,7 @@ async def test_expert_lost_returns_then_is_lost_and_the_customer_keeps_his_place
             back = await live.connect_user("kela")
             synced = await call(back, "flow:sync")
             assert synced["call"]["id"] == call_id
-            second = AudioPeer(back, call_id)
+            second = CallPeer(back, call_id, {"audio": AudioStreamTrack()})
             await second.join()
             await eventually(lambda: of(participants[-1]["participants"], "expert")["connected"])
             returned = of(participants[-1]["participants"], "expert")

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-import socketio
-from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from sqlalchemy import select
 
-from media_relay.aiortc_client import RelayPeerClient
 from signaling.calls import CallRelayListener, end_call, participant_for
 from signaling.flow_common import FlowError
 from signaling.flow_models import Call, CallParticipant
 from signaling.queues import take_next, take_walk_in_ticket
+from tests.signaling.call_support import CallPeer, eventually, face, start_call
 from tests.signaling.flow_support import (  # noqa: F401 (fixtures)
     T0,
     World,
@@ -38,71 +36,12 @@ async def live(tmp_path: Path) -> AsyncIterator[LiveService]:
         yield service
 
 
-async def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
-class Peer:
-    """A socket.io client plus its aiortc connection to the relay, answering every offer."""
-
-    def __init__(self, sio: socketio.AsyncClient, call_id: int, publish: bool = True) -> None:
-        tracks: dict[str, Any] = (
-            {"audio": AudioStreamTrack(), "camera": VideoStreamTrack()} if publish else {}
-        )
-        self.sio = sio
-        self.call_id = call_id
-        self.client = RelayPeerClient(tracks, ice_servers=[], host_addresses=["127.0.0.1"])
-        self.offers = 0
-        self.answer_errors: list[dict[str, Any]] = []
-        sio.on("call:offer", self._on_offer)
-
-    async def _on_offer(self, data: dict[str, Any]) -> None:
-        self.offers += 1
-        sdp = await self.client.handle_offer(data["offer"])
-        ack = await call(self.sio, "call:answer", {"call_id": data["call_id"], "sdp": sdp})
-        if not ack["ok"]:
-            self.answer_errors.append(ack)
-
-    async def join(self, **extra: Any) -> dict[str, Any]:
-        ack = await call(self.sio, "call:join", {"call_id": self.call_id, **extra})
-        assert ack["ok"], ack
-        sdp = await self.client.handle_offer(ack["offer"])
-        answered = await call(self.sio, "call:answer", {"call_id": self.call_id, "sdp": sdp})
-        assert answered["ok"], answered
-        return ack
-
-    def remote_sources(self) -> set[tuple[str, str]]:
-        return {
-            (meta.get("participant_id", ""), meta.get("source", ""))
-            for _track, meta in self.client.remote_tracks
-        }
-
-    async def close(self) -> None:
-        await self.client.close()
-
-
-async def start_call(live: LiveService) -> tuple[socketio.AsyncClient, socketio.AsyncClient, int]:
-    kiosk = await live.connect_kiosk()
-    expert = await live.connect_user("kela")
-    await call(kiosk, "flow:sync")
-    await call(expert, "flow:sync")
-    taken = await call(kiosk, "ticket:take", {"authority": "kela", "language": "fin"})
-    assert taken["ok"], taken
-    took = await call(expert, "queue:take_next", {})
-    assert took["ok"], took
-    return kiosk, expert, int(took["call"]["id"])
-
-
 @pytest.mark.slow
 async def test_kiosk_and_expert_see_each_other_through_the_relay(
     live: LiveService,
 ) -> None:
     kiosk_sio, expert_sio, call_id = await start_call(live)
-    kiosk, expert = Peer(kiosk_sio, call_id), Peer(expert_sio, call_id)
+    kiosk, expert = CallPeer(kiosk_sio, call_id, face()), CallPeer(expert_sio, call_id, face())
     try:
         # Answer before join: refused, nothing changes.
         early = await call(kiosk_sio, "call:answer", {"call_id": call_id, "sdp": "v=0"})

@@ -10,21 +10,26 @@ and the expert. Everything real: the whole service on loopback, its relay, aiort
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
 import socketio
-from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from aiortc.mediastreams import VideoStreamTrack
 from sqlalchemy import select
 
 from endpoint.document_channel import DocumentChannel, TransferError
-from media_relay.aiortc_client import RelayPeerClient
 from signaling.documents import exchange_of
 from signaling.flow_models import CallParticipant
+from tests.signaling import call_support
+from tests.signaling.call_support import CallPeer, face, start_call
 from tests.support.service import LiveService
+
+ACK_TIMEOUT = 15.0
+# Media through the relay on a loaded machine: wait longer than the shared default.
+eventually = functools.partial(call_support.eventually, within=20.0)
 
 DOCCAM = "document_camera"
 PNG = b"\x89PNG\r\n\x1a\n" + hashlib.sha256(b"still").digest() * 2000
@@ -36,67 +41,9 @@ async def ack_of(client: socketio.AsyncClient, event: str, data: dict[str, Any])
     return await client.call(event, data, timeout=15)
 
 
-async def eventually(check: Callable[[], bool], within: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 def directions(sdp: str) -> list[str]:
     names = ("sendonly", "sendrecv", "recvonly", "inactive")
     return [line.strip()[2:] for line in sdp.splitlines() if line.strip()[2:] in names]
-
-
-class MediaPeer:
-    """A socket.io participant with its aiortc connection to the relay, answering offers."""
-
-    def __init__(self, sio: socketio.AsyncClient, call_id: int, tracks: dict[str, Any]) -> None:
-        self.sio = sio
-        self.call_id = call_id
-        self.client = RelayPeerClient(tracks, ice_servers=[], host_addresses=["127.0.0.1"])
-        self.offers: list[dict[str, Any]] = []
-        sio.on("call:offer", self._on_offer)
-
-    async def _on_offer(self, data: dict[str, Any]) -> None:
-        self.offers.append(data["offer"])
-        sdp = await self.client.handle_offer(data["offer"])
-        await ack_of(self.sio, "call:answer", {"call_id": data["call_id"], "sdp": sdp})
-
-    async def join(self, **extra: Any) -> dict[str, Any]:
-        ack = await ack_of(self.sio, "call:join", {"call_id": self.call_id, **extra})
-        assert ack["ok"], ack
-        self.offers.append(ack["offer"])
-        sdp = await self.client.handle_offer(ack["offer"])
-        answered = await ack_of(self.sio, "call:answer", {"call_id": self.call_id, "sdp": sdp})
-        assert answered["ok"], answered
-        return dict(ack)
-
-    def remote_sources(self) -> set[tuple[str, str]]:
-        return {
-            (str(meta.get("participant_id")), str(meta.get("source")))
-            for _track, meta in self.client.remote_tracks
-        }
-
-    async def close(self) -> None:
-        await self.client.close()
-
-
-def face() -> dict[str, Any]:
-    return {"audio": AudioStreamTrack(), "camera": VideoStreamTrack()}
-
-
-async def start_call(live: LiveService) -> tuple[socketio.AsyncClient, socketio.AsyncClient, int]:
-    kiosk = await live.connect_kiosk()
-    expert = await live.connect_user("kela")
-    for client in (kiosk, expert):
-        assert (await ack_of(client, "flow:sync", {}))["ok"]
-    taken = await ack_of(kiosk, "ticket:take", {"authority": "kela", "language": "fin"})
-    assert taken["ok"], taken
-    took = await ack_of(expert, "queue:take_next", {})
-    assert took["ok"], took
-    return kiosk, expert, int(took["call"]["id"])
 
 
 async def enrol_second_kiosk(live: LiveService) -> tuple[int, socketio.AsyncClient]:
@@ -138,8 +85,11 @@ async def test_another_kiosk_of_the_office_cannot_be_a_document_camera(
     live_service: LiveService,
 ) -> None:
     live = live_service
-    kiosk_sio, expert_sio, call_id = await start_call(live)
-    kiosk, expert = MediaPeer(kiosk_sio, call_id, face()), MediaPeer(expert_sio, call_id, face())
+    kiosk_sio, expert_sio, call_id = await start_call(live, ack_timeout=ACK_TIMEOUT)
+    kiosk, expert = (
+        CallPeer(kiosk_sio, call_id, face(), ACK_TIMEOUT),
+        CallPeer(expert_sio, call_id, face(), ACK_TIMEOUT),
+    )
     try:
         await kiosk.join()
         await expert.join()
@@ -155,15 +105,18 @@ async def test_another_kiosk_of_the_office_cannot_be_a_document_camera(
         refusals = [
             await ack_of(other, "call:join", {"call_id": call_id, "device": DOCCAM}),
             await ack_of(other, "call:join", {"call_id": call_id}),
-            await ack_of(other, "documents:key",
-                         {"call_id": call_id, "device": DOCCAM, "keys": [KEY]}),
+            await ack_of(
+                other, "documents:key", {"call_id": call_id, "device": DOCCAM, "keys": [KEY]}
+            ),
             await ack_of(other, "call:leave", {"call_id": call_id}),
             await ack_of(other, "document_camera:take_still", {"call_id": call_id}),
         ]
         for refused in refusals[:4]:
             assert refused["ok"] is False
             assert (refused["error"]["code"], refused["error"]["reason"]) == (
-                "forbidden", "not_participant"), refused
+                "forbidden",
+                "not_participant",
+            ), refused
         assert refusals[4]["ok"] is False  # not even a role that may ask for stills
 
         # Nothing changed: no participant row, no relay session, no key, no room entered.
@@ -180,7 +133,7 @@ async def test_another_kiosk_of_the_office_cannot_be_a_document_camera(
         await expert_docs.start()  # pushes documents:keys to the documents room
         assert (await ack_of(expert_sio, "call:leave", {"call_id": call_id}))["ok"]
         await expert.close()
-        expert = MediaPeer(expert_sio, call_id, face())
+        expert = CallPeer(expert_sio, call_id, face(), ACK_TIMEOUT)
         await expert.join()  # pushes call:participants to the call room
         await eventually(lambda: bool(kiosk_docs.peers.get(expert_docs.participant_id)))
         await asyncio.sleep(0.5)
@@ -188,8 +141,10 @@ async def test_another_kiosk_of_the_office_cannot_be_a_document_camera(
         await kiosk_docs.close()
         await expert_docs.close()
         for pid, _role, _connected in await participant_rows(live, call_id):
-            assert pid in (f"endpoint-{live.demo.endpoint_id}",
-                           f"user-{live.demo.user_ids['kela']}")
+            assert pid in (
+                f"endpoint-{live.demo.endpoint_id}",
+                f"user-{live.demo.user_ids['kela']}",
+            )
     finally:
         await kiosk.close()
         await expert.close()
@@ -197,10 +152,13 @@ async def test_another_kiosk_of_the_office_cannot_be_a_document_camera(
 
 async def test_the_calls_own_document_camera_publishes_only(live_service: LiveService) -> None:
     live = live_service
-    kiosk_sio, expert_sio, call_id = await start_call(live)
-    kiosk, expert = MediaPeer(kiosk_sio, call_id, face()), MediaPeer(expert_sio, call_id, face())
+    kiosk_sio, expert_sio, call_id = await start_call(live, ack_timeout=ACK_TIMEOUT)
+    kiosk, expert = (
+        CallPeer(kiosk_sio, call_id, face(), ACK_TIMEOUT),
+        CallPeer(expert_sio, call_id, face(), ACK_TIMEOUT),
+    )
     agent_sio = await live.connect_kiosk()  # the agent logs in with the kiosk's credential
-    camera = MediaPeer(agent_sio, call_id, {"document": VideoStreamTrack()})
+    camera = CallPeer(agent_sio, call_id, {"document": VideoStreamTrack()}, ACK_TIMEOUT)
     try:
         await kiosk.join()
         await expert.join()
@@ -222,8 +180,9 @@ async def test_the_calls_own_document_camera_publishes_only(live_service: LiveSe
         # publishes his screen).
         await eventually(lambda: (pid, "document") in expert.remote_sources())
         await eventually(lambda: (pid, "document") in kiosk.remote_sources())
-        published = await ack_of(expert_sio, "call:publish", {"call_id": call_id,
-                                                              "source": "screen"})
+        published = await ack_of(
+            expert_sio, "call:publish", {"call_id": call_id, "source": "screen"}
+        )
         assert published["ok"], published
         await eventually(lambda: (kela, "screen") in kiosk.remote_sources())
         await asyncio.sleep(0.3)
@@ -245,16 +204,17 @@ async def test_the_calls_own_document_camera_publishes_only(live_service: LiveSe
 async def test_documents_never_go_to_a_device(live_service: LiveService) -> None:
     live = live_service
     base = live.base_url
-    kiosk_sio, expert_sio, call_id = await start_call(live)
+    kiosk_sio, expert_sio, call_id = await start_call(live, ack_timeout=ACK_TIMEOUT)
     agent_sio = await live.connect_kiosk()
-    camera = MediaPeer(agent_sio, call_id, {"document": VideoStreamTrack()})
+    camera = CallPeer(agent_sio, call_id, {"document": VideoStreamTrack()}, ACK_TIMEOUT)
     kiosk = DocumentChannel(kiosk_sio, base, call_id)
     expert = DocumentChannel(expert_sio, base, call_id)
     stills = DocumentChannel(agent_sio, base, call_id, device=DOCCAM)
     try:
         # No document key for a document camera that has not joined the call.
-        early = await ack_of(agent_sio, "documents:key",
-                             {"call_id": call_id, "device": DOCCAM, "keys": [KEY]})
+        early = await ack_of(
+            agent_sio, "documents:key", {"call_id": call_id, "device": DOCCAM, "keys": [KEY]}
+        )
         assert (early["error"]["code"], early["error"]["reason"]) == ("forbidden", "not_joined")
         assert await participant_rows(live, call_id) == [
             (f"endpoint-{live.demo.endpoint_id}", "customer", False),
@@ -273,20 +233,28 @@ async def test_documents_never_go_to_a_device(live_service: LiveService) -> None
 
         # By default a document goes to the people of the call, never to the device.
         assert expert.default_recipients() == (kiosk.participant_id,)
-        assert set(stills.default_recipients()) == {kiosk.participant_id,
-                                                     expert.participant_id}
+        assert set(stills.default_recipients()) == {kiosk.participant_id, expert.participant_id}
         # Named explicitly, the server refuses it.
         with pytest.raises(TransferError) as caught:
-            await expert.send("paatos.pdf", PDF,
-                              recipients=[kiosk.participant_id, stills.participant_id])
+            await expert.send(
+                "paatos.pdf", PDF, recipients=[kiosk.participant_id, stills.participant_id]
+            )
         assert caught.value.code == "device_recipient"
-        offer = {"call_id": call_id, "recipients": [stills.participant_id], "suite": 1,
-                 "ciphertext_bytes": 2000, "sha256": "00" * 32, "size": 1000,
-                 "type": "image/png"}
+        offer = {
+            "call_id": call_id,
+            "recipients": [stills.participant_id],
+            "suite": 1,
+            "ciphertext_bytes": 2000,
+            "sha256": "00" * 32,
+            "size": 1000,
+            "type": "image/png",
+        }
         for sender in (expert_sio, kiosk_sio):
             refused = await ack_of(sender, "documents:offer", offer)
             assert (refused["error"]["code"], refused["error"]["reason"]) == (
-                "forbidden", "device_recipient"), refused
+                "forbidden",
+                "device_recipient",
+            ), refused
         # The camera sends stills, nothing else.
         with pytest.raises(TransferError) as caught:
             await stills.send("lomake.pdf", PDF)
@@ -303,8 +271,10 @@ async def test_documents_never_go_to_a_device(live_service: LiveService) -> None
             verdicts = await stills.wait_delivered(sent.transfer_id)
         assert at_kiosk.content == PNG and at_expert.content == PNG
         assert at_kiosk.sender.participant_id == stills.participant_id
-        assert verdicts == {kiosk.participant_id: ("received", None),
-                            expert.participant_id: ("received", None)}
+        assert verdicts == {
+            kiosk.participant_id: ("received", None),
+            expert.participant_id: ("received", None),
+        }
         assert stills.incoming.empty()
     finally:
         for channel in (kiosk, expert, stills):
@@ -324,7 +294,7 @@ async def test_kiosk_page_and_console_list_the_document_camera(
     kiosk = await open_kiosk(browser, live)
     expert = await open_console(browser, live, "/expert", "kela")
     agent_sio = await live.connect_kiosk()
-    camera: MediaPeer | None = None
+    camera: CallPeer | None = None
     try:
         await kiosk.page.click("button[data-authority=kela]")
         await kiosk.page.click("button[data-language=fin]")
@@ -334,7 +304,7 @@ async def test_kiosk_page_and_console_list_the_document_camera(
         await kiosk.page.wait_for_selector("#screen-call:not([hidden])")
         synced = await ack_of(agent_sio, "flow:sync", {})
         call_id = int(synced["call"]["id"])
-        camera = MediaPeer(agent_sio, call_id, {"document": VideoStreamTrack()})
+        camera = CallPeer(agent_sio, call_id, {"document": VideoStreamTrack()}, ACK_TIMEOUT)
         pid = (await camera.join(device=DOCCAM))["participant_id"]
 
         # What the pages are told (`call:participants`, `flow:sync`) carries the camera ...
@@ -349,7 +319,8 @@ async def test_kiosk_page_and_console_list_the_document_camera(
             await person.page.wait_for_selector(selector, timeout=15000)
             assert (await person.page.text_content(selector) or "").startswith("Asiakirjakamera")
             roles = await person.page.eval_on_selector_all(
-                "#call-participants li", "items => items.map(i => i.dataset.role)")
+                "#call-participants li", "items => items.map(i => i.dataset.role)"
+            )
             assert sorted(roles) == ["customer", DOCCAM, "expert"]
         await screenshot(kiosk.page, "kiosk-call-participants")
         await screenshot(expert.page, "console-call-participants")
@@ -360,34 +331,42 @@ async def test_kiosk_page_and_console_list_the_document_camera(
         await stills.start()
         customer = f"endpoint-{live.demo.endpoint_id}"
         kela = f"user-{live.demo.user_ids['kela']}"
-        panels = [(kiosk, "window.__etapalvelu.kiosk.documentPanel.panel", kela),
-                  (expert, "window.__etapalvelu.expert.panel.documentPanel.panel", customer)]
+        panels = [
+            (kiosk, "window.__etapalvelu.kiosk.documentPanel.panel", kela),
+            (expert, "window.__etapalvelu.expert.panel.documentPanel.panel", customer),
+        ]
         for person, panel, other in panels:
             box = f"[data-testid=documents-recipients] input[data-participant='{other}']"
             await person.page.wait_for_selector(box, timeout=15000)
             await person.page.wait_for_function(
-                f"{panel}.channel.peers.has('{stills.participant_id}')", timeout=15000)
+                f"{panel}.channel.peers.has('{stills.participant_id}')", timeout=15000
+            )
             assert await person.page.is_checked(box)
             assert await person.page.eval_on_selector_all(
                 "[data-testid=documents-recipients] input",
-                "boxes => boxes.map(b => b.dataset.participant)") == [other]
+                "boxes => boxes.map(b => b.dataset.participant)",
+            ) == [other]
             assert await person.page.evaluate(f"{panel}.recipients()") == [other]
             assert await person.page.evaluate(f"{panel}.channel.others()") == [other]
         # A file from the kiosk goes to the expert (not to the camera: the server would
         # refuse the whole transfer).
         pdf = b"%PDF-1.4\n" + hashlib.sha256(b"liite").digest() * 500
-        await kiosk.page.set_input_files("[data-testid=documents-file]", files=[
-            {"name": "liite.pdf", "mimeType": "application/pdf", "buffer": pdf}])
+        await kiosk.page.set_input_files(
+            "[data-testid=documents-file]",
+            files=[{"name": "liite.pdf", "mimeType": "application/pdf", "buffer": pdf}],
+        )
         await kiosk.page.click("[data-testid=documents-send]")
         digest = hashlib.sha256(pdf).hexdigest()
         await expert.page.wait_for_selector(
-            f"[data-testid=documents-item][data-sha256='{digest}']", timeout=20000)
+            f"[data-testid=documents-item][data-sha256='{digest}']", timeout=20000
+        )
         # A still from the camera reaches both pages, and both confirm it.
         sent = await stills.send("sivu.png", PNG)
         png = hashlib.sha256(PNG).hexdigest()
         for person in (kiosk, expert):
             await person.page.wait_for_selector(
-                f"[data-testid=documents-item][data-sha256='{png}']", timeout=20000)
+                f"[data-testid=documents-item][data-sha256='{png}']", timeout=20000
+            )
         async with asyncio.timeout(20):
             verdicts = await stills.wait_delivered(sent.transfer_id)
         assert verdicts == {customer: ("received", None), kela: ("received", None)}
