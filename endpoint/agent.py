@@ -182,6 +182,8 @@ class EndpointAgent:
         # The call the camera belongs to: joined, or being joined again after a failure.
         self.call_id: int | None = None
         self.participant_id: str | None = None
+        # How many times the server had moved the call to another relay node at our last join.
+        self.relay_epoch = 0
         # The current relay session (None while joining again).
         self.publisher: DocumentPublisher | None = None
         self.notices: list[Notice] = []
@@ -206,6 +208,7 @@ class EndpointAgent:
         self.sio.on("call:offer", self._on_call_offer)
         self.sio.on("call:ended", self._on_call_ended)
         self.sio.on("call:replaced", self._on_call_replaced)
+        self.sio.on("call:relay_moved", self._on_relay_moved)
         # A still asked for by the clerk or the expert (a server push, when the server has it).
         self.sio.on(STILL_REQUEST_EVENT, self._on_still_request)
         self.channel: Any = None  # endpoint.document_channel.DocumentChannel of the call
@@ -367,6 +370,21 @@ class EndpointAgent:
             if data.get("call_id") == self.call_id:
                 await self._drop_call(leave=False)
 
+    async def _on_relay_moved(self, data: dict[str, Any]) -> None:
+        """The call's relay node died or drains: the server placed the call on another node,
+        which knows nothing of us until we join again (a fresh relay session)."""
+        epoch = data.get("relay_epoch")
+        if data.get("call_id") != self.call_id or self.call_id is None:
+            return
+        if isinstance(epoch, int) and epoch <= self.relay_epoch:
+            return  # our last join already went to that node
+        if isinstance(epoch, int):
+            self.relay_epoch = epoch
+        call_id = self.call_id
+        logger.info("call %s moved to another relay node; joining again", call_id)
+        if await self._join(call_id, rejoin=True, only_current=True) != GONE:
+            self._keep(call_id)
+
     async def _on_call_replaced(self, data: dict[str, Any]) -> None:
         async with self._lock:
             if data.get("call_id") == self.call_id:
@@ -396,6 +414,7 @@ class EndpointAgent:
             else:
                 await self._drop_call(leave=self.call_id is not None)  # another call: leave it
                 self.call_id = call_id
+                self.relay_epoch = 0
             self.joined.clear()
             try:
                 ack = await self._call("call:join",
@@ -429,6 +448,8 @@ class EndpointAgent:
                 connect_timeout=self.options.connect_timeout)
             self.publisher = publisher
             self.participant_id = str(ack.get("participant_id"))
+            if isinstance(ack.get("relay_epoch"), int):
+                self.relay_epoch = max(self.relay_epoch, int(ack["relay_epoch"]))
             try:
                 sdp = await publisher.handle_offer(ack["offer"])
                 await self._call("call:answer", {"call_id": call_id, "sdp": sdp})

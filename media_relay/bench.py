@@ -1,37 +1,40 @@
-"""`etapalvelu bench relay`: the relay against a direct path and against the naive design.
+"""`etapalvelu bench relay`: the shipped relay service against a direct path and against Janus.
 
-Processes (forked from this one, so the aiortc import is paid once):
+Processes:
 
-* the relay under test, on uvloop, driven over a pipe (join / answer / probe);
-* one publisher sending a pre-encoded VP8 clip (encoded once up front) as RTP through its
-  DTLS-SRTP session: no encoder in the load generator; like Chromium, it numbers its packets
-  with the transport-wide-cc header extension (its answer keeps the relay's offer of it), so
-  the relay records every arrival and sends Transport Feedback every 50 ms
-  (`--no-transport-cc`: neither);
-* N subscribers, each reading its relay socket itself with kernel receive timestamps
-  (SO_TIMESTAMPNS), and a second plain UDP socket for the direct path.
+* the relay under test: `etapalvelu relay`, the service a deployment runs (its process, its
+  uvloop, its settings), started as a subprocess on loopback with a generated control secret
+  and no Redis (media_relay/bench_service.py), driven through `RemoteRelay` over its
+  WebSocket control API; with `--compare janus`, Debian's Janus (videoroom plugin) under the
+  same load in the same run (media_relay/bench_janus.py), runs interleaved; with
+  `--compare naive`, aiortc's MediaRelay with re-encoding senders (in-process, as before);
+* a driver process that makes the control calls (join, answer; Janus's HTTP API);
+* one publisher that behaves like a browser: Opus-sized audio at 50 packets/s sent at once,
+  and a pre-encoded VP8 clip (encoded once up front: no encoder in the load generator) paced
+  as Chromium's pacer paces (packets leave in 5 ms intervals at 2.5 × the target bitrate, so
+  a frame's packets spread over a few ms), through its DTLS-SRTP session; it numbers its
+  packets with transport-wide-cc when the relay offers it;
+* N subscribers, each reading its sockets as a receiver does: woken by the event loop for
+  every datagram (no polling), with kernel receive timestamps (SO_TIMESTAMPNS); each also has
+  a plain UDP socket for the direct path.
 
 Wire delay = kernel receive time at the subscriber − the publisher's clock just before
 `sendto` (both CLOCK_REALTIME). For every packet the publisher also sends a datagram of the
 same size straight to each subscriber (the peer-to-peer baseline, same moment, same size);
-the relay's added latency is the per-packet difference of the two. Relay CPU comes from the
-relay process's rusage over the measured window; saturation floods the relay and divides
-forwarded packets by the relay's CPU seconds.
-
-The baseline is the same run against aiortc's MediaRelay with re-encoding senders; its
-packets are new frames, so they are matched to published frames by RTP timestamp (its
-senders' timestamp origin is pinned to 0) and timed per frame (first packet).
+the added latency is the per-packet difference of the two. Delivered packets are counted at
+the subscribers. CPU per packet = the relay process's CPU time (all threads, schedstat) over
+the measured window / the packets the subscribers received.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import gc
 import json
 import os
-import resource
 import socket
-import statistics
 import struct
 import sys
 import time
@@ -40,14 +43,23 @@ from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
 FPS = 30
-VIDEO_PT = 97  # VP8 in the relay's offers (aiortc's payload type table, same on every leg)
+VIDEO_BITRATE = 800_000
+PACING_FACTOR = 2.5  # Chromium's pacer: 2.5 × the target bitrate ...
+PACING_INTERVAL = 0.005  # ... in 5 ms process intervals
+AUDIO_INTERVAL = 0.02  # Opus, 20 ms frames: 50 packets/s
+AUDIO_PAYLOAD = 120
 MAX_PAYLOAD = 1100
 TAIL = struct.Struct("!II")  # packet id, magic
 MAGIC = 0x45544150
 ROOM = "bench"
-POLL_SECONDS = 0.02
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+DESIGNS = {
+    "relay": "etapalvelu relay (the shipped service)",
+    "janus": "Janus videoroom (Debian)",
+    "naive": "aiortc MediaRelay, decode + re-encode per subscriber",
+}
+SWEEP = (1, 5, 10)
 
 
 # ----------------------------------------------------------------------------- media
@@ -92,17 +104,22 @@ def packetize_vp8(frame: bytes) -> list[bytes]:
 
 
 def rtp_packet(
-    seq: int, ts: int, ssrc: int, marker: bool, payload: bytes, transport_seq: int | None = None
+    seq: int,
+    ts: int,
+    ssrc: int,
+    payload_type: int,
+    marker: bool,
+    payload: bytes,
+    transport_seq: int | None = None,
+    extension_id: int = 0,
 ) -> bytes:
     """Plain RTP; with `transport_seq`, a one-byte header extension element carrying it
-    (transport-wide-cc, at the ID the relay offers)."""
-    second = VIDEO_PT | (0x80 if marker else 0)
+    (transport-wide-cc at `extension_id`)."""
+    second = payload_type | (0x80 if marker else 0)
     if transport_seq is None:
-        return struct.pack("!BBHII", 0x80, second, seq, ts, ssrc) + payload
-    from media_relay.codecs import TRANSPORT_CC_ID
-
-    header = struct.pack("!BBHII", 0x90, second, seq, ts, ssrc)
-    element = struct.pack("!HHBHx", 0xBEDE, 1, (TRANSPORT_CC_ID << 4) | 1, transport_seq & 0xFFFF)
+        return struct.pack("!BBHII", 0x80, second, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
+    header = struct.pack("!BBHII", 0x90, second, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc)
+    element = struct.pack("!HHBHx", 0xBEDE, 1, (extension_id << 4) | 1, transport_seq & 0xFFFF)
     return header + element + payload
 
 
@@ -127,25 +144,30 @@ def keep_transport_cc(answer: str) -> str:
 
 
 class Placement(NamedTuple):
-    """Which CPUs the relay and the load generator (publisher, subscribers) run on."""
+    """Which CPUs the relay under test and the load generator (publisher, subscribers,
+    driver) may run on; None: the kernel's choice among all."""
 
     relay: set[int] | None
     load: set[int] | None
+    cpus: list[int]
 
     def describe(self) -> str:
         if self.relay is None or self.load is None:
-            return "processes unpinned"
-        return f"relay on CPU {sorted(self.relay)}, load generator on CPU {sorted(self.load)}"
+            return (
+                f"unpinned: relay and load generator on any of CPUs {self.cpus} (kernel's choice)"
+            )
+        return (
+            f"pinned: relay on CPU {sorted(self.relay)}, load generator on CPU {sorted(self.load)}"
+        )
 
 
 def place(pin_cpus: bool) -> Placement:
-    """The relay on a core of its own, as a relay node is deployed (a mediasoup worker per
-    core). Unpinned, the kernel often wakes the relay on the publisher's CPU, where it waits
-    out the publisher's burst: that measures the load generator, not the relay."""
+    """Unpinned by default, as a relay node runs unless its operator pins it; `--pin` gives
+    the relay the last CPU to itself and the load generator the others."""
     cpus = sorted(os.sched_getaffinity(0))
     if not pin_cpus or len(cpus) < 2:
-        return Placement(None, None)
-    return Placement({cpus[-1]}, set(cpus[:-1]))
+        return Placement(None, None, cpus)
+    return Placement({cpus[-1]}, set(cpus[:-1]), cpus)
 
 
 def pin(cpus: set[int] | None) -> None:
@@ -162,11 +184,6 @@ def percentiles(values: list[float]) -> dict[str, float]:
         return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
     return {"p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "max": round(ordered[-1], 1)}
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 async def call(conn: Connection, request: dict[str, Any]) -> Any:
@@ -198,7 +215,7 @@ async def receive(conn: Connection) -> Any:
     return conn.recv()
 
 
-async def wait_connected(pc: Any, seconds: float = 15.0) -> None:
+async def wait_connected(pc: Any, seconds: float = 20.0) -> None:
     deadline = time.monotonic() + seconds
     while pc.connectionState != "connected":
         if time.monotonic() > deadline or pc.connectionState in ("failed", "closed"):
@@ -206,55 +223,88 @@ async def wait_connected(pc: Any, seconds: float = 15.0) -> None:
         await asyncio.sleep(0.02)
 
 
-# ----------------------------------------------------------------------------- relay process
+def expect(conn: Connection, seconds: float = 120.0) -> Any:
+    """The next message from a child process; a hung child fails the run instead of hanging it."""
+    if not conn.poll(seconds):
+        raise RuntimeError("a benchmark process stopped answering")
+    reply = conn.recv()
+    if isinstance(reply, dict) and "error" in reply:
+        raise RuntimeError(reply["error"])
+    return reply
 
 
-def relay_process(
-    design: str, conns: list[Connection], cpus: set[int] | None, pure_python: bool
-) -> None:
-    import uvloop
+def _child(main: Callable[[], Any], report: Connection | None) -> None:
+    """Run a child's main; its failure goes to the coordinator, not to a silent exit."""
+    try:
+        main()
+    except BaseException as exc:  # reported, then the child ends
+        if report is not None:
+            with contextlib.suppress(Exception):
+                report.send({"error": f"{type(exc).__name__}: {exc}"})
+        os._exit(1)
+    os._exit(0)
 
+
+# ----------------------------------------------------------------------------- driver
+
+
+class Server(NamedTuple):
+    """What the driver needs to reach the relay under test."""
+
+    design: str
+    url: str = ""
+    secret: str = ""
+    node_id: str = ""
+
+
+def driver_process(server: Server, conns: list[Connection], cpus: set[int] | None) -> None:
+    """The control side: joins and answers for the load processes, over pipes. For the naive
+    design it is also the relay (in-process, on uvloop, as before)."""
     pin(cpus)
-    if pure_python:
-        os.environ["ETAPALVELU_RELAY_PURE_PYTHON"] = "1"
-    uvloop.run(_relay_main(design, conns))
+    if server.design == "naive":
+        import uvloop
+
+        _child(lambda: uvloop.run(_driver_main(server, conns)), conns[0])
+    else:
+        _child(lambda: asyncio.run(_driver_main(server, conns)), conns[0])
 
 
-async def _relay_main(design: str, conns: list[Connection]) -> None:
-    from media_relay import fastpath
-    from media_relay.control import LocalRelay, RelayConfig
-    from media_relay.naive_relay import NaiveRelay
+class _Quiet:
+    async def on_offer(self, room_id: str, participant_id: str, offer: dict[str, Any]) -> None:
+        return None
 
-    config = RelayConfig(
-        listen_address="127.0.0.1",
-        announced_addresses=["127.0.0.1"],
-        max_participant_pps=10_000_000,  # the saturation phase floods on purpose
-    )
-    relay: Any = NaiveRelay(config) if design == "baseline" else LocalRelay(config)
-    await relay.start()
-    # the imported libraries' objects live forever: keep full collections from walking them
+    async def on_participant_gone(self, room_id: str, participant_id: str, reason: str) -> None:
+        return None
+
+    async def on_active_speaker(self, room_id: str, participant_id: str) -> None:
+        return None
+
+
+async def _driver_main(server: Server, conns: list[Connection]) -> None:
+    backend: Any
+    janus: Any = None
+    handles: dict[str, int] = {}
+    if server.design == "relay":
+        from media_relay.bench_service import remote_relay
+
+        backend = remote_relay(server.node_id, server.url, server.secret)
+        backend.set_listener(_Quiet())
+        await backend.start()
+    elif server.design == "janus":
+        from media_relay.bench_janus import JanusVideoRoom
+
+        janus = backend = JanusVideoRoom(server.url)
+        await janus.start()
+    else:
+        from media_relay.control import RelayConfig
+        from media_relay.naive_relay import NaiveRelay
+
+        backend = NaiveRelay(
+            RelayConfig(listen_address="127.0.0.1", announced_addresses=["127.0.0.1"])
+        )
+        await backend.start()
     gc.freeze()
     stop = asyncio.Event()
-
-    def forwarded() -> int:
-        if design == "baseline":
-            return int(relay.packets_sent())
-        total = 0
-        for room in relay.rooms.values():
-            for participant in room.participants.values():
-                total += sum(stream.packets for stream in participant.forwarded)
-                if participant.link is not None:  # handed to sendto but refused
-                    total -= participant.link.send_errors
-        return total
-
-    def feedback() -> int:
-        """Transport Feedback packets the relay sent (transport-wide-cc)."""
-        total = 0
-        for room in getattr(relay, "rooms", {}).values():
-            for participant in room.participants.values():
-                window = getattr(participant, "transport_cc", None)
-                total += window.feedback_packets if window is not None else 0
-        return total
 
     async def serve(conn: Connection) -> None:
         while not stop.is_set():
@@ -264,154 +314,231 @@ async def _relay_main(design: str, conns: list[Connection]) -> None:
                 return
             op = request["op"]
             try:
-                if op == "join":
-                    reply: Any = await relay.join(ROOM, request["pid"], request["publish"])
+                reply: Any = {"ok": True}
+                if op == "join" and janus is not None:
+                    handles[request["pid"]], sdp = await janus.subscribe()
+                    reply = {"type": "offer", "sdp": sdp}
+                elif op == "join":
+                    reply = await backend.join(ROOM, request["pid"], request["publish"])
+                elif op == "answer" and janus is not None:
+                    await janus.start_subscriber(handles[request["pid"]], request["sdp"])
                 elif op == "answer":
-                    await relay.answer(ROOM, request["pid"], request["sdp"])
-                    reply = {"ok": True}
-                elif op == "probe":
-                    reply = {
-                        "forwarded": forwarded(),
-                        "feedback": feedback(),
-                        "cpu": cpu_seconds(),
-                        "wall": time.time(),
-                        "native": fastpath.NATIVE,
-                    }
+                    await backend.answer(ROOM, request["pid"], request["sdp"])
+                elif op == "offer" and janus is not None:
+                    reply = {"type": "answer", "sdp": await janus.publish(request["sdp"])}
                 elif op == "stop":
                     stop.set()
-                    reply = {"ok": True}
                 else:
                     reply = {"error": f"unknown op {op}"}
-            except Exception as exc:
+            except Exception as exc:  # the caller gets it
                 reply = {"error": repr(exc)}
             conn.send(reply)
 
     tasks = [asyncio.ensure_future(serve(conn)) for conn in conns]
     await stop.wait()
-    await relay.stop()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(backend.stop(), 5)
     for task in tasks:
         task.cancel()
-    os._exit(0)  # executor threads blocked in recv must not hold the process
 
 
 # ----------------------------------------------------------------------------- publisher
 
 
+class Outgoing(NamedTuple):
+    """One media stream of the publisher as negotiated."""
+
+    ssrc: int
+    payload_type: int
+
+
+def _streams(pc: Any) -> dict[str, Outgoing]:
+    streams: dict[str, Outgoing] = {}
+    for transceiver in pc.getTransceivers():
+        if transceiver.direction not in ("sendonly", "sendrecv") or not transceiver._codecs:
+            continue
+        codec = next(c for c in transceiver._codecs if c.name.lower() != "rtx")
+        streams[transceiver.kind] = Outgoing(transceiver.sender._ssrc, codec.payloadType)
+    return streams
+
+
+def _offered_transport_cc(sdp: str) -> int | None:
+    from media_relay.transport_cc import TRANSPORT_CC_URI
+
+    for line in sdp.splitlines():
+        if line.startswith("a=extmap:") and TRANSPORT_CC_URI in line:
+            return int(line[len("a=extmap:") :].split()[0].split("/")[0])
+    return None
+
+
 def publisher_process(
     design: str,
-    relay: Connection,
+    driver: Connection,
     control: Connection,
     clip: Any,
     cpus: set[int] | None,
-    transport_cc: bool = True,
+    transport_cc: bool,
+    host: str,
 ) -> None:
     pin(cpus)
-    asyncio.run(_publisher_main(design, relay, control, clip, transport_cc))
+    _child(
+        lambda: asyncio.run(_publisher_main(design, driver, control, clip, transport_cc, host)),
+        control,
+    )
+
+
+async def _connect_publisher(
+    design: str, driver: Connection, transport_cc: bool, host: str
+) -> tuple[Any, int | None]:
+    """A connected publisher peer connection and the transport-cc extension ID to number
+    packets with (None: not numbered)."""
+    from aiortc import (
+        MediaStreamTrack,
+        RTCConfiguration,
+        RTCPeerConnection,
+        RTCSessionDescription,
+    )
+
+    from media_relay.aiortc_client import RelayPeerClient
+    from media_relay.aiortc_hooks import SilentTrack, install_host_candidates
+
+    if design == "janus":  # Janus expects the publisher to offer, as a browser does
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver(SilentTrack("audio"), direction="sendonly")
+        pc.addTransceiver(SilentTrack("video"), direction="sendonly")
+        install_host_candidates(pc, host, [host], 0, 0)
+        await pc.setLocalDescription(await pc.createOffer())
+        reply = await call(
+            driver, {"op": "offer", "pid": "publisher", "sdp": pc.localDescription.sdp}
+        )
+        await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
+        await wait_connected(pc)
+        extension = _offered_transport_cc(reply["sdp"]) if transport_cc else None
+        return pc, extension
+    tracks: dict[str, MediaStreamTrack] = {"camera": SilentTrack("video")}
+    if design == "relay":  # the naive relay carries one video source only
+        tracks = {"audio": SilentTrack("audio"), **tracks}
+    client = RelayPeerClient(tracks, ice_servers=[], host_addresses=[host])
+    offer = await call(driver, {"op": "join", "pid": "publisher", "publish": list(tracks)})
+    sdp = await client.handle_offer(offer)
+    extension = _offered_transport_cc(offer["sdp"]) if transport_cc else None
+    if extension is not None:
+        sdp = keep_transport_cc(sdp)
+    await call(driver, {"op": "answer", "pid": "publisher", "sdp": sdp})
+    await wait_connected(client.pc)
+    return client.pc, extension
 
 
 async def _publisher_main(
     design: str,
-    relay: Connection,
+    driver: Connection,
     control: Connection,
     clip: list[tuple[bytes, bool]],
-    transport_cc: bool = True,
+    transport_cc: bool,
+    host: str,
 ) -> None:
-    from media_relay.aiortc_client import RelayPeerClient
-    from media_relay.aiortc_hooks import SilentTrack, SrtpLink, dtls_transport
+    from media_relay.aiortc_hooks import dtls_transport
 
-    client = RelayPeerClient(
-        {"camera": SilentTrack("video")}, ice_servers=[], host_addresses=["127.0.0.1"]
-    )
-    offer = await call(relay, {"op": "join", "pid": "publisher", "publish": ["camera"]})
-    sdp = await client.handle_offer(offer)
-    numbered = transport_cc and design != "baseline"
-    if numbered:
-        sdp = keep_transport_cc(sdp)
-    await call(relay, {"op": "answer", "pid": "publisher", "sdp": sdp})
-    await wait_connected(client.pc)
-    dtls = dtls_transport(client.pc)
+    pc, extension = await _connect_publisher(design, driver, transport_cc, host)
+    streams = _streams(pc)
+    dtls = dtls_transport(pc)
     assert dtls is not None
-    link = SrtpLink(dtls)
-    sender = next(t.sender for t in client.pc.getTransceivers() if t.direction == "sendonly")
-    ssrc = sender._ssrc
-    pair = link.connection._nominated[1]
+    pair = dtls.transport._connection._nominated[1]
     relay_sock = pair.protocol.transport
     relay_addr = pair.remote_addr
     protect = dtls._tx_srtp.protect
-    control.send({"ready": True})
+    control.send({"ready": True, "streams": sorted(streams), "transport_cc": extension is not None})
 
     go = await receive(control)
     direct = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    direct.bind(("127.0.0.1", 0))
+    direct.bind((host, 0))
     direct.setblocking(False)
-    direct_addrs = [("127.0.0.1", port) for port in go["direct_ports"]]
-    packetized = [(packetize_vp8(frame), key) for frame, key in clip]
-    tagged = design != "baseline"  # the relay forwards bytes: a tail can ride in the payload
+    direct_addrs = [(host, port) for port in go["direct_ports"]]
+    packetized = [packetize_vp8(frame) for frame, _key in clip]
+    tagged = design != "naive"  # a forwarding relay keeps the payload: a tail can ride in it
+    video = streams["video"]
+    audio = streams.get("audio")
 
     relay_sent: dict[int, int] = {}
     direct_sent: dict[tuple[int, int], int] = {}
     frame_first: dict[int, int] = {}
-    seq = 1000
-    transport_seq = 0 if numbered else None
-    packet_id = 0
+    counters = {"video_seq": 1000, "audio_seq": 5000, "transport_seq": 0, "packet_id": 0}
+    clock = time.time_ns
+
+    def send(stream: Outgoing, seq: int, ts: int, marker: bool, payload: bytes) -> int:
+        counters["packet_id"] += 1
+        packet_id = counters["packet_id"]
+        body = payload + TAIL.pack(packet_id, MAGIC) if tagged else payload
+        number = None
+        if extension is not None:
+            number = counters["transport_seq"]
+            counters["transport_seq"] += 1
+        data = protect(
+            rtp_packet(
+                seq, ts, stream.ssrc, stream.payload_type, marker, body, number, extension or 0
+            )
+        )
+        now = clock()
+        relay_sock.sendto(data, relay_addr)
+        relay_sent[packet_id] = now
+        probe = TAIL.pack(packet_id, MAGIC).ljust(len(data), b"\0")
+        for index, address in enumerate(direct_addrs):
+            now = clock()
+            direct.sendto(probe, address)
+            direct_sent[(index, packet_id)] = now
+        return packet_id
+
+    # Chromium's pacer (IntervalBudget without underuse build-up): every interval the budget
+    # is min(left, 0) + rate × elapsed; packets leave while it is positive. Audio is not paced.
+    rate = PACING_FACTOR * VIDEO_BITRATE / 8
+    queue: collections.deque[tuple[int, int, bool, bytes, int]] = collections.deque()
     start = time.monotonic() + 0.05
     end = start + go["seconds"]
     frame_index = 0
-    clock = time.time_ns
-    while time.monotonic() < end:
-        due = start + frame_index / FPS
-        delay = due - time.monotonic()
+    audio_index = 0
+    next_tick = start
+    last_tick = start
+    budget = 0.0
+    while True:
+        now = time.monotonic()
+        if now >= end and not queue:
+            break
+        while audio is not None and now < end and start + audio_index * AUDIO_INTERVAL <= now:
+            payload = bytes([audio_index & 0xFF]) * AUDIO_PAYLOAD
+            send(audio, counters["audio_seq"], audio_index * 960, False, payload)
+            counters["audio_seq"] += 1
+            audio_index += 1
+        while now < end and start + frame_index / FPS <= now:
+            payloads = packetized[frame_index % len(packetized)]
+            ts = frame_index * (90000 // FPS)
+            for position, payload in enumerate(payloads):
+                last = position == len(payloads) - 1
+                queue.append(
+                    (counters["video_seq"], ts, last, payload, frame_index if position == 0 else -1)
+                )
+                counters["video_seq"] += 1
+            frame_index += 1
+        if now >= next_tick:
+            budget = min(budget, 0.0) + rate * (now - last_tick)
+            last_tick = now
+            while queue and budget > 0:
+                seq, ts, marker, payload, first_of = queue.popleft()
+                packet_id = send(video, seq, ts, marker, payload)
+                budget -= len(payload) + 40
+                if first_of >= 0:
+                    frame_first[first_of] = packet_id
+            next_tick += PACING_INTERVAL
+        due = [next_tick]
+        if now < end:
+            due.append(start + frame_index / FPS)
+            if audio is not None:
+                due.append(start + audio_index * AUDIO_INTERVAL)
+        delay = min(due) - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        payloads, _key = packetized[frame_index % len(packetized)]
-        ts = (frame_index * (90000 // FPS)) & 0xFFFFFFFF
-        for position, payload in enumerate(payloads):
-            packet_id += 1
-            body = payload + TAIL.pack(packet_id, MAGIC) if tagged else payload
-            last = position == len(payloads) - 1
-            packet = rtp_packet(seq & 0xFFFF, ts, ssrc, last, body, transport_seq)
-            seq += 1
-            if transport_seq is not None:
-                transport_seq += 1
-            data = protect(packet)
-            now = clock()
-            relay_sock.sendto(data, relay_addr)
-            relay_sent[packet_id] = now
-            if position == 0:
-                frame_first[frame_index] = packet_id
-            probe = TAIL.pack(packet_id, MAGIC).ljust(len(data), b"\0")
-            for index, address in enumerate(direct_addrs):
-                now = clock()
-                direct.sendto(probe, address)
-                direct_sent[(index, packet_id)] = now
-        frame_index += 1
     control.send({"relay_sent": relay_sent, "direct_sent": direct_sent, "frame_first": frame_first})
-
-    # saturation: as fast as this process can protect and send, for the relay to forward
-    flood = await receive(control)
-    sent = 0
-    if flood["seconds"] > 0:
-        payloads = [p for frame in packetized[1:4] for p in frame[0]]
-        raw = relay_sock.get_extra_info("socket")
-        flood_sock = socket.socket(raw.family, raw.type, fileno=os.dup(raw.fileno()))
-        end = time.monotonic() + flood["seconds"]
-        while time.monotonic() < end:
-            for _ in range(20):
-                for payload in payloads:
-                    packet = rtp_packet(seq & 0xFFFF, seq * 10, ssrc, False, payload, transport_seq)
-                    if transport_seq is not None:
-                        transport_seq += 1
-                    try:
-                        flood_sock.sendto(protect(packet), relay_addr)
-                    except BlockingIOError:
-                        pass
-                    seq += 1
-                    sent += 1
-            await asyncio.sleep(0)
-        flood_sock.close()
-    control.send({"flood_sent": sent})
     await receive(control)
-    os._exit(0)
+    await pc.close()
 
 
 # ----------------------------------------------------------------------------- subscriber
@@ -420,13 +547,13 @@ async def _publisher_main(
 def subscriber_process(
     design: str,
     name: str,
-    index: int,
-    relay: Connection,
+    driver: Connection,
     control: Connection,
     cpus: set[int] | None,
+    host: str,
 ) -> None:
     pin(cpus)
-    asyncio.run(_subscriber_main(design, name, index, relay, control))
+    _child(lambda: asyncio.run(_subscriber_main(design, name, driver, control, host)), control)
 
 
 def _read_timestamped(sock: socket.socket, handle: Callable[[bytes, int, Any], None]) -> None:
@@ -445,18 +572,35 @@ def _read_timestamped(sock: socket.socket, handle: Callable[[bytes, int, Any], N
         handle(data, kernel_ns, address)
 
 
-async def _subscriber_main(
-    design: str, name: str, index: int, relay: Connection, control: Connection
-) -> None:
+async def _connect_subscriber(design: str, name: str, driver: Connection, host: str) -> Any:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
     from media_relay.aiortc_client import RelayPeerClient
+    from media_relay.aiortc_hooks import install_host_candidates
+
+    offer = await call(driver, {"op": "join", "pid": name, "publish": []})
+    if design == "janus":
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        install_host_candidates(pc, host, [host], 0, 0)
+        await pc.setLocalDescription(await pc.createAnswer())
+        sdp = pc.localDescription.sdp
+    else:
+        client = RelayPeerClient({}, ice_servers=[], host_addresses=[host])
+        sdp = await client.handle_offer(offer)
+        pc = client.pc
+    await call(driver, {"op": "answer", "pid": name, "sdp": sdp})
+    await wait_connected(pc)
+    return pc
+
+
+async def _subscriber_main(
+    design: str, name: str, driver: Connection, control: Connection, host: str
+) -> None:
     from media_relay.aiortc_hooks import dtls_transport
 
-    client = RelayPeerClient({}, ice_servers=[], host_addresses=["127.0.0.1"])
-    offer = await call(relay, {"op": "join", "pid": name, "publish": []})
-    sdp = await client.handle_offer(offer)
-    await call(relay, {"op": "answer", "pid": name, "sdp": sdp})
-    await wait_connected(client.pc)
-    dtls = dtls_transport(client.pc)
+    pc = await _connect_subscriber(design, name, driver, host)
+    dtls = dtls_transport(pc)
     assert dtls is not None
     pair = dtls.transport._connection._nominated[1]
     protocol = pair.protocol
@@ -471,8 +615,8 @@ async def _subscriber_main(
 
     relay_seen: dict[int, int] = {}  # packet id (or frame index) -> kernel ns
     direct_seen: dict[int, int] = {}
-    state = {"measure": True, "received": 0}
-    tagged = design != "baseline"
+    state = {"measure": False, "received": 0}
+    tagged = design != "naive"
 
     def on_relay(data: bytes, kernel_ns: int, address: Any) -> None:
         if len(data) < 12 or not 127 < data[0] < 192:
@@ -480,13 +624,13 @@ async def _subscriber_main(
             return
         if 192 <= data[1] <= 223:
             return  # RTCP: sender reports
-        state["received"] += 1
         if not state["measure"]:
             return
         try:
             plain = unprotect(data)
-        except Exception:
+        except Exception:  # not ours to judge; it is simply not counted
             return
+        state["received"] += 1
         if tagged:
             packet_id, magic = TAIL.unpack_from(plain, len(plain) - TAIL.size)
             if magic == MAGIC:
@@ -502,156 +646,124 @@ async def _subscriber_main(
                 direct_seen.setdefault(packet_id, kernel_ns)
 
     # Take the relay socket over from asyncio's datagram transport (recvmsg gives the kernel
-    # timestamps), and read both sockets every POLL_SECONDS instead of on every packet: the
-    # kernel stamps arrival anyway, and subscribers woken per packet would take the CPU
-    # from the relay mid-fan-out (2 cores, 7 processes), adding their wake-ups to its latency.
+    # timestamps) and read both sockets as a receiver does: woken by the loop per datagram.
     loop._remove_reader(wrapped.fileno())
     direct = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    direct.bind(("127.0.0.1", 0))
+    direct.bind((host, 0))
     direct.setblocking(False)
     direct.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     direct.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-
-    def poll() -> None:
-        if not state["measure"]:
-            return  # the flood: leave the CPU to the relay and the publisher, let the kernel drop
-        _read_timestamped(relay_sock, on_relay)
-        _read_timestamped(direct, on_direct)
-        loop.call_later(POLL_SECONDS, poll)
-
-    poll()
+    loop.add_reader(relay_sock.fileno(), _read_timestamped, relay_sock, on_relay)
+    loop.add_reader(direct.fileno(), _read_timestamped, direct, on_direct)
     control.send({"ready": True, "direct_port": direct.getsockname()[1]})
 
+    await receive(control)  # measurement starts
+    state["measure"] = True
+    control.send({"ok": True})
     await receive(control)  # measurement over
     _read_timestamped(relay_sock, on_relay)
     _read_timestamped(direct, on_direct)
     state["measure"] = False
-    control.send({"relay_seen": relay_seen, "direct_seen": direct_seen})
-    await receive(control)  # saturation over
-    control.send({"received": state["received"]})
+    control.send(
+        {"relay_seen": relay_seen, "direct_seen": direct_seen, "received": state["received"]}
+    )
     await receive(control)
-    os._exit(0)
-
-
-# ----------------------------------------------------------------------------- floor
-
-
-def echo_process(port_out: Connection, cpus: set[int] | None) -> None:
-    """A uvloop process that sends every datagram on at once: the wake-up floor."""
-    import uvloop
-
-    pin(cpus)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-
-        class Forward(asyncio.DatagramProtocol):
-            def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                self.transport: Any = transport
-
-            def datagram_received(self, data: bytes, addr: Any) -> None:
-                self.transport.sendto(data, ("127.0.0.1", struct.unpack_from("!H", data, 0)[0]))
-
-        transport, _ = await loop.create_datagram_endpoint(Forward, local_addr=("127.0.0.1", 0))
-        port_out.send(transport.get_extra_info("sockname")[1])
-        await receive(port_out)
-        os._exit(0)
-
-    uvloop.run(main())
-
-
-def measure_floor(placement: Placement, seconds: float = 2.0, rate: int = 100) -> dict[str, float]:
-    """Wire delay through a Python process that does nothing but send the datagram on: what
-    any Python relay pays for being woken on this machine, before doing any work. Placed on
-    the CPUs the relay gets, sent from the load generator's."""
-    import multiprocessing
-
-    context = multiprocessing.get_context("fork")
-    parent, child = context.Pipe()
-    process = context.Process(target=echo_process, args=(child, placement.relay), daemon=True)
-    process.start()
-    own = os.sched_getaffinity(0)
-    pin(placement.load)
-    try:
-        if not parent.poll(30):
-            raise RuntimeError("the echo process did not start")
-        port = parent.recv()
-        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sink.bind(("127.0.0.1", 0))
-        sink.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        sink.settimeout(1.0)
-        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        header = struct.pack("!H", sink.getsockname()[1])
-        delays: list[float] = []
-        for _ in range(int(seconds * rate)):
-            payload = header + b"\0" * 1000
-            sent = time.time_ns()
-            sender.sendto(payload, ("127.0.0.1", port))
-            try:
-                _data, ancillary, _flags, _addr = sink.recvmsg(2048, socket.CMSG_SPACE(16))
-            except TimeoutError:
-                continue
-            for level, kind, value in ancillary:
-                if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS:
-                    secs, nanos = struct.unpack("qq", value[:16])
-                    delays.append((secs * 1_000_000_000 + nanos - sent) / 1000)
-            time.sleep(1 / rate)
-        sink.close()
-        sender.close()
-        parent.send("exit")
-        return percentiles(delays)
-    finally:
-        os.sched_setaffinity(0, own)
-        process.join(timeout=3)
-        if process.is_alive():
-            process.kill()
+    loop.remove_reader(relay_sock.fileno())
+    loop.remove_reader(direct.fileno())
+    await pc.close()
 
 
 # ----------------------------------------------------------------------------- coordinator
 
 
-def expect(conn: Connection, seconds: float = 120.0) -> Any:
-    """The next message from a child process; a hung child fails the run instead of hanging it."""
-    if not conn.poll(seconds):
-        raise RuntimeError("a benchmark process stopped answering")
-    return conn.recv()
+class Options(NamedTuple):
+    seconds: float
+    placement: Placement
+    transport_cc: bool
+    service_transport_cc: bool | None
+    pure_python: bool
+    janus_binary: str | None
 
 
-def run_design(
-    design: str,
-    subscribers: int,
-    seconds: float,
-    flood_seconds: float,
-    clip: Any,
-    placement: Placement,
-    pure_python: bool = False,
-    transport_cc: bool = True,
-) -> dict[str, Any]:
+def _start_server(design: str, options: Options) -> tuple[Any, Server]:
+    """The relay under test as its own process: (handle with .pid and .stop(), Server)."""
+    cpus = options.placement.relay
+
+    def preexec() -> None:
+        pin(cpus)
+
+    if design == "relay":
+        from media_relay.bench_service import RelayService
+
+        extra = {"ETAPALVELU_RELAY_PURE_PYTHON": "1"} if options.pure_python else {}
+        service = RelayService(preexec, options.service_transport_cc, extra)
+        service.start()
+        return service, Server("relay", service.url, service.secret, service.node_id)
+    if design == "janus":
+        from media_relay.bench_janus import JanusServer
+        from media_relay.bench_service import NETNS_INTERFACE
+
+        assert options.janus_binary is not None
+        janus = JanusServer(options.janus_binary, NETNS_INTERFACE, preexec)
+        janus.start()
+        return janus, Server("janus", janus.url)
+    return None, Server(design)
+
+
+def client_host(design: str) -> str:
+    """The address the publisher and subscribers use: Janus gathers only off loopback, so
+    its clients use the private network's local address (same loopback device path)."""
+    if design == "janus":
+        from media_relay.bench_service import NETNS_ADDRESS
+
+        return NETNS_ADDRESS
+    return "127.0.0.1"
+
+
+def run_design(design: str, subscribers: int, clip: Any, options: Options) -> dict[str, Any]:
     import multiprocessing
 
+    from media_relay.bench_service import last_cpu, process_cpu_seconds
+
     context = multiprocessing.get_context("fork")
-    relay_ends = [context.Pipe() for _ in range(subscribers + 2)]
-    processes = []
-    relay_proc = context.Process(
-        target=relay_process,
-        args=(design, [pair[0] for pair in relay_ends], placement.relay, pure_python),
-        daemon=True,
-    )
-    relay_proc.start()
-    processes.append(relay_proc)
-    probe_conn = relay_ends[-1][1]
+    placement = options.placement
+    host = client_host(design)
+    server, info = _start_server(design, options)
+    processes: list[Any] = []
+    driver_ends = [context.Pipe() for _ in range(subscribers + 2)]
     try:
+        driver = context.Process(
+            target=driver_process,
+            args=(
+                info,
+                [pair[0] for pair in driver_ends],
+                placement.relay if server is None else placement.load,
+            ),
+            daemon=True,
+        )
+        driver.start()
+        processes.append(driver)
+        relay_pid = server.pid if server is not None else driver.pid
+        assert relay_pid is not None
+        stop_conn = driver_ends[-1][1]
+
         pub_control, pub_child = context.Pipe()
         publisher = context.Process(
             target=publisher_process,
-            args=(design, relay_ends[0][1], pub_child, clip, placement.load, transport_cc),
+            args=(
+                design,
+                driver_ends[0][1],
+                pub_child,
+                clip,
+                placement.load,
+                options.transport_cc,
+                host,
+            ),
             daemon=True,
         )
         publisher.start()
         processes.append(publisher)
-        if not pub_control.poll(60):
-            raise RuntimeError("the publisher did not connect")
-        expect(pub_control)
+        pub_ready = expect(pub_control, 60)
 
         subs = []
         for index in range(subscribers):
@@ -661,76 +773,68 @@ def run_design(
                 args=(
                     design,
                     f"subscriber{index}",
-                    index,
-                    relay_ends[index + 1][1],
+                    driver_ends[index + 1][1],
                     child,
                     placement.load,
+                    host,
                 ),
                 daemon=True,
             )
             process.start()
             processes.append(process)
-            if not control.poll(60):
-                raise RuntimeError(f"subscriber {index} did not connect")
-            subs.append((control, expect(control)))
+            subs.append((control, expect(control, 60)))
 
-        time.sleep(0.3)
-        probe_conn.send({"op": "probe"})
-        before = expect(probe_conn)
-        pub_control.send({"seconds": seconds, "direct_ports": [r["direct_port"] for _, r in subs]})
-        published = expect(pub_control)
-        probe_conn.send({"op": "probe"})
-        after = expect(probe_conn)
+        time.sleep(0.5)  # let the last negotiations and first key frame requests settle
+        for control, _ in subs:
+            control.send({"measure": True})
+            expect(control)
+        cpu_before = process_cpu_seconds(relay_pid)
+        wall_before = time.monotonic()
+        pub_control.send(
+            {"seconds": options.seconds, "direct_ports": [r["direct_port"] for _, r in subs]}
+        )
+        published = expect(pub_control, options.seconds + 60)
+        cpu_after = process_cpu_seconds(relay_pid)
+        wall = time.monotonic() - wall_before
+        relay_cpu_at_end = last_cpu(relay_pid)
         time.sleep(0.3)  # let the last packets arrive
         seen = []
         for control, _ in subs:
             control.send({"stop": True})
             seen.append(expect(control))
-
-        result = summarize(design, published, seen, before, after)
-        result["fast_path"] = "C" if before.get("native") else "Python"
-        wall = after["wall"] - before["wall"]
-        if design != "baseline" and wall > 0:
-            sent = after.get("feedback", 0) - before.get("feedback", 0)
-            result["transport_feedback_per_s"] = round(sent / wall, 1)
-
-        if flood_seconds > 0:
-            probe_conn.send({"op": "probe"})
-            flood_before = expect(probe_conn)
-        pub_control.send({"seconds": flood_seconds})
-        expect(pub_control)
-        if flood_seconds > 0:
-            probe_conn.send({"op": "probe"})
-            flood_after = expect(probe_conn)
-            forwarded = flood_after["forwarded"] - flood_before["forwarded"]
-            cpu = flood_after["cpu"] - flood_before["cpu"]
-            wall = flood_after["wall"] - flood_before["wall"]
-            result["saturation_pps"] = round(forwarded / cpu) if cpu > 0 else None
-            result["saturation_wall_pps"] = round(forwarded / wall) if wall > 0 else None
-            result["saturation_relay_cpu_share"] = round(cpu / wall, 2) if wall > 0 else None
-        for control, _ in subs:
-            control.send({"stop": True})
-            expect(control)
+        result = summarize(design, published, seen)
+        cpu = cpu_after - cpu_before
+        received = sum(report["received"] for report in seen)
+        result.update(
+            {
+                "design": DESIGNS[design],
+                "subscribers": subscribers,
+                "published_streams": pub_ready["streams"],
+                "publisher_transport_cc": pub_ready["transport_cc"],
+                "published_pps": round(len(published["relay_sent"]) / wall) if wall else 0,
+                "received_packets": received,
+                "received_pps": round(received / wall) if wall else 0,
+                "relay_cpu_share": round(cpu / wall, 3) if wall else None,
+                "cpu_us_per_packet": round(cpu * 1e6 / received, 1) if received else None,
+                "relay_last_cpu": relay_cpu_at_end,
+            }
+        )
         for control, _ in subs:
             control.send({"exit": True})
         pub_control.send({"exit": True})
-        probe_conn.send({"op": "stop"})
+        stop_conn.send({"op": "stop"})
         return result
     finally:
         for process in processes:
-            process.join(timeout=3)
+            process.join(timeout=5)
             if process.is_alive():
                 process.kill()
                 process.join(timeout=2)
+        if server is not None:
+            server.stop()
 
 
-def summarize(
-    design: str,
-    published: dict[str, Any],
-    seen: list[dict[str, Any]],
-    before: dict[str, Any],
-    after: dict[str, Any],
-) -> dict[str, Any]:
+def summarize(design: str, published: dict[str, Any], seen: list[dict[str, Any]]) -> dict[str, Any]:
     relay_sent: dict[int, int] = published["relay_sent"]
     direct_sent: dict[tuple[int, int], int] = published["direct_sent"]
     frame_first: dict[int, int] = published["frame_first"]
@@ -738,7 +842,7 @@ def summarize(
     direct_path: list[float] = []
     added: list[float] = []
     expected = 0
-    received = 0
+    delivered = 0
     for index, report in enumerate(seen):
         direct_seen: dict[int, int] = report["direct_seen"]
         direct_delay = {
@@ -747,7 +851,7 @@ def summarize(
             if (index, pid) in direct_sent and kernel
         }
         direct_path.extend(direct_delay.values())
-        if design == "baseline":
+        if design == "naive":  # re-encoded: matched per frame, timed by its first packet
             items = [
                 (frame_first.get(frame), kernel) for frame, kernel in report["relay_seen"].items()
             ]
@@ -758,116 +862,235 @@ def summarize(
         for pid, kernel in items:
             if pid is None or pid not in relay_sent or not kernel:
                 continue
-            received += 1
+            delivered += 1
             delay = (kernel - relay_sent[pid]) / 1000
             relay_path.append(delay)
             if pid in direct_delay:
                 added.append(delay - direct_delay[pid])
-    forwarded = after["forwarded"] - before["forwarded"]
-    cpu = after["cpu"] - before["cpu"]
-    wall = after["wall"] - before["wall"]
     return {
         "added_latency_us": percentiles(added),
         "relay_path_us": percentiles(relay_path),
         "direct_path_us": percentiles(direct_path),
-        "forwarded_pps": round(forwarded / wall) if wall > 0 else 0,
-        "cpu_us_per_packet": round(cpu * 1e6 / forwarded, 1) if forwarded else None,
-        "relay_cpu_share": round(cpu / wall, 3) if wall > 0 else None,
-        "delivered_ratio": round(received / expected, 4) if expected else 0.0,
-        "published_pps": round(len(relay_sent) / wall) if wall > 0 else 0,
+        "delivered_ratio": round(delivered / expected, 4) if expected else 0.0,
+        "_added": added,
+    }
+
+
+def _ratio(ours: float | None, theirs: float | None) -> float | None:
+    if ours is None or theirs is None or ours != ours or theirs != theirs or theirs <= 0:
+        return None
+    return round(ours / theirs, 2)
+
+
+def _pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Figures of several runs of one design at one N: latency over all their packets."""
+    added = [value for run in runs for value in run["_added"]]
+    cpu = [run["cpu_us_per_packet"] for run in runs if run.get("cpu_us_per_packet") is not None]
+    return {
+        "runs": len(runs),
+        "added_latency_us": percentiles(added),
+        "cpu_us_per_packet": round(sum(cpu) / len(cpu), 1) if cpu else None,
+        "delivered_ratio": round(min(run["delivered_ratio"] for run in runs), 4),
+        "received_packets": sum(run["received_packets"] for run in runs),
     }
 
 
 def run(
-    subscribers: int,
+    counts: list[int],
     seconds: float,
-    flood_seconds: float,
-    baseline: bool,
-    pin_cpus: bool = True,
+    compare: list[str],
+    runs: int,
+    pin_cpus: bool = False,
     pure_python: bool = False,
     transport_cc: bool = True,
+    service_transport_cc: bool | None = None,
+    janus_binary: str | None = None,
+    main_count: int = 5,
+    out: Any = sys.stdout,
 ) -> dict[str, Any]:
+    from media_relay import fastpath  # same build and environment as the service's
+
     clip = encode_clip()
     placement = place(pin_cpus)
-    floor = measure_floor(placement)
-    result = run_design(
-        "relay", subscribers, seconds, flood_seconds, clip, placement, pure_python, transport_cc
+    options = Options(
+        seconds, placement, transport_cc, service_transport_cc, pure_python, janus_binary
     )
-    result = {
-        "subscribers": subscribers,
+    designs = ["relay", *[d for d in compare if d in ("janus", "naive")]]
+    print(f"placement: {placement.describe()}", file=out, flush=True)
+    results: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for round_index in range(runs):
+        for count in counts:
+            figures: dict[str, dict[str, Any]] = {}
+            for design in designs:  # interleaved: ours, janus, ... in every round
+                result = run_design(design, count, clip, options)
+                results.setdefault((design, count), []).append(result)
+                figures[design] = result
+                print(run_line(round_index + 1, design, result), file=out, flush=True)
+            if "janus" in figures:
+                ours, theirs = figures["relay"], figures["janus"]
+                p50 = _ratio(ours["added_latency_us"]["p50"], theirs["added_latency_us"]["p50"])
+                p99 = _ratio(ours["added_latency_us"]["p99"], theirs["added_latency_us"]["p99"])
+                cpu = _ratio(ours["cpu_us_per_packet"], theirs["cpu_us_per_packet"])
+                print(
+                    f"  run {round_index + 1} N={count}: ours/janus added latency p50 {p50} "
+                    f"p99 {p99}, CPU/packet {cpu}",
+                    file=out,
+                    flush=True,
+                )
+    per_n: dict[str, Any] = {}
+    for count in counts:
+        entry: dict[str, Any] = {}
+        for design in designs:
+            entry[design] = _pooled(results[(design, count)])
+        if "janus" in entry:
+            ours, theirs = entry["relay"], entry["janus"]
+            entry["ratio"] = {
+                "p50": _ratio(ours["added_latency_us"]["p50"], theirs["added_latency_us"]["p50"]),
+                "p99": _ratio(ours["added_latency_us"]["p99"], theirs["added_latency_us"]["p99"]),
+                "cpu_us_per_packet": _ratio(ours["cpu_us_per_packet"], theirs["cpu_us_per_packet"]),
+            }
+        per_n[str(count)] = entry
+    main_n = str(main_count if main_count in counts else counts[0])
+    main_entry = per_n[main_n]
+    last_ours = results[("relay", int(main_n))][-1]
+    summary: dict[str, Any] = {
+        "subscribers": int(main_n),
+        "subscriber_counts": counts,
         "seconds": seconds,
+        "runs": runs,
         "placement": placement.describe(),
-        "python_wakeup_floor_us": floor,
+        "pinned": placement.relay is not None,
+        "relay": DESIGNS["relay"],
+        "pacing": f"Chromium-like: {PACING_FACTOR} x {VIDEO_BITRATE // 1000} kbit/s in "
+        f"{PACING_INTERVAL * 1000:.0f} ms intervals; audio {1 / AUDIO_INTERVAL:.0f} pkt/s unpaced",
         "transport_cc": transport_cc,
-        **result,
+        "publisher_transport_cc": last_ours["publisher_transport_cc"],
+        "relay_fast_path": "C" if fastpath.NATIVE and not pure_python else "Python",
+        "added_latency_us": main_entry["relay"]["added_latency_us"],
+        "cpu_us_per_packet": main_entry["relay"]["cpu_us_per_packet"],
+        "delivered_ratio": main_entry["relay"]["delivered_ratio"],
+        "received_packets": main_entry["relay"]["received_packets"],
+        "published_pps": last_ours["published_pps"],
+        "received_pps": last_ours["received_pps"],
+        "direct_path_us": last_ours["direct_path_us"],
+        "relay_path_us": last_ours["relay_path_us"],
+        "janus_added_latency_us": (
+            main_entry["janus"]["added_latency_us"] if "janus" in main_entry else None
+        ),
+        "janus_cpu_us_per_packet": (
+            main_entry["janus"]["cpu_us_per_packet"] if "janus" in main_entry else None
+        ),
+        "per_n": per_n,
     }
-    if baseline:
-        naive = run_design("baseline", subscribers, seconds, 0, clip, placement)
-        # it re-encodes: packets per relay CPU second at this load is the most it could do
-        naive["saturation_pps"] = (
-            round(1e6 / naive["cpu_us_per_packet"]) if naive.get("cpu_us_per_packet") else None
-        )
-        naive["design"] = "aiortc MediaRelay, decode + re-encode per subscriber"
-        result["baseline"] = naive
-    return result
+    if "naive" in main_entry:
+        summary["baseline"] = main_entry["naive"]
+    return summary
+
+
+def run_line(round_number: int, design: str, result: dict[str, Any]) -> str:
+    lat = result["added_latency_us"]
+    return (
+        f"run {round_number} {design:<5} N={result['subscribers']:<2} added latency µs p50 "
+        f"{lat['p50']} p90 {lat['p90']} p99 {lat['p99']} max {lat['max']} | direct path p50 "
+        f"{result['direct_path_us']['p50']} | published {result['published_pps']} pkt/s, "
+        f"received {result['received_pps']} pkt/s, delivered {result['delivered_ratio']:.1%} | "
+        f"CPU {result['cpu_us_per_packet']} µs/pkt ({result['relay_cpu_share']:.1%} of a core), "
+        f"relay last on CPU {result['relay_last_cpu']}"
+    )
 
 
 def print_report(result: dict[str, Any], out: Any = sys.stdout) -> None:
-    def line(label: str, figures: dict[str, Any]) -> str:
-        lat = figures["added_latency_us"]
-        return (
-            f"{label:<9} added latency µs p50 {lat['p50']} p90 {lat['p90']} p99 {lat['p99']} "
-            f"max {lat['max']} | forwarded {figures['forwarded_pps']} pkt/s | "
-            f"CPU {figures['cpu_us_per_packet']} µs/pkt | saturation "
-            f"{figures.get('saturation_pps')} pkt/s per core | delivered "
-            f"{figures['delivered_ratio']:.1%}"
-        )
-
-    print(
-        f"1 publisher -> {result['subscribers']} subscribers, {result['seconds']} s, "
-        f"pre-encoded VP8 at {result['published_pps']} pkt/s in; relay fast path in "
-        f"{result['fast_path']}; {result['placement']}; transport-cc "
-        f"{'on' if result.get('transport_cc') else 'off'} "
-        f"({result.get('transport_feedback_per_s', 0)} feedback packets/s)",
-        file=out,
-    )
-    print(f"direct path (peer to peer) µs: {result['direct_path_us']}", file=out)
-    print(
-        "floor: a uvloop process that only sends each datagram on, µs: "
-        f"{result['python_wakeup_floor_us']}",
-        file=out,
-    )
-    print(f"relay path µs: {result['relay_path_us']}", file=out)
-    print(line("relay", result), file=out)
-    if "baseline" in result:
-        base = result["baseline"]
-        print(f"baseline path µs (per frame): {base['relay_path_us']}", file=out)
-        print(line("baseline", base), file=out)
-    print(json.dumps(result, sort_keys=True), file=out)
+    print(f"{result['relay']}; {result['placement']}; pacing {result['pacing']}", file=out)
+    for count, entry in result["per_n"].items():
+        for design, figures in entry.items():
+            if design == "ratio":
+                continue
+            lat = figures["added_latency_us"]
+            print(
+                f"N={count:<2} {design:<5} added latency µs p50 {lat['p50']} p99 {lat['p99']} "
+                f"(over {figures['runs']} runs) | CPU {figures['cpu_us_per_packet']} µs/pkt | "
+                f"delivered ≥ {figures['delivered_ratio']:.1%}",
+                file=out,
+            )
+        if "ratio" in entry:
+            ratio = entry["ratio"]
+            print(
+                f"N={count:<2} ours/janus: p50 {ratio['p50']} p99 {ratio['p99']} "
+                f"CPU/packet {ratio['cpu_us_per_packet']}",
+                file=out,
+            )
+    print(json.dumps(_nan_safe(result), sort_keys=True), file=out, flush=True)
 
 
 def _nan_safe(value: Any) -> Any:
     if isinstance(value, float) and value != value:
         return None
     if isinstance(value, dict):
-        return {k: _nan_safe(v) for k, v in value.items()}
+        return {k: _nan_safe(v) for k, v in value.items() if not str(k).startswith("_")}
+    if isinstance(value, list):
+        return [_nan_safe(v) for v in value]
     return value
 
 
 def main(
     subscribers: int,
     seconds: float,
-    flood_seconds: float,
-    baseline: bool,
-    pin_cpus: bool = True,
+    compare: list[str] | None = None,
+    sweep: bool = False,
+    runs: int | None = None,
+    pin_cpus: bool = False,
     pure_python: bool = False,
     transport_cc: bool = True,
+    service_transport_cc: bool | None = None,
 ) -> int:
-    result = _nan_safe(
-        run(subscribers, seconds, flood_seconds, baseline, pin_cpus, pure_python, transport_cc)
+    compare = list(compare or [])
+    counts = list(SWEEP) if sweep else [subscribers]
+    janus: str | None = None
+    if "janus" in compare:
+        from media_relay.bench_janus import INSTALL_HINT, janus_binary, janus_version
+        from media_relay.bench_service import enter_private_network
+
+        janus = janus_binary()
+        if janus is None:
+            print(
+                f"janus comparison skipped: `janus` is not installed ({INSTALL_HINT})", flush=True
+            )
+            compare.remove("janus")
+        else:
+            try:
+                enter_private_network()
+            except OSError as exc:
+                print(f"janus comparison skipped: no private network namespace: {exc}", flush=True)
+                compare.remove("janus")
+                janus = None
+            else:
+                print(
+                    f"janus {janus_version(janus)} at {janus}; this run is in a network "
+                    "namespace of its own (Janus never gathers on a loopback interface: it "
+                    "gets a local veth address, reached through the loopback device too)",
+                    flush=True,
+                )
+    if runs is None:  # interleaved pairs when there is something to compare with
+        runs = 2 if "janus" in compare else 1
+    result = run(
+        counts,
+        seconds,
+        compare,
+        runs,
+        pin_cpus,
+        pure_python,
+        transport_cc,
+        service_transport_cc,
+        janus,
+        main_count=subscribers,
     )
+    result["janus_version"] = None
+    if janus is not None:
+        from media_relay.bench_janus import janus_version
+
+        result["janus_version"] = janus_version(janus)
     print_report(result)
     return 0
 
 
-__all__ = ["main", "run", "statistics"]
+__all__ = ["main", "run"]

@@ -18,10 +18,11 @@ Video is also offered RTX (RFC 4588: retransmissions on their own SSRC and paylo
 RTX payload type per codec, paired by `apt`) and `ccm fir` feedback (RFC 5104 §7.1); each
 answer says per m-line whether the peer takes them.
 
-The m-lines the relay receives on (a publisher's sources) also offer transport-wide
-congestion control (`with_transport_cc`: the header extension at TRANSPORT_CC_ID and
-`a=rtcp-fb:<pt> transport-cc`): a browser that keeps them numbers its packets and estimates
-its uplink from the relay's Transport Feedback (transport_cc.py). The m-lines the relay sends
+The video m-lines the relay receives on (a publisher's cameras and screens) also offer
+transport-wide congestion control (`with_transport_cc`: the header extension at
+TRANSPORT_CC_ID and `a=rtcp-fb:<pt> transport-cc`): a browser that keeps them numbers its
+video packets and estimates its uplink from the relay's Transport Feedback (transport_cc.py).
+Audio is left out on purpose (see `with_transport_cc`). The m-lines the relay sends
 on do not: the relay neither numbers forwarded packets nor reads feedback about them, so
 subscribers' browsers keep sending REMB. (The receive path blanks the publisher's element in
 every packet: a subscriber that publishes too has the same ID in its BUNDLE, and seeing
@@ -143,12 +144,20 @@ def with_fir_feedback(sdp: str) -> str:
 
 
 def with_transport_cc(sdp: str) -> str:
-    """Offer transport-wide congestion control on the m-lines the relay receives on (recvonly
-    in its offer): `a=extmap:TRANSPORT_CC_ID <transport-wide-cc-01>` and
-    `a=rtcp-fb:<pt> transport-cc` for each of their codecs but RTX."""
+    """Offer transport-wide congestion control on the video m-lines the relay receives on
+    (recvonly in its offer): `a=extmap:TRANSPORT_CC_ID <transport-wide-cc-01>` and
+    `a=rtcp-fb:<pt> transport-cc` for each of their codecs but RTX.
+
+    Never on audio: libwebrtc makes an audio sender whose packets carry transport-wide numbers
+    part of the bandwidth allocation, so audio and every packet's overhead come out of the
+    estimate, which the subscribers' REMB caps. A Chromium subscriber's REMB counts the video
+    it receives, and it never rises above 1.5 × that + 10 kbit/s: at about 120 kbit/s, with
+    ~60 kbit/s of it going to audio and overhead, the video left can no longer lift the REMB,
+    and the call stays there (the one-direction-stuck-low fault, README). Without the
+    extension on audio the estimate goes to video alone, as with REMB only."""
     description = SessionDescription.parse(sdp)
     for media in description.media:
-        if media.kind not in ("audio", "video") or media.direction not in RECEIVING:
+        if media.kind != "video" or media.direction not in RECEIVING:
             continue
         extensions = media.rtp.headerExtensions
         if not any(ext.uri == TRANSPORT_CC_URI for ext in extensions):

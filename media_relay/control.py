@@ -47,9 +47,9 @@ class RelayConfig:
     # Packets (RTP + RTCP) one participant may send per second; the rest is dropped and
     # counted as "flood". A 4 Mbit/s camera is ~400 packets/s, all its sources well under 2000.
     max_participant_pps: int = 4000
-    # Offer transport-wide congestion control feedback to publishers (transport_cc.py). On for
-    # the relay's own tests and bench; the service turns it on with `relay_transport_cc`
-    # (README "Bandwidth": in a two-way Chromium call it held one direction low).
+    # Offer transport-wide congestion control feedback to publishers (transport_cc.py), on
+    # video only (README "Bandwidth": on audio it let Chromium hold one direction low). The
+    # service sets it from `relay_transport_cc` (on by default).
     transport_cc: bool = True
 
     def __post_init__(self) -> None:

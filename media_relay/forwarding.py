@@ -25,6 +25,17 @@ from media_relay.rtx import RtxSender
 # Key-frame requests to one publisher stream at most this often (Jitsi: 200 ms, Janus: 1 s);
 # a request inside the interval is deferred to its end, not dropped.
 KEYFRAME_REQUEST_INTERVAL = 0.3
+# A new subscriber's video starts at once from the NACK cache when the publisher's latest key
+# frame began at most this long ago (and within this many packets): the key frame and every
+# packet since, so it decodes without a gap. Otherwise the publisher is asked at once, unless
+# a request went out this recently (its key frame is on its way and serves this subscriber
+# too). So joins cost a publisher at most one key frame per KEYFRAME_REPLAY_AGE or so.
+KEYFRAME_REPLAY_AGE = 0.5
+KEYFRAME_REPLAY_PACKETS = 160
+KEYFRAME_IN_FLIGHT = 0.2
+# A subscriber still waiting for a key frame this long after the last request: ask again
+# (a lost key frame; the subscriber itself cannot ask, it has nothing to decode yet)
+KEYFRAME_RETRY_INTERVAL = 1.0
 # A subscriber's REMB counts for this long.
 REMB_TTL = 5.0
 # Whose REMB the publisher follows (bandwidth.py): the slowest subscriber's, unless it has
@@ -78,7 +89,11 @@ class PublishedTrack:
         # the subscribers' outputs, MID extension ID and codecs, as `fanout` and the C receive
         # path (fastpath.Receiver) read them: see subscribers_changed and sync_route
         self.route = Route()
-        self.cache = PacketCache(1024, 2.0) if kind == "video" else PacketCache(256, 1.0)
+        # NACK history: video 2 s, at most 384 packets (3.5 s at 800 kbit/s, 1 s at 4 Mbit/s);
+        # audio 1 s, at most 128 (2.5 s at 50 packets/s)
+        self.cache = (
+            PacketCache(1024, 2.0, hold=384) if kind == "video" else PacketCache(256, 1.0, hold=128)
+        )
         # set by the publishing participant: writes RTCP to the publisher
         self.send_upstream: Sender | None = None
         self.feedback_ssrc = 1
@@ -89,6 +104,7 @@ class PublishedTrack:
         self.seq_cycles = 0
         self.base_seq: int | None = None
         self.keyframes = 0
+        self.keyframes_replayed = 0  # new subscribers started from the cache
         self.plis_sent = 0
         self.firs_sent = 0
         self.nacks_sent = 0
@@ -256,14 +272,92 @@ class PublishedTrack:
 
     # -- feedback to the publisher
 
-    def request_keyframe(self, now: float | None = None) -> None:
+    def start_stream(self, stream: ForwardedStream, now: float | None = None) -> None:
+        """`stream` can be sent to now (connected and negotiated). Audio flows from the next
+        packet; video that waits for a key frame starts from the cached one when it is recent
+        (`_replay_keyframe`), else the publisher is asked for one at once."""
+        if self.kind != "video" or not stream.waiting_keyframe or not stream.active:
+            return
+        if now is None:
+            now = time.monotonic()
+        if not self._replay_keyframe(stream, now):
+            self.request_keyframe(now, new_subscriber=True)
+
+    def _replay_keyframe(self, stream: ForwardedStream, now: float) -> bool:
+        """Send `stream` the publisher's latest key frame and every packet since from the
+        cache, rewritten as if forwarded live: sequence numbers continuous with what the
+        stream sent before and with what follows. The frames before the newest get timestamps
+        one tick apart just below the newest's, so the subscriber decodes them at once and
+        plays the newest on time instead of replaying the last half second."""
+        newest = self.max_seq
+        if newest is None or self.ssrc is None:
+            return False
+        start: tuple[int, RtpHeader, float] | None = None
+        for back in range(KEYFRAME_REPLAY_PACKETS):
+            seq = (newest - back) & 0xFFFF
+            entry = self.cache.entry(seq)
+            if entry is None:
+                continue  # lost on the way in: the subscriber NACKs it like any other
+            data, arrived = entry
+            if now - arrived > KEYFRAME_REPLAY_AGE:
+                return False
+            header = packets.parse_rtp_header(data)
+            if header is None or header.ssrc != self.ssrc:
+                return False
+            if self._is_keyframe(self.codecs.get(header.payload_type), data, header):
+                start = (seq, header, arrived)
+                break
+        if start is None:
+            return False
+        start_seq, first, arrived = start
+        replay: list[tuple[bytes, RtpHeader]] = []
+        for index in range(((newest - start_seq) & 0xFFFF) + 1):
+            entry = self.cache.entry((start_seq + index) & 0xFFFF)
+            if entry is None:
+                continue
+            header = packets.parse_rtp_header(entry[0])
+            if header is not None and header.ssrc == self.ssrc:
+                replay.append((entry[0], header))
+        stream.rebase(first, arrived)  # continuous with what the stream sent before
+        stream.waiting_keyframe = False
+        live_offset = stream.ts_offset
+        timestamps = list(dict.fromkeys(header.timestamp for _data, header in replay))
+        newest_out = (timestamps[-1] + live_offset) & 0xFFFFFFFF
+        last = len(timestamps) - 1
+        stream.replayed_ts_offsets = {
+            ts: (newest_out - (last - index) - ts) & 0xFFFFFFFF
+            for index, ts in enumerate(timestamps)
+        }
+        try:
+            for data, header in replay:
+                stream.ts_offset = stream.replayed_ts_offsets[header.timestamp]
+                mid_at = (
+                    packets.find_extension(data, header, self.mid_extension_id)
+                    if self.mid_extension_id
+                    else None
+                )
+                stream.forward(data, header, mid_at, now)
+        finally:
+            stream.ts_offset = live_offset
+        stream.replayed_packets += len(replay)
+        self.keyframes_replayed += 1
+        return True
+
+    def request_keyframe(self, now: float | None = None, new_subscriber: bool = False) -> None:
         """Ask the publisher for a key frame (RFC 4585 §6.3.1 PLI, or RFC 5104 §4.3.1 FIR where
-        its answer kept `ccm fir`), at most once per interval."""
+        its answer kept `ccm fir`), at most once per interval; for a new subscriber at once
+        unless a request is in flight (KEYFRAME_IN_FLIGHT)."""
         if self.kind != "video":
             return
         if now is None:
             now = time.monotonic()
-        if now - self._last_keyframe_request >= KEYFRAME_REQUEST_INTERVAL:
+        since = now - self._last_keyframe_request
+        if new_subscriber:
+            if since >= KEYFRAME_IN_FLIGHT:
+                self._send_pli(now)
+            # else its key frame serves this subscriber too; tick() asks again if it is lost
+            return
+        if since >= KEYFRAME_REQUEST_INTERVAL:
             self._send_pli(now)
         elif self._keyframe_request_due is None:
             self._defer_pli(self._last_keyframe_request + KEYFRAME_REQUEST_INTERVAL, now)
@@ -286,6 +380,12 @@ class PublishedTrack:
         """Periodic work: deferred key-frame requests, bitrate."""
         if self._keyframe_request_due is not None and now >= self._keyframe_request_due:
             self._send_pli(now)
+        elif (
+            self.kind == "video"
+            and now - self._last_keyframe_request >= KEYFRAME_RETRY_INTERVAL
+            and any(s.waiting_keyframe and s.active for s in self.subscribers)
+        ):
+            self.request_keyframe(now)
         self.bitrate = 8 * (self.bytes - self._bytes_at_tick) / interval if interval > 0 else 0.0
         self._bytes_at_tick = self.bytes
 
@@ -342,6 +442,7 @@ class PublishedTrack:
             "bytes": self.bytes,
             "lost": self.lost(),
             "keyframes": self.keyframes,
+            "keyframes_replayed": self.keyframes_replayed,
             "plis_sent": self.plis_sent,
             "firs_sent": self.firs_sent,
             "rtx_received": self.rtx_received,
@@ -416,7 +517,11 @@ class ForwardedStream:
         # retransmissions on the RTX SSRC, set by the participant when the subscriber's answer
         # kept RTX (else on the stream's own SSRC)
         self.rtx: RtxSender | None = None
+        # the timestamp offsets a key-frame replay gave the frames before its newest (by the
+        # publisher's timestamp), so a retransmission of one carries the timestamp sent
+        self.replayed_ts_offsets: dict[int, int] = {}
         # statistics
+        self.replayed_packets = 0
         self.dropped_waiting = 0
         self.nacks = 0
         self.retransmitted = 0
@@ -595,6 +700,7 @@ class ForwardedStream:
             gap = max(now - self.last_sent_at, 0.0)
             next_ts = self.last_ts + max(1, int(gap * clock_rate))
         self.ts_offset = (next_ts - header.timestamp) & 0xFFFFFFFF
+        self.replayed_ts_offsets = {}
         self.in_ssrc = header.ssrc
         self.resume(header.sequence_number)
         self.waiting_keyframe = self.kind == "video"
@@ -641,19 +747,25 @@ class ForwardedStream:
             header = packets.parse_rtp_header(data)
             if header is None or header.ssrc != self.in_ssrc:
                 continue
-            rtx = self.rtx
-            if rtx is not None and self._resend_rtx(rtx, data, header):
-                # RFC 4588: on the RTX SSRC, where the subscriber negotiated it
-                self.retransmitted += 1
-                continue
-            mid_at = (
-                packets.find_extension(data, header, track.mid_extension_id)
-                if track.mid_extension_id
-                else None
-            )
-            self.forward(data, header, mid_at, now, retransmission=True)
+            live_offset = self.ts_offset
+            self.ts_offset = self.replayed_ts_offsets.get(header.timestamp, live_offset)
+            try:
+                self._resend(track, data, header, now)
+            finally:
+                self.ts_offset = live_offset
             self.retransmitted += 1
         track.request_retransmission(missing)
+
+    def _resend(self, track: PublishedTrack, data: Packet, header: RtpHeader, now: float) -> None:
+        rtx = self.rtx
+        if rtx is not None and self._resend_rtx(rtx, data, header):
+            return  # RFC 4588: on the RTX SSRC, where the subscriber negotiated it
+        mid_at = (
+            packets.find_extension(data, header, track.mid_extension_id)
+            if track.mid_extension_id
+            else None
+        )
+        self.forward(data, header, mid_at, now, retransmission=True)
 
     def handle_keyframe_request(self, now: float) -> None:
         self.plis += 1
@@ -703,6 +815,7 @@ class ForwardedStream:
             "remb": self.remb,
             "bitrate": round(self.bitrate),
             "dropped_waiting_keyframe": self.dropped_waiting,
+            "replayed_packets": self.replayed_packets,
             "dropped_codec": self.dropped_codec,
             "rtx_ssrc": self.rtx.ssrc if self.rtx is not None else None,
             "retransmitted_rtx": self.rtx.packets if self.rtx is not None else 0,

@@ -505,7 +505,8 @@ class Participant:
             for stream in self.forwarded:
                 stream.connected = True
                 if stream.active and stream.track is not None:
-                    stream.track.request_keyframe()
+                    # a new subscriber: video from the cached key frame, or one asked for now
+                    stream.track.start_stream(stream)
         elif state in ("failed", "closed") and not self.closed:
             self.connected = False
             self._on_gone(self, "ice_failed" if state == "failed" else "connection_closed")

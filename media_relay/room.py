@@ -16,7 +16,9 @@ marked `codec_conflict` and left alone.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,47 @@ SOURCES = ("audio", "camera", "document", "screen")
 TICK_SECONDS = 0.25
 REPORT_EVERY_TICKS = 4  # sender reports and REMB about once a second
 MAX_PARTICIPANT_ID = 128
+
+
+# glibc keeps the memory of ended calls in its heap (RSS stayed at its peak when calls ended);
+# malloc_trim gives the free part back to the system. It takes a few ms for a ~100 MB heap, on
+# the loop, so it runs once, TRIM_DELAY after a room closes (after a burst of closes: once),
+# and at most once per TRIM_INTERVAL.
+TRIM_DELAY = 1.0
+TRIM_INTERVAL = 10.0
+_trim_state: dict[str, Any] = {"last": -math.inf, "timer": None, "loop": None}
+
+
+def _malloc_trim() -> Any:
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def return_freed_memory_soon() -> None:
+    """Schedule one malloc_trim (see TRIM_DELAY); no-op where there is none or no loop."""
+    if _MALLOC_TRIM is None:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    if _trim_state["timer"] is not None and _trim_state["loop"] is loop:
+        return  # one is due (a timer of a loop that has ended never fires: replaced)
+    now = time.monotonic()
+    due = max(now + TRIM_DELAY, _trim_state["last"] + TRIM_INTERVAL)
+    _trim_state["loop"] = loop
+    _trim_state["timer"] = loop.call_later(due - now, _trim)
+
+
+def _trim() -> None:
+    _trim_state["timer"] = None
+    _trim_state["last"] = time.monotonic()
+    _MALLOC_TRIM(0)
 
 
 def check_source(source: str) -> str:
@@ -89,8 +132,17 @@ class Room:
         participant = self._participant(participant_id)
         async with participant._lock:
             need_keyframe = await participant.apply_answer(sdp)
+            # streams this answer made receivable start at once (forwarding.start_stream);
+            # the other tracks (a publisher's codec switch) ask their publisher
+            started = set()
+            for stream in participant.forwarded:
+                track = stream.track
+                if track is not None and stream.active and stream.waiting_keyframe:
+                    track.start_stream(stream)
+                    started.add(id(track))
             for track in need_keyframe:
-                track.request_keyframe()
+                if id(track) not in started:
+                    track.request_keyframe()
             if participant.renegotiate_pending:
                 participant.renegotiate_pending = False
                 self._spawn(self._send_offer(participant))
@@ -142,6 +194,7 @@ class Room:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        return_freed_memory_soon()
 
     # -- negotiation
 

@@ -131,12 +131,31 @@ def _office_add(args: argparse.Namespace) -> int:
     return run_with_session(args, work)
 
 
+def _office_set_site(args: argparse.Namespace) -> int:
+    from signaling import directory
+
+    site = (args.site or "").strip()
+    if len(site) > 64:
+        raise ValueError("a relay site label has at most 64 characters")
+
+    async def work(session: AsyncSession) -> int:
+        office = await directory.find_office(session, args.office)
+        office.relay_site = site or None
+        await session.commit()
+        _print(args, [directory.office_dict(office)], ["id", "name", "relay_site"])
+        return 0
+
+    return run_with_session(args, work)
+
+
 def _office_list(args: argparse.Namespace) -> int:
     from signaling import directory
 
     async def work(session: AsyncSession) -> int:
         items = [directory.office_dict(o) for o in await directory.list_offices(session)]
-        _print(args, items, ["id", "name", "municipality", "default_language", "enabled"])
+        _print(
+            args, items, ["id", "name", "municipality", "default_language", "enabled", "relay_site"]
+        )
         return 0
 
     return run_with_session(args, work)
@@ -334,6 +353,14 @@ def register_admin(admin: Any) -> None:
     p.add_argument("--language", default="fi", help="kiosk default UI language fi/sv/en")
     p.set_defaults(func=_office_add)
     leaf_parser(offices, "list", "list offices").set_defaults(func=_office_list)
+    p = leaf_parser(
+        offices,
+        "set-site",
+        "place this office's calls on relay nodes with this site label (empty: any node)",
+    )
+    p.add_argument("office", help="office id or exact name")
+    p.add_argument("site", nargs="?", default="", help="site label, e.g. 'oulu' (empty clears)")
+    p.set_defaults(func=_office_set_site)
     _enable_disable(offices, "office")
 
     endpoints = _resource(admin, "endpoint", "kiosk endpoints of offices")

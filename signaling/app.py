@@ -26,7 +26,7 @@ import socketio
 from aiohttp import web
 from sqlalchemy import update
 
-from signaling import http_api, http_security, pages
+from signaling import drain, http_api, http_security, pages
 from signaling.config import Settings
 from signaling.data_dir import secure_data_dir
 from signaling.db import create_engine, migrate, session_factory
@@ -34,6 +34,7 @@ from signaling.dispatch import Dispatcher, engine_buffer_size
 from signaling.features import FEATURE_MODULES, import_optional
 from signaling.models import Endpoint, User
 from signaling.protocol import REGISTRY
+from signaling.relay_placement import RelayRouter
 from signaling.services import Services
 from signaling.socket_server import GuardedServer
 
@@ -85,11 +86,15 @@ def create_app(
         sessions=session_factory(engine),
         sio=sio,
         # Created now so that feature setups can attach their listeners; started at startup.
-        relay=_create_relay(settings),
+        relay=_create_relay(settings) if settings.relay_mode == "local" else None,
     )
+    # Which relay each call uses (signaling/relay_placement.py): the in-process one, or the
+    # relay nodes registered in Redis.
+    services.extras["relay_router"] = RelayRouter(settings, services.relay)
     app = web.Application(
         client_max_size=settings.max_document_bytes + 1024 * 1024,
-        middlewares=[http_api.json_errors],
+        # drain.gate first: a draining process refuses /readyz and new sockets (SIGTERM, serve)
+        middlewares=[drain.gate, http_api.json_errors],
     )
     app[http_api.SERVICES_KEY] = services
     if services.relay is not None:
@@ -107,6 +112,11 @@ def create_app(
     http_api.add_routes(app)
     # Runs before any feature's cleanup_ctx (it is first) and is cleaned up after them.
     app.cleanup_ctx.append(_lifecycle)
+    if settings.redis_url:
+        # Presence and limits across processes (signaling/leases.py); started after migrating.
+        from signaling import leases
+
+        leases.install(app, services)
     deferred: list[Any] = []
     for module in modules:
         setup = getattr(module, "setup", None)
@@ -132,15 +142,18 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await migrate(services.engine)
     if not settings.redis_url:
         # A lone process starts with no sockets, so nobody is connected; with Redis other
-        # processes may hold sockets and this is left to their own disconnects.
+        # processes may hold sockets: signaling/leases.py sweeps dead processes instead.
         await _mark_everyone_disconnected(services)
     if app[DEMO_KEY]:
         from signaling.demo import seed_demo
 
         services.extras["demo_credentials"] = await seed_demo(services.sessions)
+    router: RelayRouter = services.extras["relay_router"]
+    await router.start()
     if services.relay is not None:
-        await services.relay.start()
         log.info("in-process media relay started")
+    elif router.mode == "nodes":
+        log.info("media relays: nodes registered in Redis (%d live)", len(router.live))
     dispatcher: Dispatcher = services.extras["dispatcher"]
     sweeper = asyncio.create_task(dispatcher.run_sweeper(settings.revocation_check_seconds))
     metrics_runner = await _start_metrics_listener(app) if settings.metrics_address else None
@@ -152,11 +165,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
-        if services.relay is not None:
-            try:
-                await services.relay.stop()
-            except Exception:
-                log.exception("stopping the relay failed")
+        try:
+            await router.stop()
+        except Exception:
+            log.exception("stopping the relay failed")
         manager = services.sio.manager
         if isinstance(manager, socketio.AsyncRedisManager):
             with contextlib.suppress(Exception):

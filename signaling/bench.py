@@ -315,6 +315,17 @@ def run_bench(args: argparse.Namespace) -> int:
         print("etapalvelu: --clients, --seconds, --workers, --interval must be positive",
               file=sys.stderr)  # fmt: skip
         return 2
+    processes = getattr(args, "processes", 1)
+    if processes < 1:
+        print("etapalvelu: --processes must be positive", file=sys.stderr)
+        return 2
+    if processes > 1:
+        from signaling.bench_cluster import run_cluster_bench
+
+        return run_cluster_bench(args)
+    if getattr(args, "database_url", None):
+        print("etapalvelu: --database-url is only used with --processes > 1", file=sys.stderr)
+        return 2
     workers = min(args.workers, args.clients)
     _raise_fd_limit()
     load_before = os.getloadavg()

@@ -18,7 +18,9 @@ UPDATE on `status = 'active'`, so two enders never both win) and then `finish_ca
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -69,6 +71,7 @@ from signaling.protocol import (
     Role,
     on_event,
 )
+from signaling.relay_placement import RelayRouter, RelayUnavailable, router_of
 from signaling.services import Services
 
 log = logging.getLogger(__name__)
@@ -131,10 +134,19 @@ async def active_call_of_endpoint(session: AsyncSession, endpoint_id: int) -> Ca
     return row.scalars().first()
 
 
-async def create_call(session: AsyncSession, ticket: Ticket, expert: User, now: datetime) -> Call:
-    """The call for a ticket the expert has just claimed (the caller commits)."""
+async def create_call(
+    session: AsyncSession,
+    ticket: Ticket,
+    expert: User,
+    now: datetime,
+    relay_node: str = "local",
+) -> Call:
+    """The call for a ticket the expert has just claimed (the caller commits), placed on
+    `relay_node` (signaling/relay_placement.py)."""
     call = Call(
         room_id="",
+        relay_node=relay_node,
+        relay_epoch=0,
         status=CallStatus.ACTIVE.value,
         authority_id=ticket.authority_id,
         office_id=ticket.office_id,
@@ -420,22 +432,42 @@ class CallRelayListener:
         )
 
 
-def relay_of(services: Services) -> Any:
-    """The running relay with our listener attached, or `unavailable`."""
-    relay = services.relay
-    if relay is None or not getattr(relay, "running", True):
+def _router(services: Services) -> RelayRouter:
+    """The relay router with our listener attached, or `unavailable`."""
+    router = router_of(services)
+    if router is None:
         raise relay_unavailable()
     listener = services.extras.get("call_relay_listener")
     if not isinstance(listener, CallRelayListener):
         listener = CallRelayListener(services)
         services.extras["call_relay_listener"] = listener
-    if getattr(relay, "listener", None) is not listener:
-        relay.set_listener(listener)
-    return relay
+    if router._listener is not listener:
+        router.set_listener(listener)
+    return router
 
 
-def relay_unavailable() -> FlowError:
-    return FlowError(ErrorCode.UNAVAILABLE, "the media relay is not running", "relay_down")
+async def relay_for(services: Services, call: Call) -> Any:
+    """The control client of the relay node the call is placed on, or `unavailable`."""
+    try:
+        return await _router(services).client(call.relay_node)
+    except RelayUnavailable as exc:
+        raise relay_unavailable(str(exc)) from exc
+
+
+def place_relay(services: Services) -> Callable[[str | None], str]:
+    """The placement function `queues.take_*` use inside their transaction."""
+
+    def choose(site: str | None) -> str:
+        try:
+            return _router(services).choose(site)
+        except RelayUnavailable as exc:
+            raise relay_unavailable(str(exc)) from exc
+
+    return choose
+
+
+def relay_unavailable(message: str = "the media relay is not running") -> FlowError:
+    return FlowError(ErrorCode.UNAVAILABLE, message, "relay_down")
 
 
 def ice_servers_for(services: Services, principal: Principal) -> list[dict[str, Any]]:
@@ -489,13 +521,12 @@ async def announce_call(services: Services, call_id: int) -> dict[str, Any]:
     if metrics is not None:
         metrics.calls.labels(call.kind).inc()
         metrics.active_calls.set(active)
-    relay = services.relay
-    if relay is not None and getattr(relay, "running", True):
-        try:
-            await relay_of(services).create_room(call.room_id)
-        except Exception:
-            # The room is created again on the first join; the call itself stands.
-            log.exception("relay could not create room %s", call.room_id)
+    try:
+        relay = await relay_for(services, call)
+        await relay.create_room(call.room_id)
+    except Exception as exc:
+        # The room is created again on the first join; the call itself stands.
+        log.warning("relay %s could not create room %s: %s", call.relay_node, call.room_id, exc)
     if call.endpoint_id is not None:
         await services.sio.emit(
             "call:started", {"call": view}, room=rooms.endpoint(call.endpoint_id)
@@ -522,12 +553,7 @@ async def finish_call(
     ended_counter = services.extras.get("calls_ended_total")
     if isinstance(ended_counter, Counter):
         ended_counter.labels(str(reason)).inc()
-    relay = services.relay
-    if relay is not None:
-        try:
-            await relay.close_room(call.room_id)
-        except Exception:
-            log.exception("relay could not close room %s", call.room_id)
+    await close_relay_room(services, call.relay_node, call.room_id)
     call_sessions(services).drop_call(call_id)
     payload: dict[str, Any] = {"call_id": call_id, "reason": str(reason), "call": view}
     if requeue is not None and reason == EndReason.EXPERT_LOST:
@@ -552,6 +578,23 @@ async def finish_call(
 
     await publish_queue_change(services, call.authority_id)
     return view
+
+
+async def close_relay_room(services: Services, node_id: str, room_id: str) -> None:
+    """Close a call's room on its node (a node that is gone took its rooms with it)."""
+    router = router_of(services)
+    if router is None:
+        return
+    relay = router.known_client(node_id)
+    if relay is None and router.alive(node_id):
+        with contextlib.suppress(RelayUnavailable):
+            relay = await router.client(node_id)
+    if relay is None:
+        return
+    try:
+        await relay.close_room(room_id)
+    except Exception as exc:
+        log.warning("relay %s could not close room %s: %s", node_id, room_id, exc)
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -593,7 +636,7 @@ async def join_call(ctx: EventContext, data: JoinPayload) -> dict[str, Any]:
         subscribe = SUBSCRIBES[participant.role]
         room_id = call.room_id
         await session.commit()
-    relay = relay_of(services)
+    relay = await relay_for(services, call)
     sessions = call_sessions(services)
     previous = sessions.bind(call.id, pid, ctx.sid)
     try:
@@ -636,6 +679,7 @@ async def join_call(ctx: EventContext, data: JoinPayload) -> dict[str, Any]:
         "participant_id": pid,
         "offer": offer,
         "ice_servers": ice_servers_for(services, ctx.principal),
+        "relay_epoch": call.relay_epoch,
     }
 
 
@@ -657,7 +701,7 @@ async def _joined(ctx: EventContext, call_id: int) -> tuple[Call, CallParticipan
 @on_event("call:answer", AnswerPayload, roles=PARTICIPANT_ROLES)
 async def answer_call(ctx: EventContext, data: AnswerPayload) -> dict[str, Any]:
     call, participant = await _joined(ctx, data.call_id)
-    relay = relay_of(ctx.services)
+    relay = await relay_for(ctx.services, call)
     try:
         await relay.answer(call.room_id, participant.participant_id, data.sdp)
     except Exception as exc:
@@ -672,7 +716,7 @@ async def publish_source(ctx: EventContext, data: PublishPayload) -> dict[str, A
     call, participant = await _joined(ctx, data.call_id)
     if data.source not in PUBLISHABLE[participant.role]:
         raise forbidden(f"a {participant.role} may not publish {data.source!r}", "source")
-    relay = relay_of(ctx.services)
+    relay = await relay_for(ctx.services, call)
     try:
         await relay.publish(call.room_id, participant.participant_id, data.source)
     except Exception as exc:
@@ -705,11 +749,11 @@ async def leave_call(ctx: EventContext, data: CallRef) -> dict[str, Any]:
         await session.commit()
     call_sessions(services).unbind(call.id, pid)
     await services.sio.leave_room(ctx.sid, call_room(call.id))
-    if services.relay is not None:
-        try:
-            await services.relay.leave(call.room_id, pid)
-        except Exception:
-            log.exception("relay leave %s/%s failed", call.room_id, pid)
+    try:
+        relay = await relay_for(services, call)
+        await relay.leave(call.room_id, pid)
+    except Exception as exc:
+        log.warning("relay leave %s/%s failed: %s", call.room_id, pid, exc)
     await push_participants(services, call.id)
     return {}
 
@@ -766,6 +810,32 @@ async def _forget_socket(services: Services, sid: str, _principal: Principal) ->
         await push_participants(services, call_id)
 
 
+async def _principal_lost(services: Services, kind: str, ident: int) -> None:
+    """Another process died holding this person's (or kiosk's) last socket
+    (signaling/leases.py): his relay sessions in active calls count as `socket_lost`, as if
+    that process had seen the socket close, so the call watchdog counts from now."""
+    now = utcnow()
+    changed: list[int] = []
+    async with services.sessions() as session:
+        found = await session.execute(
+            select(CallParticipant.call_id, CallParticipant.participant_id)
+            .join(Call, Call.id == CallParticipant.call_id)
+            .where(
+                Call.status == CallStatus.ACTIVE,
+                CallParticipant.kind == kind,
+                CallParticipant.principal_id == ident,
+                CallParticipant.connected.is_(True),
+            )
+        )
+        for call_id, pid in found.all():
+            if await mark_gone(session, call_id, pid, GoneReason.SOCKET_LOST, now):
+                changed.append(call_id)
+        await session.commit()
+    for call_id in changed:
+        log.info("%s %s of call %s gone: socket_lost (its process died)", kind, ident, call_id)
+        await push_participants(services, call_id)
+
+
 def setup(_app: Any, services: Services) -> None:
     services.extras["calls_ended_total"] = Counter(
         "etapalvelu_calls_ended_total",
@@ -774,8 +844,14 @@ def setup(_app: Any, services: Services) -> None:
         registry=services.metrics.registry,
     )
     services.connections.on_disconnect(_forget_socket)
-    if services.relay is not None:
+    router = router_of(services)
+    if router is not None:
         listener = CallRelayListener(services)
         services.extras["call_relay_listener"] = listener
-        services.relay.set_listener(listener)
+        router.set_listener(listener)
+    from signaling.leases import leases_of
+
+    found_leases = leases_of(services)
+    if found_leases is not None:
+        found_leases.on_lost(_principal_lost)
     secretary.install(services)

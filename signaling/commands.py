@@ -43,6 +43,18 @@ def register(root: Any, bench: Any) -> None:
         help="address the relay announces as ICE host candidate (repeatable)",
     )
     serve.add_argument(
+        "--relay-mode",
+        choices=["local", "nodes"],
+        help="local: an in-process relay (default); nodes: place each call on a relay node "
+        "(`etapalvelu relay`) registered in Redis (needs --redis-url and a relay secret)",
+    )
+    serve.add_argument(
+        "--relay-secret-file",
+        type=Path,
+        metavar="FILE",
+        help="the relay nodes' shared control secret (or ETAPALVELU_RELAY_SECRET)",
+    )
+    serve.add_argument(
         "--demo",
         action="store_true",
         help="seed a demo office, kiosk and people with FIXED printed credentials",
@@ -80,7 +92,27 @@ def register(root: Any, bench: Any) -> None:
         default=2.0,
         help="seconds between one client's events (default 2: 1000 events/s at 2000 clients)",
     )
+    bench_signaling.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="signaling processes (default 1); more than 1 runs them on PostgreSQL + Redis "
+        "behind a real HAProxy and kills one during the run (signaling/bench_cluster.py)",
+    )
+    bench_signaling.add_argument(
+        "--database-url",
+        help="with --processes > 1: a PostgreSQL URL to use (default: a scratch database "
+        "created on 127.0.0.1:5432 and dropped at the end)",
+    )
     bench_signaling.set_defaults(func=_bench)
+
+    from signaling.relay_failover_bench import register as register_failover_bench
+
+    register_failover_bench(bench)
+
+    from signaling.cluster_config import register as register_cluster_config
+
+    register_cluster_config(root, bench)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,9 +43,22 @@ class Settings(BaseSettings):
     ice_addresses: list[str] = Field(default_factory=list)
     relay_port_min: int = Field(0, ge=0, le=65535)
     relay_port_max: int = Field(0, ge=0, le=65535)
-    # Transport-wide congestion control feedback to publishers (README "Bandwidth"). Off until
-    # a two-way Chromium call holds both directions up with it (see the README's figures).
-    relay_transport_cc: bool = False
+    # Transport-wide congestion control feedback to publishers, on their video (README
+    # "Bandwidth"; tests/resilience/test_two_way_bandwidth.py: a two-way Chromium call ramps
+    # up both ways with it).
+    relay_transport_cc: bool = True
+    # Where calls get their media relay (signaling/relay_placement.py): "local" runs one
+    # in-process relay (the one-machine default); "nodes" places each call on one of the relay
+    # nodes (`etapalvelu relay`) registered in Redis under `redis_channel`, drives it over its
+    # control API with `relay_secret`, and moves calls off nodes that die or drain.
+    relay_mode: Literal["local", "nodes"] = "local"
+    relay_secret: str = ""
+    relay_secret_file: Path | None = None
+    # How often this process looks for calls on dead or draining nodes, and how long a moved
+    # call's old room is kept on a draining node (the clients rejoin in that time).
+    relay_failover_interval: float = Field(0.5, gt=0, le=60)
+    relay_move_grace: float = Field(5.0, ge=0, le=300)
+    relay_request_timeout: float = Field(5.0, gt=0, le=60)
 
     # ICE servers handed to clients and to the relay. Always explicit: an empty list means
     # none (aiortc would otherwise fall back to a public STUN server).
@@ -62,10 +75,22 @@ class Settings(BaseSettings):
     rate_limit_window: float = Field(1.0, gt=0)
     # How often each process looks for sockets of disabled users/kiosks or expired sessions.
     revocation_check_seconds: float = Field(2.0, gt=0)
-    # Sockets one person or one kiosk may hold open at once in this process (a console in two
+    # Sockets one person or one kiosk may hold open at once (a console in two
     # tabs, a kiosk page and its endpoint agent, a reload overlapping the old socket).
     max_sockets_per_user: int = Field(10, ge=1, le=1000)
     max_sockets_per_endpoint: int = Field(6, ge=1, le=1000)
+    # With redis_url (signaling/leases.py): the socket limits above count every process's
+    # sockets, one person's or kiosk's events over all his sockets and processes are limited to
+    # `rate_limit_principal_events` per `rate_limit_window`, and each process holds a lease of
+    # `process_lease_seconds` (renewed every third of it): when it lapses (a killed process),
+    # another process marks that process's people and kiosks offline.
+    rate_limit_principal_events: int = Field(100, ge=1)
+    process_lease_seconds: float = Field(5.0, ge=0.5, le=300)
+
+    # Addresses (IPs or networks) of the load balancers in front of this process: a request
+    # from one of them is counted (login limits) by the client address in X-Forwarded-For;
+    # from anyone else X-Forwarded-For is ignored (it could be forged).
+    trusted_proxies: list[str] = Field(default_factory=list)
 
     # Login flood protection (signaling/login_guard.py): at most this many argon2 checks at
     # once, at most `login_queue_limit` waiting for one (more are refused at once with 503).
@@ -115,6 +140,20 @@ class Settings(BaseSettings):
     requeue_window_seconds: float = Field(600.0, gt=0, le=24 * 3600)
     call_watch_interval: float = Field(1.0, gt=0, le=600)
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"trusted_proxies: {item!r} is not an IP address or network"
+                ) from exc
+        return value
+
     @field_validator("ice_addresses")
     @classmethod
     def _addresses_are_ips(cls, value: list[str]) -> list[str]:
@@ -133,6 +172,11 @@ class Settings(BaseSettings):
             raise ValueError("tls_cert and tls_key must be given together")
         if self.relay_port_min > self.relay_port_max:
             raise ValueError("relay_port_min must not exceed relay_port_max")
+        if self.relay_mode == "nodes":
+            if not self.redis_url:
+                raise ValueError("relay_mode 'nodes' needs redis_url (the relay registry)")
+            if not (self.relay_secret or self.relay_secret_file):
+                raise ValueError("relay_mode 'nodes' needs relay_secret or relay_secret_file")
         if self.metrics_token and len(self.metrics_token) < 16:
             raise ValueError("metrics_token must be at least 16 characters")
         if self.metrics_address:
@@ -146,6 +190,17 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'etapalvelu.db').resolve()}"
+
+    def relay_control_secret(self) -> str:
+        """The relay nodes' shared secret (the file wins; surrounding whitespace dropped)."""
+        if self.relay_secret_file is not None:
+            try:
+                return self.relay_secret_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read relay_secret_file {self.relay_secret_file}: {exc.strerror}"
+                ) from exc
+        return self.relay_secret
 
     @property
     def checkpoint_key_path(self) -> Path:

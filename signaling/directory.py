@@ -92,6 +92,7 @@ def office_dict(office: Office) -> dict[str, Any]:
         "municipality": office.municipality,
         "default_language": office.default_language,
         "enabled": office.enabled,
+        "relay_site": office.relay_site,
     }
 
 

@@ -4,7 +4,8 @@ At connect the socket must authenticate (`auth: {token}` for a person, `{endpoin
 credential}` for a kiosk) or it is refused. Its Principal is kept in `services.connections`
 and it joins the rooms of `signaling.rooms.rooms_for`. Each event then passes, in order:
 
-1. the per-socket rate limit (token bucket: `rate_limit_events` per `rate_limit_window` s),
+1. the per-socket rate limit (token bucket: `rate_limit_events` per `rate_limit_window` s)
+   and, with Redis, the per-person/kiosk one over all processes (signaling/leases.py),
 2. the message size limit (`max_message_bytes`; engine.io drops a socket whose single packet
    exceeds about twice that, before anything is decoded),
 3. a known event name, 4. the role check, 5. the pydantic schema,
@@ -35,6 +36,7 @@ from sqlalchemy import select
 from signaling import rooms
 from signaling.db import utcnow
 from signaling.identity import AuthenticationError, authenticate_socket
+from signaling.leases import ProcessLeases, leases_of
 from signaling.models import Endpoint, Office, User, UserSession
 from signaling.protocol import (
     ErrorCode,
@@ -137,6 +139,11 @@ class Dispatcher:
         self.rate_events = settings.rate_limit_events
         self.rate_window = settings.rate_limit_window
 
+    @property
+    def leases(self) -> ProcessLeases | None:
+        """Counts across processes (with Redis; signaling/leases.py), else None."""
+        return leases_of(self.services)
+
     def install(self) -> None:
         sio = self.services.sio
         reserved = RESERVED_EVENT_NAMES & set(self.registry.events)
@@ -186,7 +193,10 @@ class Dispatcher:
             else settings.max_sockets_per_user
         )
         # No await between this check and `add`: concurrent connects cannot both slip in.
-        if len(self.services.connections.sids_of(principal.kind, principal.id)) >= limit:
+        # With Redis, `register` checks and counts over all processes in one atomic step.
+        if len(self.services.connections.sids_of(principal.kind, principal.id)) >= limit or (
+            self.leases is not None and not await self.leases.register(principal, limit)
+        ):
             metrics.connects_refused.inc()
             raise socketio.exceptions.ConnectionRefusedError(
                 f"already {limit} connections open; close one first",
@@ -214,6 +224,8 @@ class Dispatcher:
         principal = self.services.connections.remove(sid)
         if principal is None:
             return
+        if self.leases is not None:
+            await self.leases.unregister(principal)
         self.services.metrics.sockets.dec()
         for hook in list(self.services.connections.disconnect_hooks):
             try:
@@ -245,6 +257,12 @@ class Dispatcher:
             return error_ack(
                 ErrorCode.RATE_LIMITED,
                 f"more than {self.rate_events} events in {self.rate_window:g} s; slow down",
+            )
+        if self.leases is not None and not await self.leases.allow_event(principal):
+            return error_ack(
+                ErrorCode.RATE_LIMITED,
+                f"more than {self.leases.rate_events} events in {self.rate_window:g} s "
+                "from all your connections; slow down",
             )
         size = payload_size(args, self.max_bytes)
         if size > self.max_bytes:

@@ -6,8 +6,11 @@ bound to who sent it — stores the ciphertext a sender uploads, hands it to the
 deletes it once each has answered, on cancel, or after `document_retention_seconds`. Each
 receipt goes to the service log (hash, size, type, sender, receiver, time; never content).
 
-Transfers live in this process's memory and files under `data_dir/documents/`: with several
-signaling processes, a call's document traffic must reach one process (sticky sessions).
+Call keys, transfers and answers are database rows, and pushes to one participant go to his
+socket.io room (`docs:<call>:<participant>`, carried across processes by the Redis manager), so
+the participants may be on different signaling processes. The ciphertext is in
+`document_chunks` rows when several processes share the database (redis_url set), else in
+files under `data_dir/documents/`.
 
 Also here: `signing:register_key`, an expert registering the public half of his record-signing
 key (signaling/record_signing.py).
@@ -21,7 +24,7 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +33,8 @@ from typing import Any, Literal
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import Field
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from endpoint.document_crypto import (
     ALLOWED_TYPES,
@@ -40,7 +45,13 @@ from endpoint.document_crypto import (
     max_ciphertext_bytes,
 )
 from signaling.flow_common import FlowError, conflict, forbidden, invalid, not_found
-from signaling.flow_models import ParticipantRole
+from signaling.flow_models import (
+    DocumentCallKey,
+    DocumentChunk,
+    DocumentRecipient,
+    DocumentTransfer,
+    ParticipantRole,
+)
 from signaling.protocol import ErrorCode, EventContext, EventModel, Principal, Role, on_event
 from signaling.record_signing import (
     RecordSignatureError,
@@ -89,6 +100,8 @@ class CallKey:
 
 @dataclass
 class Transfer:
+    """A transfer as read from its database rows (document_transfers, document_recipients)."""
+
     id: str
     call_id: int
     sender: str  # participant id
@@ -102,10 +115,9 @@ class Transfer:
     upload_token: str
     download_tokens: dict[str, str]
     path: Path
-    created: float
+    created: float  # epoch seconds
     received_bytes: int = 0
     verdicts: dict[str, str] = field(default_factory=dict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def complete(self) -> bool:
@@ -134,37 +146,128 @@ class Transfer:
 
 @dataclass
 class DocumentExchange:
-    """Call keys and transfers of this process."""
+    """This process's side of the document exchange; the database holds the truth.
+
+    Call keys, transfers and recipients' answers are rows, so any signaling process serves any
+    participant. The ciphertext is in `document_chunks` rows when several processes share the
+    database (`shared`: redis_url is set), else in files under `root` (one process).
+    `keys` and `transfers` mirror what passed through this process, for inspection and the
+    one-process expiry; no decision reads them.
+    """
 
     root: Path
+    shared: bool = False
     keys: dict[int, dict[tuple[str, int], CallKey]] = field(default_factory=dict)
     transfers: dict[str, Transfer] = field(default_factory=dict)
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
-    def key_views(self, call_id: int) -> list[dict[str, Any]]:
-        entries = sorted(self.keys.get(call_id, {}).values(),
-                         key=lambda k: (k.participant_id, k.suite))
-        return [k.view() for k in entries]
+    def lock(self, transfer_id: str) -> asyncio.Lock:
+        return self.locks.setdefault(transfer_id, asyncio.Lock())
 
-    def sids_of(self, call_id: int, participant_id: str) -> set[str]:
-        return {k.sid for (pid, _), k in self.keys.get(call_id, {}).items()
-                if pid == participant_id and k.sid}
-
-    def drop(self, transfer: Transfer) -> None:
-        self.transfers.pop(transfer.id, None)
+    def forget(self, transfer_id: str) -> None:
+        """Drop this process's memory and file of a transfer (its rows are deleted apart)."""
+        self.transfers.pop(transfer_id, None)
+        self.locks.pop(transfer_id, None)
         with contextlib.suppress(FileNotFoundError):
-            transfer.path.unlink()
+            (self.root / f"{transfer_id}.bin").unlink()
 
 
 def exchange_of(services: Services) -> DocumentExchange:
     found = services.extras.get("documents")
     if not isinstance(found, DocumentExchange):
-        found = DocumentExchange(services.settings.data_dir / "documents")
+        found = DocumentExchange(services.settings.data_dir / "documents",
+                                 shared=bool(services.settings.redis_url))
         services.extras["documents"] = found
     return found
 
 
 def documents_room(call_id: int) -> str:
     return f"documents:{call_id}"
+
+
+def participant_room(call_id: int, participant_id: str) -> str:
+    """One participant's sockets in a call (entered on documents:key): pushes meant for him
+    reach whichever process his socket is on through the socket.io manager (Redis)."""
+    return f"docs:{call_id}:{participant_id}"
+
+
+# --- database access ---------------------------------------------------------------------------
+
+
+async def load_keys(session: AsyncSession, call_id: int) -> dict[tuple[str, int], CallKey]:
+    rows = (await session.scalars(
+        select(DocumentCallKey).where(DocumentCallKey.call_id == call_id)
+    )).all()
+    return {
+        (r.participant_id, r.suite): CallKey(r.participant_id, r.kind, r.principal_id, r.role,
+                                             r.name, r.suite, r.public_key, r.sid)
+        for r in rows
+    }
+
+
+def key_views(keys: dict[tuple[str, int], CallKey]) -> list[dict[str, Any]]:
+    return [k.view() for k in sorted(keys.values(), key=lambda k: (k.participant_id, k.suite))]
+
+
+def _transfer_of(root: Path, row: DocumentTransfer,
+                 recipients: Sequence[DocumentRecipient]) -> Transfer:
+    return Transfer(
+        id=row.id,
+        call_id=row.call_id,
+        sender=row.sender,
+        sender_principal=(row.sender_kind, row.sender_principal_id),
+        recipients={r.participant_id: (r.kind, r.principal_id) for r in recipients},
+        suite=row.suite,
+        ciphertext_bytes=row.ciphertext_bytes,
+        sha256=row.sha256,
+        size=row.size,
+        type=row.type,
+        upload_token=row.upload_token,
+        download_tokens={r.participant_id: r.download_token for r in recipients},
+        path=root / f"{row.id}.bin",
+        created=row.created,
+        received_bytes=row.received_bytes,
+        verdicts={r.participant_id: r.verdict for r in recipients if r.verdict is not None},
+    )
+
+
+async def load_transfer(services: Services, transfer_id: str) -> Transfer | None:
+    exchange = exchange_of(services)
+    async with services.sessions() as session:
+        row = await session.get(DocumentTransfer, transfer_id)
+        if row is None:
+            exchange.forget(transfer_id)
+            return None
+        recipients = (await session.scalars(
+            select(DocumentRecipient).where(DocumentRecipient.transfer_id == transfer_id)
+        )).all()
+        transfer = _transfer_of(exchange.root, row, recipients)
+    if transfer_id in exchange.transfers:
+        exchange.transfers[transfer_id] = transfer
+    return transfer
+
+
+async def delete_transfer(services: Services, transfer_id: str,
+                          older_than: float | None = None) -> bool:
+    """Delete a transfer's rows and ciphertext; False when another process was first (or, with
+    `older_than`, when it is not that old). Any process may do it: the delete is conditional."""
+    exchange = exchange_of(services)
+    async with services.sessions() as session:
+        query = delete(DocumentTransfer).where(DocumentTransfer.id == transfer_id)
+        if older_than is not None:
+            query = query.where(DocumentTransfer.created < older_than)
+        result = await session.execute(query)
+        deleted = bool(getattr(result, "rowcount", 0))
+        if deleted:
+            # Also where the database does not cascade.
+            await session.execute(
+                delete(DocumentChunk).where(DocumentChunk.transfer_id == transfer_id))
+            await session.execute(
+                delete(DocumentRecipient).where(DocumentRecipient.transfer_id == transfer_id))
+        await session.commit()
+    exchange.forget(transfer_id)
+    return deleted
 
 
 # --- who is in the call ------------------------------------------------------------------------
@@ -247,32 +350,61 @@ async def publish_key(ctx: EventContext, data: KeyPayload) -> dict[str, Any]:
     device = data.device if ctx.principal.kind == "endpoint" else "kiosk"
     member = await call_member(ctx.services, data.call_id, ctx.principal, device)
     exchange = exchange_of(ctx.services)
-    keys = exchange.keys.setdefault(data.call_id, {})
+    mine = [
+        CallKey(member.participant_id, member.kind, member.principal_id, member.role,
+                member.name, key.suite, key.public_key, ctx.sid)
+        for key in data.keys
+    ]
+    async with ctx.services.sessions() as session:
+        earlier = set((await session.scalars(
+            select(DocumentCallKey.sid).where(
+                DocumentCallKey.call_id == data.call_id,
+                DocumentCallKey.participant_id == member.participant_id,
+            )
+        )).all())
+        await session.execute(delete(DocumentCallKey).where(
+            DocumentCallKey.call_id == data.call_id,
+            DocumentCallKey.participant_id == member.participant_id,
+        ))
+        session.add_all([
+            DocumentCallKey(call_id=data.call_id, participant_id=k.participant_id,
+                            suite=k.suite, kind=k.kind, principal_id=k.principal_id,
+                            role=k.role, name=k.name, public_key=k.public_key, sid=k.sid)
+            for k in mine
+        ])
+        await session.commit()
+        keys = await load_keys(session, data.call_id)
+        pending_rows = [] if is_device(member.role) else (await session.execute(
+            select(DocumentTransfer, DocumentRecipient)
+            .join(DocumentRecipient, DocumentRecipient.transfer_id == DocumentTransfer.id)
+            .where(
+                DocumentTransfer.call_id == data.call_id,
+                DocumentTransfer.received_bytes == DocumentTransfer.ciphertext_bytes,
+                DocumentRecipient.participant_id == member.participant_id,
+                DocumentRecipient.verdict.is_(None),
+            )
+            .order_by(DocumentTransfer.created)
+        )).all()
+    local = exchange.keys.setdefault(data.call_id, {})
     for suite in (SUITE_X25519, SUITE_P256):
-        keys.pop((member.participant_id, suite), None)
-    for key in data.keys:
-        keys[(member.participant_id, key.suite)] = CallKey(
-            member.participant_id, member.kind, member.principal_id, member.role, member.name,
-            key.suite, key.public_key, ctx.sid,
-        )
-    # Other sockets of the same participant (an earlier connection) stop getting pushes.
-    for entry in keys.values():
-        if entry.participant_id == member.participant_id:
-            entry.sid = ctx.sid
+        local.pop((member.participant_id, suite), None)
+    local.update({(k.participant_id, k.suite): k for k in mine})
+    room = participant_room(data.call_id, member.participant_id)
+    # An earlier socket of the same participant on this process stops getting pushes.
+    for sid in earlier - {"", ctx.sid}:
+        with contextlib.suppress(Exception):
+            await ctx.services.sio.leave_room(sid, room)
+    await ctx.services.sio.enter_room(ctx.sid, room)
     await ctx.services.sio.enter_room(ctx.sid, documents_room(data.call_id))
-    views = exchange.key_views(data.call_id)
+    views = key_views(keys)
     await ctx.services.sio.emit(
         "documents:keys", {"call_id": data.call_id, "keys": views},
         room=documents_room(data.call_id), skip_sid=ctx.sid,
     )
     pending = [
-        t.incoming(member.participant_id)
-        for t in exchange.transfers.values()
-        if t.call_id == data.call_id and t.complete and member.participant_id in t.recipients
-        and member.participant_id not in t.verdicts
+        _transfer_of(exchange.root, row, [recipient]).incoming(member.participant_id)
+        for row, recipient in pending_rows
     ]
-    if is_device(member.role):
-        pending = []
     return {"participant_id": member.participant_id, "keys": views, "pending": pending,
             "max_document_bytes": ctx.services.settings.max_document_bytes}
 
@@ -309,7 +441,8 @@ async def offer_document(ctx: EventContext, data: OfferPayload) -> dict[str, Any
     if is_device(member.role) and data.type not in STILL_TYPES:
         raise forbidden("a document camera sends stills (PNG, JPEG) only", "stills_only")
     exchange = exchange_of(ctx.services)
-    keys = exchange.keys.get(data.call_id, {})
+    async with ctx.services.sessions() as session:
+        keys = await load_keys(session, data.call_id)
     if (member.participant_id, data.suite) not in keys:
         raise conflict("publish your call key first (documents:key)", "no_key")
     recipients: dict[str, tuple[str, int]] = {}
@@ -325,7 +458,6 @@ async def offer_document(ctx: EventContext, data: OfferPayload) -> dict[str, Any
                             "device_recipient")
         recipients[pid] = (entry.kind, entry.principal_id)
     transfer_id = secrets.token_urlsafe(12)
-    exchange.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     transfer = Transfer(
         id=transfer_id,
         call_id=data.call_id,
@@ -340,9 +472,27 @@ async def offer_document(ctx: EventContext, data: OfferPayload) -> dict[str, Any
         upload_token=secrets.token_urlsafe(32),
         download_tokens={pid: secrets.token_urlsafe(32) for pid in recipients},
         path=exchange.root / f"{transfer_id}.bin",
-        created=time.monotonic(),
+        created=time.time(),
     )
-    transfer.path.touch(mode=0o600)
+    if not exchange.shared:
+        exchange.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        transfer.path.touch(mode=0o600)
+    async with ctx.services.sessions() as session:
+        session.add(DocumentTransfer(
+            id=transfer.id, call_id=transfer.call_id, sender=transfer.sender,
+            sender_kind=ctx.principal.kind, sender_principal_id=ctx.principal.id,
+            suite=transfer.suite, ciphertext_bytes=transfer.ciphertext_bytes,
+            sha256=transfer.sha256, size=transfer.size, type=transfer.type,
+            upload_token=transfer.upload_token, received_bytes=0, created=transfer.created,
+        ))
+        await session.flush()
+        session.add_all([
+            DocumentRecipient(transfer_id=transfer.id, participant_id=pid, kind=kind,
+                              principal_id=principal_id,
+                              download_token=transfer.download_tokens[pid])
+            for pid, (kind, principal_id) in recipients.items()
+        ])
+        await session.commit()
     exchange.transfers[transfer_id] = transfer
     return {"transfer_id": transfer_id, "upload_url": transfer.upload_url(), "received_bytes": 0}
 
@@ -356,20 +506,20 @@ class TransferRef(EventModel):
     transfer_id: str = Field(min_length=1, max_length=64)
 
 
-def _transfer_for(ctx: EventContext, transfer_id: str) -> tuple[Transfer, str | None]:
+async def _transfer_for(ctx: EventContext, transfer_id: str) -> tuple[Transfer, str | None]:
     """The transfer and the caller's recipient participant id (None for its sender).
 
     The kiosk and its document camera are one principal (the agent logs in with the kiosk's
     credential), so a still from the camera to the kiosk has the same principal on both
     ends: the socket that published a participant's key tells which of the two is asking.
     """
-    exchange = exchange_of(ctx.services)
-    transfer = exchange.transfers.get(transfer_id)
+    transfer = await load_transfer(ctx.services, transfer_id)
     if transfer is None:
         raise not_found("no such document transfer (finished, cancelled or expired)")
     me = (ctx.principal.kind, ctx.principal.id)
-    mine = {pid for (pid, _suite), key in exchange.keys.get(transfer.call_id, {}).items()
-            if key.sid and key.sid == ctx.sid}
+    async with ctx.services.sessions() as session:
+        keys = await load_keys(session, transfer.call_id)
+    mine = {pid for (pid, _suite), key in keys.items() if key.sid and key.sid == ctx.sid}
     if transfer.sender_principal == me and transfer.sender in mine:
         return transfer, None
     for pid, principal in transfer.recipients.items():
@@ -386,7 +536,7 @@ def _transfer_for(ctx: EventContext, transfer_id: str) -> tuple[Transfer, str | 
 @on_event("documents:status", TransferRef, roles=PARTICIPANT_ROLES)
 async def transfer_status(ctx: EventContext, data: TransferRef) -> dict[str, Any]:
     """Where a transfer stands: lets an upload or download resume after a reconnect."""
-    transfer, recipient = _transfer_for(ctx, data.transfer_id)
+    transfer, recipient = await _transfer_for(ctx, data.transfer_id)
     status: dict[str, Any] = {
         "state": transfer.state,
         "received_bytes": transfer.received_bytes,
@@ -412,7 +562,7 @@ class ReceiptPayload(EventModel):
 @on_event("documents:receipt", ReceiptPayload, roles=PARTICIPANT_ROLES)
 async def document_receipt(ctx: EventContext, data: ReceiptPayload) -> dict[str, Any]:
     """A recipient reports the document verified (received) or refused; both are logged."""
-    transfer, recipient = _transfer_for(ctx, data.transfer_id)
+    transfer, recipient = await _transfer_for(ctx, data.transfer_id)
     if recipient is None:
         raise forbidden("only a recipient answers for a document")
     if recipient in transfer.verdicts:
@@ -428,18 +578,33 @@ async def document_receipt(ctx: EventContext, data: ReceiptPayload) -> dict[str,
         if data.reason not in ERROR_MESSAGES and data.reason != "cancelled":
             raise invalid("reason must be one of the protocol's error codes", "bad_reason")
         reason = data.reason
+    async with ctx.services.sessions() as session:
+        # Conditional: two sockets (or processes) answering at once record one answer.
+        result = await session.execute(
+            update(DocumentRecipient)
+            .where(DocumentRecipient.transfer_id == transfer.id,
+                   DocumentRecipient.participant_id == recipient,
+                   DocumentRecipient.verdict.is_(None))
+            .values(verdict=data.verdict)
+        )
+        await session.commit()
+    if not getattr(result, "rowcount", 0):
+        raise conflict("already answered", "already_answered")
     transfer.verdicts[recipient] = data.verdict
     entry = await _log_document(ctx.services, transfer, recipient, data.verdict, reason)
-    sender_sids = exchange_of(ctx.services).sids_of(transfer.call_id, transfer.sender)
-    for sid in sender_sids:
-        await ctx.services.sio.emit(
-            "documents:delivered",
-            {"transfer_id": transfer.id, "recipient": recipient, "verdict": data.verdict,
-             "reason": reason},
-            to=sid,
-        )
-    if set(transfer.verdicts) == set(transfer.recipients):
-        exchange_of(ctx.services).drop(transfer)
+    await ctx.services.sio.emit(
+        "documents:delivered",
+        {"transfer_id": transfer.id, "recipient": recipient, "verdict": data.verdict,
+         "reason": reason},
+        room=participant_room(transfer.call_id, transfer.sender),
+    )
+    async with ctx.services.sessions() as session:
+        unanswered = await session.scalar(
+            select(func.count()).select_from(DocumentRecipient).where(
+                DocumentRecipient.transfer_id == transfer.id,
+                DocumentRecipient.verdict.is_(None)))
+    if not unanswered:
+        await delete_transfer(ctx.services, transfer.id)
     return {"log_seq": entry.get("seq") if entry else None}
 
 
@@ -472,15 +637,13 @@ async def _log_document(
 @on_event("documents:cancel", TransferRef, roles=PARTICIPANT_ROLES)
 async def cancel_transfer(ctx: EventContext, data: TransferRef) -> dict[str, Any]:
     """The sender withdraws a document: the ciphertext is deleted, recipients are told."""
-    transfer, recipient = _transfer_for(ctx, data.transfer_id)
+    transfer, recipient = await _transfer_for(ctx, data.transfer_id)
     if recipient is not None:
         raise forbidden("only the sender cancels; a recipient refuses with documents:receipt")
-    exchange = exchange_of(ctx.services)
-    exchange.drop(transfer)
+    await delete_transfer(ctx.services, transfer.id)
     for pid in transfer.recipients:
-        for sid in exchange.sids_of(transfer.call_id, pid):
-            await ctx.services.sio.emit("documents:cancelled", {"transfer_id": transfer.id},
-                                        to=sid)
+        await ctx.services.sio.emit("documents:cancelled", {"transfer_id": transfer.id},
+                                    room=participant_room(transfer.call_id, pid))
     return {}
 
 
@@ -548,35 +711,37 @@ def _answering_refusals(
     return wrapped
 
 
-def _authorised(request: web.Request) -> tuple[Transfer, str | None]:
+async def _authorised(request: web.Request) -> tuple[Services, Transfer, str | None]:
     from signaling.http_api import services_of
 
     services = services_of(request.app)
-    transfer = exchange_of(services).transfers.get(request.match_info["transfer_id"])
+    transfer = await load_transfer(services, request.match_info["transfer_id"])
     token = request.query.get("token", "")
     if transfer is None:
         raise _http_error(404, "not_found", "no such document transfer")
     if hmac.compare_digest(token, transfer.upload_token):
-        return transfer, None
+        return services, transfer, None
     for pid, candidate in transfer.download_tokens.items():
         if hmac.compare_digest(token, candidate):
-            return transfer, pid
+            return services, transfer, pid
     raise _http_error(403, "forbidden", "wrong token for this transfer")
 
 
 async def upload_content(request: web.Request) -> web.Response:
     """PUT ciphertext bytes at `offset` (= bytes already received): append, resumable."""
-    from signaling.http_api import services_of
-
-    services = services_of(request.app)
-    transfer, recipient = _authorised(request)
+    services, transfer, recipient = await _authorised(request)
     if recipient is not None:
         raise _http_error(403, "forbidden", "a download token cannot upload")
     try:
         offset = int(request.query.get("offset", "0"))
     except ValueError:
         raise _http_error(400, "invalid", "offset must be an integer") from None
-    async with transfer.lock:
+    exchange = exchange_of(services)
+    async with exchange.lock(transfer.id):
+        fresh = await load_transfer(services, transfer.id)
+        if fresh is None:
+            raise _http_error(410, "gone", "the transfer was cancelled")
+        transfer = fresh
         if offset != transfer.received_bytes:
             raise _http_error(409, "conflict", "offset is not where the upload stands",
                               received_bytes=transfer.received_bytes)
@@ -586,11 +751,11 @@ async def upload_content(request: web.Request) -> web.Response:
         declared = request.content_length
         if declared is not None and offset + declared > transfer.ciphertext_bytes:
             raise _http_error(413, "too_large", "more bytes than the offer declared")
-        with open(transfer.path, "r+b") as fh:  # noqa: ASYNC230 - writes go to a thread below
-            fh.truncate(offset)
-            fh.seek(offset)
+        sink = _ChunkSink(services, transfer) if exchange.shared else _FileSink(services,
+                                                                              transfer)
+        async with sink:
             # Browsers deliver the body in small pieces: gather ~1 MiB per write, so the
-            # thread hand-off happens per megabyte, not per TCP segment.
+            # thread or database hand-off happens per megabyte, not per TCP segment.
             pending: list[bytes] = []
             pending_bytes = 0
             async for piece in request.content.iter_chunked(UPLOAD_READ):
@@ -600,61 +765,211 @@ async def upload_content(request: web.Request) -> web.Response:
                 pending.append(piece)
                 pending_bytes += len(piece)
                 if pending_bytes >= UPLOAD_READ:
-                    await _write(fh, pending, transfer)
+                    await sink.write(b"".join(pending))
                     pending, pending_bytes = [], 0
             if pending:
-                await _write(fh, pending, transfer)
-        if transfer.id not in exchange_of(services).transfers:
-            raise _http_error(410, "gone", "the transfer was cancelled")
+                await sink.write(b"".join(pending))
         if transfer.complete:
             await _announce(services, transfer)
     return web.json_response({"ok": True, "received_bytes": transfer.received_bytes,
                               "state": transfer.state})
 
 
-async def _write(fh: Any, pieces: list[bytes], transfer: Transfer) -> None:
-    data = b"".join(pieces)
-    await asyncio.to_thread(fh.write, data)
-    transfer.received_bytes += len(data)
+class _Gone(Exception):
+    pass
+
+
+async def _advance(services: Services, transfer: Transfer, added: int,
+                   chunk: tuple[int, bytes] | None = None) -> None:
+    """Count `added` bytes (and store `chunk`) only if the row is where this upload left it:
+    a cancel, expiry or upload on another process in between makes it fail."""
+    async with services.sessions() as session:
+        result = await session.execute(
+            update(DocumentTransfer)
+            .where(DocumentTransfer.id == transfer.id,
+                   DocumentTransfer.received_bytes == transfer.received_bytes)
+            .values(received_bytes=transfer.received_bytes + added)
+        )
+        if not getattr(result, "rowcount", 0):
+            await session.rollback()
+            raise _Gone
+        if chunk is not None:
+            session.add(DocumentChunk(transfer_id=transfer.id, seq=chunk[0], data=chunk[1]))
+        await session.commit()
+    transfer.received_bytes += added
+
+
+class _FileSink:
+    """One process: the ciphertext goes to data_dir/documents/<id>.bin."""
+
+    def __init__(self, services: Services, transfer: Transfer) -> None:
+        self.services, self.transfer = services, transfer
+        self.fh: Any = None
+
+    async def __aenter__(self) -> _FileSink:
+        if not self.transfer.path.exists():
+            raise _http_error(410, "gone", "the transfer was cancelled")
+        self.fh = open(self.transfer.path, "r+b")  # noqa: ASYNC230 - writes in a thread
+        self.fh.truncate(self.transfer.received_bytes)
+        self.fh.seek(self.transfer.received_bytes)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.fh.close()
+
+    async def write(self, data: bytes) -> None:
+        await asyncio.to_thread(self.fh.write, data)
+        await asyncio.to_thread(self.fh.flush)
+        try:
+            await _advance(self.services, self.transfer, len(data))
+        except _Gone:
+            raise _http_error(410, "gone", "the transfer was cancelled") from None
+
+
+class _ChunkSink:
+    """Several processes: each piece is a `document_chunks` row every process can read."""
+
+    def __init__(self, services: Services, transfer: Transfer) -> None:
+        self.services, self.transfer = services, transfer
+        self.seq = 0
+
+    async def __aenter__(self) -> _ChunkSink:
+        async with self.services.sessions() as session:
+            last = await session.scalar(
+                select(func.max(DocumentChunk.seq))
+                .where(DocumentChunk.transfer_id == self.transfer.id))
+        self.seq = 0 if last is None else last + 1
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+    async def write(self, data: bytes) -> None:
+        try:
+            await _advance(self.services, self.transfer, len(data), (self.seq, data))
+        except _Gone:
+            raise _http_error(410, "gone", "the transfer was cancelled "
+                              "(or is being uploaded elsewhere)") from None
+        self.seq += 1
 
 
 async def _announce(services: Services, transfer: Transfer) -> None:
-    exchange = exchange_of(services)
     for pid in transfer.recipients:
-        for sid in exchange.sids_of(transfer.call_id, pid):
-            await services.sio.emit("documents:incoming", transfer.incoming(pid), to=sid)
+        await services.sio.emit("documents:incoming", transfer.incoming(pid),
+                                room=participant_room(transfer.call_id, pid))
 
 
 async def download_content(request: web.Request) -> web.StreamResponse:
     """GET the ciphertext (a `Range: bytes=N-` header resumes); recipients only."""
-    transfer, recipient = _authorised(request)
+    services, transfer, recipient = await _authorised(request)
     if recipient is None:
         raise _http_error(403, "forbidden", "an upload token cannot download")
     if not transfer.complete:
         raise _http_error(409, "conflict", "the upload is not complete yet")
-    # FileResponse answers Range requests with 206 and streams with sendfile.
-    return web.FileResponse(transfer.path, headers={
-        "Content-Type": "application/octet-stream",
-        "Cache-Control": "no-store",
-    })
+    headers = {"Content-Type": "application/octet-stream", "Cache-Control": "no-store"}
+    if not exchange_of(services).shared:
+        # FileResponse answers Range requests with 206 and streams with sendfile.
+        return web.FileResponse(transfer.path, headers=headers)
+    return await _stream_chunks(request, services, transfer, headers)
+
+
+async def _stream_chunks(request: web.Request, services: Services, transfer: Transfer,
+                         headers: dict[str, str]) -> web.StreamResponse:
+    total = transfer.ciphertext_bytes
+    start, end = 0, total - 1
+    if request.headers.get("Range"):
+        try:
+            ranged = request.http_range
+        except ValueError:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{total}"})
+        start = ranged.start or 0
+        if start < 0:  # `bytes=-N`: the last N bytes
+            start = max(0, total + start)
+        end = total - 1 if ranged.stop is None else min(ranged.stop, total) - 1
+        if start > end:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{total}"})
+    response = web.StreamResponse(status=206 if request.headers.get("Range") else 200,
+                                  headers=headers)
+    response.content_length = end - start + 1
+    if request.headers.get("Range"):
+        response.headers["Content-Range"] = f"bytes {start}-{end}/{total}"
+    response.headers["Accept-Ranges"] = "bytes"
+    await response.prepare(request)
+    position, seq = 0, 0
+    while position <= end:
+        # One chunk (~1 MiB) at a time, so a download never holds the whole document.
+        async with services.sessions() as session:
+            data = await session.scalar(
+                select(DocumentChunk.data).where(DocumentChunk.transfer_id == transfer.id,
+                                                 DocumentChunk.seq == seq))
+        if data is None:
+            break  # deleted meanwhile (cancel, expiry): the client sees a short body
+        piece_end = position + len(data)
+        if piece_end > start:
+            await response.write(data[max(0, start - position):end + 1 - position])
+        position, seq = piece_end, seq + 1
+    await response.write_eof()
+    return response
 
 
 def expire_transfers(services: Services, now: float | None = None) -> list[str]:
-    """Delete transfers older than the retention time (delivered ones are gone already)."""
+    """Forget this process's transfers older than the retention time and delete their rows
+    (in the background); `sweep_expired` does it for every process's transfers."""
     exchange = exchange_of(services)
     retention = services.settings.document_retention_seconds
-    now = time.monotonic() if now is None else now
-    expired = [t for t in exchange.transfers.values() if now - t.created > retention]
-    for transfer in expired:
-        log.info("document transfer %s expired undelivered", transfer.id)
-        exchange.drop(transfer)
-    return [t.id for t in expired]
+    now = time.time() if now is None else now
+    expired = [t.id for t in exchange.transfers.values() if now - t.created > retention]
+    for transfer_id in expired:
+        log.info("document transfer %s expired undelivered", transfer_id)
+        exchange.forget(transfer_id)
+        task = asyncio.get_running_loop().create_task(
+            _quietly(delete_transfer(services, transfer_id, older_than=now - retention)))
+        exchange.tasks.add(task)
+        task.add_done_callback(exchange.tasks.discard)
+    return expired
+
+
+async def _quietly(work: Awaitable[Any]) -> None:
+    try:
+        await work
+    except Exception:
+        log.exception("deleting an expired document transfer failed")
+
+
+async def sweep_expired(services: Services, now: float | None = None) -> list[str]:
+    """Delete every expired transfer, whichever process took it; deletes are conditional, so
+    processes sweeping at once delete each transfer once."""
+    retention = services.settings.document_retention_seconds
+    cutoff = (time.time() if now is None else now) - retention
+    async with services.sessions() as session:
+        ids = (await session.scalars(
+            select(DocumentTransfer.id).where(DocumentTransfer.created < cutoff))).all()
+    gone = []
+    for transfer_id in ids:
+        if await delete_transfer(services, transfer_id, older_than=cutoff):
+            log.info("document transfer %s expired undelivered", transfer_id)
+            gone.append(transfer_id)
+    await _drop_keys_of_ended_calls(services)
+    return gone
+
+
+async def _drop_keys_of_ended_calls(services: Services) -> None:
+    """Call keys are of no use once the call has ended (documents need an active call)."""
+    from signaling.flow_models import Call, CallStatus
+
+    async with services.sessions() as session:
+        ended = select(Call.id).where(Call.status == CallStatus.ENDED)
+        await session.execute(delete(DocumentCallKey).where(DocumentCallKey.call_id.in_(ended)))
+        await session.commit()
 
 
 async def _sweep(services: Services) -> None:
     while True:
         await asyncio.sleep(min(SWEEP_SECONDS, services.settings.document_retention_seconds / 2))
-        expire_transfers(services)
+        try:
+            await sweep_expired(services)
+        except Exception:
+            log.exception("document expiry sweep failed")
 
 
 async def _forget_socket(services: Services, sid: str, _principal: Principal) -> None:
@@ -663,6 +978,10 @@ async def _forget_socket(services: Services, sid: str, _principal: Principal) ->
         for entry in keys.values():
             if entry.sid == sid:
                 entry.sid = ""
+    async with services.sessions() as session:
+        await session.execute(
+            update(DocumentCallKey).where(DocumentCallKey.sid == sid).values(sid=""))
+        await session.commit()
 
 
 def setup(app: web.Application, services: Services) -> None:
@@ -674,16 +993,28 @@ def setup(app: web.Application, services: Services) -> None:
     services.connections.on_disconnect(_forget_socket)
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
-        # Ciphertext left over from an earlier run has no transfer any more: remove it.
-        if exchange.root.exists():
-            for stale in exchange.root.glob("*.bin"):
-                stale.unlink(missing_ok=True)
+        if not exchange.shared:
+            # One process owns every transfer: what an earlier run left has no ciphertext
+            # file any more (or no transfer), so both go.
+            if exchange.root.exists():
+                for stale in exchange.root.glob("*.bin"):
+                    stale.unlink(missing_ok=True)
+            async with services.sessions() as session:
+                await session.execute(delete(DocumentChunk))
+                await session.execute(delete(DocumentRecipient))
+                await session.execute(delete(DocumentTransfer))
+                await session.commit()
         task = asyncio.create_task(_sweep(services))
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        for transfer in list(exchange.transfers.values()):
-            exchange.drop(transfer)
+        for pending in list(exchange.tasks):
+            with contextlib.suppress(Exception):
+                await pending
+        if not exchange.shared:
+            for transfer_id in list(exchange.transfers):
+                with contextlib.suppress(Exception):
+                    await delete_transfer(services, transfer_id)
 
     app.cleanup_ctx.append(lifecycle)

@@ -19,6 +19,7 @@ FEATURE_MODULES: list[str] = [
     "signaling.appointments",
     "signaling.calls",
     "signaling.call_watch",
+    "signaling.relay_failover",
     "signaling.still_requests",
     "signaling.interpreters",
     "signaling.service_log",

@@ -15,12 +15,15 @@ from enum import StrEnum
 
 from sqlalchemy import (
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -181,6 +184,10 @@ class Call(Base):
     record_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # The ticket the kiosk took with `ticket:requeue` after an `expert_lost` end (one per call).
     requeue_ticket_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The relay node the call is placed on ("local": this deployment's in-process relay) and
+    # how many times it has moved (failover, drain); signaling/relay_placement.py.
+    relay_node: Mapped[str] = mapped_column(String(128), default="local")
+    relay_epoch: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class CallParticipant(Base):
@@ -257,3 +264,108 @@ class ServiceLogEntry(Base):
     signer_public_key: Mapped[str | None] = mapped_column(Text, nullable=True)
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class SecretaryAlert(Base):
+    """A kiosk's "call the service secretary" press (signaling/secretary.py); open while
+    `acknowledged_at` is null. Created by 0005_secretary_alerts.
+
+    The partial unique index allows one open alert per kiosk, also with several signaling
+    processes pressing at once; answered rows are pruned after `secretary.KEEP_ANSWERED`.
+    """
+
+    __tablename__ = "secretary_alerts"
+    __table_args__ = (
+        Index(
+            "uq_secretary_alerts_open_endpoint",
+            "endpoint_id",
+            unique=True,
+            sqlite_where=text("acknowledged_at IS NULL"),
+            postgresql_where=text("acknowledged_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id", ondelete="CASCADE"), index=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
+    # The kiosk's name when it pressed (what the clerks' list shows).
+    endpoint_name: Mapped[str] = mapped_column(String(200))
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    acknowledged_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    acknowledged_by_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class DocumentCallKey(Base):
+    """A participant's published call key (signaling/documents.py), one row per suite, so every
+    signaling process builds `documents:keys` from the whole list. Created by
+    0006_document_exchange; goes with its call (`CASCADE`).
+    """
+
+    __tablename__ = "document_call_keys"
+
+    call_id: Mapped[int] = mapped_column(
+        ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True
+    )
+    participant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    suite: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    principal_id: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    public_key: Mapped[str] = mapped_column(String(100))
+    # The socket that published it (on whichever process): tells a kiosk from its document
+    # camera, which share one principal.
+    sid: Mapped[str] = mapped_column(String(64), default="")
+
+
+class DocumentTransfer(Base):
+    """A document transfer's metadata (never content); its ciphertext is in `document_chunks`
+    (several processes) or the data folder (one process). Created by 0006_document_exchange.
+    """
+
+    __tablename__ = "document_transfers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    sender: Mapped[str] = mapped_column(String(64))
+    sender_kind: Mapped[str] = mapped_column(String(16))
+    sender_principal_id: Mapped[int] = mapped_column(Integer)
+    suite: Mapped[int] = mapped_column(Integer)
+    ciphertext_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(64))
+    upload_token: Mapped[str] = mapped_column(String(64))
+    received_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    # Epoch seconds (time.time()): the expiry sweep of any process compares against it.
+    created: Mapped[float] = mapped_column(Float, index=True)
+
+
+class DocumentRecipient(Base):
+    """One recipient of a transfer, his download token and answer (null until he answers)."""
+
+    __tablename__ = "document_recipients"
+
+    transfer_id: Mapped[str] = mapped_column(
+        ForeignKey("document_transfers.id", ondelete="CASCADE"), primary_key=True
+    )
+    participant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    principal_id: Mapped[int] = mapped_column(Integer)
+    download_token: Mapped[str] = mapped_column(String(64))
+    verdict: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class DocumentChunk(Base):
+    """A piece of a transfer's ciphertext, in upload order (`seq`), readable by every process."""
+
+    __tablename__ = "document_chunks"
+
+    transfer_id: Mapped[str] = mapped_column(
+        ForeignKey("document_transfers.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column("bytes", LargeBinary)

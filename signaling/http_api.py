@@ -226,10 +226,14 @@ async def _check_redis(services: Services) -> str:
 
 
 def _check_relay(services: Services) -> str:
-    relay = services.relay
-    if relay is None:
+    from signaling.relay_placement import router_of
+
+    router = router_of(services)
+    if router is None or (router.mode == "local" and router.local is None):
         return "absent"
-    return "ok" if getattr(relay, "running", True) else "stopped"
+    if router.mode == "nodes":
+        return "ok" if router.running else "no live relay node"
+    return "ok" if router.running else "stopped"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -278,11 +282,40 @@ class LoginRequest(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
+def client_address(request: web.Request, trusted_proxies: list[str]) -> str:
+    """Who sent the request: the peer, or — when the peer is one of our load balancers — the
+    nearest address in X-Forwarded-For that is not one of them (each proxy appends the
+    address it got the request from, so entries left of an untrusted one could be forged)."""
+    remote = request.remote or "?"
+    if not trusted_proxies:
+        return remote
+    networks = [ipaddress.ip_network(item, strict=False) for item in trusted_proxies]
+
+    def trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in networks)
+
+    if not trusted(remote):
+        return remote
+    forwarded = ",".join(request.headers.getall("X-Forwarded-For", []))
+    for item in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
+        try:
+            ipaddress.ip_address(item)
+        except ValueError:
+            return remote  # garbage: count it against the proxy rather than trust it
+        if not trusted(item):
+            return item
+    return remote
+
+
 async def api_login(request: web.Request) -> web.Response:
     services = services_of(request.app)
     data = await read_json(request, LoginRequest)
     guard = request.app[GUARD_KEY]
-    address = request.remote or "?"
+    address = client_address(request, services.settings.trusted_proxies)
     try:
         guard.check(address, data.username)
         async with guard.slot(address):

@@ -89,6 +89,9 @@ class Office(Base):
     default_language: Mapped[str] = mapped_column(String(2), default=UiLanguage.FI.value)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Optional site/region label: its calls go to a relay node with the same label when one
+    # is live (signaling/relay_placement.py).
+    relay_site: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     endpoints: Mapped[list[Endpoint]] = relationship(back_populates="office")
 

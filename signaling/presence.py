@@ -21,6 +21,7 @@ from sqlalchemy.orm import selectinload
 
 from signaling import rooms
 from signaling.db import utcnow
+from signaling.leases import leases_of
 from signaling.models import Endpoint, EndpointPresence, User, UserPresence, UserRole
 from signaling.protocol import (
     ErrorCode,
@@ -164,8 +165,25 @@ async def _on_connect(services: Services, sid: str, principal: Principal) -> Non
 
 
 async def _on_disconnect(services: Services, sid: str, principal: Principal) -> None:
-    if not services.connections.is_online(principal):
+    if services.connections.is_online(principal):
+        return
+    leases = leases_of(services)
+    if leases is None:
         await _set_online(services, principal, False)
+        return
+    # Several processes: online while a socket of his is open on any of them.
+    if await leases.held_anywhere(principal):
+        return
+    await _set_online(services, principal, False)
+    if await leases.held_anywhere(principal):
+        # He connected to another process meanwhile; our "offline" may have landed last.
+        await _set_online(services, principal, True)
+
+
+async def set_online(services: Services, principal: Principal, online: bool) -> None:
+    """Record and push that a person or kiosk is (not) connected; signaling/leases.py uses it
+    for the people of a dead process."""
+    await _set_online(services, principal, online)
 
 
 @on_event("presence:set", SetPresence, roles={Role.EXPERT, Role.INTERPRETER})

@@ -15,7 +15,7 @@ is at the head of the line again, ahead of everyone who came after him.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +32,7 @@ from signaling.calls import (
     create_call,
     end_call,
     finish_call,
+    place_relay,
     requeue_expiry,
     requeue_offer,
 )
@@ -53,12 +54,15 @@ from signaling.flow_common import (
     ticket_view,
 )
 from signaling.flow_models import Call, CallStatus, EndReason, Ticket, TicketKind, TicketStatus
-from signaling.models import Authority, User
+from signaling.models import Authority, Office, User
 from signaling.protocol import EventContext, EventModel, Principal, Role, on_event
 from signaling.services import Services
 from signaling.statistics import flow_metrics
 
 log = logging.getLogger(__name__)
+
+# Picks the relay node of a new call from the office's site label (calls.place_relay).
+Placement = Callable[[str | None], str]
 
 MEAN_OVER_CALLS = 20
 MEAN_OVER_DAYS = 30
@@ -226,7 +230,11 @@ async def _expert(session: AsyncSession, principal: Principal) -> User:
 
 
 async def take_ticket(
-    session: AsyncSession, expert: Principal, ticket_id: int, now: datetime
+    session: AsyncSession,
+    expert: Principal,
+    ticket_id: int,
+    now: datetime,
+    place: Placement | None = None,
 ) -> tuple[Ticket, Call]:
     """The expert takes this ticket: claim it and create the call (committed here)."""
     ticket = await session.get(Ticket, ticket_id)
@@ -244,15 +252,29 @@ async def take_ticket(
     if not await claim(session, ticket_id, expert.id, now):
         await session.rollback()
         raise conflict(f"ticket {ticket_id} was already taken", "taken")
-    return await _start_call(session, ticket_id, user, now)
+    return await _start_call(session, ticket_id, user, now, place)
 
 
 async def _start_call(
-    session: AsyncSession, ticket_id: int, user: User, now: datetime
+    session: AsyncSession,
+    ticket_id: int,
+    user: User,
+    now: datetime,
+    place: Placement | None,
 ) -> tuple[Ticket, Call]:
     ticket = await session.get(Ticket, ticket_id, populate_existing=True)
     assert ticket is not None
-    call = await create_call(session, ticket, user, now)
+    node = "local"
+    if place is not None:
+        office = await session.get(Office, ticket.office_id)
+        try:
+            node = place(office.relay_site if office is not None else None)
+        except Exception:
+            # No relay can take the call: the customer stays in line, unclaimed.
+            await session.rollback()
+            raise
+    # The call and its relay node are written in the one transaction that claims the ticket.
+    call = await create_call(session, ticket, user, now, relay_node=node)
     await session.commit()
     return ticket, call
 
@@ -263,6 +285,7 @@ async def take_next(
     authority_id: int | None,
     language: str | None,
     now: datetime,
+    place: Placement | None = None,
 ) -> tuple[Ticket, Call]:
     """The expert takes the first customer in his lines (committed here)."""
     if authority_id is not None and authority_id not in expert.authority_ids:
@@ -289,7 +312,7 @@ async def take_next(
                 raise not_found("nobody is waiting in your lines", "queue_empty")
             break
         if await claim(session, first, expert.id, now):
-            return await _start_call(session, first, user, now)
+            return await _start_call(session, first, user, now, place)
         await session.rollback()
     raise conflict("other experts took the waiting customers at the same moment", "taken")
 
@@ -664,7 +687,12 @@ async def _after_take(services: Services, ticket: Ticket, call: Call) -> dict[st
 async def queue_take_next(ctx: EventContext, data: TakeNext) -> dict[str, Any]:
     async with ctx.services.sessions() as session:
         ticket, call = await take_next(
-            session, ctx.principal, data.authority_id, data.language, utcnow()
+            session,
+            ctx.principal,
+            data.authority_id,
+            data.language,
+            utcnow(),
+            place_relay(ctx.services),
         )
     return await _after_take(ctx.services, ticket, call)
 
@@ -672,7 +700,9 @@ async def queue_take_next(ctx: EventContext, data: TakeNext) -> dict[str, Any]:
 @on_event("queue:take", TicketRef, roles={Role.EXPERT})
 async def queue_take(ctx: EventContext, data: TicketRef) -> dict[str, Any]:
     async with ctx.services.sessions() as session:
-        ticket, call = await take_ticket(session, ctx.principal, data.ticket_id, utcnow())
+        ticket, call = await take_ticket(
+            session, ctx.principal, data.ticket_id, utcnow(), place_relay(ctx.services)
+        )
     return await _after_take(ctx.services, ticket, call)
 
 
@@ -734,7 +764,7 @@ async def flow_sync(ctx: EventContext, _data: Empty) -> dict[str, Any]:
                 else None,
                 "call": await call_view(session, call) if call else None,
                 "authorities": [authority_view(a) for a in authorities],
-                "secretary_alert": open_alert_of_endpoint(services, principal.id),
+                "secretary_alert": await open_alert_of_endpoint(session, principal.id),
                 # The `ticket:requeue` still open to this kiosk (its expert was lost).
                 "requeue": await requeue_offer_of_endpoint(
                     session, principal.id, now, services.settings.requeue_window_seconds
@@ -782,7 +812,7 @@ async def flow_sync(ctx: EventContext, _data: Empty) -> dict[str, Any]:
                 "user_id": principal.id,
                 "office_id": principal.office_id,
                 "authorities": [authority_view(a) for a in authorities],
-                "secretary_alerts": alerts_of_office(services, principal.office_id),
+                "secretary_alerts": await alerts_of_office(session, principal.office_id),
                 "calls": [await call_view(session, c) for c in calls],
                 "queues": await queue_views(session, None, principal.office_id, now),
             }

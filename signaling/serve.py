@@ -10,6 +10,7 @@ import logging
 import signal
 import ssl
 import sys
+from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +21,11 @@ from signaling.config import ConfigError, Settings, load_settings
 from signaling.data_dir import secure_data_dir, set_private_umask
 
 log = logging.getLogger(__name__)
+
+# SIGTERM: how long a draining process waits for the load balancer to notice (two /readyz
+# 503s) before closing its sockets, and how long the whole drain may take.
+DRAIN_NOTICE_SECONDS = 3.0
+DRAIN_TIMEOUT_SECONDS = 10.0
 
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
@@ -34,6 +40,8 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
         "tls_cert",
         "tls_key",
         "ice_addresses",
+        "relay_mode",
+        "relay_secret_file",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -66,12 +74,24 @@ def run_serve(args: argparse.Namespace) -> int:
     if level > logging.DEBUG:
         logging.getLogger("aioice").setLevel(logging.WARNING)
     try:
-        asyncio.run(_serve(settings, demo=bool(args.demo), ssl_context=ssl_context))
+        run_loop(_serve(settings, demo=bool(args.demo), ssl_context=ssl_context))
     except OSError as exc:
         return fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
     except ConfigError as exc:
         return fail(str(exc))
     return 0
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where it is installed: the in-process relay forwards packets on this loop,
+    and uvloop is the loop `etapalvelu relay` runs and `bench relay` measures, so the benchmark
+    measures the loop that is deployed."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -126,9 +146,31 @@ async def _serve(settings: Settings, *, demo: bool, ssl_context: ssl.SSLContext 
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(signum, stop.set)
         await stop.wait()
+        print("etapalvelu: draining", flush=True)
+        from signaling.drain import drain
+
+        # /readyz 503 at once, clients sent to reconnect elsewhere, handlers in flight finish.
+        await drain(app, notice=DRAIN_NOTICE_SECONDS, limit=DRAIN_TIMEOUT_SECONDS)
         print("etapalvelu: stopping", flush=True)
     finally:
         await runner.cleanup()
+        # Handlers started while the server shut down (a disconnect's presence update) still
+        # hold database connections: let them finish, then close the pool, before the loop
+        # ends. Otherwise aiosqlite's threads finish after the loop closed.
+        await _finish_handlers(DRAIN_TIMEOUT_SECONDS / 2)
+        await services.engine.dispose()
+
+
+async def _finish_handlers(seconds: float) -> None:
+    from socketio.async_server import task_reference_holder
+
+    pending = [task for task in task_reference_holder if not task.done()]
+    if pending:
+        _done, late = await asyncio.wait(pending, timeout=seconds)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=1.0)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -89,6 +89,35 @@ async def test_spraying_one_password_over_usernames_is_limited_per_address(
         assert await _login(other, live_service.base_url, "kela", "kela-demo") == 200
 
 
+async def _login_as(http: aiohttp.ClientSession, base: str, forwarded: str, password: str) -> int:
+    async with http.post(
+        f"{base}/api/login",
+        json={"username": "kela", "password": password},
+        headers={"X-Forwarded-For": forwarded},
+    ) as r:
+        await r.read()
+        return r.status
+
+
+async def test_behind_a_trusted_proxy_logins_count_per_client(tmp_path: Path) -> None:
+    """Behind HAProxy every login comes from the proxy's address: with it in trusted_proxies
+    the limits count the client in X-Forwarded-For, and only from the proxy."""
+    per_pair = Limits().per_pair
+    async with make_live_service(tmp_path, trusted_proxies=["127.0.0.6/32"]) as live:
+        base = live.base_url
+        async with client_from("127.0.0.6") as proxy:
+            for _ in range(per_pair):
+                assert await _login_as(proxy, base, "198.51.100.7, 203.0.113.5", "wrong") == 401
+            # that client is throttled, another behind the same proxy is not
+            assert await _login_as(proxy, base, "203.0.113.5", "kela-demo") == 429
+            assert await _login_as(proxy, base, "203.0.113.6", "kela-demo") == 200
+        # from an untrusted peer the header is ignored: it is counted as itself
+        async with client_from("127.0.0.7") as other:
+            for _ in range(per_pair):
+                assert await _login_as(other, base, "203.0.113.9", "wrong") == 401
+            assert await _login_as(other, base, "203.0.113.10", "kela-demo") == 429
+
+
 async def test_guessing_one_account_from_many_addresses_is_limited(tmp_path: Path) -> None:
     async with make_live_service(tmp_path) as live:
         guard: LoginGuard = live.services.extras["login_guard"]

@@ -107,6 +107,16 @@ export class CallMedia {
     this.carried = []; // remote tracks of closed connections, not yet reconciled
     this.sampling = false;
     this.rejoined = false;
+    this.relayEpoch = 0; // how many times the server has moved this call to another relay node
+    // The call's relay node died or is draining: the server placed it on another node, whose
+    // room is empty until we join it. A fresh join (the same as after an ICE failure) does it.
+    this.onRelayMoved = (message) => {
+      if (!message || message.call_id !== this.callId || this.ended) return;
+      if (typeof message.relay_epoch === "number" && message.relay_epoch <= this.relayEpoch) return;
+      this.relayEpoch = message.relay_epoch ?? this.relayEpoch + 1;
+      debugState().relayMoves = (debugState().relayMoves || 0) + 1;
+      this.rejoin("relay_moved");
+    };
     // Socket lost: the server drops our relay session, so a rejoin follows the reconnect.
     this.onSocketDown = () => {
       if (!this.ended && this.callId != null) this.setState("reconnecting");
@@ -135,6 +145,7 @@ export class CallMedia {
     this.ended = false;
     this.attempt = 0;
     this.socket.on("call:offer", this.onOffer);
+    this.socket.on("call:relay_moved", this.onRelayMoved);
     this.socket.on("disconnect", this.onSocketDown);
     this.qualityTimer = setInterval(() => this.measureQuality(), 2000);
     this.statsTimer = setInterval(() => this.sampleMedia(), STATS_INTERVAL_MS);
@@ -255,6 +266,9 @@ export class CallMedia {
       if (client !== this.client) throw new Error("a replaced relay client");
       this.participantId = ack.participant_id;
       this.call = ack.call;
+      if (typeof ack.relay_epoch === "number") {
+        this.relayEpoch = Math.max(this.relayEpoch, ack.relay_epoch);
+      }
       client.iceServers = ack.ice_servers || [];
       client.joinAcked = true;
       return ack;
@@ -503,6 +517,7 @@ export class CallMedia {
     this.qualityTimer = null;
     this.statsTimer = null;
     this.socket.off("call:offer", this.onOffer);
+    this.socket.off("call:relay_moved", this.onRelayMoved);
     this.socket.off("disconnect", this.onSocketDown);
     if (this.client) this.client.leave();
     this.client = null;
@@ -511,6 +526,7 @@ export class CallMedia {
     this.queuedReason = null;
     this.carried = [];
     this.rejoined = false;
+    this.relayEpoch = 0;
     this.previousTotals = null;
     this.flow.clear();
     this.baseline.clear();

@@ -80,8 +80,9 @@ export async function api(path, { method = "GET", body, raw = false } = {}) {
 
 /** A socket.io connection authenticated with `auth` ({token} or {endpoint_id, credential}). */
 export function connect(auth) {
-  // Websocket first: one connection, no long-poll upgrade dance on every page load.
-  return window.io({ auth, transports: ["websocket", "polling"], reconnectionDelayMax: 4000 });
+  // WebSocket only: one connection that stays on one signaling process, so a load balancer
+  // needs no sticky sessions (long-polling would spread one session's requests over processes).
+  return window.io({ auth, transports: ["websocket"], reconnectionDelayMax: 4000 });
 }
 
 /** Emit `event` and wait for its ack; `{ok:false}` becomes a RequestError. */
