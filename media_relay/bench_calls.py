@@ -44,7 +44,16 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from media_relay.bench import FPS, SCM_TIMESTAMPNS, SO_TIMESTAMPNS, encode_clip, packetize_vp8
+from media_relay.bench import (
+    FPS,
+    SCM_TIMESTAMPNS,
+    SO_TIMESTAMPNS,
+    encode_clip,
+    packetize_vp8,
+    percentiles,
+    pin,
+    receive,
+)
 
 AUDIO_INTERVAL = 0.02
 AUDIO_PAYLOAD = 90  # Opus at ~32 kbit/s
@@ -62,45 +71,9 @@ CLIP_SECONDS = 10.0  # the natural key-frame interval of the publishers
 # ----------------------------------------------------------------------------- helpers
 
 
-def pin(cpus: set[int] | None) -> None:
-    if cpus:
-        os.sched_setaffinity(0, cpus)
-
-
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def percentiles(values: Any) -> dict[str, float]:
-    if not len(values):
-        return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan"), "max": float("nan")}
-    ordered = sorted(values)
-
-    def pick(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
-
-    return {"p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "max": round(ordered[-1], 1)}
-
-
-async def receive(conn: Connection) -> Any:
-    """The next message of a pipe, waiting on its fd in the loop."""
-    if not conn.poll():
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-        fd = conn.fileno()
-
-        def on_readable() -> None:
-            loop.remove_reader(fd)
-            if not ready.done():
-                ready.set_result(None)
-
-        loop.add_reader(fd, on_readable)
-        try:
-            await ready
-        finally:
-            loop.remove_reader(fd)
-    return conn.recv()
 
 
 # ----------------------------------------------------------------------------- relay process

@@ -441,7 +441,7 @@ def _router(services: Services) -> RelayRouter:
     if not isinstance(listener, CallRelayListener):
         listener = CallRelayListener(services)
         services.extras["call_relay_listener"] = listener
-    if router._listener is not listener:
+    if router.listener is not listener:
         router.set_listener(listener)
     return router
 

@@ -121,7 +121,7 @@ class RelayFailover:
                 continue
             if await self.move(call_id, node, epoch, site, reason):
                 moved.append(call_id)
-        for node_id in list(self.router._remotes):
+        for node_id in self.router.client_nodes:
             if node_id not in self.router.live:
                 # Gone from the registry and its calls moved: forget its client.
                 if not any(n == node_id for _c, n, *_rest in active):

@@ -62,7 +62,6 @@ class RelayRouter:
         self._down_since: dict[str, float] = {}
         self._redis: Any = None
         self._refresher: asyncio.Task[None] | None = None
-        self._refreshed = asyncio.Event()
         self._connecting: dict[str, asyncio.Task[None]] = {}
         self._tried_at: dict[str, float] = {}
         self.prefix = settings.redis_channel
@@ -116,6 +115,15 @@ class RelayRouter:
 
     # -- listener
 
+    @property
+    def listener(self) -> Any:
+        return self._listener
+
+    @property
+    def client_nodes(self) -> list[str]:
+        """The nodes this process holds a control client of (live or not)."""
+        return list(self._remotes)
+
     def set_listener(self, listener: Any) -> None:
         """Who hears the relays' offers and departures (calls.CallRelayListener)."""
         self._listener = listener
@@ -131,7 +139,6 @@ class RelayRouter:
 
         nodes = await live_nodes(self._redis, self.prefix)
         self._live = {node.node_id: node for node in nodes}
-        self._refreshed.set()
         self._connect_new()
         return self._live
 
