@@ -13,11 +13,15 @@ from enum import StrEnum
 class NoticeCode(StrEnum):
     NO_PAGE = "no_page"
     OUT_OF_FOCUS = "out_of_focus"
+    MOTION_BLUR = "motion_blur"
+    SHADOW_ON_PAGE = "shadow_on_page"
+    PAGE_UNCERTAIN = "page_uncertain"
     CAMERA_LOST = "camera_lost"
     CAMERA_BACK = "camera_back"
     NOT_AN_IMAGE = "not_an_image"
     TILES_DO_NOT_OVERLAP = "tiles_do_not_overlap"
     STITCH_REJECTED = "stitch_rejected"
+    TILES_TOO_PLAIN = "tiles_too_plain"
     STILL_TAKEN = "still_taken"
 
 
@@ -31,6 +35,27 @@ _TEXTS: dict[NoticeCode, dict[str, str]] = {
         "fi": "Kuva on epätarkka. Tarkenna kamera tai pidä paperi paikallaan.",
         "sv": "Bilden är oskarp. Ställ in skärpan eller håll pappret stilla.",
         "en": "The image is out of focus. Refocus the camera or hold the page still.",
+    },
+    NoticeCode.MOTION_BLUR: {
+        "fi": "Kuva on liikkeen sumentama. Pidä paperi ja kamera hetki paikallaan.",
+        "sv": "Bilden är suddig av rörelse. Håll pappret och kameran stilla en stund.",
+        "en": "The image is blurred by movement. Hold the page and the camera still.",
+    },
+    NoticeCode.SHADOW_ON_PAGE: {
+        "fi": "Varjo sivun päällä. Siirrä kättä, päätä tai valaisinta niin, ettei varjo osu "
+              "paperiin.",
+        "sv": "Skugga över sidan. Flytta handen, huvudet eller lampan så att skuggan inte "
+              "faller på pappret.",
+        "en": "Shadow on the page. Move your arm, head or the lamp so that no shadow falls on "
+              "the paper.",
+    },
+    NoticeCode.PAGE_UNCERTAIN: {
+        "fi": "Paperin reunat eivät erotu varmasti, joten asiantuntija näkee koko kamerakuvan. "
+              "Aseta paperi kokonaan näkyviin tummalle alustalle.",
+        "sv": "Pappersarkets kanter syns inte säkert, så experten ser hela kamerabilden. "
+              "Lägg pappret helt synligt på ett mörkt underlag.",
+        "en": "The page's edges are not clear, so the expert sees the whole camera view. "
+              "Place the whole page in view on a dark surface.",
     },
     NoticeCode.CAMERA_LOST: {
         "fi": "Dokumenttikamera ei vastaa. Tarkista kameran johto; puhelu jatkuu.",
@@ -56,6 +81,14 @@ _TEXTS: dict[NoticeCode, dict[str, str]] = {
         "fi": "Osakuvien yhdistäminen epäonnistui. Kuvaa arkki uudelleen.",
         "sv": "Delbilderna kunde inte sammanfogas. Fotografera arket på nytt.",
         "en": "The tiles could not be joined reliably. Please capture the sheet again.",
+    },
+    NoticeCode.TILES_TOO_PLAIN: {
+        "fi": "Osakuvissa on liian vähän piirrosta kohdistamiseen. Ota kuvat niin, että "
+              "limittyvällä alueella on viivoja tai tekstiä.",
+        "sv": "Delbilderna har för lite innehåll för att passas ihop. Ta bilderna så att det "
+              "överlappande området har linjer eller text.",
+        "en": "The tiles show too little drawing to be aligned. Take them so that the "
+              "overlapping parts show lines or text.",
     },
     NoticeCode.STILL_TAKEN: {
         "fi": "Tarkka kuva otettu.",

@@ -1,9 +1,22 @@
-"""Finding the page in a camera frame: the quadrilateral of the brightest large region.
+"""Finding the page in a camera frame, and knowing how sure the finding is.
 
-A document camera looks down at a desk; the page is the large, bright, four-cornered region.
-Detection runs on a downscaled copy for speed; each side of the rough polygon is then refitted
-as a straight line through the contour points along it, and the corners are the intersections
-of those lines, which places them to about a pixel at full resolution.
+A document camera looks down at a desk; the page is a large four-cornered region whose edges
+are sharp steps from paper to desk. Two kinds of candidates are gathered on a downscaled copy:
+
+* the quadrilateral of the brightest large region (Otsu), which is exact under even light;
+* quadrilaterals of straight lines (Hough on edges of the *logarithm* of the brightness).
+  A shadow multiplies the light, so in the logarithm it only shifts levels: the paper's edge
+  is as strong inside a shadow as outside it, while the shadow's own edge is soft and gives
+  no line. This is what keeps a shadow band across the page from splitting it in two.
+
+Every candidate is scored by its outline: the share of each side along which the inside is
+clearly brighter than the outside, by a ratio, just across the side. The largest candidate
+whose every side is such a step wins; its weakest side's share is the detection's confidence.
+Each side is then refitted at full resolution through the steepest brightness step across it,
+which places the corners to about a pixel.
+
+A shadow on the page is reported too (`PageDetection.shadow`): the paper's brightness, ink
+removed, is compared with a smooth lamp falloff; a band well below it is a shadow.
 """
 
 from __future__ import annotations
@@ -19,12 +32,26 @@ from document_camera.images import Image, Quad
 DETECT_WIDTH = 960  # pixels; enough for a page filling a good part of the frame
 MIN_AREA_SHARE = 0.08  # a page smaller than this share of the frame is "no page"
 MAX_AREA_SHARE = 0.995
+# Paper against desk: inside brighter than outside by this ratio (as a log difference) just
+# across the side. Paper on a dark desk is 3–4×; a shadow's soft edge, at this distance, well
+# under 1.3×.
+EDGE_STEP = float(np.log(1.3))
+EDGE_OFFSET = 2.5  # pixels of the downscaled frame either side of the outline
+CONFIDENT = 0.6  # every side a paper edge along at least this share of its length
+SHADOW_DEPTH = float(np.log(1 / 0.72))  # paper this much darker than the smooth lamp falloff
+SHADOW_AREA = 0.04  # ...over at least this share of the page
 
 
 @dataclass(frozen=True)
 class PageDetection:
     quad: Quad  # in full-resolution frame coordinates
     area_share: float  # page area / frame area
+    confidence: float = 1.0  # the weakest side's share of clear paper edge, 0–1
+    shadow: bool = False  # a band of shadow lies across the page
+
+    @property
+    def confident(self) -> bool:
+        return self.confidence >= CONFIDENT
 
 
 def order_corners(points: Quad) -> Quad:
@@ -39,12 +66,107 @@ def order_corners(points: Quad) -> Quad:
 
 def find_page(frame: Image) -> PageDetection | None:
     """The page's quadrilateral, or None when no page-like region is in view."""
-    width = frame.shape[1]
-    scale = min(1.0, DETECT_WIDTH / width)
-    small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) \
-        if scale < 1.0 else frame
-    gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
-    gray = cv2.GaussianBlur(gray, (5, 5), 0)
+    if frame.shape[0] < 8 or frame.shape[1] < 8:
+        return None
+    view = _DetectionView(frame)
+    candidates = [q for q in (_bright_region_quad(view.gray),) if q is not None]
+    candidates += _line_quads(view)
+    best: tuple[float, Quad, float] | None = None
+    frame_area = float(view.gray.shape[0] * view.gray.shape[1])
+    for quad in candidates:
+        area_share = abs(float(cv2.contourArea(quad))) / frame_area
+        if not MIN_AREA_SHARE <= area_share <= MAX_AREA_SHARE:
+            continue
+        sides = view.side_support(quad)
+        weakest, mean = float(min(sides)), float(np.mean(sides))
+        if mean < 0.3:
+            continue
+        # A confident candidate always beats an unsure one; among equals, the larger.
+        rank = (1.0 if weakest >= CONFIDENT else 0.0) * 10 + area_share * mean
+        if best is None or rank > best[0]:
+            best = (rank, quad, weakest)
+    if best is None:
+        return None
+    _, small_quad, confidence = best
+    quad = small_quad / view.scale
+    full_gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+    sharp = _refine_on_edges(full_gray, quad, search=3.0 / view.scale + 3.0)
+    area_share = abs(float(cv2.contourArea(small_quad))) / frame_area
+    return PageDetection(order_corners(sharp if sharp is not None else quad), area_share,
+                         confidence, view.shadow_on(small_quad))
+
+
+def edge_support(frame: Image, quad: Quad) -> float:
+    """How well `quad` (full-resolution corners) still sits on a paper edge in `frame`:
+    the weakest side's share of clear paper edge, 0–1. For checking a held quadrilateral."""
+    if frame.shape[0] < 8 or frame.shape[1] < 8:
+        return 0.0
+    view = _DetectionView(frame)
+    return float(min(view.side_support(np.asarray(quad, np.float32) * view.scale)))
+
+
+class _DetectionView:
+    """The downscaled grey frame and its logarithm, shared by the candidates and scores."""
+
+    def __init__(self, frame: Image) -> None:
+        width = frame.shape[1]
+        self.scale = min(1.0, DETECT_WIDTH / width)
+        small = cv2.resize(frame, None, fx=self.scale, fy=self.scale,
+                           interpolation=cv2.INTER_AREA) if self.scale < 1.0 else frame
+        gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+        self.gray = cv2.GaussianBlur(gray, (5, 5), 0)
+        self.log = cv2.GaussianBlur(np.log1p(gray.astype(np.float32)), (0, 0), 1.0)
+
+    def side_support(self, quad: Quad) -> list[float]:
+        """Per side, the share of its length where inside/outside brightness ≥ the step."""
+        quad = order_corners(quad)
+        centre = quad.mean(axis=0)
+        shares = []
+        ts = np.linspace(0.08, 0.92, 40, dtype=np.float32)
+        for i in range(4):
+            a, b = quad[i], quad[(i + 1) % 4]
+            side = b - a
+            length = float(np.hypot(*side))
+            if length < 8:
+                return [0.0] * 4
+            normal = np.array([-side[1], side[0]], np.float32) / length
+            if float(np.dot((a + b) / 2 - centre, normal)) < 0:
+                normal = -normal
+            base = a[None, :] + ts[:, None] * side[None, :]
+            inner = base - EDGE_OFFSET * normal
+            outer = base + EDGE_OFFSET * normal
+            pts = np.concatenate([inner, outer]).astype(np.float32)
+            values = cv2.remap(self.log, pts[:, 0].reshape(1, -1).copy(),
+                               pts[:, 1].reshape(1, -1).copy(), cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=10.0).ravel()
+            step = values[: len(ts)] - values[len(ts):]
+            shares.append(float(np.mean(step >= EDGE_STEP)))
+        return shares
+
+    def shadow_on(self, quad: Quad) -> bool:
+        """Is part of the page well darker than a smooth lamp falloff would make it?"""
+        w, h = 64, 90
+        if abs(np.hypot(*(quad[1] - quad[0]))) > abs(np.hypot(*(quad[3] - quad[0]))):
+            w, h = h, w
+        target = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+        matrix = cv2.getPerspectiveTransform(order_corners(quad), target)
+        page = cv2.warpPerspective(self.gray, matrix, (w, h), flags=cv2.INTER_AREA)
+        # Paper without the ink: the brightest nearby (text is dark and thin).
+        paper = cv2.dilate(page, cv2.getStructuringElement(cv2.MORPH_RECT, (5, 5)))
+        level = np.log1p(paper.astype(np.float64))[3:-3, 3:-3]
+        ys, xs = np.mgrid[0:level.shape[0], 0:level.shape[1]]
+        x, y = xs.ravel() / level.shape[1] - 0.5, ys.ravel() / level.shape[0] - 0.5
+        basis = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+        # Fit the lamp to the brighter part, so a shadow does not pull the fit down.
+        values = level.ravel()
+        keep = values >= np.percentile(values, 40)
+        coef, *_ = np.linalg.lstsq(basis[keep], values[keep], rcond=None)
+        residual = values - basis @ coef
+        return bool(np.mean(residual < -SHADOW_DEPTH) >= SHADOW_AREA)
+
+
+def _bright_region_quad(gray: Image) -> Quad | None:
+    """The quadrilateral of the brightest large region (downscaled coordinates)."""
     # Paper is bright and low in saturation; Otsu splits it from the desk even under
     # uneven light. Closing fills the dark text so the page is one solid blob.
     _, mask = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
@@ -56,8 +178,7 @@ def find_page(frame: Image) -> PageDetection | None:
         return None
     contour = max(contours, key=cv2.contourArea)
     frame_area = float(gray.shape[0] * gray.shape[1])
-    area_share = cv2.contourArea(contour) / frame_area
-    if not MIN_AREA_SHARE <= area_share <= MAX_AREA_SHARE:
+    if not MIN_AREA_SHARE <= cv2.contourArea(contour) / frame_area <= MAX_AREA_SHARE:
         return None
     hull = cv2.convexHull(contour)
     rough = _four_corners(hull)
@@ -67,10 +188,73 @@ def find_page(frame: Image) -> PageDetection | None:
     if cv2.contourArea(rough) < 0.9 * cv2.contourArea(hull):
         return None
     refined = _refine(contour.reshape(-1, 2).astype(np.float32), rough)
-    quad = (refined if refined is not None else rough) / scale
-    full_gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-    sharp = _refine_on_edges(full_gray, quad, search=3.0 / scale + 3.0)
-    return PageDetection(order_corners(sharp if sharp is not None else quad), float(area_share))
+    return refined if refined is not None else rough
+
+
+def _line_quads(view: _DetectionView, keep: int = 12) -> list[Quad]:
+    """Quadrilaterals formed by pairs of roughly opposite straight edges."""
+    h, w = view.log.shape
+    scaled = np.clip(view.log * (255.0 / np.log(256.0)), 0, 255).astype(np.uint8)
+    edges = cv2.Canny(scaled, 40, 100, L2gradient=True)
+    short = min(h, w)
+    segments = cv2.HoughLinesP(edges, 1, np.pi / 360, threshold=40,
+                               minLineLength=int(0.1 * short), maxLineGap=10)
+    if segments is None:
+        return []
+    # Merge segments into lines (normal form θ ∈ [0, π), ρ), weighted by their length.
+    lines: list[list[float]] = []  # θ, ρ, support
+    for x1, y1, x2, y2 in sorted(segments.reshape(-1, 4).astype(np.float64).tolist(),
+                                 key=lambda s: -np.hypot(s[2] - s[0], s[3] - s[1])):
+        length = float(np.hypot(x2 - x1, y2 - y1))
+        theta = float(np.arctan2(x2 - x1, -(y2 - y1)))  # the normal's angle
+        rho = x1 * np.cos(theta) + y1 * np.sin(theta)
+        if theta < 0:
+            theta, rho = theta + np.pi, -rho
+        if theta >= np.pi:
+            theta, rho = theta - np.pi, -rho
+        for line in lines:
+            dtheta = abs(line[0] - theta)
+            same = dtheta < np.radians(3) and abs(line[1] - rho) < 6
+            flipped = np.pi - dtheta < np.radians(3) and abs(line[1] + rho) < 6
+            if same or flipped:
+                line[2] += length
+                break
+        else:
+            lines.append([theta, float(rho), length])
+    lines = sorted(lines, key=lambda line: -line[2])[:keep]
+    pairs = []
+    for i in range(len(lines)):
+        for j in range(i + 1, len(lines)):
+            a, b = lines[i], lines[j]
+            dtheta = abs(a[0] - b[0])
+            dtheta = min(dtheta, np.pi - dtheta)
+            if dtheta < np.radians(30):
+                pairs.append((a, b, (a[0] + b[0]) / 2 if abs(a[0] - b[0]) < np.pi / 2
+                              else (a[0] + b[0] + np.pi) / 2 % np.pi))
+    quads = []
+    for p in range(len(pairs)):
+        for q in range(p + 1, len(pairs)):
+            (a, b, ta), (c, d, tc) = pairs[p], pairs[q]
+            dtheta = abs(ta - tc)
+            if min(dtheta, np.pi - dtheta) < np.radians(45):
+                continue
+            corners = [_meet(a, c), _meet(c, b), _meet(b, d), _meet(d, a)]
+            if any(corner is None for corner in corners):
+                continue
+            quad = order_corners(np.array(corners, np.float32))
+            inside = (quad[:, 0] > -0.01 * w) & (quad[:, 0] < 1.01 * w) & \
+                (quad[:, 1] > -0.01 * h) & (quad[:, 1] < 1.01 * h)
+            if inside.all() and cv2.isContourConvex(quad.reshape(-1, 1, 2)):
+                quads.append(quad)
+    return quads
+
+
+def _meet(a: list[float], b: list[float]) -> tuple[float, float] | None:
+    matrix = np.array([[np.cos(a[0]), np.sin(a[0])], [np.cos(b[0]), np.sin(b[0])]])
+    if abs(np.linalg.det(matrix)) < 1e-3:
+        return None
+    x, y = np.linalg.solve(matrix, np.array([a[1], b[1]]))
+    return float(x), float(y)
 
 
 def _refine_on_edges(

@@ -17,9 +17,9 @@ import numpy as np
 from document_camera.illumination import enhance_contrast, flatten_illumination
 from document_camera.images import Image, Quad
 from document_camera.notices import Notice, NoticeCode
-from document_camera.page_detection import find_page
+from document_camera.page_detection import CONFIDENT, edge_support, find_page
 from document_camera.rectification import output_size, rectify
-from document_camera.sharpness import is_in_focus, sharpness_score
+from document_camera.sharpness import measure_blur
 
 # A new quadrilateral that moved less than this share of the page diagonal is jitter of the
 # detector, not a moved page: keeping the old one gives the encoder an unchanging picture.
@@ -103,8 +103,20 @@ class DocumentPipeline:
             if detection is None:
                 self._held_quad = None
                 notices.append(Notice(NoticeCode.NO_PAGE))
-            else:
+            elif detection.confident:
                 quad = self._steady(detection.quad)
+            else:
+                # Unsure: keep the last good outline if the paper's edge is still under it,
+                # otherwise show the whole camera view. Never a silent guess.
+                held = self._held_quad
+                if held is not None and edge_support(frame, held) >= CONFIDENT:
+                    quad = held
+                else:
+                    code = NoticeCode.SHADOW_ON_PAGE if detection.shadow \
+                        else NoticeCode.PAGE_UNCERTAIN
+                    notices.append(Notice(code, f"page confidence {detection.confidence:.2f}"))
+            if detection is not None and detection.shadow and quad is not None:
+                notices.append(Notice(NoticeCode.SHADOW_ON_PAGE, "page cropped; shadow on it"))
         image = frame
         if quad is not None and opts.rectify:
             size = output_size(quad, long_side or opts.long_side)
@@ -113,11 +125,17 @@ class DocumentPipeline:
         sharpness: float | None = None
         in_focus: bool | None = None
         if opts.score_sharpness:
-            # Scored before flattening and stretching, which would amplify noise into "detail".
-            sharpness = sharpness_score(image)
-            in_focus = is_in_focus(sharpness)
-            if quad is not None and not in_focus:
-                notices.append(Notice(NoticeCode.OUT_OF_FOCUS, f"sharpness {sharpness:.3f}"))
+            # Measured on the camera's own pixels of the region shown, before flattening and
+            # stretching, which would amplify noise into "detail".
+            blur = measure_blur(frame, quad)
+            if blur is not None:
+                sharpness, in_focus = blur.sharpness, blur.in_focus
+                if quad is not None and not in_focus:
+                    code = NoticeCode.MOTION_BLUR if blur.motion else NoticeCode.OUT_OF_FOCUS
+                    notices.append(Notice(code, f"blur {blur.worst:.2f} (limit {blur.limit:.2f},"
+                                                f" sharpest direction {blur.best:.2f})"))
+            else:
+                sharpness, in_focus = 0.0, False
             lap("sharpness")
         if opts.flatten_illumination and quad is not None:
             image = flatten_illumination(image)
@@ -158,6 +176,14 @@ def _thumbnail(frame: Image) -> Image:
     scale = THUMBNAIL_WIDTH / max(1, gray.shape[1])
     return cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) \
         if scale < 1 else gray
+
+
+def canvas_for(image: Image, size: tuple[int, int]) -> tuple[int, int]:
+    """The track's canvas turned to follow the picture: `size` (either way round) landscape
+    for a landscape picture, portrait for a portrait one, so an A-series page fills it."""
+    short, long = sorted(size)
+    h, w = image.shape[:2]
+    return (long, short) if w > h else (short, long)
 
 
 def fit_to_canvas(image: Image, size: tuple[int, int], background: int = 0) -> Image:

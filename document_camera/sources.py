@@ -12,6 +12,7 @@ can be `reopen()`ed.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 from pathlib import Path
@@ -181,7 +182,7 @@ class SyntheticSource:
         self.page = page
         h, w = page.image.shape[:2]
         self.corners = random_quad(frame_size, w / h, random.Random(seed), fill=0.88, tilt=tilt)
-        still = CameraEffects(self.effects.light_falloff, self.effects.blur_sigma, 0.0)
+        still = dataclasses.replace(self.effects, noise_sigma=0.0)  # noise is added per frame
         self._clean = photograph(page, self.corners, frame_size, effects=still, seed=seed).frame
         # A small bank of precomputed noise fields, cycled: fresh noise per 4K frame would
         # cost more than the whole processing pipeline.

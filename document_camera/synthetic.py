@@ -65,6 +65,8 @@ class CameraEffects:
     light_falloff: float = 0.35  # fraction of brightness lost in the darkest corner
     blur_sigma: float = 0.8  # Gaussian blur in frame pixels (focus, lens)
     noise_sigma: float = 3.0  # sensor noise, in 8-bit levels
+    shadow: float = 0.0  # share of the light a band of shadow (an arm, a head) takes
+    motion_px: float = 0.0  # length of a straight motion blur, frame pixels
 
 
 def page_pixels(dpi: float, size_mm: tuple[float, float] = A4_MM) -> tuple[int, int]:
@@ -270,8 +272,12 @@ def photograph(
         borderMode=cv2.BORDER_TRANSPARENT)
     if effects.light_falloff > 0:
         frame = _uneven_light(frame, effects.light_falloff)
+    if effects.shadow > 0:
+        frame = _shadow_band(frame, corners, effects.shadow, random.Random(seed * 7 + 1))
     if effects.blur_sigma > 0:
         frame = cv2.GaussianBlur(frame, (0, 0), effects.blur_sigma)
+    if effects.motion_px > 0:
+        frame = _motion_blur(frame, effects.motion_px, random.Random(seed * 7 + 2))
     if effects.noise_sigma > 0:
         noise = np.asarray(rng.normal(0.0, effects.noise_sigma, frame.shape), np.float32)
         frame = np.clip(frame.astype(np.float32) + noise, 0, 255).astype(np.uint8)
@@ -307,6 +313,39 @@ def _uneven_light(frame: Image, falloff: float) -> Image:
     return np.clip(frame.astype(np.float32) * gain, 0, 255).astype(np.uint8)
 
 
+def _shadow_band(frame: Image, corners: Quad, strength: float, rng: random.Random) -> Image:
+    """A soft-edged band of shadow across the page, as an arm or a head leaning over casts:
+    a straight band through a random point of the page at a random angle, 12–30 % of the
+    frame's height wide, its edges blurred over about 2 % of the frame."""
+    h, w = frame.shape[:2]
+    centre = corners.mean(axis=0)
+    spread = corners.max(axis=0) - corners.min(axis=0)
+    cx = centre[0] + rng.uniform(-0.3, 0.3) * spread[0]
+    cy = centre[1] + rng.uniform(-0.3, 0.3) * spread[1]
+    angle = rng.uniform(0, np.pi)
+    half = rng.uniform(0.06, 0.15) * h
+    soft = 0.02 * h
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    distance = np.abs((xs - cx) * np.sin(angle) - (ys - cy) * np.cos(angle))
+    inside = 1.0 / (1.0 + np.exp((distance - half) / (soft / 4)))  # 1 in the band, 0 outside
+    gain = (1.0 - strength * inside)[..., None]
+    return np.clip(frame.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+
+
+def _motion_blur(frame: Image, length: float, rng: random.Random) -> Image:
+    """A straight movement of `length` pixels in a random direction during the exposure."""
+    size = int(np.ceil(length)) | 1
+    kernel = np.zeros((size, size), np.float32)
+    angle = rng.uniform(0, np.pi)
+    centre = size // 2
+    for t in np.linspace(-length / 2, length / 2, max(2, int(length * 4))):
+        x, y = centre + t * np.cos(angle), centre + t * np.sin(angle)
+        xi, yi = int(np.clip(round(x), 0, size - 1)), int(np.clip(round(y), 0, size - 1))
+        kernel[yi, xi] += 1.0
+    kernel /= kernel.sum()
+    return cv2.filter2D(frame, -1, kernel, borderType=cv2.BORDER_REPLICATE)
+
+
 def synthetic_capture(
     *,
     frame_size: tuple[int, int] = (1920, 1080),
@@ -339,11 +378,15 @@ def make_tiles(
     overlap: float,
     seed: int = 0,
     effects: CameraEffects | None = None,
+    tilt_deg: float = 0.0,
+    shift: float = 0.0,
 ) -> list[Image]:
     """Overlapping camera shots of a large sheet, in row-major order, as the guided mode takes.
 
     Each tile is a slightly rotated, slightly scaled view with its own lighting and noise,
     like a hand-positioned document camera; `overlap` is the shared share of each tile.
+    `tilt_deg` turns each shot by up to that angle and `shift` moves it off the planned grid
+    by up to that share of a tile: a clerk never places the sheet exactly.
     """
     effects = effects or CameraEffects(light_falloff=0.15, blur_sigma=0.5, noise_sigma=2.0)
     rng = random.Random(seed)
@@ -360,6 +403,14 @@ def make_tiles(
             jitter = np.array([[rng.uniform(-1, 1) * tile_w * 0.01,
                                 rng.uniform(-1, 1) * tile_h * 0.01] for _ in range(4)],
                               np.float32)
+            if tilt_deg or shift:
+                angle = np.radians(rng.uniform(-tilt_deg, tilt_deg))
+                centre = src.mean(axis=0)
+                turn = np.array([[np.cos(angle), -np.sin(angle)],
+                                 [np.sin(angle), np.cos(angle)]], np.float32)
+                src = (src - centre) @ turn.T + centre
+                src += np.array([rng.uniform(-shift, shift) * tile_w,
+                                 rng.uniform(-shift, shift) * tile_h], np.float32)
             out_size = (round(tile_w), round(tile_h))
             homography = cv2.getPerspectiveTransform(src + jitter, page_corners(out_size))
             tile = cv2.warpPerspective(sheet, homography, out_size, flags=cv2.INTER_LINEAR,

@@ -27,7 +27,12 @@ from numpy.typing import NDArray
 
 from document_camera.images import Image
 from document_camera.notices import Notice, NoticeCode
-from document_camera.pipeline import DocumentPipeline, PipelineOptions, fit_to_canvas
+from document_camera.pipeline import (
+    DocumentPipeline,
+    PipelineOptions,
+    canvas_for,
+    fit_to_canvas,
+)
 from document_camera.rate_control import RateController
 from document_camera.sources import FrameSource, SourceError
 
@@ -147,12 +152,14 @@ class DocumentTrack(MediaStreamTrack):
         current = {notice.code for notice in result.notices}
         for notice in result.notices:
             self._raise_notice(notice)
-        for code in (NoticeCode.NO_PAGE, NoticeCode.OUT_OF_FOCUS):
+        for code in (NoticeCode.NO_PAGE, NoticeCode.OUT_OF_FOCUS, NoticeCode.MOTION_BLUR,
+                     NoticeCode.SHADOW_ON_PAGE, NoticeCode.PAGE_UNCERTAIN):
             if code not in current:
                 self._active.discard(code)
         if result.image is self._last_page and self._last_image is not None:
             return self._last_image  # unchanged scene: the same canvas as last time
-        canvas = fit_to_canvas(result.image, self.size)
+        # The canvas follows the page: a landscape plan goes out landscape, not letterboxed.
+        canvas = fit_to_canvas(result.image, canvas_for(result.image, self.size))
         self._last_page = result.image
         self._last_image = canvas
         return canvas

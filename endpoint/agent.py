@@ -147,8 +147,11 @@ class AgentOptions:
     host_addresses: list[str] | None = None
     size: tuple[int, int] = DEFAULT_SIZE
     policy: RatePolicy = field(default_factory=RatePolicy)
-    # Where stills go. None: into the current call through the encrypted document channel.
-    still_sink: StillSink | None = None
+    # Stills always go into the current call through the encrypted document channel (the
+    # kiosk and the expert receive them); nothing is written to the agent's disk. An observer
+    # is handed each still after it went into the call (tests, monitoring); it is no
+    # alternative destination.
+    still_observer: StillSink | None = None
     # Call lifecycle: nothing heard from the relay for `media_silence` s makes the session
     # "disconnected"; still so `disconnected_grace` s later, or failed/closed under us, or not
     # connected `connect_timeout` s after joining: the agent joins the call again, at once and
@@ -240,10 +243,12 @@ class EndpointAgent:
         self._stopped.set()
 
     async def take_still(self, image_format: str = "png") -> Still | None:
-        """A full-resolution still of the page now, to the configured sink or into the call.
+        """A full-resolution still of the page now, sent into the call (end-to-end encrypted,
+        to the kiosk and the expert), then shown to the observer if one is configured.
 
-        Returns None (and logs why) when there is no call, no frame yet or nowhere to send.
-        Works while the relay session is being replaced too: stills do not go through it.
+        Returns None (and logs why) when there is no call, no frame yet or the document
+        channel cannot deliver. Works while the relay session is being replaced too: stills
+        do not go through it.
         """
         camera = self._camera
         if self.call_id is None or camera is None:
@@ -252,17 +257,22 @@ class EndpointAgent:
         frame = camera.track.last_raw
         if frame is None:
             return None
-        sink = self.options.still_sink
-        if sink is None:
-            sink = await self._channel_sink()
+        sink = await self._channel_sink()
         if sink is None:
             return None
         try:
-            return await take_still(frame, sink, image_format=image_format,
-                                    source=self.source.description)
+            still = await take_still(frame, sink, image_format=image_format,
+                                     source=self.source.description)
         except Exception:  # the channel's errors: the clerk may retry, the call goes on
             logger.exception("the still could not be delivered")
             return None
+        observer = self.options.still_observer
+        if observer is not None:
+            try:
+                await observer.deliver(still)
+            except Exception:
+                logger.exception("the still observer failed")
+        return still
 
     async def _channel_sink(self) -> StillSink | None:
         from endpoint.still_delivery import ChannelStillSink

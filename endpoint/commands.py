@@ -14,7 +14,9 @@ def register(root: Any, bench: Any) -> None:
         help="run the office's endpoint agent: publish the document camera into calls",
         description="Log in to the signaling server as the office's kiosk, wait for the "
         "office's call and publish the document camera into it as its own participant. "
-        "Send SIGUSR1 to take a full-resolution still into --stills-dir.",
+        "Send SIGUSR1 to take a full-resolution still into the current call (as the "
+        "console's Take still does): it reaches the kiosk and the expert end-to-end "
+        "encrypted; no copy is written to this machine's disk.",
     )
     parser.add_argument("--server", required=True, help="signaling server URL, e.g. "
                         "http://127.0.0.1:8080")
@@ -31,7 +33,9 @@ def register(root: Any, bench: Any) -> None:
     parser.add_argument("--max-bitrate", type=int, default=2_000_000, metavar="BPS",
                         help="cap of the document track's bitrate")
     parser.add_argument("--max-fps", type=float, default=8.0, help="frame rate at full rate")
-    parser.add_argument("--stills-dir", type=Path, help="where SIGUSR1 stills are written")
+    # Removed: it used to divert stills to the agent's disk instead of the call. Still
+    # recognised, so that an old service file fails with an explanation.
+    parser.add_argument("--stills-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--log-level", default="INFO")
     parser.set_defaults(func=_run)
 
@@ -54,9 +58,13 @@ def _run(args: argparse.Namespace) -> int:
 
     from document_camera.rate_control import RatePolicy
     from document_camera.sources import SourceError, open_source
-    from document_camera.stills import FileStillSink
     from endpoint.agent import AgentOptions, EndpointAgent
 
+    if args.stills_dir is not None:
+        print("--stills-dir was removed: stills always go into the call, end-to-end "
+              "encrypted, and no copy is kept on the agent's disk (customers' documents "
+              "must not pile up on an office machine). Remove the option.", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -79,7 +87,6 @@ def _run(args: argparse.Namespace) -> int:
         host_addresses=args.ice_addresses,
         size=parse_size(args.size),
         policy=RatePolicy(max_bitrate=args.max_bitrate, max_fps=args.max_fps),
-        still_sink=FileStillSink(args.stills_dir) if args.stills_dir else None,
     )
 
     async def main() -> int:

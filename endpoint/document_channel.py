@@ -179,6 +179,10 @@ class DocumentChannel:
         self._apply_keys(ack["keys"])
         for pending in ack.get("pending", []):
             await self._on_incoming({**pending, "call_id": self.call_id})
+        # Verdicts on this participant's transfers that came while he was away (when the
+        # server replays them: `delivered`, the `documents:delivered` pushes he missed).
+        for verdict in ack.get("delivered", []):
+            await self._on_delivered(verdict)
 
     def fingerprint(self, suite: int = SUITE_X25519) -> str:
         return self.keys[suite].fingerprint
@@ -326,6 +330,11 @@ class DocumentChannel:
     def expect_delivery(self, transfer_id: str, recipients: Sequence[str]) -> None:
         """Track receipts of a transfer offered outside `send` (tests, the benchmark)."""
         self._deliveries[transfer_id] = _Delivery(set(recipients))
+
+    def delivered(self, transfer_id: str) -> bool:
+        """Whether every recipient of a transfer sent through this channel has answered."""
+        delivery = self._deliveries.get(transfer_id)
+        return delivery is not None and delivery.done.is_set()
 
     async def wait_delivered(self, transfer_id: str) -> dict[str, tuple[str, str | None]]:
         """Each recipient's verdict ("received" / "refused", reason) once all have answered."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from media_relay.errors import RelayError
@@ -164,12 +165,14 @@ class LocalRelay:
         room_id: str,
         participant_id: str,
         publish: list[str] | None = None,
-        subscribe: bool = True,
+        subscribe: bool | Sequence[str] = True,
     ) -> dict[str, Any]:
         """Add a participant (creating the room if needed); returns the relay's SDP offer.
 
         `subscribe=False` makes a publish-only participant (the document camera): it is sent
         nothing of the others, now or later; its offers carry only its own sending m-lines.
+        A list of sources sends it only those (`["document"]`: the clerk's preview of the
+        document camera).
         Joining again with the same participant_id replaces the old connection (a reconnect):
         subscribers keep their streams, continuous in sequence number and timestamp.
         """

@@ -74,6 +74,9 @@ class Participant:
         self.published: dict[str, PublishedTrack] = {}
         # False: publish only (Room._wanted_by gives it nothing of the others)
         self.subscribe = True
+        # None: every source of the others; else only these (the clerk's preview of the
+        # document camera subscribes to "document" alone)
+        self.sources: frozenset[str] | None = None
         self._recv_transceivers: dict[str, RTCRtpTransceiver] = {}
         self.forwarded: list[ForwardedStream] = []
         self._send_transceivers: dict[int, RTCRtpTransceiver] = {}  # id(stream) -> transceiver

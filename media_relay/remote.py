@@ -29,7 +29,7 @@ import contextlib
 import inspect
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -162,13 +162,13 @@ class RemoteRelay:
         room_id: str,
         participant_id: str,
         publish: list[str] | None = None,
-        subscribe: bool = True,
+        subscribe: bool | Sequence[str] = True,
     ) -> dict[str, Any]:
         args = {
             "room": room_id,
             "participant": participant_id,
             "publish": list(publish or []),
-            "subscribe": bool(subscribe),
+            "subscribe": subscribe if isinstance(subscribe, bool) else list(subscribe),
         }
         result = await self.request("join", args)
         self._joined.add((room_id, participant_id))

@@ -1,7 +1,8 @@
 """A room: participants, who is sent what, renegotiation, and the periodic work.
 
 Every participant is sent every other participant's published tracks, except one that joined
-with `subscribe=False` (publish only: it is sent nothing). A change (join,
+with `subscribe=False` (publish only: it is sent nothing) or with a list of sources (it is sent
+only those: `subscribe=["document"]`, a preview of the document camera). A change (join,
 publish, unpublish, leave) re-plans the affected participants and sends each a new offer
 through the listener; an offer waits until the previous one is answered (no glare, no
 overlapping negotiations).
@@ -20,6 +21,7 @@ import ctypes
 import logging
 import math
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiortc import clock
@@ -100,7 +102,7 @@ class Room:
     # -- membership
 
     async def join(
-        self, participant_id: str, publish: list[str], subscribe: bool = True
+        self, participant_id: str, publish: list[str], subscribe: bool | Sequence[str] = True
     ) -> dict[str, Any]:
         if not isinstance(participant_id, str) or not 0 < len(participant_id) <= MAX_PARTICIPANT_ID:
             raise RelayError("bad_participant", "participant_id must be a non-empty string")
@@ -109,7 +111,11 @@ class Room:
         participant = Participant(
             self.room_id, participant_id, self.relay.config, self._participant_gone
         )
-        participant.subscribe = bool(subscribe)
+        if isinstance(subscribe, bool):
+            participant.subscribe = subscribe
+        else:
+            participant.sources = frozenset(check_source(s) for s in subscribe)
+            participant.subscribe = bool(participant.sources)
         if previous is not None:
             # a reconnect: keep the published tracks so subscribers' streams stay continuous
             participant.adopt_published(previous.published)
@@ -206,6 +212,7 @@ class Room:
             for other in self.participants.values()
             if other is not participant
             for track in other.published.values()
+            if participant.sources is None or track.source in participant.sources
         ]
 
     def _converge_codecs(self) -> None:

@@ -116,7 +116,10 @@ class JoinArgs(_Args):
     room: Identifier
     participant: Identifier
     publish: list[Source] = Field(default_factory=list, max_length=MAX_SOURCES)
-    subscribe: bool = True
+    # true: everything of the others; false: nothing; a list: only those sources
+    subscribe: bool | Annotated[list[Source], Field(max_length=MAX_SOURCES)] = Field(
+        True, union_mode="left_to_right"
+    )
 
 
 class AnswerArgs(_Args):

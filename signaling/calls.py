@@ -299,9 +299,7 @@ async def _is_the_calls_kiosk(session: AsyncSession, call: Call, endpoint_id: in
     """Whether this endpoint is the call's kiosk: the call's endpoint and its customer row."""
     if call.endpoint_id is None or call.endpoint_id != endpoint_id:
         return False
-    customer = await _participant(
-        session, call.id, participant_id_for("endpoint", endpoint_id, "")
-    )
+    customer = await _participant(session, call.id, participant_id_for("endpoint", endpoint_id, ""))
     return customer is not None and customer.role == ParticipantRole.CUSTOMER
 
 
@@ -359,9 +357,39 @@ async def requeue_offer(
 
 @dataclass
 class CallSessions:
-    """Which socket holds the relay session of each (call, participant) in this process."""
+    """Which socket holds the relay session of each (call, participant) in this process, and
+    the joins in progress here."""
 
     by_participant: dict[tuple[int, str], str] = field(default_factory=dict)
+    # (call, participant) -> joins in flight on this process
+    joining: dict[tuple[int, str], int] = field(default_factory=dict)
+
+    def begin_join(self, call_id: int, pid: str) -> None:
+        key = (call_id, pid)
+        self.joining[key] = self.joining.get(key, 0) + 1
+
+    def end_join(self, call_id: int, pid: str) -> None:
+        key = (call_id, pid)
+        left = self.joining.get(key, 0) - 1
+        if left > 0:
+            self.joining[key] = left
+        else:
+            self.joining.pop(key, None)
+
+    def replacing(self, call_id: int, pid: str) -> bool:
+        """Whether a relay "gone" for this participant is about the session that a join in
+        flight on this process is replacing, not the new one.
+
+        A rejoin (after a socket reconnect; the pages close their old connection first) races
+        the relay noticing the old connection's end: the relay sends "gone" while the old
+        session is still the current one, before it handles the join (when the process that
+        owned the session is dead, to every process), so it reaches this process while the
+        join waits for its offer, after the join's bind. Taken as the new session's end, it
+        would unbind the new socket (its `call:answer` then refused with `not_joined`, the
+        media never set up until the page's own retry ~30 s later) and mark a participant
+        gone who is joining. A "gone" about the new session can only be sent after the relay
+        answered the join."""
+        return bool(self.joining.get((call_id, pid)))
 
     def sid_of(self, call_id: int, pid: str) -> str | None:
         return self.by_participant.get((call_id, pid))
@@ -411,7 +439,16 @@ class CallRelayListener:
         call_id = call_id_of_room(room_id)
         if call_id is None:
             return
-        call_sessions(self.services).unbind(call_id, participant_id)
+        sessions = call_sessions(self.services)
+        if sessions.replacing(call_id, participant_id):
+            log.info(
+                "participant %s of %s: relay gone (%s) ignored: a join here replaced that session",
+                participant_id,
+                room_id,
+                reason,
+            )
+            return
+        sessions.unbind(call_id, participant_id)
         gone = reason if reason in RELAY_GONE_REASONS else GoneReason.CONNECTION_CLOSED.value
         async with self.services.sessions() as session:
             changed = await mark_gone(session, call_id, participant_id, gone, utcnow())
@@ -639,6 +676,7 @@ async def join_call(ctx: EventContext, data: JoinPayload) -> dict[str, Any]:
     relay = await relay_for(services, call)
     sessions = call_sessions(services)
     previous = sessions.bind(call.id, pid, ctx.sid)
+    sessions.begin_join(call.id, pid)
     try:
         offer = await relay.join(room_id, pid, publish=publish, subscribe=subscribe)
     except Exception as exc:
@@ -647,6 +685,8 @@ async def join_call(ctx: EventContext, data: JoinPayload) -> dict[str, Any]:
             sessions.bind(call.id, pid, previous)
         log.warning("relay join %s/%s failed: %s", room_id, pid, exc)
         raise relay_unavailable() from exc
+    finally:
+        sessions.end_join(call.id, pid)
     if previous is not None:
         await services.sio.emit("call:replaced", {"call_id": call.id}, to=previous)
         await services.sio.leave_room(previous, call_room(call.id))

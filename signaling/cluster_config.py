@@ -376,6 +376,9 @@ defaults
     option httplog
     option dontlognull
     timeout connect 5s
+    # a check waits this long for /readyz; without it HAProxy gives up after the check
+    # interval, and a busy live process answering slowly twice would go DOWN
+    timeout check 3s
     timeout client 30s
     timeout server 30s
     timeout http-request 10s

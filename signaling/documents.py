@@ -248,6 +248,41 @@ async def load_transfer(services: Services, transfer_id: str) -> Transfer | None
     return transfer
 
 
+async def drop_ciphertext(services: Services, transfer_id: str) -> None:
+    """Delete a transfer's ciphertext (every recipient has answered); its rows stay."""
+    async with services.sessions() as session:
+        await session.execute(
+            delete(DocumentChunk).where(DocumentChunk.transfer_id == transfer_id))
+        await session.commit()
+    with contextlib.suppress(FileNotFoundError):
+        (exchange_of(services).root / f"{transfer_id}.bin").unlink()
+
+
+async def _answers_for_sender(
+    session: AsyncSession, call_id: int, sender: str
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The answers to this sender's transfers in the call (the pushes he may have missed), and
+    the transfers every recipient has answered (done once he has them)."""
+    rows = (await session.execute(
+        select(DocumentRecipient)
+        .join(DocumentTransfer, DocumentRecipient.transfer_id == DocumentTransfer.id)
+        .where(DocumentTransfer.call_id == call_id, DocumentTransfer.sender == sender)
+        .order_by(DocumentTransfer.created)
+    )).scalars().all()
+    answers: list[dict[str, Any]] = []
+    answered: set[str] = set()
+    open_ids: set[str] = set()
+    for row in rows:
+        if row.verdict is None:
+            open_ids.add(row.transfer_id)
+        else:
+            answered.add(row.transfer_id)
+            answers.append({"transfer_id": row.transfer_id, "recipient": row.participant_id,
+                            "verdict": row.verdict, "reason": row.reason})
+    done = sorted(answered - open_ids)
+    return answers, done
+
+
 async def delete_transfer(services: Services, transfer_id: str,
                           older_than: float | None = None) -> bool:
     """Delete a transfer's rows and ciphertext; False when another process was first (or, with
@@ -385,6 +420,11 @@ async def publish_key(ctx: EventContext, data: KeyPayload) -> dict[str, Any]:
             )
             .order_by(DocumentTransfer.created)
         )).all()
+        answers, done = (([], []) if is_device(member.role) else
+                         await _answers_for_sender(session, data.call_id, member.participant_id))
+    # He has them now (in this ack): the answered transfers are finished.
+    for transfer_id in done:
+        await delete_transfer(ctx.services, transfer_id)
     local = exchange.keys.setdefault(data.call_id, {})
     for suite in (SUITE_X25519, SUITE_P256):
         local.pop((member.participant_id, suite), None)
@@ -406,6 +446,7 @@ async def publish_key(ctx: EventContext, data: KeyPayload) -> dict[str, Any]:
         for row, recipient in pending_rows
     ]
     return {"participant_id": member.participant_id, "keys": views, "pending": pending,
+            "delivered": answers,
             "max_document_bytes": ctx.services.settings.max_document_bytes}
 
 
@@ -585,7 +626,7 @@ async def document_receipt(ctx: EventContext, data: ReceiptPayload) -> dict[str,
             .where(DocumentRecipient.transfer_id == transfer.id,
                    DocumentRecipient.participant_id == recipient,
                    DocumentRecipient.verdict.is_(None))
-            .values(verdict=data.verdict)
+            .values(verdict=data.verdict, reason=reason)
         )
         await session.commit()
     if not getattr(result, "rowcount", 0):
@@ -604,7 +645,10 @@ async def document_receipt(ctx: EventContext, data: ReceiptPayload) -> dict[str,
                 DocumentRecipient.transfer_id == transfer.id,
                 DocumentRecipient.verdict.is_(None)))
     if not unanswered:
-        await delete_transfer(ctx.services, transfer.id)
+        # The content goes at once; the rows stay until the sender has been told (his next
+        # documents:key replays the verdicts: he may have been away for this push), the call
+        # ends or the retention time passes.
+        await drop_ciphertext(ctx.services, transfer.id)
     return {"log_seq": entry.get("seq") if entry else None}
 
 
@@ -866,6 +910,9 @@ async def download_content(request: web.Request) -> web.StreamResponse:
         raise _http_error(403, "forbidden", "an upload token cannot download")
     if not transfer.complete:
         raise _http_error(409, "conflict", "the upload is not complete yet")
+    if recipient in transfer.verdicts:
+        # answered: when all have, the content is already gone
+        raise _http_error(409, "already_answered", "this document has been answered")
     headers = {"Content-Type": "application/octet-stream", "Cache-Control": "no-store"}
     if not exchange_of(services).shared:
         # FileResponse answers Range requests with 206 and streams with sendfile.
@@ -947,20 +994,25 @@ async def sweep_expired(services: Services, now: float | None = None) -> list[st
     gone = []
     for transfer_id in ids:
         if await delete_transfer(services, transfer_id, older_than=cutoff):
-            log.info("document transfer %s expired undelivered", transfer_id)
+            log.info("document transfer %s expired", transfer_id)
             gone.append(transfer_id)
     await _drop_keys_of_ended_calls(services)
     return gone
 
 
 async def _drop_keys_of_ended_calls(services: Services) -> None:
-    """Call keys are of no use once the call has ended (documents need an active call)."""
+    """Call keys and transfers are of no use once the call has ended (documents need an active
+    call); the ciphertext of an unanswered transfer goes with it."""
     from signaling.flow_models import Call, CallStatus
 
     async with services.sessions() as session:
         ended = select(Call.id).where(Call.status == CallStatus.ENDED)
         await session.execute(delete(DocumentCallKey).where(DocumentCallKey.call_id.in_(ended)))
+        finished = (await session.scalars(
+            select(DocumentTransfer.id).where(DocumentTransfer.call_id.in_(ended)))).all()
         await session.commit()
+    for transfer_id in finished:
+        await delete_transfer(services, transfer_id)
 
 
 async def _sweep(services: Services) -> None:

@@ -21,6 +21,7 @@ FEATURE_MODULES: list[str] = [
     "signaling.call_watch",
     "signaling.relay_failover",
     "signaling.still_requests",
+    "signaling.call_preview",
     "signaling.interpreters",
     "signaling.service_log",
     "signaling.statistics",

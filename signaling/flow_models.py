@@ -357,6 +357,8 @@ class DocumentRecipient(Base):
     principal_id: Mapped[int] = mapped_column(Integer)
     download_token: Mapped[str] = mapped_column(String(64))
     verdict: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # the refusal reason, replayed to a sender who missed the push (0007_document_reasons)
+    reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class DocumentChunk(Base):

@@ -17,6 +17,7 @@ import logging
 import shutil
 import uuid
 from collections.abc import Iterable
+from datetime import UTC
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -166,16 +167,14 @@ async def _check_database(services: Services) -> str:
             missing = sorted(set(Base.metadata.tables) - tables)
             if missing:
                 return f"error: tables missing: {', '.join(missing[:5])}"
-            current = (await connection.execute(text("SELECT version_num FROM alembic_version")))
+            current = await connection.execute(text("SELECT version_num FROM alembic_version"))
             versions = {row[0] for row in current}
             heads = _schema_heads()
             if versions != heads:
                 return f"error: schema at {sorted(versions) or 'nothing'}, head is {sorted(heads)}"
             # A write that changes nothing but must reach the disk: a full disk, a read-only
             # file or a read-only replica fail here, not at the next ticket.
-            await connection.execute(
-                text("UPDATE alembic_version SET version_num = version_num")
-            )
+            await connection.execute(text("UPDATE alembic_version SET version_num = version_num"))
             await connection.commit()
         return "ok"
 
@@ -317,7 +316,7 @@ async def api_login(request: web.Request) -> web.Response:
     guard = request.app[GUARD_KEY]
     address = client_address(request, services.settings.trusted_proxies)
     try:
-        guard.check(address, data.username)
+        await guard.admit(address, data.username)
         async with guard.slot(address):
             issued = await login(
                 services.sessions,
@@ -332,7 +331,7 @@ async def api_login(request: web.Request) -> web.Response:
         services.metrics.logins.labels("busy").inc()
         raise ApiError(ErrorCode.UNAVAILABLE, str(exc), retry_after=1) from None
     except AuthenticationError as exc:
-        guard.failed(address, data.username)
+        await guard.record_failure(address, data.username)
         services.metrics.logins.labels("refused").inc()
         raise ApiError(ErrorCode.UNAUTHENTICATED, str(exc)) from None
     services.metrics.logins.labels("ok").inc()
@@ -478,6 +477,175 @@ async def admin_reset_credential(request: web.Request) -> web.Response:
     return json_ok(item=directory.endpoint_dict(endpoint), credential=credential)
 
 
+# Languages an administrator can give experts and interpreters (ISO 639-3), named in the three
+# UI languages; a code in use that is not here is listed too, named by its code.
+LANGUAGES: dict[str, tuple[str, str, str]] = {
+    "fin": ("suomi", "finska", "Finnish"),
+    "swe": ("ruotsi", "svenska", "Swedish"),
+    "eng": ("englanti", "engelska", "English"),
+    "fse": ("suomalainen viittomakieli", "finskt teckenspråk", "Finnish Sign Language"),
+    "fss": (
+        "suomenruotsalainen viittomakieli",
+        "finlandssvenskt teckenspråk",
+        "Finland-Swedish Sign Language",
+    ),
+    "sme": ("pohjoissaame", "nordsamiska", "Northern Sami"),
+    "smn": ("inarinsaame", "enaresamiska", "Inari Sami"),
+    "sms": ("koltansaame", "skoltsamiska", "Skolt Sami"),
+    "rus": ("venäjä", "ryska", "Russian"),
+    "est": ("viro", "estniska", "Estonian"),
+    "ukr": ("ukraina", "ukrainska", "Ukrainian"),
+    "ara": ("arabia", "arabiska", "Arabic"),
+    "som": ("somali", "somaliska", "Somali"),
+    "fas": ("persia", "persiska", "Persian"),
+    "prs": ("dari", "dari", "Dari"),
+    "kur": ("kurdi", "kurdiska", "Kurdish"),
+    "tur": ("turkki", "turkiska", "Turkish"),
+    "sqi": ("albania", "albanska", "Albanian"),
+    "vie": ("vietnam", "vietnamesiska", "Vietnamese"),
+    "tha": ("thai", "thailändska", "Thai"),
+    "zho": ("kiina", "kinesiska", "Chinese"),
+    "deu": ("saksa", "tyska", "German"),
+    "fra": ("ranska", "franska", "French"),
+    "spa": ("espanja", "spanska", "Spanish"),
+}
+
+
+async def admin_languages(request: web.Request) -> web.Response:
+    """The languages to choose from: the known ones and any code a user already has."""
+    from sqlalchemy import select
+
+    from signaling.flow_common import SIGN_LANGUAGES
+    from signaling.models import UserLanguage
+
+    services = services_of(request.app)
+    await require_principal(request, {Role.ADMIN})
+    async with services.sessions() as session:
+        used = set((await session.execute(select(UserLanguage.code).distinct())).scalars())
+    items = []
+    for code in [*LANGUAGES, *sorted(used - set(LANGUAGES))]:
+        fi, sv, en = LANGUAGES.get(code, (code, code, code))
+        items.append(
+            {
+                "code": code,
+                "name_fi": fi,
+                "name_sv": sv,
+                "name_en": en,
+                "sign_language": code in SIGN_LANGUAGES,
+                "in_use": code in used,
+            }
+        )
+    return json_ok(items=items)
+
+
+LOG_PAGE_MAX = 200
+
+
+def _query_int(request: web.Request, name: str, default: int | None, low: int, high: int) -> Any:
+    value = request.query.get(name, "")
+    if value == "":
+        return default
+    if not value.isdigit() or len(value) > 12 or not low <= int(value) <= high:
+        raise ApiError(ErrorCode.INVALID, f"{name} must be an integer from {low} to {high}")
+    return int(value)
+
+
+def _query_date(request: web.Request, name: str) -> Any:
+    from datetime import date
+
+    value = request.query.get(name, "")
+    if value == "":
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(ErrorCode.INVALID, f"{name} must be a date like 2026-11-23") from None
+
+
+async def admin_service_log(request: web.Request) -> web.Response:
+    """A page of the service log, newest first, for the administrator's view:
+
+        GET /api/admin/service-log?office_id=&authority_id=&kind=service|document
+            &from=YYYY-MM-DD&to=YYYY-MM-DD&offset=0&limit=25
+
+    Dates are Finnish calendar days of filing. Office and authority are those of the record's
+    call. Each item has the entry's summary fields and its whole `body`."""
+    from datetime import datetime, time, timedelta
+
+    from sqlalchemy import func, select
+
+    from signaling.flow_models import Call, ServiceLogEntry
+    from signaling.models import Authority, Office
+    from signaling.statistics import LOCAL_ZONE
+
+    services = services_of(request.app)
+    await require_principal(request, {Role.ADMIN})
+    office_id = _query_int(request, "office_id", None, 1, 10**12)
+    authority_id = _query_int(request, "authority_id", None, 1, 10**12)
+    offset = _query_int(request, "offset", 0, 0, 10**9)
+    limit = _query_int(request, "limit", 25, 1, LOG_PAGE_MAX)
+    kind = request.query.get("kind", "")
+    if kind not in ("", "service", "document"):
+        raise ApiError(ErrorCode.INVALID, "kind must be service or document")
+    start, end = _query_date(request, "from"), _query_date(request, "to")
+
+    def utc_text(day: Any) -> str:
+        local = datetime.combine(day, time(0), tzinfo=LOCAL_ZONE)
+        return local.astimezone(UTC).isoformat()
+
+    conditions: list[Any] = []
+    if office_id is not None:
+        conditions.append(Call.office_id == office_id)
+    if authority_id is not None:
+        conditions.append(Call.authority_id == authority_id)
+    if kind:
+        conditions.append(ServiceLogEntry.kind == kind)
+    if start is not None:
+        conditions.append(ServiceLogEntry.filed_at >= utc_text(start))
+    if end is not None:
+        conditions.append(ServiceLogEntry.filed_at < utc_text(end + timedelta(days=1)))
+    joined = select(ServiceLogEntry.seq).outerjoin(Call, Call.id == ServiceLogEntry.call_id)
+    async with services.sessions() as session:
+        total = (
+            await session.execute(
+                select(func.count()).select_from(joined.where(*conditions).subquery())
+            )
+        ).scalar_one()
+        rows = await session.execute(
+            select(ServiceLogEntry, Call.office_id, Call.authority_id)
+            .outerjoin(Call, Call.id == ServiceLogEntry.call_id)
+            .where(*conditions)
+            .order_by(ServiceLogEntry.seq.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        found = list(rows)
+        offices = {o.id: o.name for o in (await session.execute(select(Office))).scalars()}
+        authorities = {a.id: a for a in (await session.execute(select(Authority))).scalars()}
+    items = []
+    for entry, call_office, call_authority in found:
+        body = json.loads(entry.record)
+        office = body.get("office_id", call_office)
+        authority = authorities.get(body.get("authority_id", call_authority))
+        items.append(
+            {
+                "seq": entry.seq,
+                "kind": entry.kind,
+                "filed_at": entry.filed_at,
+                "call_id": entry.call_id,
+                "office_id": office,
+                "office_name": offices.get(office, "") if isinstance(office, int) else "",
+                "authority_id": authority.id if authority else None,
+                "authority_code": authority.code if authority else "",
+                "authority": directory.authority_dict(authority) if authority else None,
+                "signed": entry.signature is not None,
+                "hash": entry.hash,
+                "body": body,
+            }
+        )
+    return json_ok(total=total, offset=offset, limit=limit, items=items)
+
+
 @web.middleware
 async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """Unexpected exceptions under /api/ become a JSON `internal` error, logged."""
@@ -504,6 +672,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/login", api_login)
     app.router.add_post("/api/logout", api_logout)
     app.router.add_get("/api/me", api_me)
+    # Before `/api/admin/{kind}`, which would take these names for collections.
+    app.router.add_get("/api/admin/languages", admin_languages)
+    app.router.add_get("/api/admin/service-log", admin_service_log)
     app.router.add_get("/api/admin/{kind}", admin_list)
     app.router.add_post("/api/admin/{kind}", admin_create)
     app.router.add_post("/api/admin/endpoints/{id}/credential", admin_reset_credential)

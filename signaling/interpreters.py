@@ -357,3 +357,59 @@ async def interpreter_cancel(ctx: EventContext, data: RequestRef) -> dict[str, A
     await push_withdrawn(services, request, "cancelled")
     await push_request_update(services, request.id)
     return {"request": view}
+
+
+# --- a dead process's interpreters --------------------------------------------------------------
+
+
+async def interpreter_lost(services: Services, kind: str, ident: int) -> None:
+    """The lease sweeper (signaling/leases.py) found this person's last socket on a dead
+    process: he no longer counts as alerted in the rings of active calls (he stays free to
+    accept after reconnecting: `flow:sync` still lists the ring), and the call's expert and
+    requester get `interpreter:update` with how many interpreters are still alerted."""
+    if kind != "user":
+        return
+    changed: list[tuple[int, int]] = []
+    async with services.sessions() as session:
+        user = await session.get(User, ident)
+        if user is None or user.role != UserRole.INTERPRETER:
+            return
+        rows = await session.execute(
+            select(InterpreterRequest)
+            .join(Call, Call.id == InterpreterRequest.call_id)
+            .where(
+                InterpreterRequest.status == RequestStatus.RINGING,
+                Call.status == CallStatus.ACTIVE,
+            )
+        )
+        for request in rows.scalars():
+            alerted = load_ids(request.alerted)
+            if ident in alerted:
+                left = [u for u in alerted if u != ident]
+                request.alerted = dump_ids(left)
+                declined = set(load_ids(request.declined))
+                changed.append((request.id, len([u for u in left if u not in declined])))
+        await session.commit()
+    for request_id, still_alerted in changed:
+        async with services.sessions() as session:
+            found = await session.get(InterpreterRequest, request_id)
+            if found is None:
+                continue
+            view = await request_view(session, found)
+        call = await _call_of(services, view["call_id"])
+        targets = [call_room(view["call_id"])]
+        if call is not None and call.expert_id is not None:
+            targets.append(rooms.user(call.expert_id))
+        if view["requested_by"]["kind"] == "user":
+            targets.append(rooms.user(view["requested_by"]["id"]))
+        await services.sio.emit(
+            "interpreter:update", {"request": view, "alerted": still_alerted}, room=targets
+        )
+
+
+def setup(_app: Any, services: Services) -> None:
+    from signaling.leases import leases_of
+
+    found = leases_of(services)
+    if found is not None:
+        found.on_lost(interpreter_lost)

@@ -175,6 +175,10 @@ class ProcessLeases:
         self._unregister = self.redis.register_script(UNREGISTER_SCRIPT)
         self._count = self.redis.register_script(COUNT_SCRIPT)
         self._release = self.redis.register_script(RELEASE_SCRIPT)
+        guard = self.services.extras.get("login_guard")
+        if guard is not None and hasattr(guard, "use_redis"):
+            # Login failure limits over every process (signaling/login_guard.py).
+            guard.use_redis(self.redis, self.prefix)
         await self._heartbeat()
         await self.sweep(starting=True)
         self.tasks = [
@@ -192,6 +196,9 @@ class ProcessLeases:
         self.tasks = []
         if self.redis is None:
             return
+        guard = self.services.extras.get("login_guard")
+        if guard is not None and hasattr(guard, "use_memory"):
+            guard.use_memory()
         try:
             # A clean stop is swept at once (its sockets are gone) rather than at lease expiry.
             await self.redis.delete(self.lease_key(self.process_id))

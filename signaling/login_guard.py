@@ -19,19 +19,32 @@ both:
   flood of fresh keys cannot unblock a pair that is being guessed at right now.
 
 Unknown and known usernames take the same path (the unknown one verifies a dummy hash), so the
-answer's timing does not tell whether an account exists. The state lives in this process: with
-several signaling processes each counts its own share (a shared counter in Redis is the
-signaling-cluster work).
+answer's timing does not tell whether an account exists.
+
+**Several processes.** With `use_redis(client, prefix)` the failure counters live in Redis
+(`RedisFailures`): one sorted set per key (`<prefix>:login:{pair,addr,user}:<sha256>`), the
+newest `limit` failure times within the window, timed by the Redis server clock, expiring with
+the window; checking and recording are one Lua script each, so concurrent logins on several
+processes see each other's failures at once. Callers use the async `admit` / `record_failure`
+(the sync `check` / `failed` are the one-process, in-memory path). If Redis does not answer,
+this process's own counters decide (logged). The hashing capacity stays per process (it
+protects this process's CPU).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
+import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class LoginRefused(Exception):
@@ -96,6 +109,79 @@ class Limits:
     max_keys: int = 100_000
 
 
+# KEYS: the three counters. ARGV: limit and window (ms) of each. Returns 0, or 1/2/3: which
+# limit (pair, address, username) is reached.
+_CHECK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 1, 3 do
+  local limit, window = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[i]) >= limit then return i end
+end
+return 0
+"""
+# KEYS as above; ARGV: limits and windows, then a unique member for this failure.
+_RECORD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 1, 3 do
+  local limit, window = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  redis.call('ZADD', KEYS[i], now, ARGV[7])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -(limit + 1))
+  redis.call('PEXPIRE', KEYS[i], window)
+end
+return 0
+"""
+
+_BLOCKED = {
+    1: "too many failed logins; try again in a few minutes",
+    2: "too many failed logins from this address; try again later",
+    3: "too many failed logins for this account; try again later",
+}
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
+
+
+class RedisFailures:
+    """The three failure counters of `LoginGuard` in Redis, shared by every process."""
+
+    def __init__(self, client: Any, prefix: str, limits: Limits) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.limits = limits
+        self._check = client.register_script(_CHECK)
+        self._record = client.register_script(_RECORD)
+
+    def keys(self, address: str, username: str) -> list[str]:
+        return [
+            f"{self.prefix}:login:pair:{_digest(address, username)}",
+            f"{self.prefix}:login:addr:{_digest(address)}",
+            f"{self.prefix}:login:user:{_digest(username)}",
+        ]
+
+    def _args(self) -> list[int]:
+        lim = self.limits
+        return [
+            lim.per_pair,
+            int(lim.window * 1000),
+            lim.per_address,
+            int(lim.window * 1000),
+            lim.per_username,
+            int(lim.username_window * 1000),
+        ]
+
+    async def reached(self, address: str, username: str) -> int:
+        return int(await self._check(keys=self.keys(address, username), args=self._args()))
+
+    async def add(self, address: str, username: str) -> None:
+        member = f"{time.time():.6f}:{secrets.token_hex(6)}"
+        await self._record(keys=self.keys(address, username), args=[*self._args(), member])
+
+
 class LoginGuard:
     PER_ADDRESS_IN_FLIGHT = 2
 
@@ -118,6 +204,45 @@ class LoginGuard:
         self._hashing = asyncio.Semaphore(concurrency)
         self._admitted = 0  # hashing or waiting for a place to hash
         self._in_flight: dict[str, int] = {}
+        self.shared: RedisFailures | None = None
+        self._warned_at = 0.0
+
+    def use_redis(self, client: Any, prefix: str) -> None:
+        """Count failures in Redis from now on (None-safe: `use_memory` goes back)."""
+        self.shared = RedisFailures(client, prefix, self.limits)
+
+    def use_memory(self) -> None:
+        self.shared = None
+
+    def _warn(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= 60:
+            self._warned_at = now
+            log.warning("login limits in Redis failed (%r); this process's counts decide", exc)
+
+    async def admit(self, address: str, username: str) -> None:
+        """Raise Blocked when a failure limit for this login is reached (over every process
+        when the counters are in Redis)."""
+        if self.shared is not None:
+            try:
+                reached = await self.shared.reached(address, username)
+            except Exception as exc:
+                self._warn(exc)
+            else:
+                if reached:
+                    raise Blocked(_BLOCKED[reached])
+                return
+        self.check(address, username)
+
+    async def record_failure(self, address: str, username: str) -> None:
+        """Count a failed login (in Redis when shared; always in this process, which decides
+        when Redis does not answer)."""
+        self.failed(address, username)
+        if self.shared is not None:
+            try:
+                await self.shared.add(address, username)
+            except Exception as exc:
+                self._warn(exc)
 
     def check(self, address: str, username: str) -> None:
         """Raise Blocked when a failure limit for this login is reached."""
@@ -154,4 +279,12 @@ class LoginGuard:
                 del self._in_flight[address]
 
 
-__all__ = ["Blocked", "Busy", "FailureCounter", "Limits", "LoginGuard", "LoginRefused"]
+__all__ = [
+    "Blocked",
+    "Busy",
+    "FailureCounter",
+    "Limits",
+    "LoginGuard",
+    "LoginRefused",
+    "RedisFailures",
+]

@@ -26,6 +26,13 @@ VENDOR_FILES: dict[str, Path] = {
     / "socket.io-client"
     / "dist"
     / "socket.io.min.js.map",
+    # The kiosk's own document viewer: PDF.js renders into a canvas, so the customer gets no
+    # browser PDF viewer with its save button.
+    "pdf.min.mjs": ROOT / "node_modules" / "pdfjs-dist" / "build" / "pdf.min.mjs",
+    "pdf.worker.min.mjs": ROOT / "node_modules" / "pdfjs-dist" / "build" / "pdf.worker.min.mjs",
+    # Sparklines on the expert console and charts on the admin pages.
+    "uPlot.iife.min.js": ROOT / "node_modules" / "uplot" / "dist" / "uPlot.iife.min.js",
+    "uPlot.min.css": ROOT / "node_modules" / "uplot" / "dist" / "uPlot.min.css",
 }
 PAGES: dict[str, tuple[Path, str]] = {
     "/kiosk": (STATIC_DIRS["kiosk"] / "index.html", "Kioski · Kiosk"),

@@ -32,6 +32,7 @@ from signaling.protocol import (
     Role,
     on_event,
 )
+from signaling.queues import publish_expert_change
 from signaling.services import Services
 
 STAFF = {Role.EXPERT, Role.INTERPRETER, Role.CLERK, Role.ADMIN}
@@ -116,6 +117,14 @@ async def set_user_status(services: Services, user_id: int, status: UserPresence
             "online": user.online,
         }
     await _push(services, entry)
+    await _tell_waiting_customers(services, entry)
+
+
+async def _tell_waiting_customers(services: Services, entry: dict[str, Any]) -> None:
+    """An expert came, left or changed status: who can serve the waiting customers changed,
+    and so did their estimates (signaling/queues.py pushes them again)."""
+    if entry["kind"] == "user" and entry["role"] == UserRole.EXPERT.value:
+        await publish_expert_change(services, entry["id"])
 
 
 async def _set_online(services: Services, principal: Principal, online: bool) -> None:
@@ -156,6 +165,7 @@ async def _set_online(services: Services, principal: Principal, online: bool) ->
                 "online": online,
             }
     await _push(services, entry)
+    await _tell_waiting_customers(services, entry)
 
 
 async def _on_connect(services: Services, sid: str, principal: Principal) -> None:

@@ -10,12 +10,22 @@ When a call ends because its expert did not come back (`expert_lost`, signaling/
 the kiosk may take, once and within `requeue_window_seconds`, a new ticket in the same line
 that keeps the original ticket's `queued_at` and `queue_key` (`ticket:requeue`): the customer
 is at the head of the line again, ahead of everyone who came after him.
+
+The wait a kiosk is told (`estimated_wait_seconds` and `estimate_reason` of its ticket) counts
+only the experts who can serve that very line: online, not away, of the line's authority and
+speaking its language (a booked appointment: only its expert). With one of them free and the
+customer among the first that many in line it is 0 (`soon`); with nobody online who can serve
+the line there is no estimate (`no_expert_for_language` when the authority's experts are online
+but none speaks the language, `no_expert_online` otherwise); else `queue`: rounds of the mean
+recent call duration, the customers ahead of him shared among the experts who can serve him.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +33,7 @@ from pydantic import Field
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from signaling import rooms
 from signaling.calls import (
@@ -54,7 +65,7 @@ from signaling.flow_common import (
     ticket_view,
 )
 from signaling.flow_models import Call, CallStatus, EndReason, Ticket, TicketKind, TicketStatus
-from signaling.models import Authority, Office, User
+from signaling.models import Authority, Office, User, UserPresence, UserRole, expert_authorities
 from signaling.protocol import EventContext, EventModel, Principal, Role, on_event
 from signaling.services import Services
 from signaling.statistics import flow_metrics
@@ -188,6 +199,88 @@ async def mean_service_seconds(
     return max(1, round(sum(durations) / len(durations)))
 
 
+# `estimate_reason` of a waiting ticket (the kiosk's texts say them in fi/sv/en).
+ESTIMATE_SOON = "soon"  # an expert who can serve him is free: ~0
+ESTIMATE_QUEUE = "queue"  # an estimate from the line and the recent call durations
+NO_EXPERT_FOR_LANGUAGE = "no_expert_for_language"  # the authority's experts online lack it
+NO_EXPERT_ONLINE = "no_expert_online"  # nobody of the authority is online (or all away)
+
+
+@dataclass(frozen=True)
+class LineStaff:
+    """Who can serve one line (authority, language) right now."""
+
+    working: frozenset[int]  # online, not away, of the authority, speaking the language
+    free: frozenset[int]  # of those: available and in no call
+    authority_online: int  # the authority's experts online and not away, any language
+
+
+async def line_staff(session: AsyncSession, authority_id: int, language: str) -> LineStaff:
+    rows = await session.execute(
+        select(User)
+        .join(expert_authorities, expert_authorities.c.user_id == User.id)
+        .where(
+            expert_authorities.c.authority_id == authority_id,
+            User.role == UserRole.EXPERT.value,
+            User.enabled.is_(True),
+            User.online.is_(True),
+            User.presence.in_([UserPresence.AVAILABLE.value, UserPresence.BUSY.value]),
+        )
+        .options(selectinload(User.languages))
+        .execution_options(populate_existing=True)
+    )
+    experts = list(rows.scalars().unique())
+    working = [u for u in experts if language in u.language_codes]
+    in_call: set[int] = set()
+    if working:
+        calls = await session.execute(
+            select(Call.expert_id).where(
+                Call.status == CallStatus.ACTIVE,
+                Call.expert_id.in_([u.id for u in working]),
+            )
+        )
+        in_call = {expert_id for (expert_id,) in calls if expert_id is not None}
+    free = [
+        u.id for u in working if u.presence == UserPresence.AVAILABLE.value and u.id not in in_call
+    ]
+    return LineStaff(frozenset(u.id for u in working), frozenset(free), len(experts))
+
+
+def wait_estimate(
+    position: int, staff: LineStaff, mean_seconds: int, booked_expert: int | None = None
+) -> tuple[int | None, str]:
+    """(estimated wait in seconds or None, estimate_reason) of the `position`-th in line."""
+    working, free = staff.working, staff.free
+    if booked_expert is not None:
+        working, free = working & {booked_expert}, free & {booked_expert}
+    if not working:
+        if booked_expert is None and staff.authority_online:
+            return None, NO_EXPERT_FOR_LANGUAGE
+        return None, NO_EXPERT_ONLINE
+    if position <= len(free):
+        return 0, ESTIMATE_SOON
+    rounds = math.ceil((position - len(free)) / len(working))
+    return rounds * mean_seconds, ESTIMATE_QUEUE
+
+
+async def waiting_ticket_view(
+    session: AsyncSession,
+    ticket: Ticket,
+    position: int | None,
+    mean_seconds: int,
+    staff: LineStaff,
+) -> dict[str, Any]:
+    """The Ticket view of a waiting ticket with its estimate and `estimate_reason`."""
+    if position is None:
+        view = await ticket_view(session, ticket, None, None)
+        view["estimate_reason"] = None
+        return view
+    estimate, reason = wait_estimate(position, staff, mean_seconds, ticket.expert_id)
+    view = await ticket_view(session, ticket, position, estimate)
+    view["estimate_reason"] = reason
+    return view
+
+
 async def ticket_state(
     session: AsyncSession, ticket: Ticket, now: datetime, default_seconds: int
 ) -> dict[str, Any]:
@@ -197,8 +290,8 @@ async def ticket_state(
     line = await waiting_tickets(session, [ticket.authority_id], ticket.language)
     position = positions(line).get(ticket.id)
     mean = await mean_service_seconds(session, ticket.authority_id, now, default_seconds)
-    estimate = position * mean if position is not None else None
-    return await ticket_view(session, ticket, position, estimate)
+    staff = await line_staff(session, ticket.authority_id, ticket.language)
+    return await waiting_ticket_view(session, ticket, position, mean, staff)
 
 
 def _rowcount(result: Any) -> int:
@@ -541,11 +634,15 @@ async def publish_queue_change(
         tickets = await waiting_tickets(session, [authority_id])
         places = positions(tickets)
         mean = await mean_service_seconds(session, authority_id, now, default_seconds(services))
-        updates = [
-            (t.endpoint_id, await ticket_view(session, t, places[t.id], places[t.id] * mean))
-            for t in tickets
-            if t.endpoint_id is not None
-        ]
+        staff: dict[str, LineStaff] = {}
+        updates = []
+        for t in tickets:
+            if t.endpoint_id is None:
+                continue
+            if t.language not in staff:
+                staff[t.language] = await line_staff(session, authority_id, t.language)
+            view = await waiting_ticket_view(session, t, places[t.id], mean, staff[t.language])
+            updates.append((t.endpoint_id, view))
         views = await queue_views(session, [authority_id], None, now)
         code = await authority_code(session, authority_id)
         office_ids = sorted({t.office_id for t in tickets} | set(offices))
@@ -567,6 +664,19 @@ async def publish_queue_change(
             {"authority_id": authority_id, "queues": office_views},
             room=clerks_room(office_id),
         )
+
+
+async def publish_expert_change(services: Services, user_id: int) -> None:
+    """An expert came online, went offline or changed status: the waiting customers of his
+    authorities get their estimates again (who can serve them changed). For
+    signaling/presence.py to call after recording the change."""
+    async with services.sessions() as session:
+        user = await session.get(User, user_id, options=[selectinload(User.authorities)])
+        if user is None or user.role != UserRole.EXPERT.value:
+            return
+        authority_ids = sorted(a.id for a in user.authorities)
+    for authority_id in authority_ids:
+        await publish_queue_change(services, authority_id)
 
 
 # --- events -----------------------------------------------------------------------------------

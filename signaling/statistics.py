@@ -6,8 +6,12 @@ entries of the same log (received ones only). All routes are for administrators.
 
     GET /api/stats?by=authority|office|month&from=YYYY-MM&to=YYYY-MM
     GET /api/stats/compensation.csv?from=YYYY-MM&to=YYYY-MM
+    GET /api/stats/hourly?from=YYYY-MM&to=YYYY-MM[&authority_id=N][&office_id=N]
     GET /api/live
     GET /api/log/verify
+
+The hourly figures (the admin pages' charts) are per hour of the day in Finnish time: services
+that started in that hour over the period, and their mean and longest wait.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 from prometheus_client import Counter, Gauge
@@ -183,6 +189,67 @@ async def compensation_rows(
     return rows
 
 
+def _local_zone() -> tzinfo:
+    try:
+        return ZoneInfo("Europe/Helsinki")
+    except ZoneInfoNotFoundError:  # a host without the time-zone database
+        return UTC
+
+
+LOCAL_ZONE = _local_zone()
+
+
+def _started_hour(record: dict[str, Any]) -> int | None:
+    stamp = record.get("started_at")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        started = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    return started.astimezone(LOCAL_ZONE).hour
+
+
+async def hourly_rows(
+    session: AsyncSession,
+    start: str | None = None,
+    end: str | None = None,
+    authority_id: int | None = None,
+    office_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """24 rows, one per hour of the day (Finnish time): services started in that hour over
+    the period, and their mean and longest wait in seconds (None without services)."""
+    query = select(ServiceLogEntry.record).where(ServiceLogEntry.kind == "service")
+    if start:
+        query = query.where(ServiceLogEntry.month >= start)
+    if end:
+        query = query.where(ServiceLogEntry.month <= end)
+    counts = [0] * 24
+    waits: list[list[int]] = [[] for _ in range(24)]
+    for (text,) in await session.execute(query.order_by(ServiceLogEntry.seq)):
+        record = json.loads(text)
+        if authority_id is not None and record.get("authority_id") != authority_id:
+            continue
+        if office_id is not None and record.get("office_id") != office_id:
+            continue
+        hour = _started_hour(record)
+        if hour is None:
+            continue
+        counts[hour] += 1
+        waits[hour].append(int(record.get("wait_seconds") or 0))
+    return [
+        {
+            "hour": hour,
+            "services": counts[hour],
+            "mean_wait_seconds": round(sum(waits[hour]) / counts[hour]) if counts[hour] else None,
+            "max_wait_seconds": max(waits[hour]) if counts[hour] else None,
+        }
+        for hour in range(24)
+    ]
+
+
 def compensation_csv(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     # Office and authority names are typed by administrators: no formulas in the sheet.
@@ -271,6 +338,28 @@ async def get_stats(request: web.Request) -> web.Response:
     return json_ok(by=by, rows=rows)
 
 
+def _id_param(request: web.Request, name: str) -> int | None:
+    from signaling.http_api import ApiError
+
+    value = request.query.get(name)
+    if value is None or value == "":
+        return None
+    if not value.isdigit() or int(value) < 1 or len(value) > 12:
+        raise ApiError(ErrorCode.INVALID, f"{name} must be a positive integer")
+    return int(value)
+
+
+async def get_hourly(request: web.Request) -> web.Response:
+    from signaling.http_api import json_ok
+
+    services = await _admin(request)
+    start, end = _month_param(request, "from"), _month_param(request, "to")
+    authority_id, office_id = _id_param(request, "authority_id"), _id_param(request, "office_id")
+    async with services.sessions() as session:
+        rows = await hourly_rows(session, start, end, authority_id, office_id)
+    return json_ok(timezone=str(LOCAL_ZONE), rows=rows)
+
+
 async def get_compensation_csv(request: web.Request) -> web.Response:
     services = await _admin(request)
     start, end = _month_param(request, "from"), _month_param(request, "to")
@@ -312,6 +401,8 @@ async def get_log_verify(request: web.Request) -> web.Response:
         first_broken=found["first_broken"],
         checkpoint=found["checkpoint"],
         unanchored_entries=found["unanchored_entries"],
+        checkpoints_checked=found["checkpoints_checked"],
+        unsigned_service_records=found["unsigned_service_records"],
         notes=found["notes"],
     )
 
@@ -320,5 +411,6 @@ def setup(app: web.Application, services: Services) -> None:
     services.extras["flow_metrics"] = FlowMetrics(services)
     app.router.add_get("/api/stats", get_stats)
     app.router.add_get("/api/stats/compensation.csv", get_compensation_csv)
+    app.router.add_get("/api/stats/hourly", get_hourly)
     app.router.add_get("/api/live", get_live)
     app.router.add_get("/api/log/verify", get_log_verify)

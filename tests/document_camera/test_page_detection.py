@@ -135,3 +135,34 @@ def test_any_frame_gives_a_result(width: int, height: int, seed: int, kind: str)
     result = DocumentPipeline().process(frame)
     assert result.image.ndim == 3 and result.image.size > 0
     assert result.page_found == (result.quad is not None)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_shadow_band_does_not_split_the_page_and_is_told(seed: int) -> None:
+    """A band of shadow taking half the light across the page: corners still right, and the
+    clerk hears about the shadow (the old bright-region finder was 30–70 % of the diagonal
+    off here, silently)."""
+    capture = synthetic_capture(frame_size=(1920, 1080), seed=seed,
+                                effects=CameraEffects(shadow=0.5))
+    result = DocumentPipeline().process(capture.frame)
+    assert result.quad is not None
+    assert float(np.hypot(*(result.quad - capture.corners).T).max()) < 3.0
+    assert NoticeCode.SHADOW_ON_PAGE in [n.code for n in result.notices]
+    assert "Varjo sivun päällä" in next(
+        n for n in result.notices if n.code == NoticeCode.SHADOW_ON_PAGE).text("fi")
+
+
+def test_unsure_page_is_not_cropped_silently() -> None:
+    """Paper on a desk as bright as itself: no clear edge. Either no crop with a notice, or a
+    crop that is right."""
+    capture = synthetic_capture(frame_size=(1280, 720), seed=3)
+    frame = capture.frame.copy()
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    cv2.fillConvexPoly(mask, capture.corners.astype(np.int32), 255)
+    frame[mask == 0] = 235  # a white desk
+    result = DocumentPipeline().process(frame)
+    if result.quad is not None:
+        assert float(np.hypot(*(result.quad - capture.corners).T).max()) < 5.0
+    else:
+        assert [n.code for n in result.notices] in (
+            [NoticeCode.PAGE_UNCERTAIN], [NoticeCode.NO_PAGE], [NoticeCode.SHADOW_ON_PAGE])

@@ -138,6 +138,24 @@ async def test_no_page_is_told_once_and_frames_keep_coming() -> None:
                           controller=RateController(RatePolicy(max_fps=20.0,
                                                                bits_per_frame=100_000)))
     frames = [await track.recv() for _ in range(3)]
-    assert all((f.width, f.height) == SIZE for f in frames)
+    # no page: the (landscape) camera view goes out landscape, one resolution throughout
+    assert all((f.width, f.height) == (SIZE[1], SIZE[0]) for f in frames)
     assert [n.code for n in notices] == [NoticeCode.NO_PAGE]
     track.stop()
+
+
+async def test_landscape_plan_goes_out_landscape_without_bars() -> None:
+    source = SyntheticSource(frame_size=(1920, 1080), kind="plan", seed=2)
+    track = DocumentTrack(source, size=SIZE, controller=RateController(RatePolicy(max_fps=30)))
+    frame = await track.recv()
+    assert (frame.width, frame.height) == (SIZE[1], SIZE[0])  # 768×544
+    image = frame.to_ndarray(format="bgr24")
+    # The plan fills the canvas: no black bars at the sides or top and bottom.
+    assert image[:, :8].mean() > 100 and image[:, -8:].mean() > 100
+    assert image[:8].mean() > 100 and image[-8:].mean() > 100
+    text = DocumentTrack(SyntheticSource(frame_size=(1920, 1080), seed=2), size=SIZE,
+                         controller=RateController(RatePolicy(max_fps=30)))
+    portrait = await text.recv()
+    assert (portrait.width, portrait.height) == SIZE
+    track.stop()
+    text.stop()

@@ -54,8 +54,12 @@ class Person:
         await self.context.close()
 
 
-async def _open(browser: Any, url: str, viewport: dict[str, int]) -> Person:
-    context = await browser.new_context(viewport=viewport, locale="fi-FI")
+async def _open(
+    browser: Any, url: str, viewport: dict[str, int], *, axe: bool = False
+) -> Person:
+    # `axe`: the test injects axe-core (tests/support/ui.py), which the pages' CSP (scripts
+    # from 'self' only) would block; only such tests bypass it.
+    context = await browser.new_context(viewport=viewport, locale="fi-FI", bypass_csp=axe)
     page = await context.new_page()
     person = Person(context, page)
     page.on("pageerror", lambda exc: person.errors.append(str(exc)))
@@ -72,9 +76,11 @@ async def open_kiosk(browser: Any, live: LiveService) -> Person:
     return person
 
 
-async def open_console(browser: Any, live: LiveService, path: str, username: str) -> Person:
+async def open_console(
+    browser: Any, live: LiveService, path: str, username: str, *, axe: bool = False
+) -> Person:
     """A console page, logged in through its form with the demo password."""
-    person = await _open(browser, f"{live.base_url}{path}", CONSOLE_VIEWPORT)
+    person = await _open(browser, f"{live.base_url}{path}", CONSOLE_VIEWPORT, axe=axe)
     page = person.page
     await page.fill("#username", username)
     await page.fill("#password", live.passwords[username])

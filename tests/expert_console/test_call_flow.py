@@ -73,13 +73,15 @@ async def test_walk_in_call_end_to_end(browser: Any, live_service: LiveService) 
     await kiosk.page.wait_for_selector("#call-quality[data-level=good]")
     await expert.page.wait_for_selector("#call-quality[data-level=good]")
     await screenshot(kiosk.page, "kiosk-call")
-    # The documents widget at the kiosk has kiosk-sized touch targets too.
-    await kiosk.page.wait_for_selector("#documents .documents-choose")
+    # The documents widget at the kiosk receives only: no file picker in front of the
+    # customer (sending is clerk-assisted), and its buttons are kiosk-sized touch targets.
+    await kiosk.page.wait_for_selector("#documents")
+    assert await kiosk.page.locator("#documents input[type=file]").count() == 0
     heights = await kiosk.page.eval_on_selector_all(
-        "#documents .documents-choose, #documents button:not([hidden])",
-        "els => els.map(e => e.getBoundingClientRect().height)",
+        "#documents button",
+        "els => els.filter(e => e.offsetParent).map(e => e.getBoundingClientRect().height)",
     )
-    assert heights and min(heights) >= 64, heights
+    assert all(h >= 64 for h in heights), heights
     await screenshot(expert.page, "expert-call")
 
     # Either side reloading its page rejoins the same call, and the video flows again.
@@ -150,6 +152,7 @@ async def test_interpreter_joins_and_leaves(browser: Any, live_service: LiveServ
     await wait_frames_growing(kiosk.page)
 
     # Sign-language interpreter requested: the interpreter is alerted and accepts.
+    await expert.page.click("#open-interpreter")  # the control bar's interpreter panel
     await expert.page.select_option("#interpreter-language", "fse")
     await expert.page.click("#interpreter-form button[type=submit]")
     await interpreter.page.wait_for_selector("#alerts li[data-request]")
@@ -195,3 +198,38 @@ async def test_interpreter_joins_and_leaves(browser: Any, live_service: LiveServ
     assert await kiosk.page.is_visible("#screen-call")
     for person in (kiosk, expert, interpreter):
         person.assert_no_errors()
+
+
+async def test_expert_is_told_when_the_last_alerted_interpreter_is_lost(
+    browser: Any, live_service: LiveService
+) -> None:
+    """The lease sweeper (signaling/leases.py) finds the only alerted interpreter's process
+    dead: the ring stays open, and the expert's console says nobody hears it. The hook the
+    sweeper calls (`interpreter_lost`) runs here as the sweeper runs it."""
+    from signaling.interpreters import interpreter_lost
+
+    interpreter = await open_console(browser, live_service, "/interpreter", "tulkki")
+    await interpreter.page.click("#presence button[data-presence=available]")
+    await interpreter.page.wait_for_selector(
+        "#presence button[data-presence=available][aria-pressed=true]"
+    )
+    kiosk = await open_kiosk(browser, live_service)
+    expert = await open_console(browser, live_service, "/expert", "kela")
+    try:
+        await take_kela_ticket(kiosk)
+        await expert.page.wait_for_selector("#queues td.num")
+        await expert.page.click("#take-next")
+        await expert.page.wait_for_selector("#view-call:not([hidden])")
+        await expert.page.click("#open-interpreter")
+        await expert.page.select_option("#interpreter-language", "fse")
+        await expert.page.click("#interpreter-form button[type=submit]")
+        await interpreter.page.wait_for_selector("#alerts li[data-request]")
+        none = "Tulkkeja ei tavoitettu juuri nyt."
+        assert (await expert.page.text_content("#notice") or "") != none
+        await interpreter_lost(live_service.services, "user", live_service.demo.user_ids["tulkki"])
+        await expert.page.wait_for_selector(f"#notice:not([hidden]):text-is('{none}')")
+        kiosk.assert_no_errors()
+        expert.assert_no_errors()
+    finally:
+        for person in (interpreter, kiosk, expert):
+            await person.close()

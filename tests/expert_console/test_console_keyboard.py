@@ -64,7 +64,11 @@ async def test_expert_console_by_keyboard(browser: Any, live_service: LiveServic
     await screenshot(page, "expert-keyboard-focus")
     await page.keyboard.press("Enter")
     await page.wait_for_selector("#view-call:not([hidden])")
-    # In a call, keyboard users reach the controls and the document camera's viewport.
+    # In a call, keyboard users reach the controls and, once it is the main view (one
+    # button in the control bar), the document camera's viewport.
+    await tab_to(page, lambda f: f["id"] == "swap-view", limit=60)
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("#call-stage[data-main=document]")
     await tab_to(page, lambda f: f["id"] == "doccam-viewport", limit=60)
     await tab_to(page, lambda f: f["id"] == "end-call", limit=60)
     await page.keyboard.press("Enter")

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 class CollectingSink:
-    """Stands in for the document channel: the stills the agent took."""
+    """Sees each still the agent took (after it went into the call)."""
 
     def __init__(self) -> None:
         self.stills: asyncio.Queue[Still] = asyncio.Queue()
@@ -41,7 +41,7 @@ async def test_take_still_button_reaches_the_agent(browser: Any, live_service: L
             host_addresses=["127.0.0.1"],
             size=(544, 768),
             policy=RatePolicy(max_fps=8.0, bits_per_frame=100_000),
-            still_sink=sink,
+            still_observer=sink,
         ),
         SyntheticSource(frame_size=(960, 540), seed=3),
     )

@@ -47,6 +47,8 @@ async def test_expert_transfers_customer_and_kiosk_ticket_follows(
     await wait_frames_growing(expert.page)
 
     # The kela expert has one authority of his own; the form lists every other enabled one.
+    # Transfer is a button of the call-control bar; it opens the transfer form above it.
+    await expert.page.click("#open-transfer")
     await expert.page.wait_for_selector("#transfer-form:not([hidden])")
     options = await expert.page.eval_on_selector_all(
         "#transfer-authority option", "os => os.map(o => [o.value, o.textContent])"

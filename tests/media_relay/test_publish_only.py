@@ -65,3 +65,35 @@ async def test_publish_only_participant_is_sent_nothing(
     again = await relay.join(ROOM, "doccam", ["document"], subscribe=False)
     assert_publish_only(again)
     assert (await relay.stats())["rooms"][ROOM]["participants"]["doccam"]["forwarded"] == []
+
+
+async def test_a_source_filtered_subscriber_is_sent_only_those_sources(
+    relay: LocalRelay, bridge: Bridge
+) -> None:
+    """`subscribe=["document"]`: the clerk's preview of the document camera gets the camera's
+    picture, and nothing of the customer's or the expert's camera, audio or screen, at join
+    and after later changes; it publishes nothing."""
+    kiosk = bridge.peer(ROOM, "kiosk", {"camera": PatternTrack(), "audio": ToneTrack()})
+    await kiosk.join(["camera", "audio"])
+    camera = bridge.peer(ROOM, "doccam", {"document": PatternTrack()})
+    offer = await relay.join(ROOM, "doccam", ["document"], subscribe=False)
+    await relay.answer(ROOM, "doccam", await camera.client.handle_offer(offer))
+
+    clerk = bridge.peer(ROOM, "clerk", {})
+    first = await relay.join(ROOM, "clerk", [], subscribe=["document"])
+    assert [(t["participant_id"], t["source"], t["direction"]) for t in first["tracks"]] == [
+        ("doccam", "document", "recv")
+    ], first["tracks"]
+    await relay.answer(ROOM, "clerk", await clerk.client.handle_offer(first))
+    expert = bridge.peer(ROOM, "expert", {"camera": PatternTrack(), "audio": ToneTrack()})
+    await expert.join(["camera", "audio"])
+    await relay.publish(ROOM, "expert", "screen")
+    assert await wait_for(lambda: clerk.frames.get(("doccam", "document"), 0) >= 3, 20)
+    assert await wait_for(lambda: expert.frames.get(("kiosk", "camera"), 0) >= 3, 20)
+    assert set(clerk.frames) == {("doccam", "document")}, clerk.frames
+    stats = (await relay.stats())["rooms"][ROOM]["participants"]
+    assert {(s["from_participant_id"], s["source"]) for s in stats["clerk"]["forwarded"]} == {
+        ("doccam", "document")
+    }
+    # Nobody is sent anything of the clerk's (he publishes nothing).
+    assert all(pid != "clerk" for pid, _source in kiosk.frames)

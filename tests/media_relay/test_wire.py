@@ -57,6 +57,22 @@ def test_every_op_parses_with_its_arguments() -> None:
     assert wire.parse_request('{"id": 1, "op": "stats"}').op == "stats"
 
 
+def test_join_subscribes_to_all_nothing_or_some_sources() -> None:
+    def subscribe(value: Any) -> Any:
+        frame = {"id": 1, "op": "join", "args": {"room": "r", "participant": "p",
+                                                  "subscribe": value}}
+        args = wire.parse_request(json.dumps(frame)).args
+        assert isinstance(args, wire.JoinArgs)
+        return args.subscribe
+
+    assert subscribe(True) is True and subscribe(False) is False
+    assert subscribe(["document"]) == ["document"]
+    assert subscribe([]) == []
+    for bad in (["microphone"], "document", ["document"] * 9, 1, None, [True]):
+        with pytest.raises(wire.WireError):
+            subscribe(bad)
+
+
 @pytest.mark.parametrize(
     ("frame", "code", "request_id", "words"),
     [

@@ -32,12 +32,19 @@ class RawSocketIO:
         opened = await ws.receive_str(timeout=10)
         assert opened.startswith("0"), opened
         await ws.send_str("40" + json.dumps(auth))
+        early: list[Any] = []
         answer = await ws.receive_str(timeout=10)
+        while answer.startswith("42"):
+            # An event the server emitted while its connect handler ran (an expert coming
+            # online updates his lines); socket.io clients buffer these until the connect ack.
+            early.append(json.loads(answer[2:]))
+            answer = await ws.receive_str(timeout=10)
         if not answer.startswith("40"):
             await ws.close()
             await http.close()
             raise ConnectionRefusedError(answer)
         client = cls(http, ws)
+        client.events.extend(early)
         client.sid = json.loads(answer[2:])["sid"]
         return client
 

@@ -24,7 +24,7 @@ from endpoint.document_crypto import (
     encrypt_document,
 )
 from signaling.documents import exchange_of, expire_transfers, registration_statement
-from signaling.record_signing import public_key_b64u, sign_record
+from signaling.record_signing import b64u_encode, public_key_b64u, sign_record
 from tests.signaling.document_support import DocumentCall, document_call
 
 __all__ = ["document_call"]  # the fixture, used by name below
@@ -122,6 +122,39 @@ async def test_document_there_and_back(
     ]
     assert all(d["received_at"] for d in logged)
     assert "todistus" not in repr(logged)  # never the name, never the content
+
+
+async def test_an_answer_that_came_while_the_sender_was_away_is_replayed(
+    document_call: DocumentCall, channels: tuple[DocumentChannel, DocumentChannel]
+) -> None:
+    kiosk, expert = channels
+    sent = await kiosk.send("hakemus.pdf", PDF[:40_000])
+    # The kiosk's connection drops (its page reconnects on a new socket) before the expert
+    # answers: the documents:delivered push has nobody to reach.
+    again = await document_call.live.connect_kiosk()
+    await document_call.kiosk.disconnect()
+    async with asyncio.timeout(20):
+        got = await expert.receive()
+    assert got.verified
+    assert stored_files(document_call) == []  # the content goes once everyone has answered
+    assert not kiosk.delivered(sent.transfer_id)
+    returned = DocumentChannel(again, document_call.live.base_url, document_call.call_id)
+    returned.expect_delivery(sent.transfer_id, [expert.participant_id])
+    try:
+        await returned.start()  # publishing its keys again is what a reconnected page does
+        assert returned.delivered(sent.transfer_id)
+        async with asyncio.timeout(5):
+            verdicts = await returned.wait_delivered(sent.transfer_id)
+        assert verdicts == {expert.participant_id: ("received", None)}
+        # Told once: the transfer is finished, a later reconnect replays nothing.
+        ack = await again.call("documents:key", {
+            "call_id": document_call.call_id,
+            "keys": [{"suite": 1, "public_key": b64u_encode(returned.keys[1].public_bytes)}],
+        })
+        assert ack["ok"] and ack["delivered"] == [], ack
+    finally:
+        await returned.close()
+        await again.disconnect()
 
 
 async def test_tampered_ciphertext_is_refused_and_logged(

@@ -115,9 +115,13 @@ async def run_documents_across(tmp_path: Path, database_url: str) -> None:
             assert got.verified and got.content == PDF
             assert got.sender.participant_id == kiosk.participant_id
             assert verdicts == {expert.participant_id: ("received", None)}
-            # Deleted once its one recipient has it, and no data folder was used.
-            assert await count(first, DocumentTransfer, id=transfer_id) == 0
+            # The content is deleted once its one recipient has it, and no data folder was used;
+            # the rows (no content) stay until the sender's next documents:key, which replays
+            # the answer to him, has told him.
             assert await count(first, DocumentChunk, transfer_id=transfer_id) == 0
+            assert await count(first, DocumentTransfer, id=transfer_id) == 1
+            await kiosk.start()
+            assert await count(first, DocumentTransfer, id=transfer_id) == 0
             for live in (first, second):
                 assert list((live.settings.data_dir / "documents").glob("*.bin")) == []
 
@@ -128,6 +132,9 @@ async def run_documents_across(tmp_path: Path, database_url: str) -> None:
                 back_verdicts = await expert.wait_delivered(back.transfer_id)
             assert returned.verified and returned.content == PNG
             assert back_verdicts == {kiosk.participant_id: ("received", None)}
+            assert await count(first, DocumentChunk, transfer_id=back.transfer_id) == 0
+            await expert.start()  # the replay to the sender, on the other server, finishes it
+            assert await count(first, DocumentTransfer, id=back.transfer_id) == 0
 
             # Both receipts are in the service log, as either server reads it.
             logged = await logged_documents(first, call_id)

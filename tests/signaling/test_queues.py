@@ -60,12 +60,18 @@ async def _ticket(world: World, kiosk_name: str, code: str, at_minutes: float) -
 async def test_ticket_positions_and_estimates(world: World) -> None:
     first = await _ticket(world, "kiosk", "kela", 0)
     second = await _ticket(world, "kiosk2", "kela", 1)
+    third = await _ticket(world, "kiosk3", "kela", 2)
     async with world.sessions() as session:
-        a = await ticket_state(session, first, T0, DEFAULT)
-        b = await ticket_state(session, second, T0, DEFAULT)
-    assert (a["position"], a["estimated_wait_seconds"], a["status"]) == (1, 480, "waiting")
-    assert (b["position"], b["estimated_wait_seconds"]) == (2, 960)
-    assert a["number"].startswith("K-") and a["authority_code"] == "kela"
+        views = [await ticket_state(session, t, T0, DEFAULT) for t in (first, second, third)]
+    # Both Kela experts are online and free: the first two are served at once, the third
+    # waits for the first of the two calls to end.
+    assert [(v["position"], v["estimated_wait_seconds"], v["estimate_reason"]) for v in views] == [
+        (1, 0, "soon"),
+        (2, 0, "soon"),
+        (3, DEFAULT, "queue"),
+    ]
+    assert views[0]["status"] == "waiting"
+    assert views[0]["number"].startswith("K-") and views[0]["authority_code"] == "kela"
 
 
 async def test_unknown_authority_is_refused_and_nothing_is_written(world: World) -> None:

@@ -326,7 +326,9 @@ async def test_kiosk_page_and_console_list_the_document_camera(
         await screenshot(expert.page, "console-call-participants")
 
         # The documents panels: the camera publishes its key (to send stills), yet neither
-        # page offers it as a recipient; the people are ticked by default.
+        # page offers it as a recipient. The console lists the people, ticked by default; the
+        # kiosk only receives (no picker in front of the customer), but a document it sends
+        # would still go to the people only.
         stills = DocumentChannel(agent_sio, live.base_url, call_id, device=DOCCAM)
         await stills.start()
         customer = f"endpoint-{live.demo.endpoint_id}"
@@ -336,26 +338,32 @@ async def test_kiosk_page_and_console_list_the_document_camera(
             (expert, "window.__etapalvelu.expert.panel.documentPanel.panel", customer),
         ]
         for person, panel, other in panels:
-            box = f"[data-testid=documents-recipients] input[data-participant='{other}']"
-            await person.page.wait_for_selector(box, timeout=15000)
             await person.page.wait_for_function(
                 f"{panel}.channel.peers.has('{stills.participant_id}')", timeout=15000
             )
-            assert await person.page.is_checked(box)
-            assert await person.page.eval_on_selector_all(
-                "[data-testid=documents-recipients] input",
-                "boxes => boxes.map(b => b.dataset.participant)",
-            ) == [other]
             assert await person.page.evaluate(f"{panel}.recipients()") == [other]
             assert await person.page.evaluate(f"{panel}.channel.others()") == [other]
-        # A file from the kiosk goes to the expert (not to the camera: the server would
-        # refuse the whole transfer).
+        assert await kiosk.page.locator("[data-testid=documents-recipients]").count() == 0
+        assert await kiosk.page.locator("[data-testid=documents-file]").count() == 0
+        box = f"[data-testid=documents-recipients] input[data-participant='{customer}']"
+        await expert.page.wait_for_selector(box, timeout=15000)
+        assert await expert.page.is_checked(box)
+        assert await expert.page.eval_on_selector_all(
+            "[data-testid=documents-recipients] input",
+            "boxes => boxes.map(b => b.dataset.participant)",
+        ) == [customer]
+        # A file from the kiosk's channel goes to the panel's recipients, the expert (not to
+        # the camera: the server would refuse the whole transfer).
         pdf = b"%PDF-1.4\n" + hashlib.sha256(b"liite").digest() * 500
-        await kiosk.page.set_input_files(
-            "[data-testid=documents-file]",
-            files=[{"name": "liite.pdf", "mimeType": "application/pdf", "buffer": pdf}],
+        await kiosk.page.evaluate(
+            """async ([panelPath, bytes]) => {
+                const panel = panelPath.split(".").slice(1).reduce((o, k) => o[k], window);
+                const file = new File([new Uint8Array(bytes)], "liite.pdf",
+                                      { type: "application/pdf" });
+                await panel.channel.send(file, { recipients: panel.recipients() });
+            }""",
+            [panels[0][1], list(pdf)],
         )
-        await kiosk.page.click("[data-testid=documents-send]")
         digest = hashlib.sha256(pdf).hexdigest()
         await expert.page.wait_for_selector(
             f"[data-testid=documents-item][data-sha256='{digest}']", timeout=20000
@@ -367,6 +375,12 @@ async def test_kiosk_page_and_console_list_the_document_camera(
             await person.page.wait_for_selector(
                 f"[data-testid=documents-item][data-sha256='{png}']", timeout=20000
             )
+            # Said in the page's language (Finnish here), not the device's English name.
+            mark = await person.page.text_content(
+                f"[data-testid=documents-item][data-sha256='{png}'] "
+                "[data-testid=documents-verified]"
+            )
+            assert mark and "Asiakirjakamera" in mark and "document camera" not in mark, mark
         async with asyncio.timeout(20):
             verdicts = await stills.wait_delivered(sent.transfer_id)
         assert verdicts == {customer: ("received", None), kela: ("received", None)}

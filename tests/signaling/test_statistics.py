@@ -175,3 +175,86 @@ async def test_admin_routes(live_service: LiveService) -> None:
     assert "etapalvelu_service_records_total 1.0" in body
     assert "etapalvelu_active_calls 0.0" in body
     assert 'etapalvelu_waiting_customers{authority="kela"} 0.0' in body
+
+
+async def test_hourly_figures_in_finnish_time(world: World) -> None:
+    from signaling.statistics import hourly_rows
+
+    # T0 is 09:00 UTC in November: 11:00 in Helsinki (UTC+2).
+    await served(world, "kiosk", T0, 5)
+    await served(world, "kiosk2", T0 + timedelta(minutes=20), 10)
+    async with world.sessions() as session:
+        rows = await hourly_rows(session)
+        only_vero = await hourly_rows(session, authority_id=world.vero)
+        other_month = await hourly_rows(session, "2026-12", "2026-12")
+    assert len(rows) == 24 and [r["hour"] for r in rows] == list(range(24))
+    busy = [r for r in rows if r["services"]]
+    assert [(r["hour"], r["services"]) for r in busy] == [(11, 2)]
+    # Each was taken a minute after his ticket.
+    assert (busy[0]["mean_wait_seconds"], busy[0]["max_wait_seconds"]) == (60, 60)
+    assert rows[10]["mean_wait_seconds"] is None
+    assert sum(r["services"] for r in only_vero) == 0
+    assert sum(r["services"] for r in other_month) == 0
+
+
+async def test_admin_log_languages_and_hourly_routes(live_service: LiveService) -> None:
+    admin = await live_service.issue_token("admin")
+    expert_token = await live_service.issue_token("kela")
+    for path in ("/api/admin/service-log", "/api/admin/languages", "/api/stats/hourly"):
+        assert (await _get(live_service, path, None))[0] == 401, path
+        assert (await _get(live_service, path, expert_token))[0] == 403, path
+    for bad in (
+        "/api/admin/service-log?from=2026-13-01",
+        "/api/admin/service-log?limit=0",
+        "/api/admin/service-log?limit=201",
+        "/api/admin/service-log?office_id=-1",
+        "/api/admin/service-log?kind=other",
+        "/api/stats/hourly?office_id=x",
+        "/api/stats/hourly?from=2026",
+    ):
+        status, body, _ = await _get(live_service, bad, admin)
+        assert status == 400 and json.loads(body)["error"]["code"] == "invalid", (bad, body)
+
+    status, body, _ = await _get(live_service, "/api/admin/languages", admin)
+    languages = {item["code"]: item for item in json.loads(body)["items"]}
+    assert status == 200 and list(languages)[:3] == ["fin", "swe", "eng"]
+    assert languages["eng"]["name_sv"] == "engelska" and languages["fse"]["sign_language"]
+    assert languages["fin"]["in_use"] and not languages["ukr"]["in_use"]
+
+    # One served and recorded customer: a service record in the log, filterable.
+    kiosk = await live_service.connect_kiosk()
+    expert = await live_service.connect_user("kela")
+    await call(kiosk, "ticket:take", {"authority": "kela", "language": "fin"})
+    call_id = (await call(expert, "queue:take_next", {}))["call"]["id"]
+    await call(expert, "call:end", {"call_id": call_id})
+    key = await register_key_over_socket(expert, live_service.demo.user_ids["kela"])
+    filed = await file_signed_over_socket(
+        expert, key, {"call_id": call_id, "service_type": "general_advice", "outcome": "resolved"}
+    )
+    assert filed["ok"], filed
+    status, body, _ = await _get(live_service, "/api/admin/service-log", admin)
+    page = json.loads(body)
+    assert status == 200 and page["total"] == 1 and page["offset"] == 0
+    item = page["items"][0]
+    assert (item["seq"], item["kind"], item["call_id"]) == (1, "service", call_id)
+    assert item["signed"] is True
+    assert item["authority_code"] == "kela" and item["office_id"] == live_service.demo.office_id
+    assert item["body"]["outcome"] == "resolved"
+    office = live_service.demo.office_id
+    today = datetime.now().date()
+    for query, expected in (
+        (f"office_id={office}", 1),
+        (f"office_id={office + 1000}", 0),
+        ("kind=document", 0),
+        (f"from={today - timedelta(days=1)}&to={today + timedelta(days=1)}", 1),
+        (f"from={today + timedelta(days=2)}", 0),
+        (f"to={today - timedelta(days=2)}", 0),
+        ("offset=1", 0),
+    ):
+        status, body, _ = await _get(live_service, f"/api/admin/service-log?{query}", admin)
+        found = json.loads(body)
+        assert status == 200 and len(found["items"]) == expected, (query, found)
+    status, body, _ = await _get(live_service, "/api/stats/hourly", admin)
+    hourly = json.loads(body)
+    assert status == 200 and hourly["timezone"] == "Europe/Helsinki"
+    assert sum(r["services"] for r in hourly["rows"]) == 1

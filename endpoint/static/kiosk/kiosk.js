@@ -11,6 +11,14 @@
 // (call-notices.js). The customer can end the call himself ("Lopeta puhelu", confirmed); when
 // the expert does not come back (`call:ended` reason `expert_lost`) he keeps his turn at the
 // head of the line (`ticket:requeue`).
+//
+// The call screen fits one screen (index.html, kiosk.css): the expert and an interpreter side
+// by side, End call, received documents as a large "You received a document: View / Print"
+// notice, the safety code on request, the customer's own small picture, the help button.
+// The customer sends no files from here (no file picker): a paper goes to the expert through
+// the clerk's document camera. Documents open in the kiosk's own viewer (doc-viewer.js:
+// PDF.js into canvas, images in an <img>, print allowed, save not), and everything of them
+// is dropped from memory when the call ends.
 
 import {
   addStrings, applyTranslations, language, languageName, localName, mountLanguageSwitcher,
@@ -21,6 +29,7 @@ import { CallMedia, openCamera } from "/static/console/js/call-media.js";
 import { mountDocumentPanel } from "/static/console/js/documents.js";
 import { participantListElement, renderParticipantList } from "/static/common/js/participant-list.js";
 import { renderTileNotice, tileNotice } from "/static/common/js/call-notices.js";
+import { closeAllViewers } from "/static/common/js/doc-viewer.js";
 import { KIOSK_STRINGS } from "./strings.js";
 
 addStrings(KIOSK_STRINGS);
@@ -169,10 +178,25 @@ function renderTicket() {
   else if (ahead === 1) position = t("kiosk.ticket.positionOne");
   else if (ahead != null) position = t("kiosk.ticket.position", { n: ahead });
   $("ticket-position").textContent = position;
-  $("ticket-wait").textContent =
-    ticket.status === "waiting" && ticket.estimated_wait_seconds != null
-      ? t("kiosk.ticket.wait", { wait: waitText(ticket.estimated_wait_seconds) })
-      : "";
+  $("ticket-wait").textContent = ticket.status === "waiting" ? waitLine(ticket) : "";
+}
+
+/** What the wait looks like, in words the customer can act on (estimate_reason from the
+ * server): soon, about N minutes, or why nobody can say (nobody speaks the language, nobody
+ * of the authority is on duty) — never a number that would be a guess. */
+function waitLine(ticket) {
+  switch (ticket.estimate_reason) {
+    case "soon":
+      return t("kiosk.ticket.soon");
+    case "no_expert_for_language":
+      return t("kiosk.ticket.noLanguage");
+    case "no_expert_online":
+      return t("kiosk.ticket.noExpert");
+    default:
+      return ticket.estimated_wait_seconds != null
+        ? t("kiosk.ticket.wait", { wait: waitText(ticket.estimated_wait_seconds) })
+        : "";
+  }
 }
 
 // ---- queue --------------------------------------------------------------------------------
@@ -324,6 +348,7 @@ function renderParticipants() {
   );
   const stage = $("call-stage");
   $("tile-interpreter").hidden = !interpreter;
+  stage.dataset.people = interpreter ? "2" : "1";
   stage.dataset.spotlight = String(Boolean(interpreter && (interpreter.spotlight ||
                                                            interpreter.sign_language)));
   const expert = state.participants.find((p) => p.role === "expert");
@@ -383,7 +408,9 @@ function onTrackRemoved(info) {
 function onQuality(level) {
   const el = $("call-quality");
   el.dataset.level = level;
-  el.querySelector(".quality-text").textContent = t(`common.quality.${level}`);
+  const words = el.querySelector(".quality-text");
+  words.dataset.i18n = `common.quality.${level}`; // a language switch keeps the level
+  words.textContent = t(`common.quality.${level}`);
 }
 
 async function enterCall(call) {
@@ -539,9 +566,17 @@ async function requeue() {
 function mountDocuments(call) {
   const mount = $("document-panel-mount");
   if (state.documentPanel || !mount) return;
+  // Receive only: no file picker in front of the customer; the safety code on request.
   state.documentPanel = mountDocumentPanel(mount, {
     socket: state.socket, call, participantId: state.media.participantId, role: "customer",
+    sending: false, codesOnRequest: true,
   });
+}
+
+/** A document arrived: its notice is at the top of the list, scrolled into sight. */
+function onDocumentReceived() {
+  const panel = $("documents");
+  panel.scrollTop = 0;
 }
 
 function endCall(reason = "ended", { requeue: offer = null } = {}) {
@@ -551,6 +586,8 @@ function endCall(reason = "ended", { requeue: offer = null } = {}) {
   state.media = null;
   if (state.documentPanel && state.documentPanel.destroy) state.documentPanel.destroy();
   state.documentPanel = null;
+  // The documents leave with the call: open viewers, canvases, decrypted bytes.
+  closeAllViewers();
   $("documents").classList.remove("active");
   for (const el of audioElements.values()) el.remove();
   audioElements.clear();
@@ -575,6 +612,7 @@ function endCall(reason = "ended", { requeue: offer = null } = {}) {
 }
 
 function goToStart() {
+  closeAllViewers();
   if (state.endedTimer) clearTimeout(state.endedTimer);
   state.endedTimer = null;
   // Once the screen went back to the start, the offer is not shown to the next customer.
@@ -588,13 +626,20 @@ function goToStart() {
 
 // ---- service secretary ------------------------------------------------------------------
 
-async function callSecretary() {
+/** The help line under the button, kept by key so that a language switch translates it. */
+function secretaryStatus(key) {
   const status = $("secretary-status");
+  if (key) status.dataset.i18n = key;
+  else delete status.dataset.i18n;
+  status.textContent = key ? t(key) : "";
+}
+
+async function callSecretary() {
   try {
     await request(state.socket, "secretary:call", {});
-    status.textContent = t("kiosk.secretary.called");
+    secretaryStatus("kiosk.secretary.called");
   } catch {
-    status.textContent = t("kiosk.secretary.failed");
+    secretaryStatus("kiosk.secretary.failed");
   }
 }
 
@@ -613,7 +658,7 @@ async function sync({ reconnect = false } = {}) {
   }
   renderAuthorities();
   if (ack.secretary_alert && !ack.secretary_alert.acknowledged_at) {
-    $("secretary-status").textContent = t("kiosk.secretary.called");
+    secretaryStatus("kiosk.secretary.called");
   }
   if (ack.call && ack.call.status === "active") {
     state.ticket = ack.ticket;
@@ -682,6 +727,7 @@ function start() {
   $("end-call-no").addEventListener("click", closeEndDialog);
   $("lost-requeue").addEventListener("click", requeue);
   $("lost-stop").addEventListener("click", goToStart);
+  $("documents").addEventListener("document-received", onDocumentReceived);
 
   const credential = loadCredential();
   if (!credential) {
@@ -732,9 +778,9 @@ function start() {
     renderNotices();
   });
   socket.on("secretary:acknowledged", () => {
-    $("secretary-status").textContent = t("kiosk.secretary.coming");
+    secretaryStatus("kiosk.secretary.coming");
     // The note goes once the help has had time to arrive.
-    setTimeout(() => { $("secretary-status").textContent = ""; }, 120000);
+    setTimeout(() => secretaryStatus(null), 120000);
   });
   applyTranslations();
 }

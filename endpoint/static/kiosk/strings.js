@@ -28,6 +28,11 @@ export const KIOSK_STRINGS = {
     "kiosk.ticket.positionOne": "Edelläsi on yksi asiakas.",
     "kiosk.ticket.next": "Olet seuraavana vuorossa.",
     "kiosk.ticket.wait": "Arvioitu odotusaika: {wait}.",
+    "kiosk.ticket.soon": "Asiantuntija vastaa pian.",
+    "kiosk.ticket.noLanguage":
+      "Juuri nyt kukaan paikalla olevista asiantuntijoista ei puhu valitsemaasi kieltä. Voit odottaa tai valita toisen kielen.",
+    "kiosk.ticket.noExpert":
+      "Yksikään asiantuntija ei ole juuri nyt paikalla. Voit odottaa tai kysyä neuvoa palvelupisteen henkilökunnalta.",
     "kiosk.ticket.stay":
       "Odota rauhassa tämän laitteen lähellä. Asiantuntija soittaa sinulle tähän.",
     "kiosk.ticket.leave": "Poistu jonosta",
@@ -84,6 +89,11 @@ export const KIOSK_STRINGS = {
     "kiosk.ticket.positionOne": "Före dig finns en kund.",
     "kiosk.ticket.next": "Du är näst i tur.",
     "kiosk.ticket.wait": "Uppskattad väntetid: {wait}.",
+    "kiosk.ticket.soon": "En sakkunnig svarar snart.",
+    "kiosk.ticket.noLanguage":
+      "Just nu talar ingen av de sakkunniga i tjänst det språk du valde. Du kan vänta eller välja ett annat språk.",
+    "kiosk.ticket.noExpert":
+      "Ingen sakkunnig är i tjänst just nu. Du kan vänta eller fråga personalen på servicestället.",
     "kiosk.ticket.stay":
       "Vänta i lugn och ro nära den här apparaten. Den sakkunniga ringer dig här.",
     "kiosk.ticket.leave": "Lämna kön",
@@ -140,6 +150,11 @@ export const KIOSK_STRINGS = {
     "kiosk.ticket.positionOne": "There is one customer before you.",
     "kiosk.ticket.next": "You are next.",
     "kiosk.ticket.wait": "Estimated wait: {wait}.",
+    "kiosk.ticket.soon": "An expert will answer soon.",
+    "kiosk.ticket.noLanguage":
+      "Right now none of the experts on duty speaks the language you chose. You can wait or choose another language.",
+    "kiosk.ticket.noExpert":
+      "No expert is on duty right now. You can wait or ask the staff of the service point.",
     "kiosk.ticket.stay": "Please wait near this device. The expert will call you here.",
     "kiosk.ticket.leave": "Leave the queue",
     "kiosk.ticket.calling": "The expert is answering now. Connecting…",

@@ -10,89 +10,9 @@ import { participantListElement, renderParticipantList } from "/static/common/js
 import { renderTileNotice, tileNotice } from "/static/common/js/call-notices.js";
 import { CallMedia, openCamera } from "./call-media.js";
 import { mountDocumentPanel } from "./documents.js";
+import { DocCamView } from "./doccam-view.js";
 
 const $ = (id) => document.getElementById(id);
-
-/** Zoom (1×–6×) and pan of the document camera: mouse drag, touch drag, arrow keys, +/−. */
-export class DocumentViewer {
-  constructor(viewport, video, output) {
-    this.viewport = viewport;
-    this.video = video;
-    this.output = output;
-    this.scale = 1;
-    this.x = 0;
-    this.y = 0;
-    let drag = null;
-    viewport.addEventListener("pointerdown", (e) => {
-      drag = { x: e.clientX - this.x, y: e.clientY - this.y };
-      viewport.setPointerCapture(e.pointerId);
-      viewport.classList.add("dragging");
-    });
-    viewport.addEventListener("pointermove", (e) => {
-      if (!drag) return;
-      this.x = e.clientX - drag.x;
-      this.y = e.clientY - drag.y;
-      this.apply();
-    });
-    const stop = () => { drag = null; viewport.classList.remove("dragging"); };
-    viewport.addEventListener("pointerup", stop);
-    viewport.addEventListener("pointercancel", stop);
-    viewport.addEventListener("wheel", (e) => {
-      e.preventDefault();
-      this.zoom(e.deltaY < 0 ? 1.25 : 0.8);
-    }, { passive: false });
-    viewport.addEventListener("keydown", (e) => {
-      const step = 40;
-      const moves = { ArrowLeft: [step, 0], ArrowRight: [-step, 0], ArrowUp: [0, step],
-                      ArrowDown: [0, -step] };
-      if (moves[e.key]) {
-        this.x += moves[e.key][0];
-        this.y += moves[e.key][1];
-        this.apply();
-        e.preventDefault();
-      } else if (e.key === "+" || e.key === "=") {
-        this.zoom(1.25);
-        e.preventDefault();
-      } else if (e.key === "-") {
-        this.zoom(0.8);
-        e.preventDefault();
-      } else if (e.key === "0") {
-        this.reset();
-        e.preventDefault();
-      }
-    });
-  }
-
-  zoom(factor) {
-    const rect = this.viewport.getBoundingClientRect();
-    const next = Math.min(6, Math.max(1, this.scale * factor));
-    // Keep the centre of the viewport where it is while zooming.
-    const cx = rect.width / 2;
-    const cy = rect.height / 2;
-    this.x = cx - ((cx - this.x) * next) / this.scale;
-    this.y = cy - ((cy - this.y) * next) / this.scale;
-    this.scale = next;
-    this.apply();
-  }
-
-  reset() {
-    this.scale = 1;
-    this.x = 0;
-    this.y = 0;
-    this.apply();
-  }
-
-  apply() {
-    const rect = this.viewport.getBoundingClientRect();
-    // Never pan the picture out of sight.
-    const minX = rect.width - rect.width * this.scale;
-    const minY = rect.height - rect.height * this.scale;
-    this.x = Math.min(0, Math.max(minX, this.x));
-    this.y = Math.min(0, Math.max(minY, this.y));
-    this.video.style.transform = `translate(${this.x}px, ${this.y}px) scale(${this.scale})`;
-    if (this.output) this.output.textContent = `${Math.round(this.scale * 100)} %`;
-  }
-}
 
 /**
  * The media of one console in one call.
@@ -119,8 +39,9 @@ export class CallPanel {
     socket.on("connect", rerender);
     socket.on("disconnect", rerender);
     onLanguageChange(rerender);
+    this.onDoccam = null; // (hasVideo) when the document camera's picture comes or goes
     if (doccam) {
-      this.viewer = new DocumentViewer(doccam.viewport, doccam.video, doccam.output);
+      this.viewer = new DocCamView(doccam.viewport, doccam.video, doccam.output);
       doccam.zoomIn?.addEventListener("click", () => this.viewer.zoom(1.25));
       doccam.zoomOut?.addEventListener("click", () => this.viewer.zoom(0.8));
       doccam.zoomReset?.addEventListener("click", () => this.viewer.reset());
@@ -129,8 +50,30 @@ export class CallPanel {
 
   /** The "take still" button (doccam.still) is there only while a document track is. */
   updateStillButton() {
+    const has = Boolean(this.doccam && this.doccam.viewport.classList.contains("has-video"));
     const button = this.doccam && this.doccam.still;
-    if (button) button.hidden = !this.doccam.viewport.classList.contains("has-video");
+    if (button) button.hidden = !has;
+    if (this.doccam) {
+      if (has) this.viewer.start();
+      else this.viewer.stop();
+    }
+    this.onDoccam?.(has);
+  }
+
+  /** Our microphone (kind "audio") or camera ("video") on or off; returns the new state. */
+  setLocalEnabled(kind, enabled) {
+    const stream = this.camera;
+    if (!stream) return false;
+    const tracks = kind === "audio" ? stream.getAudioTracks() : stream.getVideoTracks();
+    for (const track of tracks) track.enabled = enabled;
+    return tracks.length > 0;
+  }
+
+  localEnabled(kind) {
+    const stream = this.camera;
+    if (!stream) return false;
+    const tracks = kind === "audio" ? stream.getAudioTracks() : stream.getVideoTracks();
+    return tracks.some((track) => track.enabled);
   }
 
   async prepareCamera() {
@@ -299,7 +242,9 @@ export class CallPanel {
     const el = $("call-quality");
     if (!el) return;
     el.dataset.level = level;
-    el.querySelector(".quality-text").textContent = t(`common.quality.${level}`);
+    const text = el.querySelector(".quality-text");
+    text.dataset.i18n = `common.quality.${level}`; // so a language switch keeps the level
+    text.textContent = t(text.dataset.i18n);
   }
 
   close({ keepCamera = true } = {}) {

@@ -2,7 +2,8 @@
 // (re)connect, the availability buttons and status banners.
 
 import {
-  addStrings, applyTranslations, mountLanguageSwitcher, rememberedLanguage, setLanguage, t,
+  addStrings, applyTranslations, mountLanguageSwitcher, onLanguageChange, rememberedLanguage,
+  setLanguage, t,
 } from "/static/common/js/i18n.js";
 import { connect, forgetSession, login, request, savedSession } from "./session.js";
 import { CONSOLE_STRINGS } from "./strings.js";
@@ -21,14 +22,27 @@ export function setStatus(text, kind = "warn") {
 
 let noticeTimer = null;
 /** A passing message (kept for 8 s: long enough to read, short enough not to pile up). */
-export function notify(text, kind = "info") {
+export function notify(text, kind = "info", { tag = null } = {}) {
   const el = $("notice");
   if (!el) return;
   el.textContent = text;
+  if (tag) el.dataset.tag = tag;
+  else delete el.dataset.tag;
   el.className = `banner ${kind}`;
   el.hidden = false;
   clearTimeout(noticeTimer);
   noticeTimer = setTimeout(() => { el.hidden = true; }, 8000);
+}
+
+/** Take the passing message away now (e.g. "new request" once it has been answered); with
+ * `tag`, only if the message shown was given that tag. */
+export function clearNotice(tag = null) {
+  const el = $("notice");
+  if (!el || (tag && el.dataset.tag !== tag)) return;
+  clearTimeout(noticeTimer);
+  el.hidden = true;
+  el.textContent = "";
+  delete el.dataset.tag;
 }
 
 /** A translated text for a refused request, using the stable `reason` when there is one. */
@@ -59,6 +73,12 @@ export function startConsole({ roles, onSession, onSync }) {
   setLanguage(rememberedLanguage() || "fi");
   applyTranslations();
   const ctx = { socket: null, user: null };
+  // The signed-in line follows the language like every other text.
+  const renderSignedIn = () => {
+    $("signed-in").textContent = ctx.user
+      ? t("console.signedInAs", { name: ctx.user.display_name }) : "";
+  };
+  onLanguageChange(renderSignedIn);
   window.__etapalvelu = window.__etapalvelu || {};
   window.__etapalvelu.console = ctx;
 
@@ -67,6 +87,7 @@ export function startConsole({ roles, onSession, onSync }) {
     $("login").hidden = false;
     $("logout").hidden = true;
     $("presence") && ($("presence").hidden = true);
+    ctx.user = null;
     $("signed-in").textContent = "";
     const error = $("login-error");
     error.hidden = !message;
@@ -88,7 +109,7 @@ export function startConsole({ roles, onSession, onSync }) {
     $("login").hidden = true;
     $("app").hidden = false;
     $("logout").hidden = false;
-    $("signed-in").textContent = t("console.signedInAs", { name: session.user.display_name });
+    renderSignedIn();
     const socket = connect({ token: session.token });
     ctx.socket = socket;
     socket.on("connect", async () => {
@@ -156,8 +177,22 @@ function mountPresence(ctx, user) {
       b.setAttribute("aria-pressed", String(b.dataset.presence === status));
     }
   };
+  // The login reply was written before this socket connected (then he was "offline"; the
+  // connect makes him available unless he chose busy or away). So the mark comes from the
+  // server after every (re)connect; `presence:get` also subscribes to `presence:changed`.
   mark(user.presence);
   ctx.setPresenceMark = mark;
+  const readPresence = async () => {
+    try {
+      const snapshot = await request(ctx.socket, "presence:get", {});
+      const me = (snapshot.users || []).find((u) => u.id === user.id);
+      if (me) mark(me.status);
+    } catch (error) {
+      console.warn("presence:get failed", error);
+    }
+  };
+  ctx.socket.on("connect", readPresence);
+  if (ctx.socket.connected) readPresence();
   for (const button of group.querySelectorAll("button")) {
     button.onclick = async () => {
       try {

@@ -6,6 +6,9 @@ import {
 } from "/static/common/js/i18n.js";
 import { $, errorText, notify, selectView, setStatus, startConsole } from "./console-app.js";
 import { CallPanel } from "./call-panel.js";
+import { CallControls } from "./call-controls.js";
+import { DocCamPreview } from "./doccam-preview.js";
+import { QueueTrends } from "./queue-trends.js";
 import { request } from "./session.js";
 import { ensureSigningKeyRegistered, signRecord } from "/static/common/js/document-crypto.js";
 import { el } from "/static/common/js/dom.js";
@@ -32,10 +35,13 @@ const state = {
   panel: null,
   secretaryAlerts: [],
   officeCalls: [],
+  preview: null, // the clerk's document-camera preview: {callId, preview, state}
   appointments: [],
   // The expert's Ed25519 signing key (non-extractable, in this browser's IndexedDB), once
   // registered with the server; service records are signed with it (docs/document-protocol.md §6).
   signingKey: null,
+  controls: null, // the call-control bar (call-controls.js)
+  trends: null, // queue lengths over the last half hour (queue-trends.js)
 };
 window.__etapalvelu = window.__etapalvelu || {};
 window.__etapalvelu.expert = state;
@@ -45,6 +51,7 @@ window.__etapalvelu.expert = state;
 function showView(name, { focus = true } = {}) {
   state.view = name;
   selectView(name);
+  document.body.classList.toggle("in-call", name === "call");
   // In a call or filing its record, the other views wait.
   const locked = name === "call" || name === "record";
   for (const b of document.querySelectorAll(".console-nav button")) b.disabled = locked;
@@ -79,12 +86,14 @@ function setQueues(queues) {
     state.queues.set(queue.authority_id, [...rest, queue]);
   }
   state.queuesAt = Date.now();
+  recordTrends();
   renderQueues();
 }
 
 function replaceAuthorityQueues(authorityId, queues) {
   state.queues.set(authorityId, queues.filter((q) => q.authority_id === authorityId));
   state.queuesAt = Date.now();
+  recordTrends(authorityId);
   renderQueues();
 }
 
@@ -146,11 +155,34 @@ function renderQueues() {
       body.append(row);
     }
     table.append(body);
-    container.append(table);
+    container.append(el("div", { class: "table-scroll" }, table));
   }
   if (!total) container.append(el("p", { class: "empty", text: t("console.queues.empty") }));
   const takeNext = $("take-next");
   if (takeNext) takeNext.disabled = !total || Boolean(state.call);
+}
+
+/** Every line's length now into the half-hour history (`authorityId`: only that authority's
+ * lines were pushed; a line of it missing from the push is empty now). */
+function recordTrends(authorityId = null) {
+  if (state.role !== "expert") return;
+  if (!state.trends) state.trends = new QueueTrends($("queue-trends"));
+  const now = Date.now();
+  const seen = new Set();
+  for (const [id, list] of state.queues) {
+    if (authorityId != null && id !== authorityId) continue;
+    for (const queue of list) {
+      seen.add(`${id}|${queue.language}`);
+      state.trends.record(id, queue.language, (queue.tickets || []).length, now);
+    }
+  }
+  state.trends.emptyOthers(authorityId, seen, now);
+  renderTrends();
+}
+
+function renderTrends() {
+  if (!state.trends) return;
+  state.trends.render((id) => authorityLabel(id, ""));
 }
 
 /** Where a customer of this authority's line can be sent: every other enabled authority. */
@@ -250,8 +282,10 @@ function renderCallInfo() {
     transfer.append(el("option", { value: String(authority.id), text: localName(authority) }));
   }
   if (chosen) transfer.value = chosen;
-  // Nothing to transfer to (an expert of one authority, no list of the others): no form.
-  $("transfer-form").hidden = state.role !== "expert" || !transfer.options.length;
+  // Nothing to transfer to (an expert of one authority, no list of the others): no button.
+  const canTransfer = state.role === "expert" && transfer.options.length > 0;
+  $("transfer-form").hidden = !canTransfer;
+  $("open-transfer").hidden = !canTransfer;
   renderInterpreterStatus();
 }
 
@@ -271,9 +305,11 @@ async function enterCall(call) {
   if (state.call && state.call.id === call.id && state.panel && state.panel.media) return;
   state.call = call;
   showView("call");
+  state.controls.resetView();
   renderCallInfo();
   try {
     await callPanel().join(call);
+    state.controls.resetLocal();
   } catch (error) {
     setStatus(errorText(error), "error");
   }
@@ -306,6 +342,8 @@ async function endCall() {
 
 function afterCall(call) {
   if (state.panel) state.panel.close();
+  state.controls.resetView();
+  state.controls.resetLocal();
   state.call = null;
   $("interpreter-status").textContent = "";
   if (state.role === "clerk") return;
@@ -324,6 +362,7 @@ async function requestInterpreter(event) {
     if (state.call) {
       state.call.interpreter_requests = [...(state.call.interpreter_requests || []), ack.request];
       renderInterpreterStatus();
+      state.controls.closePanels({ focus: true });
     }
     if (!ack.alerted) notify(t("console.call.interpreterNone"), "warn");
     else notify(t("console.call.interpreterRinging", { language: languageName(language) }));
@@ -340,19 +379,22 @@ async function transfer(event) {
       ticket_id: state.call.ticket_id,
       authority_id: Number($("transfer-authority").value),
     });
+    state.controls.closePanels({ focus: true });
     notify(t("console.call.transferred"));
   } catch (error) {
     notify(errorText(error), "warn");
   }
 }
 
-async function takeStill() {
-  if (!state.call) return;
-  const button = $("take-still");
+/** "Take still": the expert's own call, or (clerk) the office call of the row pressed. */
+async function takeStill(event) {
+  const button = event.currentTarget;
+  const callId = state.call ? state.call.id : Number(button.dataset.callId);
+  if (!callId) return;
   button.disabled = true;
   try {
-    await request(state.ctx.socket, "document_camera:take_still", { call_id: state.call.id });
-    notify(t("console.call.stillRequested"));
+    await request(state.ctx.socket, "document_camera:take_still", { call_id: callId });
+    notify(t(state.role === "clerk" ? "console.clerk.stillRequested" : "console.call.stillRequested"));
   } catch (error) {
     notify(errorText(error), "warn");
   } finally {
@@ -409,7 +451,11 @@ async function fileRecord(event) {
     }
     state.recordCall = null;
     state.unfiled = state.unfiled.filter((c) => c.id !== call.id);
-    notify(t("console.record.filed", { seq: ack.entry.seq }));
+    // The confirmation names the call, as the expert knows it (the log's sequence number
+    // counts documents too and means nothing to him).
+    notify(t("console.record.filed", {
+      office: call.office_name, started: formatDateTime(call.started_at),
+    }));
     if (state.unfiled.length) openRecord(state.unfiled[0]);
     else showView("queues");
   } catch (error) {
@@ -614,6 +660,11 @@ function renderClerk() {
                      onclick: () => acknowledge(alert.id) })));
   }
   const calls = $("office-calls");
+  // The list is drawn again on every re-read (every 10 s): keep the clerk's chosen languages
+  // and his keyboard focus where they were.
+  const chosen = new Map([...calls.querySelectorAll("select")].map((s) => [s.id, s.value]));
+  const focused = document.activeElement && calls.contains(document.activeElement)
+    ? focusKey(document.activeElement) : null;
   calls.replaceChildren();
   const active = state.officeCalls.filter((c) => c.status === "active");
   if (!active.length) calls.append(el("li", { class: "empty", text: t("console.clerk.noCalls") }));
@@ -622,17 +673,110 @@ function renderClerk() {
     for (const code of INTERPRETING_LANGUAGES) {
       select.append(el("option", { value: code, text: languageName(code) }));
     }
+    if (chosen.has(select.id)) select.value = chosen.get(select.id);
     const form = el("form", { class: "inline-form", "data-call-id": String(call.id),
                               onsubmit: requestInterpreter },
       el("label", { for: `clerk-lang-${call.id}`, text: t("console.call.interpreterLanguage") }),
       select,
       el("button", { type: "submit", class: "secondary", text: t("console.call.requestInterpreter") }));
-    calls.append(el("li", { "data-call": String(call.id) },
+    // The office's document camera in this call: the clerk lays the page under it and takes
+    // the still himself; it goes into the call's documents like any document.
+    const camera = (call.participants || []).find(
+      (p) => p.role === "document_camera" && p.connected && !p.left);
+    const still = el("button", {
+      type: "button", class: "take-still-row", "data-call-id": String(call.id),
+      text: t("console.call.takeStill"),
+      "aria-label": t("console.clerk.takeStillLabel", {
+        authority: authorityLabel(call.authority_id, call.authority_code) }),
+      onclick: takeStill,
+    });
+    still.disabled = !camera;
+    const label = authorityLabel(call.authority_id, call.authority_code);
+    const showing = state.preview && state.preview.callId === call.id;
+    const look = el("button", {
+      type: "button", class: "preview-row secondary", "data-call-id": String(call.id),
+      text: t("console.clerk.preview"), "aria-label": t("console.clerk.previewLabel", { authority: label }),
+      "aria-pressed": String(Boolean(showing)),
+      onclick: () => (showing ? closePreview() : openPreview(call.id)),
+    });
+    look.disabled = !camera && !showing;
+    calls.append(el("li", { class: "clerk-call", "data-call": String(call.id) },
       el("span", { class: "who", text: t("console.clerk.callRow", {
         authority: authorityLabel(call.authority_id, call.authority_code),
         expert: call.expert_name || "", started: formatDateTime(call.started_at) }) }),
+      el("div", { class: "call-tools" },
+        el("span", { class: "doccam-state", "data-doccam": camera ? "on" : "off",
+                     text: t(camera ? "console.clerk.doccamOn" : "console.clerk.doccamOff") }),
+        look, still),
       form));
   }
+  if (focused) calls.querySelector(focused)?.focus({ preventScroll: true });
+  renderPreview(active);
+}
+
+// ---- the clerk's preview of the document camera --------------------------------------------
+
+/** Open the live picture of the office's document camera in this call (receive only). */
+async function openPreview(callId) {
+  await closePreview();
+  const preview = new DocCamPreview(state.ctx.socket, callId, $("clerk-preview-video"), {
+    onState: (value) => {
+      if (state.preview && state.preview.preview === preview) {
+        state.preview.state = value;
+        renderPreview();
+      }
+    },
+  });
+  state.preview = { callId, preview, state: "waiting" };
+  renderClerk();
+  $("clerk-preview").scrollIntoView({ block: "nearest" });
+  try {
+    await preview.start();
+  } catch (error) {
+    notify(errorText(error), "warn");
+    if (state.preview && state.preview.preview === preview) await closePreview();
+  }
+}
+
+async function closePreview() {
+  const current = state.preview;
+  state.preview = null;
+  $("clerk-preview").hidden = true;
+  if (current) {
+    await current.preview.stop();
+    renderClerk();
+  }
+}
+
+/** The preview box: its call's name, what it shows; closed when its call has ended. */
+function renderPreview(active = state.officeCalls.filter((c) => c.status === "active")) {
+  const current = state.preview;
+  const box = $("clerk-preview");
+  if (!current) {
+    box.hidden = true;
+    return;
+  }
+  const call = active.find((c) => c.id === current.callId);
+  if (!call) {
+    closePreview();
+    return;
+  }
+  box.hidden = false;
+  $("clerk-preview-title").textContent = t("console.clerk.previewTitle", {
+    authority: authorityLabel(call.authority_id, call.authority_code) });
+  const stateLabel = $("clerk-preview-state");
+  stateLabel.dataset.state = current.state;
+  stateLabel.textContent = t(`console.clerk.preview.${current.state}`);
+  $("clerk-preview-still").dataset.callId = String(call.id);
+}
+
+/** A selector that finds the same control in a redrawn office-calls list. */
+function focusKey(element) {
+  const row = element.closest("li[data-call]");
+  if (!row) return null;
+  const inRow = element.id ? `#${CSS.escape(element.id)}`
+    : element.classList.length ? `.${CSS.escape(element.classList[0])}` : element.tagName.toLowerCase();
+  return `li[data-call="${row.dataset.call}"] ${inRow}`;
 }
 
 async function acknowledge(alertId) {
@@ -726,11 +870,16 @@ function onSession(ctx) {
       state.panel.setParticipants(participants);
     }
   });
-  socket.on("interpreter:update", ({ request: req }) => {
+  // The trend lines move on with time even when no push comes.
+  setInterval(() => { if (state.role === "expert") recordTrends(); }, 30000);
+  socket.on("interpreter:update", ({ request: req, alerted }) => {
     if (!state.call || state.call.id !== req.call_id) return;
     const others = (state.call.interpreter_requests || []).filter((r) => r.id !== req.id);
     state.call.interpreter_requests = [...others, req];
     renderInterpreterStatus();
+    // The last interpreter the ring reached was lost with his signaling process: the ring
+    // is still open, but nobody hears it — say so, as when nobody was reached at first.
+    if (alerted === 0 && req.status === "ringing") notify(t("console.call.interpreterNone"), "warn");
   });
   socket.on("appointment:update", () => {
     if (state.view === "appointments") loadAppointments();
@@ -772,6 +921,9 @@ function init() {
     $("queue-transfer-dialog").close();
   });
   $("take-still").addEventListener("click", takeStill);
+  $("clerk-preview-still").addEventListener("click", takeStill);
+  $("clerk-preview-close").addEventListener("click", () => closePreview());
+  state.controls = new CallControls({ panel: () => state.panel });
   $("record-form").addEventListener("submit", fileRecord);
   $("appointment-form").addEventListener("submit", bookAppointment);
   $("appt-authority").addEventListener("change", fillServiceTypes);
@@ -781,6 +933,7 @@ function init() {
   onLanguageChange(() => {
     fillLanguages();
     renderQueues();
+    renderTrends();
     renderCallInfo();
     if (state.recordCall) openRecord(state.recordCall);
     if (state.view === "appointments") { fillAppointmentForm(); renderAppointments(); }

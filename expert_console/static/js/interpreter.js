@@ -5,12 +5,15 @@
 import {
   formatDateTime, languageName, localName, onLanguageChange, t,
 } from "/static/common/js/i18n.js";
-import { $, errorText, notify, setStatus, startConsole } from "./console-app.js";
+import { $, clearNotice, errorText, notify, setStatus, startConsole } from "./console-app.js";
 import { CallPanel } from "./call-panel.js";
+import { CallControls } from "./call-controls.js";
 import { request } from "./session.js";
 import { el } from "/static/common/js/dom.js";
 
-const state = { ctx: null, alerts: [], authorities: [], call: null, request: null, panel: null };
+const state = {
+  ctx: null, alerts: [], authorities: [], call: null, request: null, panel: null, controls: null,
+};
 window.__etapalvelu = window.__etapalvelu || {};
 window.__etapalvelu.interpreter = state;
 
@@ -48,6 +51,7 @@ function renderAlerts() {
 function showCall(inCall) {
   $("view-alerts").hidden = inCall;
   $("view-call").hidden = !inCall;
+  document.body.classList.toggle("in-call", inCall);
   const heading = inCall ? $("call-title") : $("alerts-title");
   heading.tabIndex = -1;
   heading.focus({ preventScroll: true });
@@ -58,6 +62,8 @@ async function accept(alert) {
     const ack = await request(state.ctx.socket, "interpreter:accept", { request_id: alert.id });
     state.alerts = state.alerts.filter((a) => a.id !== alert.id);
     renderAlerts();
+    // The "new request" message has been answered: it goes with the request.
+    clearNotice("alert");
     await enterCall(ack.call, ack.request);
   } catch (error) {
     state.alerts = state.alerts.filter((a) => a.id !== alert.id);
@@ -69,6 +75,7 @@ async function accept(alert) {
 async function decline(alert) {
   state.alerts = state.alerts.filter((a) => a.id !== alert.id);
   renderAlerts();
+  if (!state.alerts.some((a) => a.status === "ringing")) clearNotice("alert");
   try {
     await request(state.ctx.socket, "interpreter:decline", { request_id: alert.id });
   } catch {
@@ -100,20 +107,33 @@ async function enterCall(call, req) {
       },
     });
   }
-  $("call-info").textContent = `${authorityName(call.authority_code)} · ${call.office_name} · ` +
-    languageName((req && req.language) || call.language);
+  state.request = req || state.request;
+  renderCallInfo();
   showCall(true);
+  state.controls.resetView();
   try {
     await state.panel.join(call);
+    state.controls.resetLocal();
   } catch (error) {
     setStatus(errorText(error), "error");
   }
 }
 
+/** The call's authority, office and language, in the UI language (again after a switch). */
+function renderCallInfo() {
+  const call = state.call;
+  if (!call) return;
+  const req = state.request && state.request.call_id === call.id ? state.request : null;
+  $("call-info").textContent = `${authorityName(call.authority_code)} · ${call.office_name} · ` +
+    languageName((req && req.language) || call.language);
+}
+
 function leftCall() {
+  state.controls.resetView();
   if (state.panel) state.panel.close({ keepCamera: false });
   state.panel = null;
   state.call = null;
+  state.request = null;
   showCall(false);
 }
 
@@ -153,11 +173,13 @@ function onSession(ctx) {
   socket.on("interpreter:alert", ({ request: req }) => {
     state.alerts = [...state.alerts.filter((a) => a.id !== req.id), req];
     renderAlerts();
-    notify(t("console.alerts.new", { language: languageName(req.language) }), "warn");
+    notify(t("console.alerts.new", { language: languageName(req.language) }), "warn",
+           { tag: "alert" });
   });
   socket.on("interpreter:withdrawn", ({ request_id: id }) => {
     state.alerts = state.alerts.filter((a) => a.id !== id);
     renderAlerts();
+    if (!state.alerts.some((a) => a.status === "ringing")) clearNotice("alert");
   });
   socket.on("call:participants", ({ call_id: callId, participants }) => {
     if (state.call && state.call.id === callId && state.panel) {
@@ -177,5 +199,9 @@ function onSession(ctx) {
 }
 
 $("leave-call").addEventListener("click", leave);
-onLanguageChange(renderAlerts);
+state.controls = new CallControls({ panel: () => state.panel });
+onLanguageChange(() => {
+  renderAlerts();
+  renderCallInfo();
+});
 startConsole({ roles: ["interpreter"], onSession, onSync });

@@ -108,6 +108,8 @@ export class DocumentChannel extends EventTarget {
     this.maxBytes = ack.max_document_bytes || this.maxBytes;
     this.applyKeys(ack.keys);
     for (const pending of ack.pending || []) this.announce({ ...pending, call_id: this.callId });
+    // Answers to our transfers that came while we were away (the server keeps them for us).
+    for (const answer of ack.delivered || []) this.emitEvent("delivered", answer);
   }
 
   destroy() {

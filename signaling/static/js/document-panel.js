@@ -5,13 +5,20 @@
 // Mounted by the kiosk and the consoles:
 //   const panel = mountDocumentPanel(container, {socket, call, participantId, role});
 //   ...; panel.destroy();
-// role "customer" (kiosk) gets view + print; others (expert, interpreter) get view + save.
+// role "customer" (kiosk) gets view + print in the kiosk's own viewer (doc-viewer.js: PDF.js into
+// canvas, images in an <img>, no blob: link, no save); others (expert, interpreter) get view +
+// save. Options (all optional; the defaults keep the consoles as they were):
+//   sending: false — no file picker, no send button, no type/size note (the kiosk: a document
+//                    from the customer goes through the clerk's document camera instead)
+//   codesOnRequest  — the safety codes behind a "Show safety code" button (default at the
+//                    kiosk), in large digits
 // A document goes to the people ticked under "Recipients": the customer and the expert by
 // default, an interpreter only when ticked; a device (the document camera) is never listed.
 
 import { addStrings, language, onLanguageChange, t } from "./i18n.js";
 import { DEFAULT_RECIPIENT_ROLES, DocumentChannel } from "./document-channel.js";
 import { ALLOWED_TYPES } from "./document-crypto.js";
+import { closeAllViewers, openDocumentViewer, printDocument } from "./doc-viewer.js";
 
 const ERROR_CODES = [
   "bad_header", "not_a_recipient", "wrong_key", "commitment", "header_mac", "metadata",
@@ -83,6 +90,10 @@ const STRINGS = {
     "documents.yourCode": "Sinun koodisi",
     "documents.allowed": "PDF, JPEG, PNG tai TIFF, enintään {mb} Mt",
     "documents.refused": "Hylätty asiakirja: {reason}",
+    "documents.showCodes": "Näytä turvakoodi",
+    "documents.hideCodes": "Piilota turvakoodi",
+    "documents.codesHelp": "Asiantuntija voi pyytää sinua lukemaan koodin ääneen. Koodit ovat samat molemmilla, kun yhteys on turvallinen.",
+    "documents.notice": "Sait asiakirjan",
   },
   sv: {
     "documents.title": "Dokument",
@@ -108,6 +119,10 @@ const STRINGS = {
     "documents.yourCode": "Din kod",
     "documents.allowed": "PDF, JPEG, PNG eller TIFF, högst {mb} MB",
     "documents.refused": "Avvisat dokument: {reason}",
+    "documents.showCodes": "Visa säkerhetskoden",
+    "documents.hideCodes": "Dölj säkerhetskoden",
+    "documents.codesHelp": "Den sakkunniga kan be dig läsa koden högt. Koderna är desamma hos er båda när förbindelsen är säker.",
+    "documents.notice": "Du fick ett dokument",
   },
   en: {
     "documents.title": "Documents",
@@ -133,6 +148,10 @@ const STRINGS = {
     "documents.yourCode": "Your code",
     "documents.allowed": "PDF, JPEG, PNG or TIFF, at most {mb} MB",
     "documents.refused": "Refused document: {reason}",
+    "documents.showCodes": "Show safety code",
+    "documents.hideCodes": "Hide safety code",
+    "documents.codesHelp": "The expert may ask you to read the code aloud. The codes are the same on both sides when the connection is safe.",
+    "documents.notice": "You received a document",
   },
 };
 for (const lang of Object.keys(ERRORS)) {
@@ -162,6 +181,17 @@ const STYLE = `
 .document-panel .documents-recipients { border: 1px solid #bbb; border-radius: .4rem; padding: .3rem .6rem; display: flex; flex-wrap: wrap; gap: .2rem 1rem; }
 .document-panel .documents-recipients label { display: inline-flex; gap: .4rem; align-items: center; min-height: 44px; }
 .document-panel .documents-codes code { font-size: 1.15rem; letter-spacing: .05em; }
+.document-panel .documents-codes-large li { display: grid; gap: .1rem; margin: .3rem 0; }
+.document-panel .documents-codes-large .who { font-weight: 600; }
+.document-panel .documents-codes-large code { font-family: inherit; font-size: max(28px, 1.5em); font-weight: 700;
+  font-variant-numeric: tabular-nums; letter-spacing: .06em; word-spacing: .3em; line-height: 1.25; }
+.document-panel .documents-codes-large code .pair { white-space: nowrap; }
+.document-panel .documents-notice { display: grid; gap: .4rem; padding: .8rem 1rem; border: 3px solid #003580;
+  border-radius: 14px; background: #e8eef8; }
+.document-panel .documents-notice-title { margin: 0; font-size: 1.2em; font-weight: 800; color: #003580; }
+.document-panel .documents-notice .documents-name { font-weight: 700; overflow-wrap: anywhere; }
+.document-panel .documents-notice .documents-actions { display: flex; flex-wrap: wrap; gap: .6rem; }
+.document-panel .documents-notice .documents-actions button { flex: 1 1 8rem; justify-content: center; }
 .document-panel .documents-viewer { position: fixed; inset: 2rem; background: #fff; z-index: 1000;
   border: 2px solid #333; display: grid; grid-template-rows: auto 1fr; gap: .5rem; padding: .5rem; }
 .document-panel .documents-frame, .document-panel .documents-image { width: 100%; height: 100%; border: 0; object-fit: contain; }
@@ -198,12 +228,18 @@ function sizeText(bytes) {
 
 const PREVIEWABLE = new Set(["application/pdf", "image/jpeg", "image/png"]);
 
-export function mountDocumentPanel(container, { socket, call, role = "expert", device = "kiosk" } = {}) {
+export function mountDocumentPanel(container, {
+  socket, call, role = "expert", device = "kiosk", sending = true, codesOnRequest = null,
+} = {}) {
   installStyle();
   const callId = typeof call === "object" ? call.id : call;
   const channel = new DocumentChannel(socket, callId, { device });
   const atKiosk = role === "customer";
+  const codesHidden = codesOnRequest ?? atKiosk;
   const urls = [];
+  // The kiosk's received documents (decrypted bytes), wiped when the panel goes.
+  const kept = [];
+  let viewer = null;
   let controller = null;
 
   const status = el("p", { class: "documents-status", role: "status", "aria-live": "polite" });
@@ -220,20 +256,33 @@ export function mountDocumentPanel(container, { socket, call, role = "expert", d
   const recipientsBox = el("fieldset", { class: "documents-recipients", "data-testid": "documents-recipients", hidden: "" },
     recipientsLegend);
   const codesTitle = el("h4", {});
-  const codes = el("ul", { class: "documents-codes", "data-testid": "documents-codes" });
+  const codes = el("ul", { class: `documents-codes${codesHidden ? " documents-codes-large" : ""}`,
+                           "data-testid": "documents-codes" });
+  const codesHelp = el("p", { class: "documents-codes-help" });
+  const codesBox = el("div", { class: "documents-codes-box" }, codesTitle, codesHelp, codes);
+  const codesToggle = el("button", { type: "button", class: "documents-codes-toggle",
+                                     "data-testid": "documents-codes-toggle",
+                                     "aria-expanded": "false" });
   const receivedTitle = el("h4", {});
   const list = el("ul", { class: "documents-list", "data-testid": "documents-list" });
   const sentList = el("ul", { class: "documents-sent", "data-testid": "documents-sent" });
-  const viewer = el("div", { class: "documents-viewer", hidden: "", role: "dialog", "aria-modal": "true" });
-  const root = el("div", { class: "document-panel", lang: language() },
-    recipientsBox,
-    el("div", { class: "documents-send-row" }, pickLabel, picker, sendButton, cancelButton),
-    hint, progress, status, sentList, receivedTitle, list, codesTitle, codes, viewer);
+  const viewerBox = el("div", { class: "documents-viewer", hidden: "", role: "dialog", "aria-modal": "true" });
+  codesBox.id = `documents-codes-box-${callId}`;
+  codesToggle.setAttribute("aria-controls", codesBox.id);
+  const root = el("div", { class: `document-panel${sending ? "" : " documents-receive-only"}`, lang: language() },
+    ...(sending ? [recipientsBox,
+      el("div", { class: "documents-send-row" }, pickLabel, picker, sendButton, cancelButton),
+      hint] : []),
+    progress, status, sentList, receivedTitle, list,
+    ...(codesHidden ? [codesToggle] : []), codesBox, viewerBox);
   container.replaceChildren(root);
+  if (codesHidden) codesBox.hidden = true;
+  else codesHelp.hidden = true;
 
   const texts = [];
   function text(node, key, vars) {
-    texts.push([node, key, vars]);
+    const known = texts.find((entry) => entry[0] === node);
+    if (known) { known[1] = key; known[2] = vars; } else texts.push([node, key, vars]);
     node.textContent = t(key, vars);
   }
   text(pickLabel, "documents.choose");
@@ -241,6 +290,16 @@ export function mountDocumentPanel(container, { socket, call, role = "expert", d
   text(cancelButton, "documents.cancel");
   text(receivedTitle, "documents.received");
   text(codesTitle, "documents.codes");
+  text(codesHelp, "documents.codesHelp");
+  const toggleLabel = () => text(codesToggle, codesBox.hidden ? "documents.showCodes" : "documents.hideCodes");
+  toggleLabel();
+  codesToggle.addEventListener("click", () => {
+    codesBox.hidden = !codesBox.hidden;
+    codesToggle.setAttribute("aria-expanded", String(!codesBox.hidden));
+    toggleLabel();
+    // The button at the top of its scrolling column, the codes right under it.
+    if (!codesBox.hidden) codesToggle.scrollIntoView({ block: "start" });
+  });
   text(recipientsLegend, "documents.to");
   const emptyItem = el("li", { class: "documents-empty" });
   text(emptyItem, "documents.none");
@@ -250,6 +309,7 @@ export function mountDocumentPanel(container, { socket, call, role = "expert", d
   const stopLanguage = onLanguageChange(() => {
     for (const [node, key, vars] of texts) node.textContent = t(key, vars);
     renderRecipients();
+    renderCodes().catch(() => {}); // "Your code" in the new language too
     root.lang = language();
   });
 
@@ -294,8 +354,14 @@ export function mountDocumentPanel(container, { socket, call, role = "expert", d
     const items = [];
     for (const entry of await channel.fingerprints()) {
       const who = entry.self ? t("documents.yourCode") : `${entry.name}`;
+      // Large codes break only between pairs of groups: "12345 67890 / 13579 24680".
+      const groups = entry.fingerprint.split(" ");
+      const shown = codesHidden && groups.length === 4
+        ? el("code", {}, el("span", { class: "pair" }, groups.slice(0, 2).join(" ")), " ",
+             el("span", { class: "pair" }, groups.slice(2).join(" ")))
+        : el("code", {}, entry.fingerprint);
       items.push(el("li", { "data-participant": entry.participantId },
-        el("span", { class: "who" }, `${who}: `), el("code", {}, entry.fingerprint)));
+        el("span", { class: "who" }, `${who}: `), shown));
     }
     codes.replaceChildren(...items);
   }
@@ -304,8 +370,8 @@ export function mountDocumentPanel(container, { socket, call, role = "expert", d
     const close = el("button", { type: "button", class: "documents-close" });
     text(close, "documents.close");
     close.addEventListener("click", () => {
-      viewer.hidden = true;
-      viewer.replaceChildren();
+      viewerBox.hidden = true;
+      viewerBox.replaceChildren();
     });
     let body;
     if (!PREVIEWABLE.has(doc.metadata.type)) {
@@ -316,45 +382,60 @@ export function mountDocumentPanel(container, { socket, call, role = "expert", d
     } else {
       body = el("img", { src: url, alt: doc.metadata.name, class: "documents-image" });
     }
-    viewer.replaceChildren(close, body);
-    viewer.hidden = false;
+    viewerBox.replaceChildren(close, body);
+    viewerBox.hidden = false;
     close.focus();
   }
 
-  function printDocument(url) {
-    const frame = el("iframe", { src: url, class: "documents-print-frame", "aria-hidden": "true",
-                                 style: "position:fixed;width:0;height:0;border:0" });
-    frame.addEventListener("load", () => {
-      try {
-        frame.contentWindow.focus();
-        frame.contentWindow.print();
-      } finally {
-        setTimeout(() => frame.remove(), 60000);
-      }
-    });
-    document.body.append(frame);
+  /** The kiosk's own viewer (doc-viewer.js): no blob: address, print allowed, save not. */
+  function openAtKiosk(doc, { print = false, from = null } = {}) {
+    if (viewer) viewer.close();
+    const options = { name: doc.metadata.name, type: doc.metadata.type, bytes: doc.content,
+                      returnFocus: from, onClose: () => { viewer = null; } };
+    viewer = print ? printDocument(options) : openDocumentViewer(options);
+    return viewer;
   }
 
   function addReceived(doc) {
     emptyItem.remove();
+    const mark = el("span", { class: "documents-verified", "data-testid": "documents-verified" });
+    // A still from the document camera says so in the page's language (the server's name
+    // for the device carries an English "(document camera)").
+    const from = doc.sender.role === "document_camera" ? t("common.video.document") : doc.sender.name;
+    text(mark, "documents.verified", { name: from });
+    const actions = el("span", { class: "documents-actions" });
+    if (atKiosk) {
+      // No object URL at all at the kiosk: the bytes stay in memory until the call ends.
+      kept.push(doc);
+      const view = el("button", { type: "button", class: "documents-view", "data-testid": "documents-view" });
+      view.addEventListener("click", () => openAtKiosk(doc, { from: view }));
+      text(view, "documents.view");
+      const print = el("button", { type: "button", class: "documents-print", "data-testid": "documents-print" });
+      print.addEventListener("click", () => openAtKiosk(doc, { print: true, from: print }));
+      text(print, "documents.print");
+      actions.append(view, print);
+      const title = el("p", { class: "documents-notice-title" });
+      text(title, "documents.notice");
+      const item = el("li", { class: "documents-notice", "data-sha256": doc.metadata.sha256,
+                              "data-testid": "documents-item", "data-type": doc.metadata.type },
+        title,
+        el("span", {}, el("span", { class: "documents-name" }, doc.metadata.name), " ",
+           el("span", { class: "documents-size" }, sizeText(doc.metadata.size))),
+        mark, actions);
+      list.prepend(item); // the newest first, where the eye is
+      root.dispatchEvent(new CustomEvent("document-received", { bubbles: true, detail: {
+        name: doc.metadata.name, sha256: doc.metadata.sha256, size: doc.metadata.size,
+        type: doc.metadata.type, sender: doc.sender.participant_id } }));
+      return;
+    }
     const blob = new Blob([doc.content], { type: doc.metadata.type });
     const url = URL.createObjectURL(blob);
     urls.push(url);
-    const mark = el("span", { class: "documents-verified", "data-testid": "documents-verified" });
-    text(mark, "documents.verified", { name: doc.sender.name });
-    const actions = el("span", { class: "documents-actions" });
     const view = el("button", { type: "button", onclick: () => showViewer(doc, url) });
     text(view, "documents.view");
-    actions.append(view);
-    if (atKiosk) {
-      const print = el("button", { type: "button", onclick: () => printDocument(url) });
-      text(print, "documents.print");
-      actions.append(print);
-    } else {
-      const save = el("a", { href: url, download: doc.metadata.name, class: "button", "data-testid": "documents-save" });
-      text(save, "documents.save");
-      actions.append(save);
-    }
+    const save = el("a", { href: url, download: doc.metadata.name, class: "button", "data-testid": "documents-save" });
+    text(save, "documents.save");
+    actions.append(view, save);
     list.append(el("li", { "data-sha256": doc.metadata.sha256, "data-testid": "documents-item" },
       el("span", { class: "documents-name" }, doc.metadata.name), " ",
       el("span", { class: "documents-size" }, sizeText(doc.metadata.size)), " ", mark, " ", actions));
@@ -454,11 +535,19 @@ export function mountDocumentPanel(container, { socket, call, role = "expert", d
     channel,
     ready,
     recipients,
+    /** The open kiosk viewer, if any (tests and the kiosk page). */
+    get viewer() { return viewer; },
+    closeViewer() { if (viewer) viewer.close(); },
     destroy() {
       if (controller) controller.abort();
       stopLanguage && stopLanguage();
+      if (viewer) viewer.close();
+      if (atKiosk) closeAllViewers();
       channel.destroy();
       for (const url of urls) URL.revokeObjectURL(url);
+      urls.length = 0;
+      for (const doc of kept) if (doc.content && doc.content.fill) doc.content.fill(0);
+      kept.length = 0;
       container.replaceChildren();
     },
   };
