@@ -12,6 +12,8 @@ large-sheet stitching.
     rate_control.py     keep the resolution, trade the frame rate for bandwidth
     encoder.py          the VP8 encoder of the document track
     track.py            the aiortc video track
+    zoom.py             remote zoom: a region of the page from the camera's full resolution
+    zoom_bench.py       gesture-to-detail latency of remote zoom, headless
     stills.py           full-resolution stills and the StillSink protocol
     stitching.py        guided tiles of A2–A0 sheets and a checked stitch
     ocr.py, bench.py    the readability benchmark (`etapalvelu bench document-camera`)

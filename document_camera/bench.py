@@ -271,7 +271,30 @@ def run(seconds: float, repeats: int, save_dir: str | None) -> dict[str, Any]:
     }
 
 
-def main(seconds: float = 12.0, repeats: int = 8, save_dir: str | None = None) -> int:
-    summary = run(seconds, repeats, save_dir)
+def main(
+    seconds: float = 12.0, repeats: int = 8, save_dir: str | None = None, *,
+    streaming: bool = False, reading: Any = None,
+) -> int:
+    """(a) processing always; (b) streaming through the relay with `streaming`; (c)–(f)
+    reading per condition, stitching, blur messages and zoom latency unless `reading` is
+    False (a `bench_reading.ReadingOptions`, or None for the defaults)."""
+    from document_camera.bench_reading import ReadingOptions, run_reading
+
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # tesseract: no thread storm on 2 cores
+    summary: dict[str, Any] = {"benchmark": "document-camera"}
+    if streaming:
+        summary["streaming"] = run(seconds, repeats, save_dir)
+    else:
+        print("document camera benchmark")
+        print(f"(a) processing (find, rectify to 1536 px, flatten, sharpness, enhance), "
+              f"median of {repeats}")
+        budget = 1000.0 / 8.0
+        ms = {"1080p": processing_ms((1920, 1080), repeats),
+              "4k": processing_ms((3840, 2160), repeats)}
+        for label, value in ms.items():
+            print(f"    {label:>5}: {value:7.1f} ms/frame   (budget at 8 fps: {budget:.0f} ms)")
+        summary["ms_per_frame"] = {k: round(v, 1) for k, v in ms.items()}
+    if reading is not False:
+        summary.update(run_reading(reading if reading is not None else ReadingOptions()))
     print(json.dumps(summary, sort_keys=True))
     return 0

@@ -23,6 +23,7 @@ class NoticeCode(StrEnum):
     STITCH_REJECTED = "stitch_rejected"
     TILES_TOO_PLAIN = "tiles_too_plain"
     STILL_TAKEN = "still_taken"
+    CAMERA_TOO_COARSE = "camera_too_coarse"  # document_camera/guidance.py
 
 
 _TEXTS: dict[NoticeCode, dict[str, str]] = {
@@ -89,6 +90,17 @@ _TEXTS: dict[NoticeCode, dict[str, str]] = {
               "överlappande området har linjer eller text.",
         "en": "The tiles show too little drawing to be aligned. Take them so that the "
               "overlapping parts show lines or text.",
+    },
+    NoticeCode.CAMERA_TOO_COARSE: {
+        "fi": "Dokumenttikameran tarkkuus ei riitä tämän toimipisteen asiakirjoihin: "
+              "asiantuntija ei saa pienestä tekstistä tai piirustusten mitoista selvää. "
+              "Vaihda tarkempi kamera tai lähetä asiakirja tiedostona.",
+        "sv": "Dokumentkamerans upplösning räcker inte för det här kontorets dokument: "
+              "experten kan inte läsa liten text eller ritningarnas mått. "
+              "Byt till en skarpare kamera eller skicka dokumentet som fil.",
+        "en": "The document camera's resolution is too low for this office's documents: "
+              "the expert cannot read small print or the dimensions of drawings. "
+              "Use a sharper camera or send the document as a file.",
     },
     NoticeCode.STILL_TAKEN: {
         "fi": "Tarkka kuva otettu.",

@@ -8,7 +8,9 @@ exactly, so rectification, OCR and stitching can be measured rather than eyeball
 
 from __future__ import annotations
 
+import itertools
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -41,12 +43,26 @@ _FONT_CANDIDATES = (
 
 
 @dataclass(frozen=True)
+class TextLabel:
+    """One printed word or number and its box on the flat page, in page pixels."""
+
+    text: str
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1
+    line: int = 0  # reading order: line, then x
+
+
+@dataclass(frozen=True)
 class SyntheticPage:
-    """A flat page as printed: its pixels, its true text (None for drawings) and its scale."""
+    """A flat page as printed: its pixels, its true text (None for drawings) and its scale.
+
+    `labels` places the printed words (text pages) or dimension numbers (dimensioned plans)
+    on the page, so a reader of any part of it can be scored against what is really there.
+    """
 
     image: Image  # BGR
     text: str | None
     dpi: float
+    labels: tuple[TextLabel, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,10 +149,19 @@ def render_text_page(
                 break
         else:
             current.append(word)
+    labels: list[TextLabel] = []
     for row, line in enumerate(lines):
-        draw.text((margin, margin + row * line_height), line, fill=20, font=font)  # type: ignore[arg-type]
+        top = margin + row * line_height
+        draw.text((margin, top), line, fill=20, font=font)  # type: ignore[arg-type]
+        prefix = ""
+        for word in line.split(" "):
+            x0 = margin + draw.textlength(prefix, font=font)  # type: ignore[arg-type]
+            x1 = x0 + draw.textlength(word, font=font)  # type: ignore[arg-type]
+            labels.append(TextLabel(word, (int(x0), top, int(np.ceil(x1)), top + font_px), row))
+            prefix += word + " "
     gray = np.asarray(canvas, dtype=np.uint8)
-    return SyntheticPage(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), "\n".join(lines), dpi)
+    return SyntheticPage(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), "\n".join(lines), dpi,
+                         tuple(labels))
 
 
 def render_plan_sheet(
@@ -185,6 +210,91 @@ def render_plan_sheet(
     cv2.putText(img, "ASEMAPIIRROS 1:100", (x0 + 8, y0 + tb_h // 2),
                 cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), thin, cv2.LINE_AA)
     return SyntheticPage(img, None, dpi)
+
+
+def render_dimensioned_plan(
+    *, dpi: float = 240.0, size_mm: tuple[float, float] = (420.0, 297.0), seed: int = 1,
+    font_pt: float = 7.0, interior: int = 12,
+) -> SyntheticPage:
+    """A plan sheet (`render_plan_sheet`) with dimension chains along its four outer walls and
+    `interior` dimensions inside, numbers in millimetres at 1:100 set at a true `font_pt`.
+
+    `labels` holds every dimension number and its box, so the share read can be measured.
+    Numbers are set horizontal, also on the vertical chains (drawings often turn those 90°;
+    a reader then turns his head, OCR would need a second pass): the measure is legibility.
+    """
+    from PIL import Image as PilImage
+    from PIL import ImageDraw
+
+    base = render_plan_sheet(dpi=dpi, size_mm=size_mm, seed=seed)
+    rng = random.Random(seed * 31 + 7)
+    pil = PilImage.fromarray(cv2.cvtColor(base.image, cv2.COLOR_BGR2RGB))
+    draw = ImageDraw.Draw(pil)
+    font = _font(max(6, round(font_pt / POINTS_PER_INCH * dpi)))
+    height, width = base.image.shape[:2]
+    px_per_mm = dpi / MM_PER_INCH
+    thin = max(1, round(dpi / 100))
+    margin = round(min(width, height) * 0.05)
+    ink = (25, 25, 25)
+    taken: list[tuple[int, int, int, int]] = []
+    labels: list[TextLabel] = []
+
+    def put(value: str, cx: float, cy: float, *, clear: bool) -> None:
+        x0, y0, x1, y1 = draw.textbbox((0, 0), value, font=font)  # type: ignore[arg-type]
+        w, h = round(x1 - x0), round(y1 - y0)
+        left, top = round(cx - w / 2), round(cy - h / 2)
+        box = (left - 2, top - 2, left + w + 2, top + h + 2)
+        if any(not (box[2] < b[0] or b[2] < box[0] or box[3] < b[1] or b[3] < box[1])
+               for b in taken):
+            return  # never print one number over another
+        if clear:  # a drawing masks the lines under its text
+            draw.rectangle(box, fill=(250, 250, 250))
+        draw.text((left - x0, top - y0), value, fill=ink, font=font)  # type: ignore[arg-type]
+        taken.append(box)
+        labels.append(TextLabel(value, (left, top, left + w, top + h), len(labels)))
+
+    def mm(px: float) -> str:
+        return str(round(px / px_per_mm * 100 / 10.0) * 10)  # 1:100, to 10 mm
+
+    def chain(start: int, end: int, at: int, horizontal: bool) -> None:
+        cuts = sorted(rng.sample(range(start + (end - start) // 12, end - (end - start) // 12),
+                                 rng.randint(3, 5)))
+        points = [start, *cuts, end]
+        tick = max(4, round(1.2 * px_per_mm))
+        if horizontal:
+            draw.line([(start, at), (end, at)], fill=ink, width=thin)
+        else:
+            draw.line([(at, start), (at, end)], fill=ink, width=thin)
+        for p in points:
+            if horizontal:
+                draw.line([(p - tick, at + tick), (p + tick, at - tick)], fill=ink, width=thin)
+            else:
+                draw.line([(at - tick, p + tick), (at + tick, p - tick)], fill=ink, width=thin)
+        for a, b in itertools.pairwise(points):
+            if horizontal:
+                put(mm(b - a), (a + b) / 2, at - 2.2 * px_per_mm, clear=False)
+            else:
+                put(mm(b - a), at, (a + b) / 2, clear=True)
+
+    chain(margin, width - margin, round(margin * 0.45), True)
+    chain(margin, width - margin, height - round(margin * 0.25), True)
+    chain(margin, height - margin, round(margin * 0.45), False)
+    chain(margin, height - margin, width - round(margin * 0.45), False)
+    title = (width - margin - width // 4, height - margin - height // 10)
+    outer = len(labels)
+    for _ in range(interior * 4):
+        if len(labels) >= outer + interior:
+            break
+        cx = rng.uniform(margin * 2.5, width - margin * 2.5)
+        cy = rng.uniform(margin * 2.5, height - margin * 2.5)
+        if cx > title[0] - margin and cy > title[1] - margin:
+            continue
+        span = rng.uniform(0.06, 0.2) * width
+        y = round(cy + 1.6 * px_per_mm)
+        draw.line([(cx - span / 2, y), (cx + span / 2, y)], fill=ink, width=thin)
+        put(mm(span), cx, cy, clear=True)
+    image = cv2.cvtColor(np.asarray(pil), cv2.COLOR_RGB2BGR)
+    return SyntheticPage(image, None, dpi, tuple(labels))
 
 
 def _furnish(
@@ -259,17 +369,32 @@ def photograph(
     *,
     effects: CameraEffects | None = None,
     seed: int = 0,
+    page_alpha: Image | None = None,
+    scene: Callable[[Image], Image] | None = None,
 ) -> SyntheticCapture:
-    """The page as a camera would see it with its corners at `corners` in the frame."""
+    """The page as a camera would see it with its corners at `corners` in the frame.
+
+    `page_alpha` (page-sized, 0–255) lets the desk show through where the page is not (a
+    folded-back corner); `scene` draws on the frame after the page is laid down and before
+    light, blur and noise (things on the desk, a hand).
+    """
     effects = effects or CameraEffects()
     fw, fh = frame_size
     rng = np.random.default_rng(seed)
     h, w = page.image.shape[:2]
     homography = cv2.getPerspectiveTransform(page_corners((w, h)), corners.astype(np.float32))
     desk = _desk(frame_size)
-    frame = cv2.warpPerspective(
-        page.image, homography, (fw, fh), dst=desk, flags=cv2.INTER_AREA,
-        borderMode=cv2.BORDER_TRANSPARENT)
+    if page_alpha is None:
+        frame = cv2.warpPerspective(
+            page.image, homography, (fw, fh), dst=desk, flags=cv2.INTER_AREA,
+            borderMode=cv2.BORDER_TRANSPARENT)
+    else:
+        laid = cv2.warpPerspective(page.image, homography, (fw, fh), flags=cv2.INTER_AREA)
+        alpha = cv2.warpPerspective(page_alpha, homography, (fw, fh), flags=cv2.INTER_LINEAR)
+        weight = (alpha.astype(np.float32) / 255.0)[..., None]
+        frame = (laid * weight + desk * (1.0 - weight)).astype(np.uint8)
+    if scene is not None:
+        frame = scene(frame)
     if effects.light_falloff > 0:
         frame = _uneven_light(frame, effects.light_falloff)
     if effects.shadow > 0:

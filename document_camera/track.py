@@ -5,6 +5,11 @@ fixed canvas, hand it to the encoder. All CPU work runs in an executor. The pace
 the `RateController` (5–10 fps, fewer when the bandwidth estimate drops; never a smaller
 picture).
 
+Remote zoom (`set_region`, document_camera/zoom.py): while the expert looks at a region of the
+page, each frame is that region rendered from the camera's full-resolution pixels, with a
+marker strip saying which part of the page it shows; a new region is sent at once rather than
+at the next frame time.
+
 When the camera fails mid-call the track does not end: it shows the last page dimmed with the
 message on it, tells the clerk once (`on_notice`), tries to reopen the camera every few
 seconds and carries on when it is back. The call never notices.
@@ -35,6 +40,7 @@ from document_camera.pipeline import (
 )
 from document_camera.rate_control import RateController
 from document_camera.sources import FrameSource, SourceError
+from document_camera.zoom import PageRect, PageZoom, Region, zoom_canvas
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +49,8 @@ TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 # A4 portrait at ~130 dpi; both sides multiples of 16 for the encoder's macroblocks.
 DEFAULT_SIZE = (1088, 1536)
 REOPEN_INTERVAL = 2.0
+# A new zoom region is rendered at once, but frames never come closer than this.
+MIN_FRAME_GAP = 0.04
 
 
 @dataclass
@@ -56,6 +64,7 @@ class TrackStatus:
     frame_rate: float = 0.0
     target_bitrate: int = 0
     frames_sent: int = 0
+    zoom: PageRect | None = None  # what the last frame showed when it was a zoomed one
 
 
 NoticeCallback = Callable[[Notice], None]
@@ -91,6 +100,12 @@ class DocumentTrack(MediaStreamTrack):
         self._start: float | None = None
         self._next_at = 0.0
         self._next_reopen = 0.0
+        self.region: Region | None = None  # remote zoom: the part of the page asked for
+        self._zoom = PageZoom(flatten=self.pipeline.options.flatten_illumination,
+                              enhance=self.pipeline.options.enhance_contrast)
+        self._last_region: Region | None = None
+        self._region_changed = asyncio.Event()
+        self._last_frame_at = 0.0
 
     async def recv(self) -> VideoFrame:
         if self.readyState != "live":
@@ -99,10 +114,24 @@ class DocumentTrack(MediaStreamTrack):
         if self._start is None:
             self._start = now
             self._next_at = now
-        elif self._next_at > now:
-            await asyncio.sleep(self._next_at - now)
+        elif self._next_at > now and not self._region_changed.is_set():
+            try:
+                await asyncio.wait_for(self._region_changed.wait(), self._next_at - now)
+            except TimeoutError:
+                pass
+        gap = self._last_frame_at + MIN_FRAME_GAP - time.monotonic()
+        if gap > 0:
+            await asyncio.sleep(gap)
+        changed = self._region_changed.is_set()
+        self._region_changed.clear()
+        self._last_frame_at = time.monotonic()
         frame_rate = self.controller.frame_rate
         self._next_at = max(self._next_at + 1.0 / frame_rate, time.monotonic() - 0.5)
+        if changed:
+            # A new region: one more frame soon after. The encoder's first frame of new
+            # content is coarse (its rate control), and a receiver that knows a frame is
+            # complete only when the next one starts (aiortc's jitter buffer) shows it then.
+            self._next_at = min(self._next_at, time.monotonic() + 2 * MIN_FRAME_GAP)
         loop = asyncio.get_running_loop()
         video_frame = await loop.run_in_executor(None, self._produce)
         video_frame.pts = int((time.monotonic() - self._start) * VIDEO_CLOCK_RATE)
@@ -111,6 +140,13 @@ class DocumentTrack(MediaStreamTrack):
         self.status.target_bitrate = self.controller.target_bitrate
         self.status.frames_sent += 1
         return video_frame
+
+    def set_region(self, region: Region | None) -> None:
+        """Show `region` of the page (remote zoom), or the whole page again (None). Call it
+        on the event loop; the next frame follows without waiting for its turn."""
+        if region != self.region:
+            self.region = region
+            self._region_changed.set()
 
     # -- runs in the executor
 
@@ -156,11 +192,24 @@ class DocumentTrack(MediaStreamTrack):
                      NoticeCode.SHADOW_ON_PAGE, NoticeCode.PAGE_UNCERTAIN):
             if code not in current:
                 self._active.discard(code)
-        if result.image is self._last_page and self._last_image is not None:
+        region = self.region if result.quad is not None else None
+        if (result.image is self._last_page and region == self._last_region
+                and self._last_image is not None):
             return self._last_image  # unchanged scene: the same canvas as last time
-        # The canvas follows the page: a landscape plan goes out landscape, not letterboxed.
-        canvas = fit_to_canvas(result.image, canvas_for(result.image, self.size))
+        if result.image is not self._last_page:
+            self._zoom.new_scene()
+        if region is not None and result.quad is not None:
+            # Remote zoom: the region from the camera's own pixels, not from result.image.
+            canvas, shown = self._zoom.render(
+                raw, result.quad, region, zoom_canvas(region, result.quad, self.size))
+            self.status.zoom = shown
+        else:
+            # The canvas follows the page: a landscape plan goes out landscape, not
+            # letterboxed.
+            canvas = fit_to_canvas(result.image, canvas_for(result.image, self.size))
+            self.status.zoom = None
         self._last_page = result.image
+        self._last_region = region
         self._last_image = canvas
         return canvas
 

@@ -35,6 +35,7 @@ from document_camera.rate_control import RateController, RatePolicy
 from document_camera.sources import FrameSource
 from document_camera.stills import Still, StillSink, take_still
 from document_camera.track import DEFAULT_SIZE, DocumentTrack
+from document_camera.zoom import Region
 from media_relay.aiortc_client import (
     CONNECT_TIMEOUT,
     DISCONNECTED_GRACE,
@@ -48,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 DOCUMENT_SOURCE = "document"
 STILL_REQUEST_EVENT = "document_camera:still"
+REGION_EVENT = "document_camera:region"  # remote zoom (signaling/document_view.py)
 
 # outcomes of EndpointAgent._join
 JOINED = "joined"
@@ -147,6 +149,10 @@ class AgentOptions:
     host_addresses: list[str] | None = None
     size: tuple[int, int] = DEFAULT_SIZE
     policy: RatePolicy = field(default_factory=RatePolicy)
+    # What the office's documents need the expert to read (document_camera/guidance.py):
+    # a camera below it raises CAMERA_TOO_COARSE to the clerk (document_camera:notice) in
+    # every call it joins.
+    camera_target: str = "text-10pt"
     # Stills always go into the current call through the encrypted document channel (the
     # kiosk and the expert receive them); nothing is written to the agent's disk. An observer
     # is handed each still after it went into the call (tests, monitoring); it is no
@@ -190,6 +196,7 @@ class EndpointAgent:
         # The current relay session (None while joining again).
         self.publisher: DocumentPublisher | None = None
         self.notices: list[Notice] = []
+        self.camera_size: tuple[int, int] | None = None  # the camera's frames, once seen
         self.joined = asyncio.Event()
         # Lifecycle counters: joins of the same call after the first one, and why sessions
         # failed (RelayPeerClient reasons), oldest first.
@@ -214,6 +221,8 @@ class EndpointAgent:
         self.sio.on("call:relay_moved", self._on_relay_moved)
         # A still asked for by the clerk or the expert (a server push, when the server has it).
         self.sio.on(STILL_REQUEST_EVENT, self._on_still_request)
+        # The region of the page the expert looks at (remote zoom), or null for all of it.
+        self.sio.on(REGION_EVENT, self._on_region)
         self.channel: Any = None  # endpoint.document_channel.DocumentChannel of the call
 
     async def start(self) -> None:
@@ -294,6 +303,22 @@ class EndpointAgent:
     async def _on_still_request(self, data: dict[str, Any]) -> None:
         if data.get("call_id") == self.call_id:
             await self.take_still(str(data.get("format") or "png"))
+
+    async def _on_region(self, data: dict[str, Any]) -> None:
+        """Remote zoom: show this region of the page (from the camera's full resolution), or
+        the whole page for `region: null`. The server checked it; a bad one changes nothing."""
+        if not isinstance(data, dict) or data.get("call_id") != self.call_id:
+            return
+        camera = self._camera
+        if camera is None:
+            return
+        raw = data.get("region")
+        try:
+            region = None if raw is None else Region.parse(raw)
+        except ValueError as exc:
+            logger.warning("document camera: region refused: %s", exc)
+            return
+        camera.track.set_region(region)
 
     # -- socket.io events
 
@@ -476,7 +501,33 @@ class EndpointAgent:
             logger.info("document camera %s call %s as %s", "rejoined" if again else "joined",
                         call_id, self.participant_id)
             self.joined.set()
+            self._spawn(self._check_camera(call_id))
             return JOINED
+
+    async def _check_camera(self, call_id: int) -> None:
+        """Camera guidance: once the track has a camera frame, tell the clerk when this
+        camera's resolution cannot carry the office's target (document_camera/guidance.py)."""
+        from document_camera.guidance import check_camera, parse_target
+
+        camera = self._camera
+        for _ in range(100):  # the first frame comes within a frame interval or two
+            raw = camera.track.last_raw if camera is not None else None
+            if raw is not None:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            return
+        height, width = raw.shape[:2]
+        self.camera_size = (width, height)
+        notice = check_camera((width, height), parse_target(self.options.camera_target))
+        if notice is None or self.call_id != call_id:
+            return
+        self._on_notice(notice)
+        try:
+            await self._call("document_camera:notice", {
+                "call_id": call_id, "code": str(notice.code), "detail": notice.detail})
+        except Exception as exc:  # the call goes on; the log has the warning
+            logger.warning("telling the clerk about the camera failed: %s", exc)
 
     def _on_media_failure(self, publisher: DocumentPublisher | None, reason: str) -> None:
         """A RelayPeerClient gave up on its session (called once per session)."""

@@ -33,6 +33,11 @@ def register(root: Any, bench: Any) -> None:
     parser.add_argument("--max-bitrate", type=int, default=2_000_000, metavar="BPS",
                         help="cap of the document track's bitrate")
     parser.add_argument("--max-fps", type=float, default=8.0, help="frame rate at full rate")
+    parser.add_argument("--camera-target", default="text-10pt", metavar="TARGET",
+                        help="what the expert must read: text-8pt, text-10pt (any "
+                        "text-<points>pt) or plans (7 pt dimension numbers); a camera whose "
+                        "resolution cannot carry it is reported to the clerk "
+                        "(default text-10pt)")
     # Removed: it used to divert stills to the agent's disk instead of the call. Still
     # recognised, so that an old service file fails with an explanation.
     parser.add_argument("--stills-dir", type=Path, help=argparse.SUPPRESS)
@@ -80,7 +85,15 @@ def _run(args: argparse.Namespace) -> int:
     except (SourceError, ValueError) as exc:
         print(f"document camera: {exc}", file=sys.stderr)
         return 2
+    from document_camera.guidance import parse_target
+
+    try:
+        parse_target(args.camera_target)
+    except ValueError as exc:
+        print(f"--camera-target: {exc}", file=sys.stderr)
+        return 2
     options = AgentOptions(
+        camera_target=args.camera_target,
         server=args.server,
         endpoint_id=args.endpoint_id,
         credential=credential,

@@ -180,6 +180,15 @@ class Participant:
                 stream.detach()
                 stream.negotiated = False
                 self._send_transceivers[id(stream)].direction = "inactive"
+            elif stream.track is None and (
+                self._send_transceivers[id(stream)].direction != "inactive"
+            ):
+                # Its track was closed under it (unpublished, or its publisher left): closing
+                # detaches the subscribers' streams at once, so without this the subscriber
+                # would never be told; its m-line goes inactive and out of the offer's tracks.
+                changed = True
+                stream.negotiated = False
+                self._send_transceivers[id(stream)].direction = "inactive"
         have = {id(stream.track) for stream in self.forwarded if stream.track is not None}
         for track in wanted:
             if id(track) in have:

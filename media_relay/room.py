@@ -256,8 +256,8 @@ class Room:
             try:
                 offer = await participant.create_offer()
             except Exception:
-                if participant.closed:
-                    return  # it left meanwhile
+                if participant.closed or participant.pc.signalingState == "closed":
+                    return  # it left, or its connection ended, meanwhile: nobody to offer to
                 raise
         try:
             await self.relay.listener.on_offer(self.room_id, participant.participant_id, offer)

@@ -233,6 +233,7 @@ def _user_add(args: argparse.Namespace) -> int:
             office_id=office_id,
             authorities=args.authority or [],
             languages=args.language or [],
+            municipality=args.municipality,
         )
         user = await directory.create_user(session, data)
         _print(args, [directory.user_dict(user)], ["id", "username", "role"])
@@ -384,6 +385,9 @@ def register_admin(admin: Any) -> None:
     p.add_argument("--office", help="office id or name (required for clerks)")
     p.add_argument("--authority", action="append", help="authority code (experts; repeatable)")
     p.add_argument("--language", action="append", help="ISO 639-3 code, e.g. fin fse (repeatable)")
+    p.add_argument(
+        "--municipality", help="experts of kunta/rakennusvalvonta: the municipality they serve"
+    )
     p.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )

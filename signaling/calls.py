@@ -425,9 +425,24 @@ class CallRelayListener:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    async def on_offer(self, room_id: str, participant_id: str, offer: dict[str, Any]) -> None:
+    async def _stale_node(self, call_id: int, node_id: str | None) -> bool:
+        """Whether an event comes from a node the call has moved off (drain, failover)."""
+        if node_id is None:
+            return False
+        async with self.services.sessions() as session:
+            current = await session.scalar(select(Call.relay_node).where(Call.id == call_id))
+        return current is not None and current != node_id
+
+    async def on_offer(
+        self, room_id: str, participant_id: str, offer: dict[str, Any],
+        node_id: str | None = None,
+    ) -> None:
         call_id = call_id_of_room(room_id)
         if call_id is None:
+            return
+        if await self._stale_node(call_id, node_id):
+            log.info("offer for %s/%s from node %s dropped: the call has moved",
+                     room_id, participant_id, node_id)
             return
         sid = call_sessions(self.services).sid_of(call_id, participant_id)
         if sid is None:
@@ -435,9 +450,15 @@ class CallRelayListener:
             return
         await self.services.sio.emit("call:offer", {"call_id": call_id, "offer": offer}, to=sid)
 
-    async def on_participant_gone(self, room_id: str, participant_id: str, reason: str) -> None:
+    async def on_participant_gone(
+        self, room_id: str, participant_id: str, reason: str, node_id: str | None = None
+    ) -> None:
         call_id = call_id_of_room(room_id)
         if call_id is None:
+            return
+        if await self._stale_node(call_id, node_id):
+            log.info("participant %s of %s: gone (%s) on node %s ignored: the call has moved",
+                     participant_id, room_id, reason, node_id)
             return
         sessions = call_sessions(self.services)
         if sessions.replacing(call_id, participant_id):
@@ -753,12 +774,28 @@ async def answer_call(ctx: EventContext, data: AnswerPayload) -> dict[str, Any]:
 
 @on_event("call:publish", PublishPayload, roles=PARTICIPANT_ROLES)
 async def publish_source(ctx: EventContext, data: PublishPayload) -> dict[str, Any]:
+    return await _change_source(ctx, data, publish=True)
+
+
+@on_event("call:unpublish", PublishPayload, roles=PARTICIPANT_ROLES)
+async def unpublish_source(ctx: EventContext, data: PublishPayload) -> dict[str, Any]:
+    """Stop publishing a source published with `call:publish` (the expert stops sharing his
+    screen)."""
+    return await _change_source(ctx, data, publish=False)
+
+
+async def _change_source(
+    ctx: EventContext, data: PublishPayload, *, publish: bool
+) -> dict[str, Any]:
+    """Publish or unpublish a source of this socket's participant; the relay renegotiates him
+    and everyone who is sent it."""
     call, participant = await _joined(ctx, data.call_id)
     if data.source not in PUBLISHABLE[participant.role]:
         raise forbidden(f"a {participant.role} may not publish {data.source!r}", "source")
     relay = await relay_for(ctx.services, call)
+    change = relay.publish if publish else relay.unpublish
     try:
-        await relay.publish(call.room_id, participant.participant_id, data.source)
+        await change(call.room_id, participant.participant_id, data.source)
     except Exception as exc:
         raise invalid(f"the relay refused: {getattr(exc, 'message', exc)}") from exc
     return {}

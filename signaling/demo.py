@@ -21,6 +21,10 @@ DEMO_OFFICE = "Kirjasto Kallio, Helsinki"
 DEMO_MUNICIPALITY = "Helsinki"
 DEMO_ENDPOINT = "Kallio kioski 1"
 DEMO_ENDPOINT_CREDENTIAL = "demo-kiosk-credential-not-for-production"
+# One authority with service hours at the demo office, to show them on the kiosk (issue 17);
+# the others stay open at all times.
+DEMO_HOURS_AUTHORITY = "dvv"
+DEMO_WEEKLY_HOURS = ("mon-thu 09:00-15:00", "fri 09:00-12:00")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class DemoUser:
     authorities: tuple[str, ...] = ()
     languages: tuple[str, ...] = ()
     of_office: bool = False
+    # Experts of a municipal authority serve their municipality's offices only.
+    municipality: str | None = None
 
 
 DEMO_USERS: tuple[DemoUser, ...] = (
@@ -43,6 +49,7 @@ DEMO_USERS: tuple[DemoUser, ...] = (
         "expert",
         ("rakennusvalvonta",),
         ("fin",),
+        municipality=DEMO_MUNICIPALITY,
     ),
     DemoUser("tulkki", "tulkki-demo", "Tuula Tulkki", "interpreter", (), ("fse", "ara", "fin")),
     DemoUser("sihteeri", "sihteeri-demo", "Sanna Palvelusihteeri", "clerk", (), (), True),
@@ -114,8 +121,25 @@ async def seed_demo(sessions: async_sessionmaker[AsyncSession]) -> DemoCredentia
             user = await _seed_user(session, demo, office.id)
             credentials.passwords[demo.username] = demo.password
             credentials.user_ids[demo.username] = user.id
+        await _seed_hours(session, office)
         await session.commit()
         return credentials
+
+
+async def _seed_hours(session: AsyncSession, office: Office) -> None:
+    from signaling import office_offer
+    from signaling.db import utcnow
+    from signaling.offer_models import ServiceHoursRule
+
+    authority = (
+        await session.execute(select(Authority).where(Authority.code == DEMO_HOURS_AUTHORITY))
+    ).scalar_one_or_none()
+    if authority is None:
+        return
+    if await session.get(ServiceHoursRule, (office.id, authority.id)) is not None:
+        return
+    hours, _ = office_offer.parse_rules(list(DEMO_WEEKLY_HOURS), [], [], True)
+    await office_offer.set_hours(session, office, authority, hours, utcnow())
 
 
 async def _seed_user(session: AsyncSession, demo: DemoUser, office_id: int) -> User:
@@ -134,6 +158,7 @@ async def _seed_user(session: AsyncSession, demo: DemoUser, office_id: int) -> U
                 office_id=office_id if demo.of_office else None,
                 authorities=list(demo.authorities),
                 languages=list(demo.languages),
+                municipality=demo.municipality,
             ),
             password_hash=password_hash,
         )
@@ -141,6 +166,7 @@ async def _seed_user(session: AsyncSession, demo: DemoUser, office_id: int) -> U
     user.password_hash = password_hash
     user.enabled = True
     user.role = demo.role
+    user.municipality = demo.municipality
     await session.refresh(user, ["authorities", "languages"])
     if demo.authorities:
         user.authorities = list(

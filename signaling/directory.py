@@ -68,6 +68,8 @@ class UserCreate(_Input):
     office_id: int | None = Field(default=None, gt=0)
     authorities: list[str] = Field(default_factory=list, max_length=50)  # authority codes
     languages: list[str] = Field(default_factory=list, max_length=50)  # ISO 639-3
+    # An expert of a municipal authority: the municipality whose offices he serves.
+    municipality: str | None = Field(default=None, max_length=100)
 
     @field_validator("username")
     @classmethod
@@ -129,6 +131,7 @@ def user_dict(user: User) -> dict[str, Any]:
         "online": user.online,
         "authorities": sorted(a.code for a in user.authorities),
         "languages": user.language_codes,
+        "municipality": user.municipality,
     }
 
 
@@ -255,6 +258,8 @@ async def create_user(
         raise DirectoryError("not_found", f"no office {data.office_id}")
     if data.authorities and data.role != UserRole.EXPERT:
         raise DirectoryError("invalid", "only experts serve authorities")
+    if data.municipality and data.role != UserRole.EXPERT:
+        raise DirectoryError("invalid", "only experts have a municipality")
     authorities: list[Authority] = []
     if data.authorities:
         found = {
@@ -278,6 +283,7 @@ async def create_user(
         online=False,
         authorities=authorities,
         languages=[UserLanguage(code=code) for code in data.languages],
+        municipality=" ".join(data.municipality.split()) or None if data.municipality else None,
     )
     session.add(user)
     try:

@@ -149,25 +149,21 @@ class DocumentExchange:
     """This process's side of the document exchange; the database holds the truth.
 
     Call keys, transfers and recipients' answers are rows, so any signaling process serves any
-    participant. The ciphertext is in `document_chunks` rows when several processes share the
-    database (`shared`: redis_url is set), else in files under `root` (one process).
-    `keys` and `transfers` mirror what passed through this process, for inspection and the
-    one-process expiry; no decision reads them.
+    participant; nothing about them is kept in this process's memory. The ciphertext is in
+    `document_chunks` rows when several processes share the database (`shared`: redis_url is
+    set), else in files under `root` (one process). What stays here is only local: the upload
+    locks of transfers this process is writing.
     """
 
     root: Path
     shared: bool = False
-    keys: dict[int, dict[tuple[str, int], CallKey]] = field(default_factory=dict)
-    transfers: dict[str, Transfer] = field(default_factory=dict)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def lock(self, transfer_id: str) -> asyncio.Lock:
         return self.locks.setdefault(transfer_id, asyncio.Lock())
 
     def forget(self, transfer_id: str) -> None:
-        """Drop this process's memory and file of a transfer (its rows are deleted apart)."""
-        self.transfers.pop(transfer_id, None)
+        """Drop this process's lock and file of a transfer (its rows are deleted apart)."""
         self.locks.pop(transfer_id, None)
         with contextlib.suppress(FileNotFoundError):
             (self.root / f"{transfer_id}.bin").unlink()
@@ -242,10 +238,7 @@ async def load_transfer(services: Services, transfer_id: str) -> Transfer | None
         recipients = (await session.scalars(
             select(DocumentRecipient).where(DocumentRecipient.transfer_id == transfer_id)
         )).all()
-        transfer = _transfer_of(exchange.root, row, recipients)
-    if transfer_id in exchange.transfers:
-        exchange.transfers[transfer_id] = transfer
-    return transfer
+        return _transfer_of(exchange.root, row, recipients)
 
 
 async def drop_ciphertext(services: Services, transfer_id: str) -> None:
@@ -425,10 +418,6 @@ async def publish_key(ctx: EventContext, data: KeyPayload) -> dict[str, Any]:
     # He has them now (in this ack): the answered transfers are finished.
     for transfer_id in done:
         await delete_transfer(ctx.services, transfer_id)
-    local = exchange.keys.setdefault(data.call_id, {})
-    for suite in (SUITE_X25519, SUITE_P256):
-        local.pop((member.participant_id, suite), None)
-    local.update({(k.participant_id, k.suite): k for k in mine})
     room = participant_room(data.call_id, member.participant_id)
     # An earlier socket of the same participant on this process stops getting pushes.
     for sid in earlier - {"", ctx.sid}:
@@ -534,7 +523,6 @@ async def offer_document(ctx: EventContext, data: OfferPayload) -> dict[str, Any
             for pid, (kind, principal_id) in recipients.items()
         ])
         await session.commit()
-    exchange.transfers[transfer_id] = transfer
     return {"transfer_id": transfer_id, "upload_url": transfer.upload_url(), "received_bytes": 0}
 
 
@@ -706,9 +694,10 @@ def registration_statement(user_id: int, public_key: str) -> dict[str, Any]:
             "user_id": user_id}
 
 
-@on_event("signing:register_key", SigningKeyPayload, roles={Role.EXPERT})
+@on_event("signing:register_key", SigningKeyPayload, roles={Role.EXPERT, Role.CLERK})
 async def register_signing_key(ctx: EventContext, data: SigningKeyPayload) -> dict[str, Any]:
-    """Store the expert's Ed25519 public key (users.signing_public_key)."""
+    """Store the expert's (or the clerk's, for his desk entries) Ed25519 public key
+    (users.signing_public_key)."""
     from signaling.models import User
 
     statement = registration_statement(ctx.principal.id, data.public_key)
@@ -959,30 +948,6 @@ async def _stream_chunks(request: web.Request, services: Services, transfer: Tra
     return response
 
 
-def expire_transfers(services: Services, now: float | None = None) -> list[str]:
-    """Forget this process's transfers older than the retention time and delete their rows
-    (in the background); `sweep_expired` does it for every process's transfers."""
-    exchange = exchange_of(services)
-    retention = services.settings.document_retention_seconds
-    now = time.time() if now is None else now
-    expired = [t.id for t in exchange.transfers.values() if now - t.created > retention]
-    for transfer_id in expired:
-        log.info("document transfer %s expired undelivered", transfer_id)
-        exchange.forget(transfer_id)
-        task = asyncio.get_running_loop().create_task(
-            _quietly(delete_transfer(services, transfer_id, older_than=now - retention)))
-        exchange.tasks.add(task)
-        task.add_done_callback(exchange.tasks.discard)
-    return expired
-
-
-async def _quietly(work: Awaitable[Any]) -> None:
-    try:
-        await work
-    except Exception:
-        log.exception("deleting an expired document transfer failed")
-
-
 async def sweep_expired(services: Services, now: float | None = None) -> list[str]:
     """Delete every expired transfer, whichever process took it; deletes are conditional, so
     processes sweeping at once delete each transfer once."""
@@ -1025,11 +990,6 @@ async def _sweep(services: Services) -> None:
 
 
 async def _forget_socket(services: Services, sid: str, _principal: Principal) -> None:
-    exchange = exchange_of(services)
-    for keys in exchange.keys.values():
-        for entry in keys.values():
-            if entry.sid == sid:
-                entry.sid = ""
     async with services.sessions() as session:
         await session.execute(
             update(DocumentCallKey).where(DocumentCallKey.sid == sid).values(sid=""))
@@ -1061,11 +1021,12 @@ def setup(app: web.Application, services: Services) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        for pending in list(exchange.tasks):
-            with contextlib.suppress(Exception):
-                await pending
         if not exchange.shared:
-            for transfer_id in list(exchange.transfers):
+            # One process: no transfer outlives it (a restart could not finish it anyway), so
+            # no ciphertext stays in the data folder after a stop.
+            async with services.sessions() as session:
+                left = (await session.scalars(select(DocumentTransfer.id))).all()
+            for transfer_id in left:
                 with contextlib.suppress(Exception):
                     await delete_transfer(services, transfer_id)
 

@@ -21,15 +21,24 @@ FEATURE_MODULES: list[str] = [
     "signaling.call_watch",
     "signaling.relay_failover",
     "signaling.still_requests",
+    "signaling.document_view",
+    "signaling.document_camera_notices",
     "signaling.call_preview",
     "signaling.interpreters",
     "signaling.service_log",
     "signaling.statistics",
     "signaling.documents",
+    "signaling.chat",
+    "signaling.office_offer",
+    "signaling.desk_services",
+    "signaling.receipts",
+    "signaling.feedback",
 ]
 
 ADMIN_COMMAND_MODULES: list[str] = [
     "signaling.service_log_commands",
+    "signaling.office_offer_commands",
+    "signaling.receipts",
 ]
 
 

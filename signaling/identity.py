@@ -183,6 +183,7 @@ def principal_for_user(user: User) -> Principal:
         office_id=user.office_id,
         authority_ids=frozenset(a.id for a in user.authorities if a.enabled),
         languages=frozenset(lang.code for lang in user.languages),
+        municipality=user.municipality,
     )
 
 

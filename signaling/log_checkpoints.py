@@ -677,7 +677,14 @@ def _export_row(item: Any) -> ServiceLogEntry:
     except CanonicalJSONError as exc:
         raise CheckpointError(f"entry {item.get('seq')}: {exc}") from exc
     call_id = record.get("call_id")
-    expert_id = record.get("expert_id") if item.get("kind") == "service" else None
+    # The column `check_entry` expects: the signer of a signed kind (service, desk).
+    from signaling.service_log import filer_id
+
+    expert_id = (
+        record.get("expert_id")
+        if item.get("kind") == "service"
+        else filer_id(record, str(item.get("kind")))
+    )
     return ServiceLogEntry(
         seq=item.get("seq"),
         kind=item.get("kind"),

@@ -138,6 +138,9 @@ class User(Base):
     # PEM/base64 public key for verifying the person's signatures on service records.
     signing_public_key: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The municipality an expert of a municipal authority works for (0008_service_hours): he
+    # serves only the customers of that municipality's offices (signaling/office_offer.py).
+    municipality: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
     authorities: Mapped[list[Authority]] = relationship(secondary=expert_authorities)
     languages: Mapped[list[UserLanguage]] = relationship(

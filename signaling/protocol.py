@@ -43,6 +43,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"  # e.g. the ticket was already taken
     UNAVAILABLE = "unavailable"
+    CLOSED = "closed"  # outside the service hours; the error carries `opens_at`
     INTERNAL = "internal"
 
 
@@ -75,6 +76,8 @@ class Principal:
     office_id: int | None = None  # an endpoint's office; a clerk's office
     authority_ids: frozenset[int] = frozenset()  # an expert's authorities
     languages: frozenset[str] = frozenset()  # ISO 639-3 codes
+    # An expert's municipality: of a municipal authority he serves only its offices' customers.
+    municipality: str | None = None
 
 
 @dataclass

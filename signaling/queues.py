@@ -58,6 +58,7 @@ from signaling.flow_common import (
     conflict,
     enabled_authorities,
     forbidden,
+    iso,
     not_found,
     office_name,
     seconds_between,
@@ -66,6 +67,15 @@ from signaling.flow_common import (
 )
 from signaling.flow_models import Call, CallStatus, EndReason, Ticket, TicketKind, TicketStatus
 from signaling.models import Authority, Office, User, UserPresence, UserRole, expert_authorities
+from signaling.office_offer import (
+    Routing,
+    check_walk_in,
+    enter_municipal_rooms,
+    kiosk_authorities,
+    municipal_room,
+    municipality_key,
+    routing,
+)
 from signaling.protocol import EventContext, EventModel, Principal, Role, on_event
 from signaling.services import Services
 from signaling.statistics import flow_metrics
@@ -111,12 +121,20 @@ async def check_endpoint_free(session: AsyncSession, endpoint_id: int) -> None:
 
 
 async def take_walk_in_ticket(
-    session: AsyncSession, kiosk: Principal, authority_code: str, language: str, now: datetime
+    session: AsyncSession,
+    kiosk: Principal,
+    authority_code: str,
+    language: str,
+    now: datetime,
+    hours_now: datetime | None = None,
 ) -> Ticket:
-    """A kiosk's customer joins the authority's line (the caller commits)."""
+    """A kiosk's customer joins the authority's line (the caller commits). Refused when the
+    office does not offer the authority (or language) or it is outside its service hours at
+    `hours_now` (default `now`): signaling/office_offer.py."""
     authority = await find_authority(session, authority_code)
     if kiosk.office_id is None:
         raise forbidden("this endpoint belongs to no office")
+    await check_walk_in(session, kiosk.office_id, authority, language, hours_now or now)
     await check_endpoint_free(session, kiosk.id)
     ticket = Ticket(
         authority_id=authority.id,
@@ -168,12 +186,14 @@ async def waiting_tickets(
     return list(rows.scalars())
 
 
-def positions(tickets: Iterable[Ticket]) -> dict[int, int]:
-    """Position in its own line (authority, language) of each waiting ticket; 1 is next."""
-    counters: dict[tuple[int, str], int] = {}
+def positions(tickets: Iterable[Ticket], routes: Routing | None = None) -> dict[int, int]:
+    """Position in its own line (authority, language; a municipal authority's line also per
+    municipality, given `routes`) of each waiting ticket; 1 is next."""
+    counters: dict[tuple[int, str, str | None], int] = {}
     result: dict[int, int] = {}
     for ticket in sorted(tickets, key=lambda t: (t.queue_key, t.id)):
-        line = (ticket.authority_id, ticket.language)
+        local = routes.line_key(ticket.authority_id, ticket.office_id) if routes else None
+        line = (ticket.authority_id, ticket.language, local)
         counters[line] = counters.get(line, 0) + 1
         result[ticket.id] = counters[line]
     return result
@@ -215,7 +235,11 @@ class LineStaff:
     authority_online: int  # the authority's experts online and not away, any language
 
 
-async def line_staff(session: AsyncSession, authority_id: int, language: str) -> LineStaff:
+async def line_staff(
+    session: AsyncSession, authority_id: int, language: str, municipality: str | None = None
+) -> LineStaff:
+    """`municipality` (a municipality_key): the line is a municipality's own, only its
+    experts serve it."""
     rows = await session.execute(
         select(User)
         .join(expert_authorities, expert_authorities.c.user_id == User.id)
@@ -230,6 +254,8 @@ async def line_staff(session: AsyncSession, authority_id: int, language: str) ->
         .execution_options(populate_existing=True)
     )
     experts = list(rows.scalars().unique())
+    if municipality is not None:
+        experts = [u for u in experts if municipality_key(u.municipality) == municipality]
     working = [u for u in experts if language in u.language_codes]
     in_call: set[int] = set()
     if working:
@@ -288,9 +314,11 @@ async def ticket_state(
     if ticket.status != TicketStatus.WAITING:
         return await ticket_view(session, ticket)
     line = await waiting_tickets(session, [ticket.authority_id], ticket.language)
-    position = positions(line).get(ticket.id)
+    routes = await routing(session)
+    position = positions(line, routes).get(ticket.id)
     mean = await mean_service_seconds(session, ticket.authority_id, now, default_seconds)
-    staff = await line_staff(session, ticket.authority_id, ticket.language)
+    local = routes.line_key(ticket.authority_id, ticket.office_id)
+    staff = await line_staff(session, ticket.authority_id, ticket.language, local)
     return await waiting_ticket_view(session, ticket, position, mean, staff)
 
 
@@ -337,6 +365,9 @@ async def take_ticket(
         raise forbidden("this ticket is in another authority's line", "other_authority")
     if ticket.expert_id is not None and ticket.expert_id != expert.id:
         raise forbidden("this appointment is booked for another expert", "other_expert")
+    routes = await routing(session)
+    if not routes.visible_to(ticket.authority_id, ticket.office_id, ticket.expert_id, expert):
+        raise forbidden("this customer is another municipality's", "other_municipality")
     if ticket.status != TicketStatus.WAITING:
         raise conflict(f"ticket {ticket_id} was already taken", "taken")
     if await active_call_of_user(session, expert.id) is not None:
@@ -389,12 +420,21 @@ async def take_next(
     if await active_call_of_user(session, expert.id) is not None:
         raise conflict("you are already in a call", "in_call")
     user = await _expert(session, expert)
+    routes = await routing(session)
+    municipal = sorted(routes.municipal & set(authority_ids))
     for attempt in range(TAKE_ATTEMPTS):
         query = select(Ticket.id).where(
             Ticket.status == TicketStatus.WAITING,
             Ticket.authority_id.in_(authority_ids),
             (Ticket.expert_id.is_(None)) | (Ticket.expert_id == expert.id),
         )
+        if municipal:
+            # A municipal line: only his municipality's offices (or his own appointment).
+            query = query.where(
+                Ticket.authority_id.notin_(municipal)
+                | Ticket.office_id.in_(routes.offices_of(expert.municipality))
+                | (Ticket.expert_id == expert.id)
+            )
         if language is not None:
             query = query.where(Ticket.language == language)
         first = (
@@ -567,14 +607,26 @@ async def queue_views(
     authority_ids: Iterable[int] | None,
     office_id: int | None,
     now: datetime,
+    viewer: Principal | None = None,
+    municipality: str | None = None,
 ) -> list[dict[str, Any]]:
-    """QueueView per (authority, language) line that has someone waiting."""
+    """QueueView per (authority, language) line that has someone waiting. An expert `viewer`
+    sees of a municipal line only his municipality's customers; `municipality` (a
+    municipality_key) keeps of the municipal lines only that municipality's."""
     tickets = await waiting_tickets(session, authority_ids)
-    places = positions(tickets)
+    routes = await routing(session)
+    places = positions(tickets, routes)
     lines: dict[tuple[int, str], dict[str, Any]] = {}
     codes: dict[int, str] = {}
     for ticket in tickets:
         if office_id is not None and ticket.office_id != office_id:
+            continue
+        if viewer is not None and not routes.visible_to(
+            ticket.authority_id, ticket.office_id, ticket.expert_id, viewer
+        ):
+            continue
+        local = routes.line_key(ticket.authority_id, ticket.office_id)
+        if municipality is not None and local is not None and local != municipality:
             continue
         if ticket.authority_id not in codes:
             authority = await session.get(Authority, ticket.authority_id)
@@ -632,21 +684,30 @@ async def publish_queue_change(
     now = utcnow()
     async with services.sessions() as session:
         tickets = await waiting_tickets(session, [authority_id])
-        places = positions(tickets)
+        routes = await routing(session)
+        places = positions(tickets, routes)
         mean = await mean_service_seconds(session, authority_id, now, default_seconds(services))
-        staff: dict[str, LineStaff] = {}
+        staff: dict[tuple[str, str | None], LineStaff] = {}
         updates = []
         for t in tickets:
             if t.endpoint_id is None:
                 continue
-            if t.language not in staff:
-                staff[t.language] = await line_staff(session, authority_id, t.language)
-            view = await waiting_ticket_view(session, t, places[t.id], mean, staff[t.language])
+            line = (t.language, routes.line_key(authority_id, t.office_id))
+            if line not in staff:
+                staff[line] = await line_staff(session, authority_id, *line)
+            view = await waiting_ticket_view(session, t, places[t.id], mean, staff[line])
             updates.append((t.endpoint_id, view))
         views = await queue_views(session, [authority_id], None, now)
         code = await authority_code(session, authority_id)
         office_ids = sorted({t.office_id for t in tickets} | set(offices))
         per_office = [(o, await queue_views(session, [authority_id], o, now)) for o in office_ids]
+        # A municipal line goes to each municipality's experts separately, never to all.
+        per_municipality: list[tuple[str, list[dict[str, Any]]]] = []
+        if authority_id in routes.municipal:
+            keys = {routes.offices.get(o) for o in office_ids} - {None, ""}
+            for key in sorted(k for k in keys if k):
+                local_views = await queue_views(session, [authority_id], None, now, None, key)
+                per_municipality.append((key, local_views))
     metrics = flow_metrics(services)
     if metrics is not None:
         metrics.waiting.labels(code).set(len(tickets))
@@ -654,9 +715,18 @@ async def publish_queue_change(
     for endpoint_id, view in updates:
         await sio.emit("ticket:update", {"ticket": view}, room=rooms.endpoint(endpoint_id))
     payload = {"authority_id": authority_id, "queues": views}
-    await sio.emit(
-        "queue:update", payload, room=[rooms.authority(authority_id), rooms.role(Role.ADMIN)]
-    )
+    if authority_id in routes.municipal:
+        await sio.emit("queue:update", payload, room=rooms.role(Role.ADMIN))
+        for key, local_views in per_municipality:
+            await sio.emit(
+                "queue:update",
+                {"authority_id": authority_id, "queues": local_views},
+                room=municipal_room(authority_id, key),
+            )
+    else:
+        await sio.emit(
+            "queue:update", payload, room=[rooms.authority(authority_id), rooms.role(Role.ADMIN)]
+        )
     # A clerk sees the lines as far as his own office's customers are concerned.
     for office_id, office_views in per_office:
         await sio.emit(
@@ -719,7 +789,7 @@ async def ticket_take(ctx: EventContext, data: TicketTake) -> dict[str, Any]:
     services = ctx.services
     async with services.sessions() as session:
         ticket = await take_walk_in_ticket(
-            session, ctx.principal, data.authority, data.language, utcnow()
+            session, ctx.principal, data.authority, data.language, utcnow(), services.clock()
         )
         await session.commit()
         ticket_id, authority_id = ticket.id, ticket.authority_id
@@ -777,8 +847,9 @@ async def queue_list(ctx: EventContext, data: QueueList) -> dict[str, Any]:
     office_id = ctx.principal.office_id if ctx.principal.role == Role.CLERK else None
     if ctx.principal.role == Role.CLERK and office_id is None:
         raise forbidden("you are not a clerk of any office")
+    viewer = ctx.principal if ctx.principal.role == Role.EXPERT else None
     async with ctx.services.sessions() as session:
-        views = await queue_views(session, authority_ids, office_id, utcnow())
+        views = await queue_views(session, authority_ids, office_id, utcnow(), viewer)
     return {"queues": views}
 
 
@@ -845,6 +916,7 @@ async def enter_flow_rooms(services: Services, sid: str, principal: Principal) -
         await services.sio.enter_room(sid, room)
     if principal.role == Role.CLERK and principal.office_id is not None:
         await services.sio.enter_room(sid, clerks_room(principal.office_id))
+    await enter_municipal_rooms(services, sid, principal)
 
 
 @on_event("flow:sync", Empty, roles=set(Role))
@@ -873,7 +945,12 @@ async def flow_sync(ctx: EventContext, _data: Empty) -> dict[str, Any]:
                 if ticket
                 else None,
                 "call": await call_view(session, call) if call else None,
-                "authorities": [authority_view(a) for a in authorities],
+                # What this office offers: its catalogue, each with its service hours now
+                # (signaling/office_offer.py); `server_time` is the "now" they were told at.
+                "authorities": await kiosk_authorities(
+                    session, principal.office_id, authorities, services.clock()
+                ),
+                "server_time": iso(services.clock()),
                 "secretary_alert": await open_alert_of_endpoint(session, principal.id),
                 # The `ticket:requeue` still open to this kiosk (its expert was lost).
                 "requeue": await requeue_offer_of_endpoint(
@@ -900,7 +977,9 @@ async def flow_sync(ctx: EventContext, _data: Empty) -> dict[str, Any]:
                 "authorities": [authority_view(a) for a in mine],
                 # Transfer targets: a customer may be sent to any enabled authority's line.
                 "all_authorities": [authority_view(a) for a in authorities],
-                "queues": await queue_views(session, sorted(principal.authority_ids), None, now),
+                "queues": await queue_views(
+                    session, sorted(principal.authority_ids), None, now, principal
+                ),
                 "call": call_data,
                 "unfiled_calls": [await call_view(session, c) for c in unfiled],
             }

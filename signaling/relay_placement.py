@@ -48,6 +48,31 @@ class RelayUnavailable(Exception):
     code = ErrorCode.UNAVAILABLE
 
 
+class FromNode:
+    """A relay node's events, told which node they come from.
+
+    A call moved to another node (the old one drained or lost) may still hear its old room
+    for a moment: a renegotiation offer or a departure there is about the session being
+    replaced, and must not reach the participant's new session (his page would apply the old
+    node's offer to its new connection) or mark him gone. The listener decides with the node
+    (`CallRelayListener` compares it with the call's current node)."""
+
+    def __init__(self, node_id: str, listener: Any) -> None:
+        self.node_id = node_id
+        self.listener = listener
+
+    async def on_offer(self, room_id: str, participant_id: str, offer: dict[str, Any]) -> None:
+        await self.listener.on_offer(room_id, participant_id, offer, node_id=self.node_id)
+
+    async def on_participant_gone(self, room_id: str, participant_id: str, reason: str) -> None:
+        await self.listener.on_participant_gone(
+            room_id, participant_id, reason, node_id=self.node_id
+        )
+
+    async def on_active_speaker(self, room_id: str, participant_id: str) -> None:
+        await self.listener.on_active_speaker(room_id, participant_id)
+
+
 class RelayRouter:
     """Places calls on relays and hands out the client of a call's relay."""
 
@@ -129,8 +154,8 @@ class RelayRouter:
         self._listener = listener
         if self.local is not None:
             self.local.set_listener(listener)
-        for remote in self._remotes.values():
-            remote.set_listener(listener)
+        for node_id, remote in self._remotes.items():
+            remote.set_listener(FromNode(node_id, listener))
 
     # -- the live nodes
 
@@ -271,7 +296,7 @@ class RelayRouter:
             timeout=self.settings.relay_request_timeout,
         )
         if self._listener is not None:
-            remote.set_listener(self._listener)
+            remote.set_listener(FromNode(node.node_id, self._listener))
         remote.set_connection_listener(self._on_connection)
         return remote
 

@@ -15,6 +15,12 @@ database by checkpoints signed with the server's key (signaling/log_checkpoints.
 A service record must carry the expert's Ed25519 signature over the canonical JSON of its
 record body, verified on filing against his registered public key and again by `verify`.
 Document receipts are written by the server and are not signed; the checkpoints cover them.
+
+Kinds of entry: "service" (an expert's record of a call, signed), "document" (a document
+received in a call, by the server), "desk" (a clerk's desk service, signed by the clerk;
+signaling/desk_services.py) and "receipt" (the customer's receipt issued at the end of a call,
+by the server; signaling/receipts.py). The `expert_id` column holds the signing user of the
+signed kinds (the expert of a service record, the clerk of a desk entry).
 """
 
 from __future__ import annotations
@@ -65,6 +71,15 @@ APPEND_ATTEMPTS = 20
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 KIND_SERVICE = "service"
 KIND_DOCUMENT = "document"
+KIND_DESK = "desk"
+KIND_RECEIPT = "receipt"
+# The record field each kind's month (and period filters) come from.
+_MONTH_FIELD = {
+    KIND_SERVICE: "ended_at",
+    KIND_DOCUMENT: "received_at",
+    KIND_DESK: "served_at",
+    KIND_RECEIPT: "issued_at",
+}
 
 
 def entry_hash(
@@ -104,8 +119,15 @@ def entry_view(entry: ServiceLogEntry) -> dict[str, Any]:
 
 
 def month_of(record: dict[str, Any], kind: str) -> str:
-    stamp = record.get("ended_at") if kind == KIND_SERVICE else record.get("received_at")
+    stamp = record.get(_MONTH_FIELD.get(kind, "received_at"))
     return str(stamp or "")[:7]
+
+
+def filer_id(record: dict[str, Any], kind: str) -> int | None:
+    """The user who signed a signed kind's record (its `expert_id` column), else None."""
+    field_name = {KIND_SERVICE: "expert_id", KIND_DESK: "clerk_id"}.get(kind)
+    value = record.get(field_name) if field_name else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 async def last_entry(session: AsyncSession) -> Any:
@@ -132,7 +154,7 @@ async def append_entry(
     text = canonical_json(record).decode("utf-8")
     filed_at = iso(now) or ""
     call_id = record.get("call_id")
-    expert_id = record.get("expert_id") if kind == KIND_SERVICE else None
+    expert_id = filer_id(record, kind)
     for _attempt in range(APPEND_ATTEMPTS):
         last = await last_entry(session)
         seq = last[0] + 1 if last else 1
@@ -143,7 +165,7 @@ async def append_entry(
             filed_at=filed_at,
             month=month_of(record, kind),
             call_id=call_id if isinstance(call_id, int) else None,
-            expert_id=expert_id if isinstance(expert_id, int) else None,
+            expert_id=expert_id,
             record=text,
             signature=signature,
             signer_public_key=signer_public_key,
@@ -274,7 +296,19 @@ async def build_record(
         "wait_seconds": seconds_between(call.queued_at, call.started_at),
         "duration_seconds": seconds_between(call.started_at, call.ended_at),
         "documents": await documents_of_call(session, call.id),
+        # The customer's receipt code, when the kiosk issued one at the end of the call: the
+        # signed record binds the code the customer holds to this call (signaling/receipts.py).
+        **await _receipt_field(session, call.id),
     }
+
+
+async def _receipt_field(session: AsyncSession, call_id: int) -> dict[str, Any]:
+    from signaling.desk_models import Receipt
+
+    code = (
+        await session.execute(select(Receipt.code).where(Receipt.call_id == call_id))
+    ).scalar_one_or_none()
+    return {"receipt_code": code} if code else {}
 
 
 async def _fileable_call(
@@ -444,7 +478,9 @@ def check_entry(entry: ServiceLogEntry, expected_seq: int, prev_hash: str) -> st
         return f"month column {entry.month!r} disagrees with the record"
     if entry.call_id != record.get("call_id"):
         return "call_id column disagrees with the record"
-    expected_expert = record.get("expert_id") if entry.kind == KIND_SERVICE else None
+    expected_expert = (
+        record.get("expert_id") if entry.kind == KIND_SERVICE else filer_id(record, entry.kind)
+    )
     if entry.expert_id != expected_expert:
         return "expert_id column disagrees with the record"
     if entry.signature is not None:

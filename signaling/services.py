@@ -6,10 +6,13 @@ so handlers never import globals and tests can build their own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from signaling.connections import Connections
+from signaling.db import utcnow
 from signaling.metrics import SignalingMetrics
 
 if TYPE_CHECKING:
@@ -33,3 +36,6 @@ class Services:
     connections: Connections = field(default_factory=Connections)
     # Prometheus collectors of this server (registry per app; features may add their own).
     metrics: SignalingMetrics = field(default_factory=SignalingMetrics)
+    # "Now" for the rules that depend on the time of day (service hours, office_offer.py);
+    # tests set a fixed or stepping clock here instead of waiting for the wall clock.
+    clock: Callable[[], datetime] = utcnow

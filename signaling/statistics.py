@@ -2,7 +2,9 @@
 
 Figures come from the filed service records (the apudiaari), not from the calls table: what
 the authorities compensate is what was recorded. Document counts come from the document
-entries of the same log (received ones only). All routes are for administrators.
+entries of the same log (received ones only), desk services from the clerks' desk entries
+(signaling/desk_services.py), per authority the help was for. All routes are for
+administrators. Customers' feedback has its own figures (signaling/feedback.py).
 
     GET /api/stats?by=authority|office|month&from=YYYY-MM&to=YYYY-MM
     GET /api/stats/compensation.csv?from=YYYY-MM&to=YYYY-MM
@@ -32,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from signaling.csv_safe import SafeDictWriter
 from signaling.db import utcnow
+from signaling.desk_services import DESK_SERVICE_CODES
 from signaling.flow_common import call_view
 from signaling.flow_models import Call, CallStatus, ServiceLogEntry
 from signaling.models import Authority, Office
@@ -40,6 +43,7 @@ from signaling.services import Services
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 GROUPINGS = ("authority", "office", "month")
+COUNTED_KINDS = ("service", "document", "desk")
 COMPENSATION_COLUMNS = [
     "month",
     "authority_code",
@@ -52,6 +56,9 @@ COMPENSATION_COLUMNS = [
     "interpreted",
     "documents",
     "total_minutes",
+    # The clerks' desk services for the authority at the office, in all and by kind.
+    "desk_services",
+    *(f"desk_{code}" for code in DESK_SERVICE_CODES),
 ]
 
 
@@ -64,7 +71,17 @@ class Tally:
     documents: int = 0
     total_duration_seconds: int = 0
     total_wait_seconds: int = 0
+    desk_services: int = 0
+    desk_by_service: dict[str, int] = field(
+        default_factory=lambda: {code: 0 for code in DESK_SERVICE_CODES}
+    )
     labels: dict[str, Any] = field(default_factory=dict)
+
+    def add_desk(self, record: dict[str, Any]) -> None:
+        self.desk_services += 1
+        code = record.get("desk_service")
+        if code in self.desk_by_service:
+            self.desk_by_service[code] += 1
 
     def add_service(self, record: dict[str, Any]) -> None:
         self.services += 1
@@ -91,6 +108,8 @@ class Tally:
             "total_duration_seconds": self.total_duration_seconds,
             "mean_wait_seconds": mean(self.total_wait_seconds),
             "mean_duration_seconds": mean(self.total_duration_seconds),
+            "desk_services": self.desk_services,
+            "desk_by_service": dict(self.desk_by_service),
         }
 
 
@@ -107,12 +126,16 @@ async def _tally(
         query = query.where(ServiceLogEntry.month <= end)
     tallies: dict[tuple[Any, ...], Tally] = {}
     for entry in (await session.execute(query)).scalars():
+        if entry.kind not in COUNTED_KINDS:
+            continue  # receipts repeat what the call's entries say
         record = json.loads(entry.record)
         tally = tallies.setdefault(key(entry, record), Tally())
         if entry.kind == "service":
             tally.add_service(record)
         elif entry.kind == "document" and record.get("verdict") == "received":
             tally.documents += 1
+        elif entry.kind == "desk":
+            tally.add_desk(record)
     return tallies
 
 
@@ -184,6 +207,8 @@ async def compensation_rows(
                 "interpreted": tally.interpreted,
                 "documents": tally.documents,
                 "total_minutes": round(tally.total_duration_seconds / 60),
+                "desk_services": tally.desk_services,
+                **{f"desk_{code}": n for code, n in tally.desk_by_service.items()},
             }
         )
     return rows

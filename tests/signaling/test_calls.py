@@ -81,6 +81,50 @@ async def test_kiosk_and_expert_see_each_other_through_the_relay(
         await expert.close()
 
 
+async def test_a_screen_is_published_and_unpublished(live: LiveService) -> None:
+    """The expert's screen (aiortc stands in for the browser): the kiosk is sent it, then, after
+    `call:unpublish`, offered it no more; garbage and sources a role may not publish are
+    refused and change nothing."""
+    kiosk_sio, expert_sio, call_id = await start_call(live)
+    screen = {**face(), "screen": face()["camera"]}
+    kiosk, expert = CallPeer(kiosk_sio, call_id, face()), CallPeer(expert_sio, call_id, screen)
+    try:
+        early = await call(expert_sio, "call:unpublish", {"call_id": call_id, "source": "screen"})
+        assert (early["error"]["code"], early["error"]["reason"]) == ("conflict", "not_joined")
+        await kiosk.join()
+        await expert.join()
+        kela = f"user-{live.demo.user_ids['kela']}"
+        await eventually(lambda: (kela, "camera") in kiosk.remote_sources(), 20)
+        for bad in ({"call_id": call_id, "source": "microphone"}, {"call_id": call_id},
+                    {"call_id": "x", "source": "screen"}):
+            refused = await call(expert_sio, "call:unpublish", bad)
+            assert refused["error"]["code"] == "invalid", refused
+        # The camera goes with call:join; it is not a source one (un)publishes by event.
+        refused = await call(kiosk_sio, "call:unpublish", {"call_id": call_id, "source": "camera"})
+        assert refused["error"]["code"] == "invalid", refused
+        assert (await call(expert_sio, "call:publish", {"call_id": call_id, "source": "screen"}))[
+            "ok"]
+        await eventually(lambda: (kela, "screen") in kiosk.remote_sources(), 20)
+        assert (await call(expert_sio, "call:unpublish", {"call_id": call_id, "source": "screen"}))[
+            "ok"]
+        await eventually(
+            lambda: (kela, "screen") not in {
+                (t["participant_id"], t["source"])
+                for t in kiosk.offers[-1]["tracks"] if t["direction"] == "recv"
+            },
+            10,
+        )
+        # The call goes on: the expert's camera still comes.
+        assert (kela, "camera") in {
+            (t["participant_id"], t["source"])
+            for t in kiosk.offers[-1]["tracks"] if t["direction"] == "recv"
+        }
+        assert not kiosk.answer_errors and not expert.answer_errors
+    finally:
+        await kiosk.close()
+        await expert.close()
+
+
 async def test_only_participants_join_and_only_the_expert_ends(live: LiveService) -> None:
     _kiosk_sio, expert_sio, call_id = await start_call(live)
     other_expert = await live.connect_user("rakennus")

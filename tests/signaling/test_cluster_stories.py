@@ -74,7 +74,6 @@ from signaling.flow_models import (
 )
 from signaling.models import Endpoint, User
 from tests.signaling.call_support import CallPeer, face
-from tests.support.browser import chromium_available
 from tests.support.cluster import Cluster, cluster
 from tests.support.relay_nodes import relay_cluster
 from tests.support.signing import file_signed_over_socket, register_key
@@ -419,8 +418,6 @@ async def database(url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
 async def test_four_stories_across_three_processes_then_kill_9(
     tmp_path: Path, fresh_postgres_url: str, browser: Any
 ) -> None:
-    if not chromium_available():
-        pytest.skip("needs Chromium")
     async with contextlib.AsyncExitStack() as stack:
         relays = await stack.enter_async_context(relay_cluster(tmp_path, ["n1"]))
         state = await stack.enter_async_context(

@@ -23,7 +23,8 @@ from endpoint.document_crypto import (
     DocumentMetadata,
     encrypt_document,
 )
-from signaling.documents import exchange_of, expire_transfers, registration_statement
+from signaling.documents import registration_statement, sweep_expired
+from signaling.flow_models import DocumentTransfer
 from signaling.record_signing import b64u_encode, public_key_b64u, sign_record
 from tests.signaling.document_support import DocumentCall, document_call
 
@@ -344,10 +345,13 @@ async def test_cancel_and_retention(
 
     second = await kiosk.send("b.pdf", PDF)
     services = document_call.live.services
-    assert expire_transfers(services) == []
-    created = exchange_of(services).transfers[second.transfer_id].created
+    assert await sweep_expired(services) == []
+    async with services.sessions() as session:
+        row = await session.get(DocumentTransfer, second.transfer_id)
+        assert row is not None
+        created = row.created
     retention = services.settings.document_retention_seconds
-    assert expire_transfers(services, now=created + retention + 1) == [second.transfer_id]
+    assert await sweep_expired(services, now=created + retention + 1) == [second.transfer_id]
     assert stored_files(document_call) == []
 
 

@@ -164,7 +164,9 @@ CANCEL_DURING_UPLOAD = """async () => {
 
 async def test_cancel_and_receive_after_reconnect(browser: Any,
                                                   live_service: LiveService) -> None:
-    from signaling.documents import exchange_of
+    from sqlalchemy import select
+
+    from signaling.flow_models import DocumentTransfer
 
     call = await start_call(live_service)
     kiosk = await open_host(browser, live_service, call.call_id, live_service.kiosk_auth,
@@ -177,12 +179,15 @@ async def test_cancel_and_receive_after_reconnect(browser: Any,
     # Cancel while uploading: the sender stops, the server drops the ciphertext.
     result = await kiosk.evaluate(CANCEL_DURING_UPLOAD)
     assert result == {"outcome": "cancelled", "phases": ["encrypt", "upload"]}
-    exchange = exchange_of(live_service.services)
+    async def transfers() -> list[str]:
+        async with live_service.services.sessions() as session:
+            return list((await session.scalars(select(DocumentTransfer.id))).all())
+
     for _ in range(50):
-        if not exchange.transfers:
+        if not await transfers():
             break
         await kiosk.wait_for_timeout(100)
-    assert exchange.transfers == {}
+    assert await transfers() == []
     assert list((live_service.settings.data_dir / "documents").glob("*.bin")) == []
 
     # The console drops its connection; a document sent meanwhile arrives after it reconnects.

@@ -21,8 +21,7 @@ from aiortc.mediastreams import VideoStreamTrack
 from sqlalchemy import select
 
 from endpoint.document_channel import DocumentChannel, TransferError
-from signaling.documents import exchange_of
-from signaling.flow_models import CallParticipant
+from signaling.flow_models import CallParticipant, DocumentCallKey, DocumentTransfer
 from tests.signaling import call_support
 from tests.signaling.call_support import CallPeer, face, start_call
 from tests.support.service import LiveService
@@ -123,8 +122,10 @@ async def test_another_kiosk_of_the_office_cannot_be_a_document_camera(
         assert await participant_rows(live, call_id) == before_rows
         assert sorted(await relay_participants(live, call_id)) == before_relay
         assert f"doccam-{other_id}" not in await relay_participants(live, call_id)
-        keys = exchange_of(live.services).keys.get(call_id, {})
-        assert not any(pid.endswith(f"-{other_id}") for pid, _suite in keys)
+        async with live.services.sessions() as session:
+            keys = (await session.scalars(select(DocumentCallKey.participant_id).where(
+                DocumentCallKey.call_id == call_id))).all()
+        assert not any(pid.endswith(f"-{other_id}") for pid in keys)
         # The call's own pushes do not reach it: it is in neither the call's nor its
         # documents' room.
         kiosk_docs = DocumentChannel(kiosk_sio, live.base_url, call_id)
@@ -259,7 +260,8 @@ async def test_documents_never_go_to_a_device(live_service: LiveService) -> None
         with pytest.raises(TransferError) as caught:
             await stills.send("lomake.pdf", PDF)
         assert caught.value.code == "stills_only"
-        assert exchange_of(live.services).transfers == {}
+        async with live.services.sessions() as session:
+            assert (await session.scalars(select(DocumentTransfer.id))).all() == []
 
         # A still reaches the kiosk and the expert; both confirm it (the kiosk and its camera
         # are one principal: the socket tells the recipient from the sender).

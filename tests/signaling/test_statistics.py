@@ -123,6 +123,12 @@ async def test_compensation_csv(world: World) -> None:
         "interpreted": "0",
         "documents": "1",
         "total_minutes": "9",
+        # No desk services were recorded (tests/signaling/test_desk_receipts_feedback.py).
+        "desk_services": "0",
+        "desk_assisted_eservice": "0",
+        "desk_form_handed_over": "0",
+        "desk_identity_check": "0",
+        "desk_other": "0",
     }
 
 

@@ -57,7 +57,11 @@ const state = {
   endedTimer: null,
   documentPanel: null,
   lost: null, // {callId, requeue} while the "expert did not come back" screen is up
+  closedAuthority: null, // the authority of the "not serving now" screen
+  serverOffset: 0, // server time - our clock, ms (the hours are the server's "now")
+  offerTimer: null,
   dismissedLost: null, // the call whose offer went back to the start screen unused
+  ended: null, // {callId, receipt, answer, sent} while the "ended" screen is up
 };
 window.__etapalvelu = window.__etapalvelu || {};
 window.__etapalvelu.kiosk = state;
@@ -123,10 +127,134 @@ function renderAuthorities() {
     button.type = "button";
     button.dataset.authority = authority.code;
     button.textContent = localName(authority);
-    button.addEventListener("click", () => chooseAuthority(authority));
+    const hours = hoursLine(authority);
+    if (hours) button.append(span("sub hours-line", hours));
+    if (isClosed(authority)) {
+      button.classList.add("closed");
+      button.append(span("hours-state", closedLine(authority)));
+      button.addEventListener("click", () => showClosed(authority));
+    } else {
+      button.addEventListener("click", () => chooseAuthority(authority));
+    }
     item.append(button);
     list.append(item);
   }
+}
+
+// ---- service hours (signaling/office_offer.py) ----------------------------------------------
+// Each authority of `flow:sync` has `hours`: {always_open, open_now, opens_at, closes_at,
+// weekly: [{days: [0..6], intervals: [["09:00", "15:00"]]}], today, today_special}. Times are
+// Europe/Helsinki whatever the kiosk's own time zone; "now" is the server's.
+
+const DAY_KEYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+const HELSINKI = "Europe/Helsinki";
+
+function span(className, text) {
+  const node = document.createElement("span");
+  node.className = className;
+  node.textContent = text;
+  return node;
+}
+
+const serverNow = () => new Date(Date.now() + state.serverOffset);
+const isClosed = (authority) => Boolean(authority.hours && !authority.hours.open_now);
+
+/** "09:00" → "9", "09:30" → "9.30" (fi, sv) or "9:30" (en); `full` keeps ":00" ("9.00"). */
+function clockText(hhmm, full = false) {
+  const [h, m] = hhmm.split(":").map(Number);
+  if (!m && !full) return String(h);
+  return `${h}${language() === "en" ? ":" : "."}${String(m).padStart(2, "0")}`;
+}
+
+// A word joiner on each side of the dash: "ma–to" and "9–15" never break across lines.
+const DASH = "\u2060–\u2060";
+const intervalsText = (intervals) =>
+  intervals.map(([a, b]) => `${clockText(a)}${DASH}${clockText(b)}`).join(", ");
+
+function weeklyText(weekly) {
+  return weekly.map(({ days, intervals }) => {
+    const first = t(`kiosk.day.${DAY_KEYS[days[0]]}`);
+    const last = t(`kiosk.day.${DAY_KEYS[days[days.length - 1]]}`);
+    return `${days.length > 1 ? `${first}${DASH}${last}` : first}\u00a0${intervalsText(intervals)}`;
+  }).join(", ");
+}
+
+/** The parts of an instant in Helsinki: {year, month, day, hour, minute, weekday}. */
+function helsinkiParts(date) {
+  const parts = new Intl.DateTimeFormat("en-GB", {
+    timeZone: HELSINKI, year: "numeric", month: "numeric", day: "numeric",
+    hour: "2-digit", minute: "2-digit", hourCycle: "h23", weekday: "short",
+  }).formatToParts(date);
+  return Object.fromEntries(parts.map((p) => [p.type, p.value]));
+}
+
+/** When service opens, in words: "tänään klo 9.00", "huomenna klo 9.00", "ma 30.11. klo 9.00". */
+function whenText(iso) {
+  const at = helsinkiParts(new Date(iso));
+  const now = serverNow();
+  const sameDay = (p, q) => p.year === q.year && p.month === q.month && p.day === q.day;
+  const time = clockText(`${at.hour}:${at.minute}`, true);
+  if (sameDay(at, helsinkiParts(now))) return t("kiosk.when.today", { time });
+  if (sameDay(at, helsinkiParts(new Date(now.getTime() + 86400000)))) {
+    return t("kiosk.when.tomorrow", { time });
+  }
+  const weekday = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].indexOf(at.weekday);
+  const date = { fi: `${at.day}.${at.month}.`, sv: `${at.day}.${at.month}`,
+                 en: `${at.day}/${at.month}` }[language()];
+  return t("kiosk.when.date", { day: t(`kiosk.day.${DAY_KEYS[weekday]}`), date, time });
+}
+
+/** "Kela palvelee tässä pisteessä ma–to 9–15." (+ today's exception); null: always open. */
+function hoursLine(authority) {
+  const hours = authority.hours;
+  if (!hours || hours.always_open) return null;
+  const lines = [];
+  if (hours.weekly.length) {
+    lines.push(t("kiosk.hours.serves", { name: localName(authority), hours: weeklyText(hours.weekly) }));
+  }
+  if (hours.today_special) {
+    lines.push(hours.today.length ? t("kiosk.hours.today", { hours: intervalsText(hours.today) })
+      : t("kiosk.hours.todayClosed"));
+  }
+  return lines.join(" ");
+}
+
+function closedLine(authority) {
+  const opens = authority.hours && authority.hours.opens_at;
+  return opens ? t("kiosk.hours.closedUntil", { when: whenText(opens) }) : t("kiosk.hours.closedLong");
+}
+
+function renderClosed() {
+  const authority = state.closedAuthority;
+  if (!authority) return;
+  $("closed-title").textContent = t("kiosk.closed.title", { name: localName(authority) });
+  const opens = authority.hours && authority.hours.opens_at;
+  $("closed-opens").textContent = opens ? t("kiosk.closed.opens", { when: whenText(opens) })
+    : t("kiosk.closed.never");
+  $("closed-hours").textContent = hoursLine(authority) || "";
+}
+
+/** Outside the hours: when service opens, and how to get a time booked instead. */
+function showClosed(authority) {
+  state.closedAuthority = authority;
+  renderClosed();
+  show("closed");
+}
+
+/** Sync again when an authority's line opens or closes (the server's time decides). */
+function scheduleOfferRefresh() {
+  clearTimeout(state.offerTimer);
+  const now = serverNow().getTime();
+  let next = now + 3600000;
+  for (const a of state.authorities) {
+    const h = a.hours;
+    const change = h && !h.always_open && (h.open_now ? h.closes_at : h.opens_at);
+    if (change) next = Math.min(next, Date.parse(change));
+  }
+  const delay = Math.min(3600000, Math.max(5000, next - now + 1000));
+  state.offerTimer = setTimeout(() => {
+    if (!state.call) sync().catch(() => {});
+  }, delay);
 }
 
 function chooseAuthority(authority) {
@@ -139,7 +267,9 @@ function renderServiceLanguages() {
   $("language-authority").textContent = localName(state.chosenAuthority);
   const list = $("service-language-list");
   list.replaceChildren();
-  for (const code of SERVICE_LANGUAGES[language()]) {
+  // The office may offer this authority in some languages only (its catalogue).
+  const offered = state.chosenAuthority.languages;
+  for (const code of SERVICE_LANGUAGES[language()].filter((c) => !offered || offered.includes(c))) {
     const item = document.createElement("div");
     item.setAttribute("role", "listitem");
     const button = document.createElement("button");
@@ -211,6 +341,19 @@ async function takeTicket(languageCode) {
   } catch (error) {
     if (error.code === "conflict") {
       await sync();
+      return;
+    }
+    if (error.code === "closed") {
+      // The hours ended meanwhile: the fresh hours say when it opens again.
+      const code = state.chosenAuthority.code;
+      await sync().catch(() => {});
+      showClosed(state.authorities.find((a) => a.code === code) || state.chosenAuthority);
+      return;
+    }
+    if (error.code === "forbidden" && /offered/.test(error.reason || "")) {
+      await sync().catch(() => {});
+      show("start");
+      setStatus(t("kiosk.error.notOffered"), "error");
       return;
     }
     setStatus(t("kiosk.error.ticket"), "error");
@@ -382,10 +525,24 @@ function onTrack(info) {
   const who = roleOf(info.participantId);
   // The kiosk's own document camera goes to the expert; the customer sees the paper itself.
   if (who.role === "document_camera" || info.source === "document") return;
+  if (info.source === "screen") {
+    showScreen(info.track);
+    return;
+  }
   const tile = who.role === "interpreter" ? $("tile-interpreter") : $("tile-expert");
   tile.querySelector("video").srcObject = new MediaStream([info.track]);
   tile.classList.add("has-video");
   tile.dataset.participant = info.participantId || "";
+}
+
+/** The expert shares his screen: it takes the large place, his face moves aside; `null`
+ * (he stopped, or the call ended) returns the stage to the faces. */
+function showScreen(track) {
+  const tile = $("tile-screen");
+  tile.querySelector("video").srcObject = track ? new MediaStream([track]) : null;
+  tile.hidden = !track;
+  tile.classList.toggle("has-video", Boolean(track));
+  $("call-stage").dataset.screen = String(Boolean(track));
 }
 
 function onTrackRemoved(info) {
@@ -399,6 +556,10 @@ function onTrackRemoved(info) {
   for (const tile of document.querySelectorAll("#call-stage .video-tile:not(.self)")) {
     const video = tile.querySelector("video");
     if (video.srcObject && video.srcObject.getTracks().includes(info.track)) {
+      if (tile.id === "tile-screen") {
+        showScreen(null);
+        continue;
+      }
       video.srcObject = null;
       tile.classList.remove("has-video");
     }
@@ -595,6 +756,7 @@ function endCall(reason = "ended", { requeue: offer = null } = {}) {
     tile.querySelector("video").srcObject = null;
     tile.classList.remove("has-video");
   }
+  showScreen(null);
   stopCamera();
   state.call = null;
   state.ticket = null;
@@ -609,9 +771,153 @@ function endCall(reason = "ended", { requeue: offer = null } = {}) {
   // Ended by the expert or the customer, abandoned, ended by the office: thanks.
   show("ended");
   state.endedTimer = setTimeout(goToStart, ENDED_SCREEN_SECONDS * 1000);
+  showEndedExtras(endedCall, reason);
+}
+
+// ---- receipt and feedback on the "ended" screen ------------------------------------------
+// The receipt (signaling/receipts.py) is issued when the call has ended: office, authority,
+// when the matter became pending, the log entries and the received documents' hashes, and a
+// code to quote later. One feedback question (signaling/feedback.py), anonymous: the server
+// counts the answer for the call's office and authority and keeps no link to the call.
+
+function showEndedExtras(call, reason) {
+  state.ended = call ? { callId: call.id, receipt: null, answer: null, sent: false } : null;
+  $("receipt").hidden = true;
+  resetFeedback();
+  // A transferred customer goes on to his new line: no receipt, no question yet.
+  if (!call || reason === "transferred") return;
+  $("feedback").hidden = false;
+  if (reason !== "abandoned") issueReceipt(call.id);
+}
+
+async function issueReceipt(callId) {
+  try {
+    const ack = await request(state.socket, "receipt:issue", { call_id: callId });
+    if (!state.ended || state.ended.callId !== callId) return;
+    state.ended.receipt = ack.receipt;
+    renderReceipt();
+  } catch (error) {
+    // No receipt (nobody served the customer, or the server could not issue one): the
+    // screen still thanks him; the call is in the log either way.
+    console.warn("no receipt", error);
+  }
+}
+
+function renderReceipt() {
+  const receipt = state.ended && state.ended.receipt;
+  const box = $("receipt");
+  if (!receipt) {
+    box.hidden = true;
+    return;
+  }
+  $("receipt-code").textContent = receipt.code;
+  $("receipt-office").textContent = receipt.office_name;
+  $("receipt-authority").textContent = receipt.authority_name
+    ? localName({ name: receipt.authority_name }) : receipt.authority_code;
+  $("receipt-expert").textContent = receipt.expert_name || "";
+  $("receipt-pending").textContent = formatDateTime(receipt.pending_at);
+  $("receipt-entries").textContent = [
+    t("kiosk.receipt.entryReceipt", { seq: receipt.log_seq }),
+    receipt.record_seq ? t("kiosk.receipt.entryRecord", { seq: receipt.record_seq })
+      : t("kiosk.receipt.recordLater"),
+  ].join(", ");
+  const list = $("receipt-documents");
+  list.replaceChildren();
+  for (const doc of receipt.documents) {
+    const item = document.createElement("li");
+    item.textContent = t("kiosk.receipt.document", { seq: doc.seq, sha256: doc.sha256 });
+    list.append(item);
+  }
+  if (!receipt.documents.length) {
+    const item = document.createElement("li");
+    item.textContent = t("kiosk.receipt.noDocuments");
+    list.append(item);
+  }
+  box.hidden = false;
+}
+
+function resetFeedback() {
+  $("feedback").hidden = true;
+  $("feedback-faces").hidden = false;
+  $("feedback-reasons").hidden = true;
+  $("feedback-skip").hidden = false;
+  $("feedback-thanks").textContent = "";
+  delete $("feedback-thanks").dataset.i18n;
+  for (const face of document.querySelectorAll("#feedback-faces .face")) {
+    face.setAttribute("aria-pressed", "false");
+  }
+}
+
+/** A touch on the "ended" screen: the customer is still there, give him the full time. */
+function keepEndedScreen() {
+  if (document.body.dataset.screen !== "ended") return;
+  if (state.endedTimer) clearTimeout(state.endedTimer);
+  state.endedTimer = setTimeout(goToStart, ENDED_SCREEN_SECONDS * 1000);
+}
+
+function chooseFace(answer) {
+  if (!state.ended || state.ended.sent) return;
+  state.ended.answer = answer;
+  for (const face of document.querySelectorAll("#feedback-faces .face")) {
+    face.setAttribute("aria-pressed", String(face.dataset.answer === answer));
+  }
+  $("feedback-reasons").hidden = false;
+  // Chosen: "send without a reason" takes the place of "skip".
+  $("feedback-skip").hidden = true;
+  keepEndedScreen();
+}
+
+/** Send the chosen face (with a reason or without); once per call. */
+function sendFeedback(reason = null) {
+  const ended = state.ended;
+  if (!ended || ended.sent || !ended.answer) return;
+  ended.sent = true;
+  const payload = { call_id: ended.callId, answer: ended.answer };
+  if (reason) payload.reason = reason;
+  request(state.socket, "feedback:give", payload).catch((error) => {
+    console.warn("feedback not counted", error);
+  });
+  if (state.ended === ended) {
+    $("feedback-faces").hidden = true;
+    $("feedback-reasons").hidden = true;
+    $("feedback-skip").hidden = true;
+    $("feedback-thanks").dataset.i18n = "kiosk.feedback.thanks";
+    $("feedback-thanks").textContent = t("kiosk.feedback.thanks");
+  }
+}
+
+function skipFeedback() {
+  if (state.ended) state.ended.sent = true;
+  $("feedback").hidden = true;
+  $("ended-start").focus({ preventScroll: true });
+}
+
+/** Leaving the "ended" screen: a face chosen without a reason still counts; then the
+ * receipt goes from the screen so the next customer does not see it. */
+function finishEndedExtras() {
+  if (state.ended && state.ended.answer && !state.ended.sent) sendFeedback(null);
+  state.ended = null;
+  $("receipt").hidden = true;
+  resetFeedback();
+}
+
+function wireEndedExtras() {
+  for (const face of document.querySelectorAll("#feedback-faces .face")) {
+    face.addEventListener("click", () => chooseFace(face.dataset.answer));
+  }
+  for (const button of document.querySelectorAll("#feedback-reasons [data-reason]")) {
+    button.addEventListener("click", () => sendFeedback(button.dataset.reason));
+  }
+  $("feedback-send").addEventListener("click", () => sendFeedback(null));
+  $("feedback-skip").addEventListener("click", skipFeedback);
+  $("receipt-print").addEventListener("click", () => {
+    keepEndedScreen();
+    window.print();
+  });
 }
 
 function goToStart() {
+  finishEndedExtras();
   closeAllViewers();
   if (state.endedTimer) clearTimeout(state.endedTimer);
   state.endedTimer = null;
@@ -651,12 +957,19 @@ async function sync({ reconnect = false } = {}) {
   state.officeName = ack.office_name || "";
   $("office-name").textContent = state.officeName;
   state.authorities = ack.authorities || [];
+  if (ack.server_time) state.serverOffset = Date.parse(ack.server_time) - Date.now();
   const officeLanguage = ack.default_language || ack.office_default_language || null;
   if (officeLanguage && !state.defaultLanguage) {
     state.defaultLanguage = officeLanguage;
     if (!state.call && !state.ticket) setLanguage(officeLanguage, { remember: false });
   }
   renderAuthorities();
+  scheduleOfferRefresh();
+  if (state.closedAuthority) {
+    state.closedAuthority = state.authorities.find((a) => a.code === state.closedAuthority.code)
+      || state.closedAuthority;
+    renderClosed();
+  }
   if (ack.secretary_alert && !ack.secretary_alert.acknowledged_at) {
     secretaryStatus("kiosk.secretary.called");
   }
@@ -693,7 +1006,8 @@ async function sync({ reconnect = false } = {}) {
   } else if (offer && !state.lost && state.dismissedLost !== offer.call_id) {
     // A reload after the expert was lost: offer the place in line again.
     showLost({ id: offer.call_id }, offer);
-  } else if (!["ended", "lost", "appointment", "language"].includes(document.body.dataset.screen)) {
+  } else if (!["ended", "lost", "appointment", "language", "closed"]
+    .includes(document.body.dataset.screen)) {
     show("start");
   }
 }
@@ -705,10 +1019,12 @@ function start() {
   setLanguage("fi", { remember: false });
   onLanguageChange(() => {
     renderAuthorities();
+    renderClosed();
     if (state.chosenAuthority) renderServiceLanguages();
     renderTicket();
     renderParticipants();
     renderNotices();
+    renderReceipt();
   });
   buildKeypad();
   for (const button of document.querySelectorAll("[data-back]")) {
@@ -718,9 +1034,15 @@ function start() {
     $("appointment-error").hidden = true;
     show("appointment");
   });
+  $("closed-appointment").addEventListener("click", () => {
+    $("appointment-error").hidden = true;
+    show("appointment");
+  });
+  $("closed-secretary").addEventListener("click", callSecretary);
   $("appointment-form").addEventListener("submit", checkIn);
   $("leave-queue").addEventListener("click", leaveQueue);
   $("ended-start").addEventListener("click", goToStart);
+  wireEndedExtras();
   $("secretary-button").addEventListener("click", callSecretary);
   $("end-call").addEventListener("click", askEndCall);
   $("end-call-yes").addEventListener("click", confirmEndCall);
@@ -760,6 +1082,8 @@ function start() {
     else setStatus(t("common.reconnecting"));
   });
   socket.on("ticket:update", onTicketUpdate);
+  // The administrator changed the office's catalogue or hours.
+  socket.on("office:offer_changed", () => sync().catch(() => {}));
   socket.on("call:started", ({ call }) => enterCall(call));
   socket.on("call:participants", ({ call_id: callId, participants }) => {
     if (!state.call || state.call.id !== callId) return;

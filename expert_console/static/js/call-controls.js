@@ -1,8 +1,9 @@
 // The call-control bar of the expert and interpreter consoles: microphone, camera, which
 // picture is the main view (customer ↔ document camera), the document camera full screen,
-// and the bar's small panels (interpreter request, transfer). Keyboard: every control is a
-// button in the bar; Alt+M microphone, Alt+K camera, Alt+V swap, Alt+N full screen, Escape
-// closes a panel or leaves full screen.
+// the expert's screen shared into the call, and the bar's small panels (interpreter request,
+// transfer). Keyboard: every control is a button in the bar; Alt+M microphone, Alt+K camera,
+// Alt+V swap, Alt+N full screen, Alt+J share the screen, Escape closes a panel or leaves full
+// screen.
 
 import { onLanguageChange, t } from "/static/common/js/i18n.js";
 
@@ -21,6 +22,7 @@ export class CallControls {
     $("doccam-thumb")?.addEventListener("click", () => this.setMain("document"));
     $("doccam-full")?.addEventListener("click", () => this.setFull(!this.full));
     $("doccam-exit-full")?.addEventListener("click", () => this.setFull(false));
+    $("share-screen")?.addEventListener("click", () => this.toggleScreen($("share-screen")));
     for (const toggle of document.querySelectorAll(".control-bar [aria-controls]")) {
       toggle.addEventListener("click", () => this.togglePanel(toggle));
     }
@@ -60,6 +62,7 @@ export class CallControls {
     const actions = {
       m: () => $("mute")?.click(), k: () => $("camera-off")?.click(),
       v: () => this.swap(), n: () => this.setFull(!this.full),
+      j: () => $("share-screen")?.click(),
     };
     const action = actions[event.key.toLowerCase()];
     if (action) {
@@ -75,12 +78,52 @@ export class CallControls {
     button.setAttribute("aria-pressed", String(off));
   }
 
-  /** Microphone and camera on again (a new call starts with both on). */
+  /** Microphone and camera on again (a new call starts with both on, sharing nothing). */
   resetLocal() {
     const panel = this.panel();
     for (const [kind, id] of [["audio", "mute"], ["video", "camera-off"]]) {
       panel?.setLocalEnabled(kind, true);
       $(id)?.setAttribute("aria-pressed", "false");
+    }
+    $("share-screen")?.setAttribute("aria-pressed", "false");
+  }
+
+  /** Share the expert's screen into the call (e.g. to guide the customer through an
+   * e-service), or stop: the kiosk shows it large and returns to his face when it stops.
+   * The browser asks which screen or window; stopping from the browser's own bar works too. */
+  async toggleScreen(button) {
+    const media = this.panel()?.media;
+    if (!media || this.sharing) return;
+    this.sharing = true;
+    try {
+      if (media.screen) {
+        await media.stopScreen();
+        button.setAttribute("aria-pressed", "false");
+        return;
+      }
+      let stream;
+      try {
+        stream = await navigator.mediaDevices.getDisplayMedia({
+          video: { frameRate: { ideal: 10, max: 15 } }, audio: false });
+      } catch (error) {
+        // The expert chose nothing (NotAllowedError) or the browser cannot share.
+        if (error && error.name !== "NotAllowedError") console.warn("getDisplayMedia", error);
+        return;
+      }
+      const track = stream.getVideoTracks()[0];
+      if (!track) return;
+      track.contentHint = "detail";
+      track.addEventListener("ended", () => {
+        if (media.screen !== track) return;
+        media.stopScreen().catch(() => {});
+        button.setAttribute("aria-pressed", "false");
+      });
+      await media.shareScreen(track);
+      button.setAttribute("aria-pressed", "true");
+    } catch (error) {
+      console.warn("screen sharing", error);
+    } finally {
+      this.sharing = false;
     }
   }
 

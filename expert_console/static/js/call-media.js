@@ -108,6 +108,7 @@ export class CallMedia {
     this.sampling = false;
     this.rejoined = false;
     this.relayEpoch = 0; // how many times the server has moved this call to another relay node
+    this.screen = null; // the shared screen's track while sharing (published again on rejoin)
     // The call's relay node died or is draining: the server placed it on another node, whose
     // room is empty until we join it. A fresh join (the same as after an ICE failure) does it.
     this.onRelayMoved = (message) => {
@@ -221,6 +222,11 @@ export class CallMedia {
     }
     const streams = this.localStream ? { camera: this.localStream, audio: this.localStream } : {};
     const hints = this.signLanguage ? { camera: "maintain-framerate" } : {};
+    if (this.screen) {
+      // A rejoin while sharing: the screen goes out again with the new connection.
+      streams.screen = this.screen;
+      hints.screen = "detail";
+    }
     try {
       await client.join(streams, { hints });
     } catch (error) {
@@ -253,6 +259,21 @@ export class CallMedia {
                                 rejoin: !first });
   }
 
+  /** Share a screen (a getDisplayMedia video track) into the call, sent for detail
+   * (`contentHint = "detail"`, resolution kept over frame rate): text on it stays legible. */
+  async shareScreen(track) {
+    this.screen = track;
+    if (this.client && this.client.joinAcked) await this.client.publish("screen", track, "detail");
+  }
+
+  /** Stop sharing: the others' pictures return to the expert's face. */
+  async stopScreen() {
+    const track = this.screen;
+    this.screen = null;
+    if (track) track.stop();
+    if (this.client && this.client.joinAcked && !this.ended) await this.client.unpublish("screen");
+  }
+
   keyOf(meta) {
     return `${meta.participant_id}/${meta.source}`;
   }
@@ -278,6 +299,9 @@ export class CallMedia {
     }
     if (name === "publish") {
       return request(this.socket, "call:publish", { call_id: callId, source: payload.source });
+    }
+    if (name === "unpublish") {
+      return request(this.socket, "call:unpublish", { call_id: callId, source: payload.source });
     }
     throw new Error(`unknown relay request ${name}`);
   }
@@ -508,6 +532,8 @@ export class CallMedia {
 
   close() {
     this.ended = true;
+    if (this.screen) this.screen.stop(); // the browser's "sharing" indicator goes with the call
+    this.screen = null;
     for (const timer of [this.retryTimer, this.graceTimer, this.connectTimer]) clearTimeout(timer);
     this.retryTimer = null;
     this.graceTimer = null;

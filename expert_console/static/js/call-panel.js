@@ -11,6 +11,7 @@ import { renderTileNotice, tileNotice } from "/static/common/js/call-notices.js"
 import { CallMedia, openCamera } from "./call-media.js";
 import { mountDocumentPanel } from "./documents.js";
 import { DocCamView } from "./doccam-view.js";
+import { request } from "./session.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -45,6 +46,13 @@ export class CallPanel {
       doccam.zoomIn?.addEventListener("click", () => this.viewer.zoom(1.25));
       doccam.zoomOut?.addEventListener("click", () => this.viewer.zoom(0.8));
       doccam.zoomReset?.addEventListener("click", () => this.viewer.reset());
+      // Remote zoom: the call's expert steers the document camera to the part of the page he
+      // looks at (signaling/document_view.py); the others' views follow what the frames show.
+      if (role === "expert") {
+        this.viewer.setRemote((region) => this.call
+          ? request(socket, "document_camera:view", { call_id: this.call.id, region })
+          : Promise.resolve());
+      }
     }
   }
 

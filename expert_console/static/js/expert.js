@@ -35,7 +35,9 @@ const state = {
   panel: null,
   secretaryAlerts: [],
   officeCalls: [],
+  doccamNotices: new Map(), // call id → the document camera's latest notice (clerk's rows)
   preview: null, // the clerk's document-camera preview: {callId, preview, state}
+  desk: null, // the clerk's desk entries: {services, authorities, entries}
   appointments: [],
   // The expert's Ed25519 signing key (non-extractable, in this browser's IndexedDB), once
   // registered with the server; service records are signed with it (docs/document-protocol.md §6).
@@ -469,6 +471,14 @@ async function fileRecord(event) {
 // signed with the expert's registered key: without one (no Ed25519 in this browser's
 // WebCrypto, or the registration failed) the record is not filed and the form says why.
 async function recordSignature(fields) {
+  const key = await registeredSigningKey();
+  const draft = await request(state.ctx.socket, "record:draft", fields);
+  return { signature: await signRecord(JSON.parse(draft.canonical), key.privateKey) };
+}
+
+/** This browser's registered signing key (the expert's records, the clerk's desk entries);
+ * throws `no_signing_key` when there is none. */
+async function registeredSigningKey() {
   let key = await state.signingKey;
   if (!key) {
     // Registration may have failed on a passing network error: try once more.
@@ -481,8 +491,7 @@ async function recordSignature(fields) {
     error.local = true;
     throw error;
   }
-  const draft = await request(state.ctx.socket, "record:draft", fields);
-  return { signature: await signRecord(JSON.parse(draft.canonical), key.privateKey) };
+  return key;
 }
 
 function registerSigningKey(ctx) {
@@ -708,10 +717,107 @@ function renderClerk() {
         el("span", { class: "doccam-state", "data-doccam": camera ? "on" : "off",
                      text: t(camera ? "console.clerk.doccamOn" : "console.clerk.doccamOff") }),
         look, still),
+      state.doccamNotices.has(call.id) ? el("p", {
+        class: "doccam-notice warn", role: "status",
+        "data-code": state.doccamNotices.get(call.id).code,
+        text: localName({ name: state.doccamNotices.get(call.id).text }),
+        title: state.doccamNotices.get(call.id).detail }) : "",
       form));
   }
   if (focused) calls.querySelector(focused)?.focus({ preventScroll: true });
   renderPreview(active);
+}
+
+// ---- the clerk's desk entries (signaling/desk_services.py) ---------------------------------
+
+async function loadDesk() {
+  try {
+    const ack = await request(state.ctx.socket, "desk:services", {});
+    state.desk = { services: ack.services, authorities: ack.authorities, entries: [] };
+    renderDeskForm();
+    await loadDeskHistory();
+  } catch (error) {
+    state.desk = null;
+    notify(errorText(error), "warn");
+  }
+}
+
+/** The form's choices in the UI language, keeping what the clerk had chosen. */
+function renderDeskForm() {
+  if (!state.desk) return;
+  for (const [id, items, value] of [
+    ["desk-authority", state.desk.authorities, (a) => String(a.id)],
+    ["desk-service", state.desk.services, (s) => s.code],
+  ]) {
+    const select = $(id);
+    const chosen = select.value;
+    select.replaceChildren(...items.map((item) => el("option", {
+      value: value(item), text: localName(item) })));
+    if (chosen) select.value = chosen;
+  }
+}
+
+async function loadDeskHistory() {
+  const ack = await request(state.ctx.socket, "desk:history", { limit: 10 });
+  state.desk.entries = ack.entries;
+  renderDeskHistory();
+}
+
+function renderDeskHistory() {
+  if (!state.desk) return;
+  const list = $("desk-history");
+  const names = (items, key, code) => {
+    const found = items.find((item) => item[key] === code);
+    return found ? localName(found) : String(code);
+  };
+  list.replaceChildren(...(state.desk.entries.length ? state.desk.entries.map((entry) =>
+    el("li", { "data-seq": String(entry.seq), text: t("console.desk.row", {
+      time: formatDateTime(entry.body.served_at),
+      service: names(state.desk.services, "code", entry.body.desk_service),
+      authority: names(state.desk.authorities, "id", entry.body.authority_id),
+      seq: entry.seq,
+    }) })) : [el("li", { class: "empty", text: t("console.desk.none") })]));
+}
+
+/** Draft, sign with this browser's registered key, file (re-registering once if another
+ * browser of his registered a key since, as for the expert's records). */
+async function fileDesk(event) {
+  event.preventDefault();
+  const box = $("desk-error");
+  box.hidden = true;
+  const button = event.target.querySelector("button[type=submit]");
+  button.disabled = true;
+  const fields = { authority_id: Number($("desk-authority").value),
+                   desk_service: $("desk-service").value };
+  const signed = async () => {
+    const key = await registeredSigningKey();
+    const draft = await request(state.ctx.socket, "desk:draft", fields);
+    const signature = await signRecord(JSON.parse(draft.canonical), key.privateKey);
+    return request(state.ctx.socket, "desk:file", {
+      ...fields, served_at: draft.body.served_at, signature });
+  };
+  try {
+    let ack;
+    try {
+      ack = await signed();
+    } catch (error) {
+      if (error.local || !["bad_signature", "no_signing_key"].includes(error.reason)) throw error;
+      state.signingKey = registerSigningKey(state.ctx);
+      ack = await signed();
+    }
+    const body = ack.entry.body;
+    notify(t("console.desk.filed", {
+      service: localName(state.desk.services.find((s) => s.code === body.desk_service)),
+      authority: localName(state.desk.authorities.find((a) => a.id === body.authority_id)),
+      seq: ack.entry.seq,
+    }));
+    await loadDeskHistory();
+  } catch (error) {
+    box.textContent = errorText(error);
+    box.hidden = false;
+  } finally {
+    button.disabled = false;
+  }
 }
 
 // ---- the clerk's preview of the document camera --------------------------------------------
@@ -808,6 +914,7 @@ async function onSync(ack, ctx, { rejoin = true } = {}) {
     setQueues(ack.queues || []);
     showView("clerk", { focus: false });
     renderClerk();
+    if (!state.desk) loadDesk();
     return;
   }
   state.allAuthorities = ack.all_authorities || [];
@@ -839,7 +946,8 @@ async function onSync(ack, ctx, { rejoin = true } = {}) {
 function onSession(ctx) {
   state.ctx = ctx;
   const socket = ctx.socket;
-  if (ctx.user.role === "expert") state.signingKey = registerSigningKey(ctx);
+  // The clerk signs his desk entries with a key of his own, as the expert signs records.
+  if (["expert", "clerk"].includes(ctx.user.role)) state.signingKey = registerSigningKey(ctx);
   socket.on("queue:update", ({ authority_id: authorityId, queues }) => {
     if (state.role === "clerk") {
       // The push is not filtered for a clerk; re-read his office's lines and calls (a ticket
@@ -856,7 +964,14 @@ function onSession(ctx) {
       renderClerk();
     }
   });
+  // The office's document camera says what it cannot do (e.g. its resolution is too low for
+  // the office's documents): shown on the call's row (signaling/document_camera_notices.py).
+  socket.on("document_camera:notice", (notice) => {
+    state.doccamNotices.set(notice.call_id, notice);
+    if (state.role === "clerk") renderClerk();
+  });
   socket.on("call:ended", ({ call_id: callId, call, reason }) => {
+    state.doccamNotices.delete(callId);
     if (state.call && state.call.id === callId) {
       notify(endedText(reason), reason === "ended" ? "info" : "warn");
       afterCall(call || state.call);
@@ -925,6 +1040,7 @@ function init() {
   $("clerk-preview-close").addEventListener("click", () => closePreview());
   state.controls = new CallControls({ panel: () => state.panel });
   $("record-form").addEventListener("submit", fileRecord);
+  $("desk-form").addEventListener("submit", fileDesk);
   $("appointment-form").addEventListener("submit", bookAppointment);
   $("appt-authority").addEventListener("change", fillServiceTypes);
   for (const b of document.querySelectorAll(".console-nav [data-view]")) {
@@ -938,7 +1054,11 @@ function init() {
     if (state.recordCall) openRecord(state.recordCall);
     if (state.view === "appointments") { fillAppointmentForm(); renderAppointments(); }
     if (state.view === "history") loadHistory();
-    if (state.role === "clerk") renderClerk();
+    if (state.role === "clerk") {
+      renderClerk();
+      renderDeskForm();
+      renderDeskHistory();
+    }
   });
   // Waiting times tick on between pushes (in place, so keyboard focus stays where it is).
   setInterval(() => {

@@ -240,12 +240,15 @@ async function loadStats(event) {
   const params = statsQuery();
   params.set("by", $("stats-by").value);
   try {
-    const [stats, hourly] = await Promise.all([
+    const [stats, hourly, feedback] = await Promise.all([
       api(`/api/stats?${params}`), api(`/api/stats/hourly?${statsQuery()}`),
+      api(`/api/stats/feedback?${params}`),
     ]);
     state.stats = stats;
     state.hourly = hourly;
+    state.feedback = feedback;
     renderStats();
+    renderFeedback();
     renderCharts();
   } catch (error) {
     $("stats-table").replaceChildren(el("p", { class: "banner error", text: errorText(error) }));
@@ -278,7 +281,35 @@ function renderStats() {
     { key: "admin.col.meanWait", numeric: true, value: (r) => clockText(r.mean_wait_seconds || 0) },
     { key: "admin.col.meanDuration", numeric: true,
       value: (r) => clockText(r.mean_duration_seconds || 0) },
+    { key: "admin.col.deskServices", numeric: true, value: (r) => r.desk_services || 0 },
   ], data.rows));
+  markScrollable();
+}
+
+/** The kiosks' anonymous feedback (signaling/feedback.py), grouped as the figures above. */
+function renderFeedback() {
+  const data = state.feedback;
+  if (!data) return;
+  const container = $("feedback-table");
+  if (!data.rows.length) {
+    container.replaceChildren(el("p", { class: "empty", text: t("admin.feedback.none") }));
+    return;
+  }
+  const first = {
+    authority: { key: "admin.col.authority",
+                 value: (r) => authorityName(r.authority_id, r.authority_code) },
+    office: { key: "admin.col.office", value: (r) => r.office_name },
+    month: { key: "admin.col.month", value: (r) => r.month },
+  }[data.by];
+  container.replaceChildren(table([
+    first,
+    { key: "admin.col.answers", numeric: true, value: (r) => r.answers },
+    { key: "admin.col.good", numeric: true, value: (r) => r.good },
+    { key: "admin.col.neutral", numeric: true, value: (r) => r.neutral },
+    { key: "admin.col.bad", numeric: true, value: (r) => r.bad },
+    ...["waiting", "connection", "service", "other"].map((reason) => ({
+      key: `admin.col.reason.${reason}`, numeric: true, value: (r) => r.reasons[reason] })),
+  ], data.rows, t("admin.feedback.title")));
   markScrollable();
 }
 
@@ -609,6 +640,119 @@ function renderDirectory() {
   markScrollable();
 }
 
+// ---- service offer and hours of an office (signaling/office_offer.py) -----------------------
+
+const lines = (id) => $(id).value.split("\n").map((l) => l.trim()).filter(Boolean);
+
+async function loadOffer() {
+  const officeId = $("offer-office").value;
+  $("offer-panel").hidden = !officeId;
+  state.offer = null;
+  if (!officeId) return;
+  try {
+    state.offer = await api(`/api/admin/offices/${officeId}/offer`);
+    renderOffer();
+    fillHoursForm();
+  } catch (error) {
+    notify(errorText(error), "error");
+  }
+}
+
+function hoursState(h) {
+  if (h.always_open) return t("admin.offer.alwaysOpen");
+  if (h.open_now) return t("admin.offer.openNow");
+  return h.opens_at ? t("admin.offer.closedNow", { when: helsinkiTime(h.opens_at) })
+    : t("admin.offer.closedLong");
+}
+
+/** Service hours are Finnish time wherever the administrator's browser is. */
+function helsinkiTime(iso) {
+  const locale = { fi: "fi-FI", sv: "sv-FI", en: "en-GB" }[language()];
+  return new Date(iso).toLocaleString(locale, {
+    dateStyle: "short", timeStyle: "short", timeZone: "Europe/Helsinki",
+  });
+}
+
+function renderOffer() {
+  const offer = state.offer;
+  if (!offer) return;
+  const offered = new Map(offer.catalogue.authorities.map((a) => [a.code, a]));
+  const rows = offer.hours.map((h) => ({ ...h, offered: (offered.get(h.authority) || {}).offered }));
+  $("offer-table").replaceChildren(table([
+    { key: "admin.field.authority", value: (r) => authorityName(null, r.authority) },
+    { key: "admin.offer.offered",
+      value: (r) => t(r.offered ? "admin.offer.offered" : "admin.offer.notOffered") },
+    { key: "admin.col.hours", value: (r) => (r.always_open ? t("admin.offer.alwaysOpen")
+      : [...r.weekly, ...r.exceptions,
+        ...r.closed.map((d) => `${d} ${t("admin.offer.closedLong")}`)].join("; ")) },
+    { key: "admin.col.now", value: hoursState },
+  ], rows, t("admin.offer.title")));
+  const enabled = state.authorities.filter((a) => a.enabled)
+    .sort((x, y) => byName(localName(x), localName(y)));
+  checkboxes($("catalogue-choices"), "catalogue-authority",
+    enabled.map((a) => ({ value: a.code, label: localName(a) })),
+    new Set(enabled.filter((a) => (offered.get(a.code) || {}).offered).map((a) => a.code)));
+  const select = $("hours-authority");
+  const chosen = select.value;
+  select.replaceChildren(...enabled.map((a) => el("option", { value: a.code, text: localName(a) })));
+  if (chosen) select.value = chosen;
+  markScrollable();
+}
+
+/** The chosen authority's current rules into the form, ready to edit. */
+function fillHoursForm() {
+  const h = state.offer && state.offer.hours.find((x) => x.authority === $("hours-authority").value);
+  if (!h) return;
+  $("hours-weekly").value = (h.weekly || []).join("\n");
+  $("hours-exceptions").value = (h.exceptions || []).join("\n");
+  $("hours-closed").value = (h.closed || []).join("\n");
+  $("hours-holidays").checked = h.always_open ? true : h.public_holidays;
+}
+
+async function saveCatalogue(event) {
+  event.preventDefault();
+  const chosen = checkedValues("catalogue-authority");
+  if (!chosen.length) {
+    notify(t("admin.offer.noneChosen"), "error");
+    return;
+  }
+  const all = state.authorities.filter((a) => a.enabled).every((a) => chosen.includes(a.code));
+  try {
+    await api(`/api/admin/offices/${$("offer-office").value}/catalogue`,
+      { method: "PUT", body: { authorities: all ? [] : chosen } });
+    notify(t("admin.saved"));
+    await loadOffer();
+  } catch (error) {
+    notify(errorText(error), "error");
+  }
+}
+
+async function saveHours(event) {
+  event.preventDefault();
+  const path = `/api/admin/offices/${$("offer-office").value}/hours/${$("hours-authority").value}`;
+  try {
+    await api(path, { method: "PUT", body: {
+      weekly: lines("hours-weekly"), exceptions: lines("hours-exceptions"),
+      closed: lines("hours-closed"), public_holidays: $("hours-holidays").checked,
+    } });
+    notify(t("admin.saved"));
+    await loadOffer();
+  } catch (error) {
+    notify(errorText(error), "error");
+  }
+}
+
+async function clearHours() {
+  const path = `/api/admin/offices/${$("offer-office").value}/hours/${$("hours-authority").value}`;
+  try {
+    await api(path, { method: "DELETE" });
+    notify(t("admin.saved"));
+    await loadOffer();
+  } catch (error) {
+    notify(errorText(error), "error");
+  }
+}
+
 function showCredential(endpoint, credential) {
   const url = `${location.origin}/kiosk#endpoint=${endpoint.id}&credential=${encodeURIComponent(credential)}`;
   const box = $("endpoint-credential");
@@ -656,6 +800,12 @@ function init() {
     filter.addEventListener("input", () => fillOfficeSelect($(filter.dataset.officeFilter)));
   }
   $("user-role").addEventListener("change", showRoleFields);
+  $("offer-office").addEventListener("change", loadOffer);
+  $("offer-office-form").addEventListener("submit", (e) => e.preventDefault());
+  $("hours-authority").addEventListener("change", fillHoursForm);
+  $("catalogue-form").addEventListener("submit", saveCatalogue);
+  $("hours-form").addEventListener("submit", saveHours);
+  $("hours-clear").addEventListener("click", clearHours);
   $("office-form").addEventListener("submit", (e) => submit(e, "offices", {
     name: $("office-name").value, municipality: $("office-municipality").value,
     default_language: $("office-language").value,
@@ -684,12 +834,14 @@ function init() {
   onLanguageChange(() => {
     renderLive();
     renderStats();
+    renderFeedback();
     renderCharts();
     renderLog();
     renderVerdict();
     if (state.directoryLoaded) {
       renderChoices();
       renderDirectory();
+      renderOffer();
     }
   });
   startConsole({

@@ -534,6 +534,80 @@ export async function decryptDocument(data, me, options = {}) {
   };
 }
 
+// ---- chat messages (§8) -----------------------------------------------------------------
+
+export const CHAT_MAX_CHARS = 2000;
+
+function chatAad(callId, senderId, msgId) {
+  return concat(enc.encode("etapalvelu-chat v1"), enc.encode(`|${callId}|${senderId}|`), msgId);
+}
+
+async function chatWrapKey(shared, msgId, suite, senderPublic, recipientPublic) {
+  const info = concat(enc.encode("etapalvelu-chat v1 wrap"), [suite], senderPublic, recipientPublic);
+  return aesKey(await hkdf(shared, msgId, info, 32));
+}
+
+/**
+ * Seal a chat message to the call's people: a random message key under AES-GCM, wrapped to
+ * each recipient's call key by ECDH from the sender's call key (only he or that recipient
+ * can derive the wrapping key, so a message that opens is from the attested sender).
+ * recipients: [{participantId, publicBytes}] (the attested keys of `suite`).
+ * Returns the envelope {v, suite, id, iv, ct, keys: {participantId: wrapped}} (base64url).
+ */
+export async function sealChat(text, me, recipients, { callId, senderId, sentAt = null }) {
+  if (typeof text !== "string" || !text.trim()) throw new DocumentError("bad_input", "empty message");
+  if (text.length > CHAT_MAX_CHARS) throw new DocumentError("too_large", `${text.length} characters`);
+  const msgId = crypto.getRandomValues(new Uint8Array(16));
+  const messageKey = crypto.getRandomValues(new Uint8Array(32));
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const aad = chatAad(callId, senderId, msgId);
+  const body = enc.encode(JSON.stringify({ text, sent_at: sentAt || new Date().toISOString() }));
+  const ct = await gcmSeal(await aesKey(messageKey), iv, body, aad);
+  const keys = {};
+  for (const { participantId, publicBytes } of recipients) {
+    const shared = await exchange(me, publicBytes);
+    const wrapping = await chatWrapKey(shared, msgId, me.suite, me.publicBytes, publicBytes);
+    const wrapIv = crypto.getRandomValues(new Uint8Array(12));
+    const wrapped = await gcmSeal(wrapping, wrapIv, messageKey,
+                                  concat(aad, enc.encode(`|${participantId}`)));
+    keys[participantId] = b64u(concat(wrapIv, wrapped));
+  }
+  messageKey.fill(0);
+  return { v: 1, suite: me.suite, id: b64u(msgId), iv: b64u(iv), ct: b64u(ct), keys };
+}
+
+/**
+ * Open a chat message sealed to `myId` by `senderId`, whose attested public key is
+ * `senderPublic`. Resolves {id, text, sentAt}; throws DocumentError when it is not ours, was
+ * changed, or is not from that sender.
+ */
+export async function openChat(envelope, me, { callId, myId, senderId, senderPublic }) {
+  if (!envelope || envelope.v !== 1 || envelope.suite !== me.suite) {
+    throw new DocumentError("bad_header", "not a chat message of this version and suite");
+  }
+  const sealedKey = envelope.keys && envelope.keys[myId];
+  if (!sealedKey) throw new DocumentError("not_a_recipient", "not sealed to us");
+  let body;
+  try {
+    const msgId = fromB64u(envelope.id);
+    const aad = chatAad(callId, senderId, msgId);
+    const sealed = fromB64u(sealedKey);
+    const shared = await exchange(me, senderPublic);
+    const wrapping = await chatWrapKey(shared, msgId, me.suite, senderPublic, me.publicBytes);
+    const messageKey = await gcmOpen(wrapping, sealed.slice(0, 12), sealed.slice(12),
+                                     concat(aad, enc.encode(`|${myId}`)));
+    body = await gcmOpen(await aesKey(messageKey), fromB64u(envelope.iv), fromB64u(envelope.ct), aad);
+    messageKey.fill(0);
+  } catch {
+    throw new DocumentError("chunk_auth", "the message does not open with our key from this sender");
+  }
+  const value = JSON.parse(new TextDecoder().decode(body));
+  if (typeof value.text !== "string" || value.text.length > CHAT_MAX_CHARS) {
+    throw new DocumentError("metadata", "not a chat message");
+  }
+  return { id: envelope.id, text: value.text, sentAt: String(value.sent_at || "") };
+}
+
 // ---- canonical JSON (§6) -----------------------------------------------------------------
 
 export class CanonicalJSONError extends Error {}

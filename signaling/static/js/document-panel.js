@@ -19,6 +19,7 @@ import { addStrings, language, onLanguageChange, t } from "./i18n.js";
 import { DEFAULT_RECIPIENT_ROLES, DocumentChannel } from "./document-channel.js";
 import { ALLOWED_TYPES } from "./document-crypto.js";
 import { closeAllViewers, openDocumentViewer, printDocument } from "./doc-viewer.js";
+import { CallChat, mountChat } from "./chat.js";
 
 const ERROR_CODES = [
   "bad_header", "not_a_recipient", "wrong_key", "commitment", "header_mac", "metadata",
@@ -195,6 +196,33 @@ const STYLE = `
 .document-panel .documents-viewer { position: fixed; inset: 2rem; background: #fff; z-index: 1000;
   border: 2px solid #333; display: grid; grid-template-rows: auto 1fr; gap: .5rem; padding: .5rem; }
 .document-panel .documents-frame, .document-panel .documents-image { width: 100%; height: 100%; border: 0; object-fit: contain; }
+.document-panel .chat { display: grid; gap: .4rem; border-top: 1px solid #bbb; padding-top: .5rem; }
+.document-panel .chat h4 { margin: 0; }
+.document-panel .chat-messages { list-style: none; padding: 0; margin: 0; display: grid; gap: .3rem;
+  max-height: 14rem; overflow-y: auto; overflow-wrap: anywhere; }
+.document-panel .chat-messages:empty { display: none; }
+.document-panel .chat-messages li { padding: .3rem .5rem; border-radius: .4rem; background: #eef1f5; }
+.document-panel .chat-messages li.mine { background: #e3ecf8; }
+.document-panel .chat-who { font-weight: 700; }
+.document-panel .chat-form { display: grid; grid-template-columns: 1fr auto; gap: .4rem; align-items: end; }
+.document-panel .chat-label { grid-column: 1 / -1; font-weight: 600; }
+.document-panel .chat-input { font: inherit; padding: .4rem; border: 1px solid #555; border-radius: .4rem;
+  resize: vertical; min-height: 2.6em; }
+.document-panel .chat-send { background: #1a5fb4; color: #fff; border-color: #1a5fb4; }
+.document-panel .chat-status:empty { display: none; }
+.document-panel .chat-status { margin: 0; color: #a51d2d; font-weight: 600; }
+.document-panel .chat-phrases { display: flex; flex-wrap: wrap; gap: .3rem; }
+.document-panel .chat-phrases button { min-height: 36px; padding: .2rem .6rem; }
+.document-panel .chat-kiosk { font-size: 1.25em; }
+.document-panel .chat-kiosk .chat-messages { max-height: 30vh; }
+.document-panel .chat-dialog { width: min(60rem, 96vw); border: 3px solid #003580; border-radius: 14px;
+  font-size: 1.3rem; display: none; }
+.document-panel .chat-dialog[open] { display: grid; gap: .6rem; }
+.document-panel .chat-dialog::backdrop { background: rgba(0, 0, 0, .45); }
+.document-panel .chat-keyboard { display: grid; gap: .35rem; }
+.document-panel .chat-key-row { display: flex; gap: .35rem; justify-content: center; }
+.document-panel .chat-key { min-width: 3.2rem; min-height: 3.4rem; justify-content: center; font-size: 1.3rem; }
+.document-panel .chat-key.wide { flex: 1; }
 `;
 
 function installStyle() {
@@ -230,6 +258,7 @@ const PREVIEWABLE = new Set(["application/pdf", "image/jpeg", "image/png"]);
 
 export function mountDocumentPanel(container, {
   socket, call, role = "expert", device = "kiosk", sending = true, codesOnRequest = null,
+  chat: withChat = true,
 } = {}) {
   installStyle();
   const callId = typeof call === "object" ? call.id : call;
@@ -275,6 +304,8 @@ export function mountDocumentPanel(container, {
       hint] : []),
     progress, status, sentList, receivedTitle, list,
     ...(codesHidden ? [codesToggle] : []), codesBox, viewerBox);
+  const chatMount = el("div", { class: "documents-chat" });
+  root.append(chatMount);
   container.replaceChildren(root);
   if (codesHidden) codesBox.hidden = true;
   else codesHelp.hidden = true;
@@ -528,13 +559,26 @@ export function mountDocumentPanel(container, {
     }
   });
 
-  const ready = channel.start().then(() => { refreshHint(); renderRecipients(); return renderCodes(); })
-    .catch((error) => { status.textContent = errorText(error); throw error; });
+  // The call's text chat rides on the same call keys (chat.js): mounted once they are out.
+  let chat = null;
+  let chatView = null;
+  const ready = channel.start().then(() => {
+    refreshHint();
+    renderRecipients();
+    if (withChat && !chat) {
+      chat = new CallChat(channel);
+      chatView = mountChat(chatMount, { chat, atKiosk,
+                                        callLanguage: typeof call === "object" ? call.language : null });
+    }
+    return renderCodes();
+  }).catch((error) => { status.textContent = errorText(error); throw error; });
 
   return {
     channel,
     ready,
     recipients,
+    /** The call's chat (null until the keys are out, or without `chat`). */
+    get chat() { return chat; },
     /** The open kiosk viewer, if any (tests and the kiosk page). */
     get viewer() { return viewer; },
     closeViewer() { if (viewer) viewer.close(); },
@@ -543,6 +587,8 @@ export function mountDocumentPanel(container, {
       stopLanguage && stopLanguage();
       if (viewer) viewer.close();
       if (atKiosk) closeAllViewers();
+      if (chatView) chatView.destroy();
+      if (chat) chat.destroy();
       channel.destroy();
       for (const url of urls) URL.revokeObjectURL(url);
       urls.length = 0;

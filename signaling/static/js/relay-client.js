@@ -105,6 +105,15 @@ export class RelayClient {
     return ack;
   }
 
+  // Stop publishing a source (the track stays the caller's; the server renegotiates).
+  async unpublish(source) {
+    delete this.local[source];
+    delete this.hints[source];
+    const ack = await this.request("unpublish", { source });
+    if (ack && ack.offer && ack.offer.sdp) await this.handleOffer(ack.offer);
+    return ack;
+  }
+
   // Apply a relay offer (the first and every renegotiation) and send the answer.
   handleOffer(offer) {
     const run = this._queue.then(() => this._handleOffer(offer));

@@ -1,0 +1,84 @@
+"""`document_camera:view`: the call's expert tells the office's document camera which region
+of the page he is looking at (remote zoom, docs/signaling-events.md "Document camera").
+
+The endpoint agent (endpoint/agent.py) gets the push `document_camera:region {call_id,
+region}` and its document track then sends that region from the camera's full-resolution
+pixels (document_camera/zoom.py); `region: null` returns the whole page. As for stills, the
+push goes through the endpoint's room, so it reaches the agent whichever signaling process
+holds its socket.
+
+Only the call's expert steers: the document track is one picture for everyone in the call,
+and the interpreter and the clerk's preview see what the expert's zoom shows (each frame says
+which part of the page it is, so their views place it correctly).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+from sqlalchemy import select
+
+from document_camera.zoom import Region
+from signaling import rooms
+from signaling.calls import load_call
+from signaling.flow_common import conflict, forbidden
+from signaling.flow_models import CallParticipant, CallStatus, ParticipantRole
+from signaling.protocol import EventContext, EventModel, Role, on_event
+
+REGION_PUSH = "document_camera:region"
+
+
+class ViewRegion(EventModel):
+    """x, y, w, h in 0..1 of the rectified page; the rules are `document_camera.zoom.Region`'s
+    (within the page, no side under MIN_REGION_SIZE), so both ends check the same."""
+
+    x: float = Field(strict=True)
+    y: float = Field(strict=True)
+    w: float = Field(strict=True)
+    h: float = Field(strict=True)
+
+    @model_validator(mode="after")
+    def _within_the_page(self) -> ViewRegion:
+        Region(self.x, self.y, self.w, self.h)  # ValueError → `invalid`
+        return self
+
+
+class DocumentView(EventModel):
+    call_id: int = Field(gt=0, strict=True)
+    region: ViewRegion | None  # None: the whole page (zoomed out)
+
+
+@on_event("document_camera:view", DocumentView, roles={Role.EXPERT})
+async def document_view(ctx: EventContext, data: DocumentView) -> dict[str, Any]:
+    principal = ctx.principal
+    async with ctx.services.sessions() as session:
+        call = await load_call(session, data.call_id)
+        if call.expert_id != principal.id:
+            raise forbidden(f"call {call.id} is not yours", "not_your_call")
+        if call.status != CallStatus.ACTIVE:
+            raise conflict(f"call {call.id} has ended", "call_ended")
+        cameras = (
+            (
+                await session.execute(
+                    select(CallParticipant.principal_id).where(
+                        CallParticipant.call_id == call.id,
+                        CallParticipant.role == ParticipantRole.DOCUMENT_CAMERA.value,
+                        CallParticipant.connected.is_(True),
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    if not cameras:
+        raise conflict(f"no document camera is in call {call.id}", "no_document_camera")
+    region = data.region
+    payload = {
+        "call_id": call.id,
+        "region": None if region is None else {"x": region.x, "y": region.y,
+                                               "w": region.w, "h": region.h},
+    }
+    for endpoint_id in set(cameras):
+        await ctx.services.sio.emit(REGION_PUSH, payload, room=rooms.endpoint(endpoint_id))
+    return {"region": payload["region"]}
