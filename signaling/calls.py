@@ -469,6 +469,14 @@ class CallRelayListener:
                 reason,
             )
             return
+        if sessions.sid_of(call_id, participant_id) is None:
+            # No socket of this process holds his session. With several processes the relay
+            # tells every process when the one that owned the session died; the process he
+            # has since rejoined through decides (a late "gone" committed here would undo that
+            # rejoin), and the lease sweeper marks him gone if he never comes back.
+            log.info("participant %s of %s: relay gone (%s) ignored: no session of his here",
+                     participant_id, room_id, reason)
+            return
         sessions.unbind(call_id, participant_id)
         gone = reason if reason in RELAY_GONE_REASONS else GoneReason.CONNECTION_CLOSED.value
         async with self.services.sessions() as session:

@@ -265,7 +265,8 @@ async def push_withdrawn(
     await services.sio.emit("interpreter:withdrawn", payload, room=targets, skip_sid=skip)
 
 
-async def push_request_update(services: Services, request_id: int) -> None:
+async def push_request_update(services: Services, request_id: int, **extra: Any) -> None:
+    """`interpreter:update` to the call, its expert and the requester (`extra` fields added)."""
     async with services.sessions() as session:
         request = await session.get(InterpreterRequest, request_id)
         if request is None:
@@ -277,7 +278,7 @@ async def push_request_update(services: Services, request_id: int) -> None:
         targets.append(rooms.user(call.expert_id))
     if view["requested_by"]["kind"] == "user":
         targets.append(rooms.user(view["requested_by"]["id"]))
-    await services.sio.emit("interpreter:update", {"request": view}, room=targets)
+    await services.sio.emit("interpreter:update", {"request": view, **extra}, room=targets)
 
 
 async def _call_of(services: Services, call_id: int) -> Call | None:
@@ -391,20 +392,7 @@ async def interpreter_lost(services: Services, kind: str, ident: int) -> None:
                 changed.append((request.id, len([u for u in left if u not in declined])))
         await session.commit()
     for request_id, still_alerted in changed:
-        async with services.sessions() as session:
-            found = await session.get(InterpreterRequest, request_id)
-            if found is None:
-                continue
-            view = await request_view(session, found)
-        call = await _call_of(services, view["call_id"])
-        targets = [call_room(view["call_id"])]
-        if call is not None and call.expert_id is not None:
-            targets.append(rooms.user(call.expert_id))
-        if view["requested_by"]["kind"] == "user":
-            targets.append(rooms.user(view["requested_by"]["id"]))
-        await services.sio.emit(
-            "interpreter:update", {"request": view, "alerted": still_alerted}, room=targets
-        )
+        await push_request_update(services, request_id, alerted=still_alerted)
 
 
 def setup(_app: Any, services: Services) -> None:

@@ -50,6 +50,7 @@ from signaling.service_log import (
     KIND_SERVICE,
     VerifyReport,
     append_entry,
+    documents_of_call,
 )
 
 # Crockford-like: no I, O, 0, 1, so a code read aloud or typed from paper is not misread.
@@ -83,17 +84,12 @@ def normalize_code(text: str) -> str:
 
 
 async def _received_documents(session: AsyncSession, call_id: int) -> list[dict[str, Any]]:
-    rows = await session.execute(
-        select(ServiceLogEntry)
-        .where(ServiceLogEntry.call_id == call_id, ServiceLogEntry.kind == KIND_DOCUMENT)
-        .order_by(ServiceLogEntry.seq)
-    )
-    documents = []
-    for entry in rows.scalars():
-        body = json.loads(entry.record)
-        if body.get("verdict", "received") == "received":
-            documents.append({"seq": entry.seq, "sha256": body.get("sha256")})
-    return documents
+    """The documents the call's people received (not refused): log number and hash."""
+    return [
+        {"seq": d["seq"], "sha256": d["sha256"]}
+        for d in await documents_of_call(session, call_id)
+        if (d.get("verdict") or "received") == "received"
+    ]
 
 
 async def receipt_record(

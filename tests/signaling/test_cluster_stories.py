@@ -57,7 +57,7 @@ from typing import Any
 import pytest
 import socketio
 from aiortc.mediastreams import AudioStreamTrack
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from endpoint.document_channel import DocumentChannel
@@ -913,5 +913,17 @@ async def test_a_stale_relay_gone_does_not_undo_a_rejoin(live_service: Any) -> N
             "call:answer", {"call_id": call_id, "sdp": "v=0"}, timeout=10
         )
         assert answer["error"]["reason"] == "not_joined", answer
+        # He has rejoined through another process (his row connected again, no session of his
+        # here): a late "gone" this process hears about his old session changes nothing (the
+        # full-suite run of the stories hit this once: a late gone on a third process).
+        async with live_service.services.sessions() as session:
+            await session.execute(
+                update(CallParticipant)
+                .where(CallParticipant.call_id == call_id, CallParticipant.participant_id == pid)
+                .values(connected=True, gone_reason=None, disconnected_at=None)
+            )
+            await session.commit()
+        await listener.on_participant_gone(room_id, pid, "connection_closed")
+        assert await connected()
     finally:
         await expert.close()
