@@ -48,6 +48,18 @@ class RelayUnavailable(Exception):
     code = ErrorCode.UNAVAILABLE
 
 
+async def cancel_for_sure(task: asyncio.Task[Any]) -> None:
+    """Cancel a task and wait until it has ended, cancelling again if it swallowed the
+    cancellation: on Python 3.11 `asyncio.wait_for` can lose a cancel that arrives as its own
+    timeout fires (a registry refresh connecting to a node that never answers), and a loop that
+    then carries on would make stopping wait forever."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        task.result()
+
+
 class FromNode:
     """A relay node's events, told which node they come from.
 
@@ -87,6 +99,7 @@ class RelayRouter:
         self._down_since: dict[str, float] = {}
         self._redis: Any = None
         self._refresher: asyncio.Task[None] | None = None
+        self._stopping = False
         self._connecting: dict[str, asyncio.Task[None]] = {}
         self._tried_at: dict[str, float] = {}
         self.prefix = settings.redis_channel
@@ -109,12 +122,11 @@ class RelayRouter:
         self._refresher = asyncio.create_task(self._refresh_loop())
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in list(self._connecting.values()):
             task.cancel()
         if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+            await cancel_for_sure(self._refresher)
             self._refresher = None
         for remote in list(self._remotes.values()):
             with contextlib.suppress(Exception):
@@ -203,7 +215,7 @@ class RelayRouter:
 
     async def _refresh_loop(self) -> None:
         interval = min(0.5, self.settings.relay_failover_interval)
-        while True:
+        while not self._stopping:
             try:
                 await self.refresh()
             except asyncio.CancelledError:
