@@ -281,6 +281,8 @@ def free_port() -> int:
 
 
 def consecutive_free_ports(count: int) -> int:
+    """A first port such that it and the next count-1 are free on loopback (cluster-config
+    numbers the signaling processes from --base-port); shared with tests/support/cluster.py."""
     for _ in range(100):
         base = free_port()
         if base + count > 65535:
@@ -456,7 +458,8 @@ class Cluster:
         raise BenchSetupError(f"HAProxy: {name} not {wanted} within {within} s")
 
 
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """Terminate a started process (kill it after 20 s); shared with tests/support/cluster.py."""
     if process is None or process.poll() is not None:
         return
     process.terminate()
@@ -563,8 +566,8 @@ async def _run(args: argparse.Namespace, tmp: Path, database_url: str) -> int:
         return await _measure(args, cluster)
     finally:
         for node in cluster.nodes:
-            _stop(node.process)
-        _stop(cluster.haproxy)
+            stop_process(node.process)
+        stop_process(cluster.haproxy)
         haproxy_log.close()
 
 

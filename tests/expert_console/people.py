@@ -9,6 +9,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from document_camera.rate_control import RatePolicy
+from document_camera.sources import FrameSource
+from endpoint.agent import AgentOptions, EndpointAgent
 from tests.support.service import LiveService
 
 KIOSK_VIEWPORT = {"width": 1280, "height": 900}
@@ -65,6 +68,30 @@ async def _open(
     page.on("pageerror", lambda exc: person.errors.append(str(exc)))
     await page.goto(url)
     return person
+
+
+def office_agent(
+    live: LiveService,
+    source: FrameSource,
+    *,
+    size: tuple[int, int] = (544, 768),
+    policy: RatePolicy | None = None,
+    **options: Any,
+) -> EndpointAgent:
+    """The demo office's endpoint agent (its document camera) for `live`, on loopback, with a
+    small track so the browser tests stay light; `options` go to AgentOptions."""
+    return EndpointAgent(
+        AgentOptions(
+            server=live.base_url,
+            endpoint_id=live.demo.endpoint_id,
+            credential=live.demo.endpoint_credential,
+            host_addresses=["127.0.0.1"],
+            size=size,
+            policy=policy or RatePolicy(max_fps=8.0, bits_per_frame=100_000),
+            **options,
+        ),
+        source,
+    )
 
 
 async def open_kiosk(browser: Any, live: LiveService) -> Person:

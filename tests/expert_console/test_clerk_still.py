@@ -14,11 +14,9 @@ from typing import Any
 
 import pytest
 
-from document_camera.rate_control import RatePolicy
 from document_camera.sources import SyntheticSource
 from document_camera.stills import Still
-from endpoint.agent import AgentOptions, EndpointAgent
-from tests.expert_console.people import open_console
+from tests.expert_console.people import office_agent, open_console
 from tests.support.browser import screenshot
 from tests.support.service import LiveService
 from tests.support.ui import assert_axe_clean, assert_in_viewport, page_overflows_horizontally
@@ -41,18 +39,8 @@ class Observer:
 async def test_clerk_takes_a_still_into_the_call(browser: Any, live_service: LiveService) -> None:
     live = live_service
     observer = Observer()
-    agent = EndpointAgent(
-        AgentOptions(
-            server=live.base_url,
-            endpoint_id=live.demo.endpoint_id,
-            credential=live.demo.endpoint_credential,
-            host_addresses=["127.0.0.1"],
-            size=(544, 768),
-            policy=RatePolicy(max_fps=8.0, bits_per_frame=100_000),
-            still_observer=observer,
-        ),
-        SyntheticSource(frame_size=(960, 540), seed=5),
-    )
+    camera = SyntheticSource(frame_size=(960, 540), seed=5)
+    agent = office_agent(live, camera, still_observer=observer)
     try:
         clerk = await open_console(browser, live, "/expert", "sihteeri", axe=True)
         page = clerk.page

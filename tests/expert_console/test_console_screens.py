@@ -19,10 +19,9 @@ from typing import Any
 
 import pytest
 
-from document_camera.rate_control import RatePolicy
 from document_camera.sources import open_source
-from endpoint.agent import AgentOptions, EndpointAgent
-from tests.expert_console.people import open_console
+from endpoint.agent import EndpointAgent
+from tests.expert_console.people import office_agent, open_console
 from tests.support.browser import screenshot
 from tests.support.service import LiveService
 from tests.support.ui import (
@@ -73,17 +72,7 @@ def console_tables() -> dict[str, dict[str, str]]:
 def plan_agent(live: LiveService) -> EndpointAgent:
     """The office's endpoint agent with a synthetic A3 building plan (landscape) under the
     camera, at a portrait track size as in production (1088×1536 scaled down)."""
-    return EndpointAgent(
-        AgentOptions(
-            server=live.base_url,
-            endpoint_id=live.demo.endpoint_id,
-            credential=live.demo.endpoint_credential,
-            host_addresses=["127.0.0.1"],
-            size=(544, 768),
-            policy=RatePolicy(max_fps=8.0, bits_per_frame=100_000),
-        ),
-        open_source("synthetic:plan"),
-    )
+    return office_agent(live, open_source("synthetic:plan"))
 
 
 async def tab_to(page: Any, element_id: str, limit: int = 60) -> None:

@@ -23,8 +23,7 @@ from document_camera.rate_control import RatePolicy
 from document_camera.sources import SyntheticSource
 from document_camera.synthetic import CameraEffects, render_text_page
 from document_camera.zoom import Region, crop_region
-from endpoint.agent import AgentOptions, EndpointAgent
-from tests.expert_console.people import open_console
+from tests.expert_console.people import office_agent, open_console
 from tests.support.browser import screenshot
 from tests.support.service import LiveService
 
@@ -70,17 +69,7 @@ async def test_zooming_into_small_print_shows_the_cameras_pixels(
     printed = render_text_page(dpi=210, font_pt=7, seed=11)
     source = SyntheticSource(frame_size=(3840, 2160), seed=11, page=printed,
                              effects=CameraEffects(noise_sigma=2.0))
-    agent = EndpointAgent(
-        AgentOptions(
-            server=live.base_url,
-            endpoint_id=live.demo.endpoint_id,
-            credential=live.demo.endpoint_credential,
-            host_addresses=["127.0.0.1"],
-            size=TRACK,
-            policy=RatePolicy(max_fps=8.0),
-        ),
-        source,
-    )
+    agent = office_agent(live, source, size=TRACK, policy=RatePolicy(max_fps=8.0))
     try:
         expert = await open_console(browser, live, "/expert", "kela")
         kiosk = await live.connect_kiosk()

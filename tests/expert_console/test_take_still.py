@@ -9,11 +9,9 @@ from typing import Any
 
 import pytest
 
-from document_camera.rate_control import RatePolicy
 from document_camera.sources import SyntheticSource
 from document_camera.stills import Still
-from endpoint.agent import AgentOptions, EndpointAgent
-from tests.expert_console.people import open_console
+from tests.expert_console.people import office_agent, open_console
 from tests.support.browser import screenshot
 from tests.support.service import LiveService
 
@@ -33,18 +31,7 @@ class CollectingSink:
 async def test_take_still_button_reaches_the_agent(browser: Any, live_service: LiveService) -> None:
     live = live_service
     sink = CollectingSink()
-    agent = EndpointAgent(
-        AgentOptions(
-            server=live.base_url,
-            endpoint_id=live.demo.endpoint_id,
-            credential=live.demo.endpoint_credential,
-            host_addresses=["127.0.0.1"],
-            size=(544, 768),
-            policy=RatePolicy(max_fps=8.0, bits_per_frame=100_000),
-            still_observer=sink,
-        ),
-        SyntheticSource(frame_size=(960, 540), seed=3),
-    )
+    agent = office_agent(live, SyntheticSource(frame_size=(960, 540), seed=3), still_observer=sink)
     try:
         expert = await open_console(browser, live, "/expert", "kela")
         kiosk = await live.connect_kiosk()

@@ -24,7 +24,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,8 @@ from typing import Any
 import aiohttp
 import socketio
 
+from signaling.bench_cluster import consecutive_free_ports
+from signaling.bench_cluster import stop_process as stop
 from tests.support.net import free_port
 
 __all__ = [
@@ -213,35 +214,6 @@ async def sockets_on(node: Signaling) -> int:
     match = re.search(r"^etapalvelu_sockets (\S+)$", text, re.MULTILINE)
     assert match, text[:500]
     return int(float(match.group(1)))
-
-
-def consecutive_free_ports(count: int) -> int:
-    """A first port such that it and the next count-1 are free on loopback (cluster-config
-    numbers the signaling processes from --base-port)."""
-    for _ in range(100):
-        base = free_port()
-        if base + count > 65535:
-            continue
-        with contextlib.ExitStack() as stack:
-            try:
-                for port in range(base, base + count):
-                    probe = stack.enter_context(socket.socket())
-                    probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return base
-    raise AssertionError("no consecutive free ports")
-
-
-def stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
 
 
 @contextlib.asynccontextmanager
