@@ -13,10 +13,10 @@ dimension numbers and their boxes) are photographed and run through `DocumentPip
   track's 1536 px long side, fitted onto the track's canvas, turned to follow the page), OCRed
   with tesseract. The VP8 encoding is not in this measurement (the streaming part of the
   benchmark, `--streaming`, measures that separately; a still page refines to near-lossless).
-- **reading with remote zoom**: the page rectified at the camera's full resolution, cut into
-  regions (`document_camera.zoom.crop_region`, each region scaled to the track's resolution
-  as the endpoint agent sends it when the expert zooms) that together cover the page; each
-  region is OCRed. Words are scored in the region whose core holds their centre; a region
+- **reading with remote zoom**: regions that together cover the page, each rendered from the
+  camera frame by the track's own live zoom (`document_camera.zoom.PageZoom`, at the track's
+  resolution, as the endpoint agent sends it when the expert zooms); each region is OCRed.
+  Words are scored in the region whose core holds their centre; a region
   overlaps its neighbours so that every word lies whole in its region.
 - CER: edit distance / length of the true text of the scored words (in reading order).
   Plan dimensions: share of the numbers OCR found, exactly, where they are printed.
@@ -41,6 +41,7 @@ import numpy as np
 from document_camera.bench_scenes import CONDITIONS, RESOLUTIONS, Condition, shoot
 from document_camera.images import Image, Quad
 from document_camera.notices import NoticeCode
+from document_camera.rectification import output_size
 from document_camera.synthetic import (
     SyntheticPage,
     TextLabel,
@@ -68,27 +69,25 @@ class Region:
     h: float
 
 
-@functools.lru_cache(maxsize=1)
-def zoom_backend() -> tuple[str, Callable[[Image, Any, tuple[int, int]], Image]]:
-    """The product's `crop_region` when it is there, else a stand-in that does the same
-    (crop the region from the full-resolution page, scale it to `out_size`)."""
-    try:
-        from document_camera import zoom
-    except ImportError:
-        def crop(page: Image, region: Any, out_size: tuple[int, int]) -> Image:
-            h, w = page.shape[:2]
-            x0, y0 = round(region.x * w), round(region.y * h)
-            x1, y1 = round((region.x + region.w) * w), round((region.y + region.h) * h)
-            part = page[y0:y1, x0:x1]
-            shrink = out_size[0] < part.shape[1]
-            return cv2.resize(part, out_size,
-                              interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-        return "stand-in (document_camera.zoom not present)", crop
+ZOOM_BACKEND = ("document_camera.zoom.PageZoom (the track's live zoom, straight from the "
+                "camera frame)")
 
-    def product(page: Image, region: Any, out_size: tuple[int, int]) -> Image:
-        return zoom.crop_region(page, zoom.Region(region.x, region.y, region.w, region.h),
-                                out_size)
-    return "document_camera.zoom.crop_region", product
+
+def live_zoom(frame: Image, quad: Quad) -> Callable[[Region, tuple[int, int]], tuple[Image,
+                                                                                     Region]]:
+    """The track's remote zoom of `frame` (the page at `quad`): a region rendered from the
+    camera's own pixels by `zoom.PageZoom`, as the endpoint agent sends it (the marker strip
+    cut off). Returns the picture and the part of the page it shows."""
+    from document_camera import zoom
+
+    renderer = zoom.PageZoom()
+
+    def render(region: Region, out_size: tuple[int, int]) -> tuple[Image, Region]:
+        canvas = (out_size[0], out_size[1] + zoom.MARKER_HEIGHT)
+        picture, rect = renderer.render(
+            frame, quad, zoom.Region(region.x, region.y, region.w, region.h), canvas)
+        return picture[:out_size[1]], Region(rect.x, rect.y, rect.w, rect.h)
+    return render
 
 
 # ---- pages ---------------------------------------------------------------------------------
@@ -113,9 +112,12 @@ class Finding:
     found: bool
     wrong: bool  # found, and a corner off by more than WRONG_CROP_SHARE of the diagonal
     told: bool  # a page notice was raised (shadow, unsure, no page)
-    blur_told: bool
+    blur_told: bool  # the frame on its own (no earlier frame of the page)
     error_share: float | None
     notices: list[str]
+    # ...seen as a sequence: the same page steady and sharp first (bench_scenes.shoot
+    # steady=True), then this frame, through one pipeline.
+    blur_told_in_sequence: bool | None = None
 
 
 def corner_error(found: Quad, truth: Quad) -> float:
@@ -124,8 +126,10 @@ def corner_error(found: Quad, truth: Quad) -> float:
     return float(np.max(np.hypot(*(found - truth).T))) / diagonal
 
 
-def judge(result: Any, truth: Quad) -> Finding:
+def judge(result: Any, truth: Quad, sequence: Any = None) -> Finding:
     codes = {notice.code for notice in result.notices}
+    in_sequence = None if sequence is None else bool(
+        {notice.code for notice in sequence.notices} & BLUR_NOTICES)
     error = corner_error(result.quad, truth) if result.quad is not None else None
     return Finding(
         found=result.quad is not None,
@@ -134,6 +138,7 @@ def judge(result: Any, truth: Quad) -> Finding:
         blur_told=bool(codes & BLUR_NOTICES),
         error_share=error,
         notices=sorted(str(c) for c in codes),
+        blur_told_in_sequence=in_sequence,
     )
 
 
@@ -278,16 +283,16 @@ def track_view(page_image: Image, page_mm: tuple[float, float]) -> View:
 
 
 def zoom_views(
-    full_page: Image, page_mm: tuple[float, float], zoom: float, margin: float,
+    render: Callable[[Region, tuple[int, int]], tuple[Image, Region]],
+    page_px: tuple[int, int], page_mm: tuple[float, float], zoom: float, margin: float,
     wanted: Callable[[Region], bool] | None = None,
 ) -> list[View]:
     """Regions of 1/zoom of the page each way, overlapping so that their cores (the region
-    less `margin` each side) tile the page; each cut from the full-resolution page and
-    scaled to the track's resolution by the zoom backend."""
-    _name, crop = zoom_backend()
+    less `margin` each side) tile the page; each rendered at the track's resolution by
+    `render` (`live_zoom`) for a page of `page_px` native pixels."""
     side = 1.0 / zoom
     count = max(1, math.ceil(1.0 / max(1e-3, side - 2 * margin)))
-    h, w = full_page.shape[:2]
+    w, h = page_px
     short, long = sorted(TRACK_SIZE)
     views = []
     for row in range(count):
@@ -303,9 +308,9 @@ def zoom_views(
             cw, ch = (long, short) if rw >= rh else (short, long)
             fit = min(cw / rw, ch / rh)
             out = (max(1, round(rw * fit)), max(1, round(rh * fit)))
-            image = crop(full_page, region, out)
-            views.append(View(image, region, (0, 0, image.shape[1], image.shape[0]), core,
-                              image.shape[1] / (side * page_mm[0])))
+            image, shown = render(region, out)
+            views.append(View(image, shown, (0, 0, image.shape[1], image.shape[0]), core,
+                              image.shape[1] / (shown.w * page_mm[0])))
     return views
 
 
@@ -330,6 +335,16 @@ def _pipelines() -> tuple[Any, Any]:
     return track, full
 
 
+def in_sequence(page: SyntheticPage, cond: Condition, frame_size: tuple[int, int],
+                seed: int, frame: Image) -> Any:
+    """The pipeline's result for `frame` after it saw the same page steady and sharp."""
+    from document_camera.pipeline import DocumentPipeline, PipelineOptions
+
+    pipe = DocumentPipeline(PipelineOptions(long_side=max(TRACK_SIZE), reuse_unchanged=False))
+    pipe.process(shoot(page, cond, frame_size, seed, steady=True).frame)
+    return pipe.process(frame)
+
+
 def run_cell(
     condition: str, resolution: str, *, seeds: int, text_sizes: tuple[float, ...],
     plans: bool, read_seeds: int = 1,
@@ -341,14 +356,16 @@ def run_cell(
     cond: Condition = CONDITIONS[condition]
     frame_size = RESOLUTIONS[resolution]
     cell = Cell(condition, resolution)
-    track_pipe, full_pipe = _pipelines()
+    track_pipe = _pipelines()[0]
     a4 = (210.0, 297.0)
     for seed in range(seeds):
         for pt in text_sizes or (10.0,):
             page = text_page(pt, seed)
             shot = shoot(page, cond, frame_size, seed)
+            track_pipe.forget_page()
             result = track_pipe.process(shot.frame)
-            cell.findings.append(judge(result, shot.corners))
+            cell.findings.append(judge(result, shot.corners, in_sequence(
+                page, cond, frame_size, seed, shot.frame)))
             if seed >= read_seeds or not text_sizes:
                 continue
             views = cell.text.setdefault(f"{pt:g}", {})
@@ -359,16 +376,18 @@ def run_cell(
                 continue
             views["track"] = _add(views.get("track"),
                                   text_errors([track_view(result.image, a4)], page))
-            full = full_pipe.process(shot.frame).image
-            zoomed = zoom_views(full, a4, TEXT_ZOOM, 0.07,
+            zoomed = zoom_views(live_zoom(shot.frame, result.quad), output_size(result.quad),
+                                a4, TEXT_ZOOM, 0.07,
                                 wanted=functools.partial(_overlaps, _text_block(page)))
             views["zoom"] = _add(views.get("zoom"), text_errors(zoomed, page))
         if plans:
             page = plan_page(seed)
             a3 = (420.0, 297.0)
             shot = shoot(page, cond, frame_size, seed + 100)
+            track_pipe.forget_page()
             result = track_pipe.process(shot.frame)
-            cell.findings.append(judge(result, shot.corners))
+            cell.findings.append(judge(result, shot.corners, in_sequence(
+                page, cond, frame_size, seed + 100, shot.frame)))
             if seed >= read_seeds:
                 continue
             if result.quad is None:
@@ -377,9 +396,9 @@ def run_cell(
                 continue
             cell.plan["track"] = _add(cell.plan.get("track"),
                                       dimensions_read([track_view(result.image, a3)], page))
-            full = full_pipe.process(shot.frame).image
-            cell.plan["zoom"] = _add(cell.plan.get("zoom"),
-                                     dimensions_read(zoom_views(full, a3, PLAN_ZOOM, 0.04), page))
+            zoomed = zoom_views(live_zoom(shot.frame, result.quad), output_size(result.quad),
+                                a3, PLAN_ZOOM, 0.04)
+            cell.plan["zoom"] = _add(cell.plan.get("zoom"), dimensions_read(zoomed, page))
     cell.seconds = time.perf_counter() - started
     return cell
 
@@ -556,7 +575,7 @@ def run_reading(options: ReadingOptions, out: Callable[[str], None] = print) -> 
     if bad:
         raise ValueError(f"unknown resolution(s) {', '.join(bad)}: use {', '.join(RESOLUTIONS)}")
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-    backend, _crop = zoom_backend()
+    backend = ZOOM_BACKEND
     out(f"(c) reading per condition: pages rendered by synthetic.py (text {TEXT_LINES} lines at "
         f"{', '.join(f'{p:g}' for p in options.text_sizes)} pt; A3 plan, 7 pt dimensions), "
         f"{options.seeds} shot(s) per page for finding/blur, reading on the first; "
@@ -573,7 +592,7 @@ def run_reading(options: ReadingOptions, out: Callable[[str], None] = print) -> 
                    for c, r in jobs]
         stitch_futures = [pool.submit(stitch_run, s, k) for s, k in stitch_jobs]
         header = (f"    {'condition':<9} {'camera':>6} {'found':>6} {'wrong':>5} {'silent':>6} "
-                  f"{'blur msg':>8}" + "".join(
+                  f"{'blur msg':>8} {'in seq':>6}" + "".join(
                       f" {f'{p:g}pt trk':>9} {f'{p:g}pt zoom':>9}" for p in options.text_sizes)
                   + (f" {'dims trk':>8} {'dims zoom':>9}" if options.plans else ""))
         out(header)
@@ -584,9 +603,10 @@ def run_reading(options: ReadingOptions, out: Callable[[str], None] = print) -> 
             wrong = sum(f.wrong for f in cell.findings)
             silent = sum(f.wrong and not f.told for f in cell.findings)
             blur = sum(f.blur_told for f in cell.findings)
+            in_seq = sum(bool(f.blur_told_in_sequence) for f in cell.findings)
             n = len(cell.findings)
             line = (f"    {cell.condition:<9} {cell.resolution:>6} {found:>3}/{n:<2} {wrong:>5} "
-                    f"{silent:>6} {blur:>4}/{n:<3}")
+                    f"{silent:>6} {blur:>4}/{n:<3} {in_seq:>3}/{n:<2}")
             for pt in options.text_sizes:
                 views = cell.text.get(f"{pt:g}", {})
                 line += (f" {_pct(_share(views.get('track'))):>9}"
@@ -596,7 +616,8 @@ def run_reading(options: ReadingOptions, out: Callable[[str], None] = print) -> 
                          f" {_pct(_share(cell.plan.get('zoom'))):>9}")
             out(line + f"   ({cell.seconds:.0f} s)")
         out("    (found: page found / frames; wrong: corners off > 5 % of the diagonal; silent: "
-            "wrong and no page notice; blur msg: frames with a blur notice; text: CER; dims: "
+            "wrong and no page notice; blur msg: frames with a blur notice on their own; in seq: "
+            "...after the same page steady and sharp; text: CER; dims: "
             "share of dimension numbers read)")
         stitches = [f.result() for f in stitch_futures]
     elapsed = time.perf_counter() - started
@@ -619,7 +640,9 @@ def run_reading(options: ReadingOptions, out: Callable[[str], None] = print) -> 
     blur = summary["blur_message_rate"]
     out(f"(e) blur message: {_pct(blur['blurred'])} of blurred frames told "
         f"({blur['blurred_frames']} frames), false alarms on sharp frames "
-        f"{_pct(blur['false_alarm'])} ({blur['sharp_frames']} frames)")
+        f"{_pct(blur['false_alarm'])} ({blur['sharp_frames']} frames); seen after the same page "
+        f"steady and sharp: {_pct(blur['blurred_in_sequence'])} told, "
+        f"{_pct(blur['false_alarm_in_sequence'])} false alarms")
     if options.latency:
         latencies = asyncio.run(zoom_latency_ms())
         summary["zoom_latency_agent_ms"] = round(statistics_median(latencies), 1)
@@ -715,6 +738,12 @@ def summarise(cells: list[Cell], stitches: list[StitchRun], options: ReadingOpti
             "blurred": _round(sum(f.blur_told for f in blurred) / len(blurred)) if blurred
             else None,
             "false_alarm": _round(sum(f.blur_told for f in sharp) / len(sharp)) if sharp
+            else None,
+            "blurred_in_sequence": _round(
+                sum(bool(f.blur_told_in_sequence) for f in blurred) / len(blurred)) if blurred
+            else None,
+            "false_alarm_in_sequence": _round(
+                sum(bool(f.blur_told_in_sequence) for f in sharp) / len(sharp)) if sharp
             else None,
             "blurred_frames": len(blurred), "sharp_frames": len(sharp)},
         "conditions": list(options.conditions),

@@ -80,9 +80,13 @@ CONDITIONS: dict[str, Condition] = {c.name: c for c in (
 
 
 def shoot(
-    page: SyntheticPage, condition: Condition, frame_size: tuple[int, int], seed: int
+    page: SyntheticPage, condition: Condition, frame_size: tuple[int, int], seed: int,
+    *, steady: bool = False,
 ) -> SyntheticCapture:
-    """One camera frame of `page` under `condition`."""
+    """One camera frame of `page` under `condition`. `steady`: the frame of the same scene
+    (page, place, light, desk) a moment earlier, before the blur: as the clerk laid it, still
+    and in focus, with the sensor's noise of another frame. A blur condition is then seen
+    as a sequence, sharp first, which is how the clerk's camera sees it."""
     rng = random.Random(seed * 1009 + 17)
     h, w = page.image.shape[:2]
     fill = 0.80 if condition.rotation_deg else 0.88
@@ -98,8 +102,12 @@ def shoot(
         scene = lambda frame: _clutter(frame, quad, rng)  # noqa: E731
     elif condition.hand:
         scene = lambda frame: _hand(frame, quad, rng)  # noqa: E731
-    return photograph(page, quad, frame_size, effects=condition.effects_at(frame_size),
-                      seed=seed, page_alpha=alpha, scene=scene)
+    effects = condition.effects_at(frame_size)
+    if steady:
+        effects = dataclasses.replace(effects, motion_px=0.0,
+                                      blur_sigma=min(effects.blur_sigma, _DESK.blur_sigma))
+    return photograph(page, quad, frame_size, effects=effects,
+                      seed=seed + 7919 if steady else seed, page_alpha=alpha, scene=scene)
 
 
 def _turn(quad: Quad, degrees: float, frame_size: tuple[int, int]) -> Quad:

@@ -21,7 +21,7 @@ Measures the document camera on pages it renders itself (document_camera/synthet
 (c) per condition (flat, tilt, uneven, shadow, curl, motion3/6/12, defocus, noise, clutter,
     hand) and camera resolution: page found, wrong crops (a corner > 5 %% of the diagonal
     off) and *silent* wrong crops (no page notice: a failure), blur notices, CER of 8 pt and
-    11 pt text on the track and with remote zoom (document_camera.zoom.crop_region), share
+    11 pt text on the track and with remote zoom (the live zoom, zoom.PageZoom), share
     of an A3 plan's 7 pt dimension numbers read on the track and with remote zoom;
 (d) stitching of A2 and A1 sheets in the grid TileGuide plans, --runs runs each;
 (e) blur-message rate on blurred frames and false alarms on sharp ones;

@@ -45,6 +45,7 @@ class DetailVp8Encoder(Vp8Encoder):
         self.frames_encoded = 0
         self.bytes_encoded = 0
         self.keyframes = 0
+        self.extra_options: dict[str, str] = {}
 
     # aiortc's sender writes REMB estimates here.
     @property
@@ -116,6 +117,7 @@ class DetailVp8Encoder(Vp8Encoder):
             "overshoot-pct": "25",
             "max-intra-rate": "0",  # a key frame of a page may be large; it is rare
         }
+        context.options.update(self.extra_options)
         context.thread_count = max(1, min(4, multiprocessing.cpu_count()))
         context.open()
         self._context = context

@@ -10,8 +10,12 @@ are sharp steps from paper to desk. Two kinds of candidates are gathered on a do
   no line. This is what keeps a shadow band across the page from splitting it in two.
 
 Every candidate is scored by its outline: the share of each side along which the inside is
-clearly brighter than the outside, by a ratio, just across the side. The largest candidate
-whose every side is such a step wins; its weakest side's share is the detection's confidence.
+clearly brighter than the outside, by a ratio, just across the side and further out (past a
+paper edge lies the desk; past a thick printed line, a plan's wall, paper again). The largest
+candidate whose every side is such a step wins; its weakest side's share is the detection's
+confidence. Before that, the best unsure candidates have each weak side moved onto the
+nearest paper edge (`_DetectionView.polish`): an outline found on a printed rule just inside
+the paper, or a bright region cut by a hand or a folded corner, is almost right.
 Each side is then refitted at full resolution through the steepest brightness step across it,
 which places the corners to about a pixel.
 
@@ -37,6 +41,10 @@ MAX_AREA_SHARE = 0.995
 # under 1.3×.
 EDGE_STEP = float(np.log(1.3))
 EDGE_OFFSET = 2.5  # pixels of the downscaled frame either side of the outline
+# ...and further out, where a printed line (a plan's wall, ~2–5 px here) has ended.
+FAR_OFFSETS = (6.0, 10.0)
+POLISH_CANDIDATES = 6  # unsure candidates whose weak sides are searched for a nearby edge
+POLISH_REACH = 0.07  # ...moved by up to this share of the frame's short side
 CONFIDENT = 0.6  # every side a paper edge along at least this share of its length
 SHADOW_DEPTH = float(np.log(1 / 0.72))  # paper this much darker than the smooth lamp falloff
 SHADOW_AREA = 0.04  # ...over at least this share of the page
@@ -71,13 +79,18 @@ def find_page(frame: Image) -> PageDetection | None:
     view = _DetectionView(frame)
     candidates = [q for q in (_bright_region_quad(view.gray),) if q is not None]
     candidates += _line_quads(view)
-    best: tuple[float, Quad, float] | None = None
     frame_area = float(view.gray.shape[0] * view.gray.shape[1])
+    scored = []  # (quad, area share, side supports)
     for quad in candidates:
         area_share = abs(float(cv2.contourArea(quad))) / frame_area
-        if not MIN_AREA_SHARE <= area_share <= MAX_AREA_SHARE:
-            continue
-        sides = view.side_support(quad)
+        if MIN_AREA_SHARE <= area_share <= MAX_AREA_SHARE:
+            scored.append((quad, area_share, view.side_support(quad)))
+    for quad in _polished(view, scored):
+        area_share = abs(float(cv2.contourArea(quad))) / frame_area
+        if MIN_AREA_SHARE <= area_share <= MAX_AREA_SHARE:
+            scored.append((quad, area_share, view.side_support(quad)))
+    best: tuple[float, Quad, float] | None = None
+    for quad, area_share, sides in scored:
         weakest, mean = float(min(sides)), float(np.mean(sides))
         if mean < 0.3:
             continue
@@ -118,11 +131,14 @@ class _DetectionView:
         self.log = cv2.GaussianBlur(np.log1p(gray.astype(np.float32)), (0, 0), 1.0)
 
     def side_support(self, quad: Quad) -> list[float]:
-        """Per side, the share of its length where inside/outside brightness ≥ the step."""
+        """Per side, the share of its length where the inside is brighter than the outside
+        by the step, just across the side and further out (FAR_OFFSETS): past a paper edge
+        lies the desk, past a dark line printed on the page (a plan's wall, a table's rule)
+        paper again."""
         quad = order_corners(quad)
         centre = quad.mean(axis=0)
         shares = []
-        ts = np.linspace(0.08, 0.92, 40, dtype=np.float32)
+        zero = np.zeros(1, np.float32)
         for i in range(4):
             a, b = quad[i], quad[(i + 1) % 4]
             side = b - a
@@ -132,16 +148,64 @@ class _DetectionView:
             normal = np.array([-side[1], side[0]], np.float32) / length
             if float(np.dot((a + b) / 2 - centre, normal)) < 0:
                 normal = -normal
-            base = a[None, :] + ts[:, None] * side[None, :]
-            inner = base - EDGE_OFFSET * normal
-            outer = base + EDGE_OFFSET * normal
-            pts = np.concatenate([inner, outer]).astype(np.float32)
-            values = cv2.remap(self.log, pts[:, 0].reshape(1, -1).copy(),
-                               pts[:, 1].reshape(1, -1).copy(), cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=10.0).ravel()
-            step = values[: len(ts)] - values[len(ts):]
-            shares.append(float(np.mean(step >= EDGE_STEP)))
+            steps = self._steps(a, b, zero, zero, normal)
+            shares.append(float(np.mean(steps >= EDGE_STEP)))
         return shares
+
+    def _steps(self, a: NDArray[np.float32], b: NDArray[np.float32],
+               shifts_a: NDArray[np.float32], shifts_b: NDArray[np.float32],
+               outward: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Paper-edge steps along the side a–b moved outward by (shift at a, shift at b),
+        for every pair of shifts: shape (len(shifts), samples)."""
+        ts = np.linspace(0.08, 0.92, 40, dtype=np.float32)
+        side = b - a
+        move = (1 - ts)[None, :] * shifts_a[:, None] + ts[None, :] * shifts_b[:, None]
+        base = a[None, None, :] + ts[None, :, None] * side[None, None, :] + \
+            move[..., None] * outward[None, None, :]
+        offsets = (-EDGE_OFFSET, EDGE_OFFSET, *FAR_OFFSETS)
+        pts = np.stack([base + o * outward for o in offsets]).astype(np.float32)
+        flat = pts.reshape(1, -1, 2)
+        values = cv2.remap(self.log, flat[..., 0].copy(), flat[..., 1].copy(), cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE).reshape(len(offsets), *move.shape)
+        return np.min(values[0][None] - values[1:], axis=0)
+
+    def polish(self, quad: Quad) -> Quad | None:
+        """Each side not on a paper edge moved (shifted, then turned at either end, by up to
+        POLISH_REACH of the frame) to where most of it is; None when nothing moved."""
+        quad = order_corners(quad).astype(np.float32)
+        reach = round(POLISH_REACH * min(self.log.shape))
+        changed = False
+        for _ in range(2):
+            for i in range(4):
+                a, b = quad[i], quad[(i + 1) % 4]
+                length = float(np.hypot(*(b - a)))
+                if length < 8:
+                    return None
+                outward = np.array([-(b - a)[1], (b - a)[0]], np.float32) / length
+                if float(np.dot((a + b) / 2 - quad.mean(axis=0), outward)) < 0:
+                    outward = -outward
+                zero = np.zeros(1, np.float32)
+                if float(np.mean(self._steps(a, b, zero, zero, outward) >= EDGE_STEP)) \
+                        >= CONFIDENT:
+                    continue
+                shifts = np.arange(-reach, reach + 0.5, 1.0, dtype=np.float32)
+                support = np.mean(self._steps(a, b, shifts, shifts, outward) >= EDGE_STEP, 1)
+                best = float(shifts[int(np.argmax(support - 1e-3 * np.abs(shifts)))])
+                turns = np.arange(-4.0, 4.5, 1.0, dtype=np.float32)
+                da, db = np.meshgrid(best + turns, best + turns, indexing="ij")
+                support = np.mean(self._steps(a, b, da.ravel(), db.ravel(), outward)
+                                  >= EDGE_STEP, 1)
+                k = int(np.argmax(support - 1e-3 * (np.abs(da.ravel() - best)
+                                                     + np.abs(db.ravel() - best))))
+                if float(support[k]) < CONFIDENT:
+                    continue
+                moved_a = a + float(da.ravel()[k]) * outward
+                moved_b = b + float(db.ravel()[k]) * outward
+                corners = _with_side(quad, i, moved_a, moved_b)
+                if corners is None:
+                    return None
+                quad, changed = corners, True
+        return quad if changed else None
 
     def shadow_on(self, quad: Quad) -> bool:
         """Is part of the page well darker than a smooth lamp falloff would make it?"""
@@ -163,6 +227,27 @@ class _DetectionView:
         coef, *_ = np.linalg.lstsq(basis[keep], values[keep], rcond=None)
         residual = values - basis @ coef
         return bool(np.mean(residual < -SHADOW_DEPTH) >= SHADOW_AREA)
+
+
+def _polished(
+    view: _DetectionView, scored: list[tuple[Quad, float, list[float]]]
+) -> list[Quad]:
+    """The most promising unsure candidates larger than every confident one, with each weak
+    side moved onto the nearest paper edge. A line found on a printed rule inside the
+    paper's edge (a plan's outer wall or frame, a dimension line), or a side of the bright
+    region cut off by a folded corner or pulled by a hand, leaves an outline almost right;
+    the step search puts it right."""
+    confident = max((area for _, area, sides in scored if min(sides) >= CONFIDENT),
+                    default=0.0)
+    unsure = [(area * float(np.mean(sides)), quad) for quad, area, sides in scored
+              if min(sides) < CONFIDENT <= max(sides) and area > confident]
+    unsure.sort(key=lambda item: -item[0])
+    out = []
+    for _, quad in unsure[:POLISH_CANDIDATES]:
+        polished = view.polish(quad)
+        if polished is not None:
+            out.append(polished)
+    return out
 
 
 def _bright_region_quad(gray: Image) -> Quad | None:
@@ -247,6 +332,24 @@ def _line_quads(view: _DetectionView, keep: int = 12) -> list[Quad]:
             if inside.all() and cv2.isContourConvex(quad.reshape(-1, 1, 2)):
                 quads.append(quad)
     return quads
+
+
+def _with_side(quad: Quad, i: int, a: NDArray[np.float32], b: NDArray[np.float32]
+               ) -> Quad | None:
+    """`quad` with side i (corner i to i+1) replaced by the line through a and b, its
+    corners moved to where that line meets the neighbouring sides."""
+    lines = []
+    for k in range(4):
+        p, q = (a, b) if k == i else (quad[k], quad[(k + 1) % 4])
+        direction = (q - p).astype(np.float64)
+        norm = float(np.hypot(*direction))
+        if norm < 1e-6:
+            return None
+        lines.append((p.astype(np.float64), direction / norm))
+    corners = _intersections(lines)
+    if corners is None or not cv2.isContourConvex(corners.reshape(-1, 1, 2)):
+        return None
+    return corners
 
 
 def _meet(a: list[float], b: list[float]) -> tuple[float, float] | None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -19,7 +21,7 @@ from document_camera.images import Image, Quad
 from document_camera.notices import Notice, NoticeCode
 from document_camera.page_detection import CONFIDENT, edge_support, find_page
 from document_camera.rectification import output_size, rectify
-from document_camera.sharpness import measure_blur
+from document_camera.sharpness import MOTION_ANISOTROPY, Blur, measure_blur
 
 # A new quadrilateral that moved less than this share of the page diagonal is jitter of the
 # detector, not a moved page: keeping the old one gives the encoder an unchanging picture.
@@ -31,6 +33,27 @@ QUAD_HOLD_SHARE = 0.004
 UNCHANGED_MEAN_LEVELS = 1.5
 UNCHANGED_MAX_LEVELS = 10.0
 THUMBNAIL_WIDTH = 240
+# Blur relative to the page itself. What is printed moves the re-blur measure more than a
+# little blur does (sharp plans measure more than slightly blurred text), so no one limit
+# tells 3 px of movement on every page. The same page is its own yardstick: the clerk lays
+# it, it is sharp, then it moves or the focus drifts. A frame is blurred when it measures
+# RELATIVE_RISE times, and RELATIVE_MARGIN more than, the sharpest this page measured in the
+# last REFERENCE_SECONDS (sensor noise between frames of a still page moves it ≤ 0.002;
+# 3 px of movement raised it by 0.014–0.06 at 1080p and 4K, bench_scenes).
+RELATIVE_RISE = 1.06
+RELATIVE_MARGIN = 0.010
+REFERENCE_SECONDS = 10.0
+# "The same page": the page's long side within this share of the reference's (a page lifted
+# nearer the camera gets more pixels per millimetre and measures differently) and its coarse
+# look (a 48 px wide thumbnail of the rectified page) correlating at least this much with the
+# previous frame's (blur of 12 px keeps 0.94 and more; another page, or a shadow moving over
+# it, starts a new reference).
+SAME_PAGE_SIZE_SHARE = 0.10
+SAME_PAGE_CORRELATION = 0.90
+PAGE_LOOK_WIDTH = 48
+# A blurred result is not reused for a still scene for longer than this many frames: the page
+# that came to rest after moving looks the same in the thumbnail but is sharp again.
+BLUR_RECHECK_FRAMES = 4
 
 
 @dataclass(frozen=True)
@@ -59,11 +82,20 @@ class ProcessedFrame:
 
 
 class DocumentPipeline:
-    def __init__(self, options: PipelineOptions | None = None) -> None:
+    def __init__(
+        self, options: PipelineOptions | None = None, *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.options = options or PipelineOptions()
         self._held_quad: Quad | None = None
         self._last: tuple[Image, int | None, ProcessedFrame] | None = None
         self.reused = 0  # frames answered from the unchanged-scene cache
+        self._clock = clock
+        # The page's recent blur measures (time, worst), its size and its coarse look.
+        self._page_blur: deque[tuple[float, float]] = deque()
+        self._page_size = 0.0
+        self._page_look: np.ndarray | None = None
+        self._reused_blurred = 0
 
     def process(self, frame: Image, *, long_side: int | None = None) -> ProcessedFrame:
         if not self.options.reuse_unchanged:
@@ -71,13 +103,19 @@ class DocumentPipeline:
         started = time.perf_counter()
         thumb = _thumbnail(frame)
         last = self._last
-        if last is not None and last[1] == long_side and _same_scene(last[0], thumb):
+        blurred = last is not None and any(
+            n.code in (NoticeCode.MOTION_BLUR, NoticeCode.OUT_OF_FOCUS) for n in last[2].notices)
+        if blurred:
+            self._reused_blurred += 1
+        if last is not None and last[1] == long_side and _same_scene(last[0], thumb) and not (
+                blurred and self._reused_blurred >= BLUR_RECHECK_FRAMES):
             self.reused += 1
             previous = last[2]
             return ProcessedFrame(
                 previous.image, previous.quad, previous.sharpness, previous.in_focus,
                 list(previous.notices),
                 {"unchanged": (time.perf_counter() - started) * 1000.0})
+        self._reused_blurred = 0
         result = self._process(frame, long_side)
         self._last = (thumb, long_side, result)
         return result
@@ -136,6 +174,10 @@ class DocumentPipeline:
                                                 f" sharpest direction {blur.best:.2f})"))
             else:
                 sharpness, in_focus = 0.0, False
+            relative = self._relative_blur(blur, quad, image if quad is not None else None)
+            if relative is not None:
+                in_focus = False
+                notices.append(relative)
             lap("sharpness")
         if opts.flatten_illumination and quad is not None:
             image = flatten_illumination(image)
@@ -152,6 +194,45 @@ class DocumentPipeline:
         return await loop.run_in_executor(
             None, lambda: self.process(frame, long_side=long_side))
 
+    def forget_page(self) -> None:
+        """Drop the page's blur reference: the next frame is judged on its own."""
+        self._page_blur.clear()
+        self._page_look = None
+
+    def _relative_blur(self, blur: Blur | None, quad: Quad | None,
+                       page: Image | None) -> Notice | None:
+        """A blur notice when this frame is clearly blurrier than the same page was in the
+        last REFERENCE_SECONDS (None when it is not, when the absolute limit already told, or
+        when there is no reference yet); keeps the page's reference up to date."""
+        if blur is None or quad is None or page is None:
+            self._page_blur.clear()
+            self._page_look = None
+            return None
+        now = self._clock()
+        size = _long_side(quad)
+        look = _page_look(page)
+        previous = self._page_look
+        same = (previous is not None and previous.shape == look.shape
+                and abs(size - self._page_size) <= SAME_PAGE_SIZE_SHARE * self._page_size
+                and float((previous * look).mean()) >= SAME_PAGE_CORRELATION)
+        self._page_look = look
+        if not same:
+            self._page_blur.clear()
+            self._page_size = size
+        while self._page_blur and now - self._page_blur[0][0] > REFERENCE_SECONDS:
+            self._page_blur.popleft()
+        reference = min((worst for _, worst in self._page_blur), default=None)
+        if not blur.in_focus:
+            return None  # told by the absolute limit; not a reference either
+        self._page_blur.append((now, blur.worst))
+        if reference is None or blur.worst < max(reference * RELATIVE_RISE,
+                                                 reference + RELATIVE_MARGIN):
+            return None
+        code = NoticeCode.MOTION_BLUR if blur.best < MOTION_ANISOTROPY * blur.worst \
+            else NoticeCode.OUT_OF_FOCUS
+        return Notice(code, f"blur {blur.worst:.3f}, this page measured {reference:.3f} "
+                            f"within {REFERENCE_SECONDS:g} s (sharpest direction {blur.best:.3f})")
+
     def _steady(self, quad: Quad) -> Quad:
         held = self._held_quad
         if held is not None:
@@ -161,6 +242,21 @@ class DocumentPipeline:
                 return held
         self._held_quad = quad
         return quad
+
+
+def _long_side(quad: Quad) -> float:
+    sides = [float(np.hypot(*(quad[(i + 1) % 4] - quad[i]))) for i in range(4)]
+    return max(sides[0] + sides[2], sides[1] + sides[3]) / 2
+
+
+def _page_look(page: Image) -> np.ndarray:
+    """The rectified page's coarse look: a small thumbnail, zero mean and unit spread."""
+    gray = cv2.cvtColor(page, cv2.COLOR_BGR2GRAY) if page.ndim == 3 else page
+    h, w = gray.shape[:2]
+    small = cv2.resize(gray, (PAGE_LOOK_WIDTH, max(1, round(h * PAGE_LOOK_WIDTH / w))),
+                       interpolation=cv2.INTER_AREA).astype(np.float32)
+    small -= small.mean()
+    return small / max(float(small.std()), 1e-3)
 
 
 def _same_scene(a: Image, b: Image) -> bool:

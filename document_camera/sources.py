@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import threading
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -218,6 +219,80 @@ class SyntheticSource:
     def close(self) -> None:
         pass
 
+
+class SheetUnderCamera:
+    """A large sheet under the document camera, moved by the clerk from tile to tile (tests and
+    demos of the guided stitching, endpoint/stitch_session.py).
+
+    `views` are what the camera sees with the sheet in each position (e.g. `make_tiles` of a
+    `render_plan_sheet`), `start` what it sees before the first (by default the first view
+    darkened: the desk). `show(k)` is the clerk's hand: for `moving_seconds` the camera sees
+    the sheet on its way (the old and the new view mixed and smeared sideways), then view `k`
+    lies still, with fresh sensor noise on every read.
+    """
+
+    def __init__(
+        self,
+        views: list[Image],
+        *,
+        start: Image | None = None,
+        moving_seconds: float = 0.4,
+        noise_sigma: float = 2.0,
+        seed: int = 1,
+    ) -> None:
+        if not views:
+            raise ValueError("a sheet needs at least one view")
+        self.views = views
+        self.description = "sheet-under-camera"
+        self.moving_seconds = moving_seconds
+        self.shown: int | None = None
+        self._moving_until = 0.0
+        self._current = start if start is not None else (views[0] // 3)
+        self._moving: list[Image] = []
+        self._frames = 0
+        self._lock = threading.Lock()
+        rng = np.random.default_rng(seed)
+        self._noise: list[tuple[Image, Image]] = []
+        if noise_sigma > 0:
+            for _ in range(3):
+                field = np.clip(np.rint(rng.normal(0.0, noise_sigma, views[0].shape)), -255, 255)
+                self._noise.append((np.clip(field, 0, 255).astype(np.uint8),
+                                    np.clip(-field, 0, 255).astype(np.uint8)))
+
+    def show(self, index: int) -> None:
+        """Move the sheet so that view `index` lies under the camera."""
+        target = self.views[index]
+        with self._lock:
+            before = self._current
+            moving = []
+            for step in range(1, 4):
+                mix = step / 4
+                if before.shape == target.shape:
+                    frame = cv2.addWeighted(before, 1 - mix, target, mix, 0.0)
+                else:
+                    frame = target.copy()
+                moving.append(cv2.blur(frame, (31, 1)))  # smeared by the movement
+            self._moving = moving
+            self._moving_until = time.monotonic() + self.moving_seconds
+            self._current = target
+            self.shown = index
+
+    def read(self) -> Image:
+        with self._lock:
+            self._frames += 1
+            if self._moving and time.monotonic() < self._moving_until:
+                return self._moving[self._frames % len(self._moving)].copy()
+            frame = self._current
+            if not self._noise or self._noise[0][0].shape != frame.shape:
+                return frame.copy()
+            up, down = self._noise[self._frames % len(self._noise)]
+            return cv2.subtract(cv2.add(frame, up), down)
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 def open_source(spec: str) -> FrameSource:
     """`synthetic`, `synthetic:plan`, `file:PATH` or `v4l2:/dev/videoN`."""

@@ -37,7 +37,7 @@ from document_camera.rectification import output_size, rectify
 # zoom is 8×, which never asks for less than 1/8; the track's 1536 px across 1/16 of a page
 # would be 24,576 px across the page, more than any camera resolves (an 8K sensor has 7680):
 # a smaller region asks for more than native pixels. A region smaller than the camera's native
-# pixels is enlarged (cubic) to the track's size before encoding, which keeps fine print
+# pixels is enlarged (and sharpened) to the track's size before encoding, which keeps fine print
 # through the encoder better than enlarging the decoded picture would.
 MIN_REGION_SIZE = 1.0 / 16.0
 # Rounding slack for coordinates that went through JSON and JavaScript arithmetic.
@@ -54,6 +54,9 @@ _MARKER_PER_LINE = MARKER_BITS // 2
 # A PageRect coordinate v travels as round((v + 1) · 16384): −1 ≤ v < 3 in steps of 1/16384.
 _MARKER_OFFSET = 1.0
 _MARKER_SCALE = 16384.0
+# Unsharp mask of an enlarged zoom (`sharpen`): amount, and radius in camera pixels.
+SHARPEN_AMOUNT = 1.5
+SHARPEN_SIGMA = 0.8
 _BACKGROUND_WIDTH = 256  # the whole page's light model, as illumination.py estimates it
 # picture pixel edges (0..width) → OpenCV's pixel-centre coordinates
 _PIXEL_CENTRES = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]], np.float64)
@@ -200,6 +203,14 @@ def crop_region(page: Image, region: Region, out_size: tuple[int, int]) -> Image
     return out
 
 
+def sharpen(picture: Image, magnify: float) -> Image:
+    """Unsharp mask for a picture enlarged `magnify` times from the camera's pixels: the
+    blur subtracted spans SHARPEN_SIGMA camera pixels, so it lifts what the optics and the
+    interpolation softened, not the noise of the enlarged grain."""
+    blurred = cv2.GaussianBlur(picture, (0, 0), SHARPEN_SIGMA * magnify)
+    return cv2.addWeighted(picture, 1.0 + SHARPEN_AMOUNT, blurred, -SHARPEN_AMOUNT, 0.0)
+
+
 class PageZoom:
     """The live zoom of the document track: a region of the page the camera sees, rendered
     straight from the camera frame at the camera's resolution.
@@ -238,13 +249,16 @@ class PageZoom:
         matrix = _PIXEL_CENTRES @ _page_to_picture(rect, out_size) @ to_unit.astype(np.float64)
         magnify = out_size[0] / (rect.w * page_px[0])
         if magnify > 1.2:
-            # Rectify at the camera's own scale (a linear warp), then enlarge with a cubic
-            # resize: a cubic perspective warp of the whole picture costs ten times more.
-            native = (max(1, round(out_size[0] / magnify)), max(1, round(out_size[1] / magnify)))
-            matrix = _PIXEL_CENTRES @ _page_to_picture(rect, native) @ to_unit.astype(np.float64)
-            picture = cv2.warpPerspective(frame, matrix, native, flags=cv2.INTER_LINEAR,
+            # Enlarging: one warp straight from the camera's pixels to the picture, then an
+            # unsharp mask scaled to the enlargement that restores the stroke edges the
+            # camera's optics and the interpolation soften. Warping at the camera's scale
+            # and then enlarging interpolates twice and blurs small print: 8 pt text from a
+            # 1080p camera read at 7.9 % CER that way, 2.7 % with one cubic warp, 1.6 % with
+            # one cubic warp and the mask, 1.1 % with one linear warp and the mask (three
+            # pages; the linear warp costs half the cubic one).
+            picture = cv2.warpPerspective(frame, matrix, out_size, flags=cv2.INTER_LINEAR,
                                           borderMode=cv2.BORDER_REPLICATE)
-            picture = cv2.resize(picture, out_size, interpolation=cv2.INTER_CUBIC)
+            picture = sharpen(picture, magnify)
         else:
             picture = cv2.warpPerspective(frame, matrix, out_size, flags=cv2.INTER_LINEAR,
                                           borderMode=cv2.BORDER_REPLICATE)

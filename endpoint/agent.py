@@ -50,6 +50,9 @@ logger = logging.getLogger(__name__)
 DOCUMENT_SOURCE = "document"
 STILL_REQUEST_EVENT = "document_camera:still"
 REGION_EVENT = "document_camera:region"  # remote zoom (signaling/document_view.py)
+# a large sheet, tile by tile (signaling/stitch_requests.py, endpoint/stitch_session.py)
+STITCH_EVENT = "document_camera:stitch"
+STITCH_CANCEL_EVENT = "document_camera:stitch_cancel"
 
 # outcomes of EndpointAgent._join
 JOINED = "joined"
@@ -183,6 +186,10 @@ class EndpointAgent:
 
         self.options = options
         self.source = source
+        from endpoint.stitch_session import SerializedSource
+
+        # The document track and a stitch session both read the camera, one at a time.
+        self.camera_source = SerializedSource(source)
         # Our own HTTP session, so that it is closed even when the first connect fails.
         # (Create the agent inside the running event loop.)
         self._http = aiohttp.ClientSession()
@@ -223,6 +230,11 @@ class EndpointAgent:
         self.sio.on(STILL_REQUEST_EVENT, self._on_still_request)
         # The region of the page the expert looks at (remote zoom), or null for all of it.
         self.sio.on(REGION_EVENT, self._on_region)
+        # Stitching a large sheet, guided tile by tile; one at a time, a new request replaces it.
+        self.sio.on(STITCH_EVENT, self._on_stitch)
+        self.sio.on(STITCH_CANCEL_EVENT, self._on_stitch_cancel)
+        self.stitch: Any = None  # endpoint.stitch_session.StitchSession, the latest
+        self._stitch_task: asyncio.Task[str] | None = None
         self.channel: Any = None  # endpoint.document_channel.DocumentChannel of the call
 
     async def start(self) -> None:
@@ -246,6 +258,8 @@ class EndpointAgent:
                 await asyncio.gather(task, return_exceptions=True)
         async with self._lock:
             await self._drop_call(leave=True)
+        if self._stitch_task is not None:  # cancelled by _drop_call: let it say so first
+            await asyncio.gather(self._stitch_task, return_exceptions=True)
         await self.sio.shutdown()  # disconnects, or stops reconnection attempts
         await self._http.close()
         self.source.close()
@@ -319,6 +333,60 @@ class EndpointAgent:
             logger.warning("document camera: region refused: %s", exc)
             return
         camera.track.set_region(region)
+
+    async def _on_stitch(self, data: dict[str, Any]) -> None:
+        """Guide the clerk through the tiles of `sheet` and send the stitched sheet into the
+        call (endpoint/stitch_session.py). The server checked the request."""
+        from endpoint.stitch_session import StitchSession
+
+        if not isinstance(data, dict) or data.get("call_id") != self.call_id:
+            return
+        call_id, camera = self.call_id, self._camera
+        if call_id is None or camera is None:
+            return
+        previous = self._stitch_task
+        if previous is not None and not previous.done():
+            # A new request replaces the stitch under way; its "cancelled" goes out first.
+            previous.cancel()
+            await asyncio.gather(previous, return_exceptions=True)
+            if self.call_id != call_id:
+                return
+        image_format = "png" if data.get("format") == "png" else "jpeg"
+        try:
+            session = StitchSession(
+                call_id, str(data.get("sheet")), read=self.camera_source.read,
+                report=self._stitch_progress, deliver=self._deliver_sheet,
+                image_format=image_format, source=self.source.description)
+        except ValueError as exc:
+            logger.warning("document camera: stitch refused: %s", exc)
+            return
+        self.stitch = session
+        self._stitch_task = asyncio.ensure_future(session.run())
+
+    async def _on_stitch_cancel(self, data: dict[str, Any]) -> None:
+        if isinstance(data, dict) and data.get("call_id") == self.call_id:
+            self._cancel_stitch()
+
+    def _cancel_stitch(self) -> None:
+        task = self._stitch_task
+        if task is not None and not task.done():
+            task.cancel()
+
+    async def _stitch_progress(self, payload: dict[str, Any]) -> None:
+        await self._call("document_camera:stitch_progress", payload)
+
+    async def _deliver_sheet(self, still: Still) -> None:
+        """A stitched sheet into the call, as a still (raises when it cannot go)."""
+        sink = await self._channel_sink()
+        if sink is None:
+            raise RuntimeError("the document channel is not available")
+        await sink.deliver(still)
+        observer = self.options.still_observer
+        if observer is not None:
+            try:
+                await observer.deliver(still)
+            except Exception:
+                logger.exception("the still observer failed")
 
     # -- socket.io events
 
@@ -468,7 +536,7 @@ class EndpointAgent:
                         await item.close()
             if self._camera is None:
                 self._camera = SharedTrack(DocumentTrack(
-                    self.source, size=self.options.size,
+                    self.camera_source, size=self.options.size,
                     controller=RateController(self.options.policy), on_notice=self._on_notice))
             publisher: DocumentPublisher | None = None
 
@@ -595,6 +663,7 @@ class EndpointAgent:
         self.participant_id = None
         self.channel = None
         self._camera = None
+        self._cancel_stitch()
         self._streak = 0
         self.joined.clear()
         keeper = self._keeper

@@ -87,6 +87,9 @@ async def book(
         raise not_found(f"no authority {authority_id}")
     if principal.role == Role.EXPERT and authority_id not in principal.authority_ids:
         raise forbidden("you may book only for your own authority", "other_authority")
+    # The service secretary books for her own office (issue 17).
+    if principal.role == Role.CLERK and office_id != principal.office_id:
+        raise forbidden("you may book only for your own office", "other_office")
     office = await session.get(Office, office_id)
     if office is None or not office.enabled:
         raise not_found(f"no office {office_id}")
@@ -116,6 +119,7 @@ async def book(
             expert_id=expert_id,
             status=AppointmentStatus.BOOKED.value,
             booked_by=principal.id if principal.kind == "user" else None,
+            booked_via="secretary" if principal.role == Role.CLERK else str(principal.role),
             created_at=now,
         )
         try:
@@ -123,7 +127,12 @@ async def book(
                 session.add(appointment)
             await session.commit()
             return appointment
-        except IntegrityError:
+        except IntegrityError as exc:
+            # One live appointment per expert per start time (0010_bookings).
+            if "uq_appointments_expert_live_slot" in str(exc.orig) or (
+                "appointments.expert_id, appointments.starts_at" in str(exc.orig)
+            ):
+                raise conflict("the expert already has an appointment then", "slot_taken") from None
             continue
     raise conflict("could not find a free booking code; try again")
 
@@ -186,6 +195,10 @@ async def check_in(
         raise conflict("the booking code has expired", "code_expired")
     if now < appointment.starts_at - early:
         raise conflict("it is too early to check in", "too_early")
+    # The office may have stopped offering the authority since the booking (issue 17).
+    from signaling.office_offer import check_appointment_offered
+
+    await check_appointment_offered(session, appointment.office_id, appointment.authority_id)
     await check_endpoint_free(session, kiosk.id)
     result = await session.execute(
         update(Appointment)
@@ -208,6 +221,9 @@ async def check_in(
         queued_at=now,
         queue_key=appointment.starts_at,
         created_at=now,
+        # The booked interpreting need (bookings' column, when present): the ring starts
+        # when the expert takes the ticket (signaling/interpreters.py).
+        interpreting=getattr(appointment, "interpreting", None),
     )
     session.add(ticket)
     await session.flush()
@@ -377,7 +393,7 @@ class CheckIn(EventModel):
     code: str = Field(min_length=1, max_length=20)
 
 
-@on_event("appointment:book", BookPayload, roles={Role.EXPERT, Role.ADMIN})
+@on_event("appointment:book", BookPayload, roles={Role.EXPERT, Role.CLERK, Role.ADMIN})
 async def appointment_book(ctx: EventContext, data: BookPayload) -> dict[str, Any]:
     _early, grace = windows(ctx.services)
     async with ctx.services.sessions() as session:

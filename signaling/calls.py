@@ -685,7 +685,8 @@ class PublishPayload(EventModel):
     source: Literal["document", "screen"]
 
 
-PARTICIPANT_ROLES = {Role.ENDPOINT, Role.EXPERT, Role.INTERPRETER}
+# Role.CUSTOMER: the customer at home, a participant of his own call only (remote_customer.py).
+PARTICIPANT_ROLES = {Role.ENDPOINT, Role.EXPERT, Role.INTERPRETER, Role.CUSTOMER}
 
 
 @on_event("call:join", JoinPayload, roles=PARTICIPANT_ROLES)

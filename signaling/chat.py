@@ -11,18 +11,41 @@ Event (docs/signaling-events.md, "Chat"):
 - `chat:send {call_id, envelope}` → `{id}`; the others get the push
   `chat:message {call_id, sender, envelope}` (the sender's participant id comes from the
   server, never from the envelope). People only: a document camera cannot chat.
+- The office's clerk chats too (he is not a participant of the call): he publishes call keys
+  with `documents:key` like a participant, attested with role `clerk` and participant id
+  `user-<id>` (`clerk_member`), so the others seal their messages to him as well; he is never a
+  recipient of documents (`documents:offer` refuses him, `chat_only`). `chat:leave {call_id}`
+  (or his socket going) withdraws his keys, and the others stop sealing to him.
+- `chat:transcript {call_id, sha256, size, messages}` (the call's expert): the SHA-256 of the
+  transcript he built in his browser goes into the call's service record (`chat_transcript`,
+  `transcript_field`), signed with the rest; the transcript itself never reaches the server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from signaling.documents import call_member, documents_room, is_device
-from signaling.flow_common import forbidden, invalid
-from signaling.protocol import EventContext, EventModel, Role, on_event
+from signaling.db import utcnow
+from signaling.documents import (
+    CallMember,
+    call_member,
+    documents_room,
+    is_device,
+    key_views,
+    load_keys,
+    participant_room,
+)
+from signaling.flow_common import conflict, forbidden, invalid, not_found, participant_id_for
+from signaling.flow_models import Call, CallStatus, DocumentCallKey
+from signaling.kiosk_health_models import ChatTranscript
+from signaling.protocol import EventContext, EventModel, Principal, Role, on_event
+from signaling.services import Services
 
 # base64url without padding, as every binary field of the document protocol
 B64U = r"^[A-Za-z0-9_-]+$"
@@ -51,13 +74,41 @@ class ChatSend(EventModel):
     envelope: Envelope
 
 
-@on_event("chat:send", ChatSend, roles={Role.ENDPOINT, Role.EXPERT, Role.INTERPRETER})
+# The attested role of the office's clerk in a call's key list: he reads and writes the chat,
+# never receives documents (signaling/documents.py refuses him as a recipient).
+CLERK_ROLE = "clerk"
+
+
+async def clerk_member(services: Services, call_id: int, principal: Principal) -> CallMember:
+    """The office's clerk in an active call of his office, as the chat knows him."""
+    async with services.sessions() as session:
+        call = await session.get(Call, call_id, populate_existing=True)
+    if call is None:
+        raise not_found(f"no call {call_id}")
+    if principal.office_id is None or principal.office_id != call.office_id:
+        raise forbidden(f"call {call_id} is not at your office", "other_office")
+    if call.status != CallStatus.ACTIVE:
+        raise conflict(f"call {call_id} has ended", "call_ended")
+    return CallMember(participant_id_for("user", principal.id, ""), "user", principal.id,
+                      CLERK_ROLE, principal.name)
+
+
+async def _member(ctx: EventContext, call_id: int) -> CallMember:
+    if ctx.principal.role == Role.CLERK:
+        return await clerk_member(ctx.services, call_id, ctx.principal)
+    return await call_member(ctx.services, call_id, ctx.principal, "kiosk")
+
+
+@on_event(
+    "chat:send", ChatSend,
+    roles={Role.ENDPOINT, Role.EXPERT, Role.INTERPRETER, Role.CUSTOMER, Role.CLERK},
+)
 async def send_message(ctx: EventContext, data: ChatSend) -> dict[str, Any]:
     """Relay a sealed message to the call's people; the server learns nothing of its text."""
     for pid in data.envelope.keys:
         if not PARTICIPANT_ID.match(pid):
             raise invalid("a recipient is not a participant id", "bad_recipient")
-    member = await call_member(ctx.services, data.call_id, ctx.principal, "kiosk")
+    member = await _member(ctx, data.call_id)
     if is_device(member.role):
         raise forbidden("a device does not chat", "device")
     if member.participant_id in data.envelope.keys:
@@ -73,3 +124,96 @@ async def send_message(ctx: EventContext, data: ChatSend) -> dict[str, Any]:
         skip_sid=ctx.sid,
     )
     return {"id": data.envelope.id}
+
+
+# --- the clerk leaves the chat -----------------------------------------------------------------
+
+
+class ChatRef(EventModel):
+    call_id: int = Field(gt=0)
+
+
+async def _withdraw_keys(services: Services, call_id: int, participant_id: str) -> None:
+    """Remove a clerk's keys from the call and tell the others (they stop sealing to him)."""
+    async with services.sessions() as session:
+        await session.execute(delete(DocumentCallKey).where(
+            DocumentCallKey.call_id == call_id,
+            DocumentCallKey.participant_id == participant_id,
+            DocumentCallKey.role == CLERK_ROLE,
+        ))
+        await session.commit()
+        views = key_views(await load_keys(session, call_id))
+    await services.sio.emit("documents:keys", {"call_id": call_id, "keys": views},
+                            room=documents_room(call_id))
+
+
+@on_event("chat:leave", ChatRef, roles={Role.CLERK})
+async def leave_chat(ctx: EventContext, data: ChatRef) -> dict[str, Any]:
+    """The clerk closes the call's chat: his keys go, and so do its pushes to this socket."""
+    pid = participant_id_for("user", ctx.principal.id, "")
+    with contextlib.suppress(Exception):
+        await ctx.services.sio.leave_room(ctx.sid, documents_room(data.call_id))
+        await ctx.services.sio.leave_room(ctx.sid, participant_room(data.call_id, pid))
+    await _withdraw_keys(ctx.services, data.call_id, pid)
+    return {}
+
+
+async def _clerk_socket_gone(services: Services, sid: str, principal: Principal) -> None:
+    """The clerk's socket went: his keys go (a reconnecting console publishes them again).
+    The documents' own hook may have cleared the key's sid already, hence `""` too."""
+    if principal.role != Role.CLERK or services.connections.is_online(principal):
+        return
+    pid = participant_id_for("user", principal.id, "")
+    async with services.sessions() as session:
+        calls = (await session.scalars(select(DocumentCallKey.call_id).where(
+            DocumentCallKey.participant_id == pid, DocumentCallKey.role == CLERK_ROLE,
+            DocumentCallKey.sid.in_([sid, ""])))).all()
+    for call_id in set(calls):
+        await _withdraw_keys(services, call_id, pid)
+
+
+# --- the transcript in the service record ------------------------------------------------------
+
+
+class TranscriptPayload(EventModel):
+    call_id: int = Field(gt=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(gt=0, le=50_000_000)
+    messages: int = Field(gt=0, le=100_000)
+
+
+def _transcript_view(row: ChatTranscript) -> dict[str, Any]:
+    return {"sha256": row.sha256, "size": row.size, "messages": row.messages}
+
+
+@on_event("chat:transcript", TranscriptPayload, roles={Role.EXPERT})
+async def attach_transcript(ctx: EventContext, data: TranscriptPayload) -> dict[str, Any]:
+    """The call's expert attaches his chat transcript's hash to the call's service record
+    (again with a newer transcript, until the record is filed)."""
+    async with ctx.services.sessions() as session:
+        call = await session.get(Call, data.call_id, populate_existing=True)
+        if call is None:
+            raise not_found(f"no call {data.call_id}")
+        if call.expert_id != ctx.principal.id:
+            raise forbidden(f"call {data.call_id} is not yours", "not_your_call")
+        if call.record_seq is not None:
+            raise conflict("the record of this call was already filed", "already_filed")
+        row = await session.get(ChatTranscript, data.call_id)
+        if row is None:
+            row = ChatTranscript(call_id=data.call_id)
+            session.add(row)
+        row.sha256, row.size, row.messages = data.sha256, data.size, data.messages
+        row.attached_by, row.attached_at = ctx.principal.id, utcnow()
+        await session.commit()
+        view = _transcript_view(row)
+    return {"transcript": view}
+
+
+async def transcript_field(session: AsyncSession, call_id: int) -> dict[str, Any]:
+    """`{"chat_transcript": {sha256, size, messages}}` for a call's record, when attached."""
+    row = await session.get(ChatTranscript, call_id, populate_existing=True)
+    return {"chat_transcript": _transcript_view(row)} if row is not None else {}
+
+
+def setup(_app: Any, services: Services) -> None:
+    services.connections.on_disconnect(_clerk_socket_gone)

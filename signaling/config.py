@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     max_document_bytes: int = Field(50 * 1024 * 1024, ge=1024)
     # Ciphertext of a document is deleted once every recipient has it, or after this long.
     document_retention_seconds: int = Field(3600, ge=10)
+    # The kiosk tests its camera, microphone, speaker and the relay at start-up and then this
+    # often (signaling/kiosk_health.py, endpoint/static/kiosk/self-test.js).
+    kiosk_self_test_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
 
     # Checkpoints of the service log (signaling/log_checkpoints.py): the server's Ed25519 key
     # (created at first start, mode 0600) signs the log's head, appended as one JSON line to
@@ -139,6 +142,46 @@ class Settings(BaseSettings):
     empty_call_seconds: float = Field(30.0, gt=0, le=24 * 3600)
     requeue_window_seconds: float = Field(600.0, gt=0, le=24 * 3600)
     call_watch_interval: float = Field(1.0, gt=0, le=600)
+
+    # The customer at home (signaling/remote_customer.py, README "The customer at home"): the
+    # identity step of `/join/<token>` — "none" (skipped) or "oidc", an OpenID Connect provider
+    # (authorization code + PKCE; the id_token's issuer, audience, nonce and RS256/ES256
+    # signature against the provider's JWKS are checked). `oidc_issuer` must be https unless
+    # `oidc_allow_http` (a provider on loopback in tests).
+    join_identity: Literal["none", "oidc"] = "none"
+    oidc_issuer: str = Field("", max_length=500)
+    oidc_client_id: str = Field("", max_length=200)
+    oidc_client_secret: str = Field("", max_length=500)
+    oidc_scope: str = Field("openid", max_length=200)
+    oidc_allow_http: bool = False
+
+    # Booking (signaling/booking.py, README "Booking"): slots of this many minutes unless an
+    # authority has its own (`admin booking slot-length`), bookable from
+    # `booking_min_lead_minutes` ahead up to `booking_days_ahead` days.
+    booking_slot_minutes: int = Field(30, ge=5, le=480)
+    booking_min_lead_minutes: int = Field(60, ge=0, le=7 * 24 * 60)
+    booking_days_ahead: int = Field(28, ge=1, le=366)
+    # Reminders this many hours before the booked time (each sent once); the outbox sweep runs
+    # every `booking_sweep_seconds`, and a message is tried at most `booking_send_attempts`
+    # times (a failure never fails the booking).
+    booking_reminder_hours: list[float] = Field(default_factory=lambda: [24.0, 2.0])
+    booking_sweep_seconds: float = Field(30.0, gt=0, le=3600)
+    booking_send_attempts: int = Field(5, ge=1, le=50)
+    # Requests to the public booking pages' API per address per minute (bookings: a tenth).
+    booking_rate_per_minute: int = Field(60, ge=1, le=100_000)
+    # E-mail (SMTP); no host: no e-mails. smtp_tls: "none", "starttls" or "tls" (implicit).
+    smtp_host: str = ""
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_from: str = "etapalvelu@localhost"
+    smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_timeout: float = Field(10.0, gt=0, le=120)
+    # SMS through an HTTP gateway (POST JSON {to, text, sender} with a bearer token); no URL:
+    # no SMS.
+    sms_gateway_url: str = ""
+    sms_gateway_token: str = ""
+    sms_sender: str = Field("Etapalvelu", max_length=11)
 
     @field_validator("trusted_proxies")
     @classmethod

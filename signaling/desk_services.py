@@ -16,6 +16,10 @@ The draft fixes `served_at`; `desk:file` sends it back and the server rebuilds t
 (the clerk's and office's names as they are now) and checks the signature against it. A draft
 older than DRAFT_VALID is refused (`stale_draft`): the time in the log is the time of service.
 Sending the same signed entry twice (a retry after a lost answer) files it once.
+
+Each office may have its own list (the administrator's "Desk services" on the office's offer
+page, `PUT /api/admin/offices/{id}/desk-services`, table `office_desk_services`): its clerks
+are offered, and may file, only those; an office without a list uses DESK_SERVICES.
 """
 
 from __future__ import annotations
@@ -81,6 +85,43 @@ DESK_SERVICES: tuple[DeskService, ...] = (
 DESK_SERVICE_CODES = tuple(s.code for s in DESK_SERVICES)
 
 
+async def office_desk_list(session: AsyncSession, office_id: int) -> list[str] | None:
+    """The office's own list (in DESK_SERVICES order), or None: the global list."""
+    from signaling.office_desk_models import OfficeDeskService
+
+    rows = await session.execute(
+        select(OfficeDeskService.code).where(OfficeDeskService.office_id == office_id)
+    )
+    chosen = set(rows.scalars())
+    if not chosen:
+        return None
+    return [code for code in DESK_SERVICE_CODES if code in chosen]
+
+
+async def office_desk_codes(session: AsyncSession, office_id: int) -> list[str]:
+    """What the office's clerks may record."""
+    own = await office_desk_list(session, office_id)
+    return own if own is not None else list(DESK_SERVICE_CODES)
+
+
+async def set_office_desk_list(session: AsyncSession, office_id: int, codes: list[str]) -> None:
+    """Replace the office's list (empty: back to the global list); ValueError for an unknown
+    code, before anything changes. The caller commits."""
+    from sqlalchemy import delete
+
+    from signaling.office_desk_models import OfficeDeskService
+
+    unknown = sorted({c for c in codes if c not in DESK_SERVICE_CODES})
+    if unknown:
+        raise ValueError(
+            f"unknown desk services {unknown}: choose from {', '.join(DESK_SERVICE_CODES)}"
+        )
+    await session.execute(delete(OfficeDeskService).where(OfficeDeskService.office_id == office_id))
+    for code in sorted(set(codes)):
+        session.add(OfficeDeskService(office_id=office_id, code=code))
+    await session.flush()
+
+
 def _clerk_office(clerk: Principal) -> int:
     if clerk.office_id is None:
         raise forbidden("a clerk without an office cannot record desk services", "no_office")
@@ -100,6 +141,11 @@ async def build_desk_record(
     if desk_service not in DESK_SERVICE_CODES:
         raise invalid(
             f"desk_service must be one of {', '.join(DESK_SERVICE_CODES)}", "unknown_desk_service"
+        )
+    if desk_service not in await office_desk_codes(session, office_id):
+        raise forbidden(
+            f"{desk_service} is not on this office's list of desk services",
+            "desk_service_not_listed",
         )
     authority = await session.get(Authority, authority_id)
     if authority is None or not authority.enabled:
@@ -205,11 +251,12 @@ class DeskHistoryPayload(EventModel):
 
 @on_event("desk:services", Empty, roles={Role.CLERK})
 async def desk_services(ctx: EventContext, _data: Empty) -> dict[str, Any]:
-    _clerk_office(ctx.principal)
+    office_id = _clerk_office(ctx.principal)
     async with ctx.services.sessions() as session:
         authorities = await enabled_authorities(session)
+        codes = await office_desk_codes(session, office_id)
     return {
-        "services": [s.view() for s in DESK_SERVICES],
+        "services": [s.view() for s in DESK_SERVICES if s.code in codes],
         "authorities": [authority_view(a) for a in authorities],
     }
 

@@ -172,7 +172,13 @@ class Dispatcher:
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         metrics = self.services.metrics
         try:
-            identity = await authenticate_socket(self.services.sessions, auth)
+            if isinstance(auth, dict) and set(auth) == {"guest"}:
+                # The customer at home: his HttpOnly session cookie (signaling/remote_customer.py).
+                from signaling.remote_customer import authenticate_guest
+
+                identity = await authenticate_guest(self.services.sessions, environ)
+            else:
+                identity = await authenticate_socket(self.services.sessions, auth)
         except AuthenticationError as exc:
             metrics.connects_refused.inc()
             # The client sees {message, data: {code}} (socket.io's connect_error).

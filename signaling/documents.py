@@ -62,7 +62,8 @@ from signaling.services import Services
 
 log = logging.getLogger(__name__)
 
-PARTICIPANT_ROLES = {Role.ENDPOINT, Role.EXPERT, Role.INTERPRETER}
+# Role.CUSTOMER: the customer at home, in his own call only (signaling/remote_customer.py).
+PARTICIPANT_ROLES = {Role.ENDPOINT, Role.EXPERT, Role.INTERPRETER, Role.CUSTOMER}
 PUBLIC_KEY_BYTES = {SUITE_X25519: 32, SUITE_P256: 65}
 STILL_TYPES = frozenset({"image/png", "image/jpeg"})  # what a document camera may send
 UPLOAD_READ = 1 << 20
@@ -363,7 +364,8 @@ def _check_public_key(suite: int, text: str) -> None:
             raise invalid("not a point on P-256", "bad_key") from None
 
 
-@on_event("documents:key", KeyPayload, roles=PARTICIPANT_ROLES)
+# The office's clerk publishes call keys too, for the call's chat only (signaling/chat.py).
+@on_event("documents:key", KeyPayload, roles=PARTICIPANT_ROLES | {Role.CLERK})
 async def publish_key(ctx: EventContext, data: KeyPayload) -> dict[str, Any]:
     """Publish this participant's call keys; everyone in the call gets the attested list.
 
@@ -376,7 +378,12 @@ async def publish_key(ctx: EventContext, data: KeyPayload) -> dict[str, Any]:
     for key in data.keys:
         _check_public_key(key.suite, key.public_key)
     device = data.device if ctx.principal.kind == "endpoint" else "kiosk"
-    member = await call_member(ctx.services, data.call_id, ctx.principal, device)
+    if ctx.principal.role == Role.CLERK:
+        from signaling.chat import clerk_member
+
+        member = await clerk_member(ctx.services, data.call_id, ctx.principal)
+    else:
+        member = await call_member(ctx.services, data.call_id, ctx.principal, device)
     exchange = exchange_of(ctx.services)
     mine = [
         CallKey(member.participant_id, member.kind, member.principal_id, member.role,
@@ -486,6 +493,10 @@ async def offer_document(ctx: EventContext, data: OfferPayload) -> dict[str, Any
             # Documents go to people only: never wrapped to a device of the call.
             raise forbidden(f"{pid} is a device; documents go to people only",
                             "device_recipient")
+        if entry.role == "clerk":
+            # The office's clerk holds call keys for the chat only (signaling/chat.py).
+            raise forbidden(f"{pid} is the office's clerk; documents go to the call's people",
+                            "chat_only")
         recipients[pid] = (entry.kind, entry.principal_id)
     transfer_id = secrets.token_urlsafe(12)
     transfer = Transfer(

@@ -21,6 +21,7 @@ FEATURE_MODULES: list[str] = [
     "signaling.call_watch",
     "signaling.relay_failover",
     "signaling.still_requests",
+    "signaling.stitch_requests",
     "signaling.document_view",
     "signaling.document_camera_notices",
     "signaling.call_preview",
@@ -29,16 +30,20 @@ FEATURE_MODULES: list[str] = [
     "signaling.statistics",
     "signaling.documents",
     "signaling.chat",
+    "signaling.kiosk_health",
     "signaling.office_offer",
     "signaling.desk_services",
     "signaling.receipts",
     "signaling.feedback",
+    "signaling.booking_api",
+    "signaling.remote_customer",
 ]
 
 ADMIN_COMMAND_MODULES: list[str] = [
     "signaling.service_log_commands",
     "signaling.office_offer_commands",
     "signaling.receipts",
+    "signaling.booking_commands",
 ]
 
 

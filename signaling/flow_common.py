@@ -292,6 +292,7 @@ async def ticket_view(
         "office_id": ticket.office_id,
         "endpoint_id": ticket.endpoint_id,
         "language": ticket.language,
+        "interpreting": ticket.interpreting,
         "kind": ticket.kind,
         "appointment_id": ticket.appointment_id,
         "expert_id": ticket.expert_id,

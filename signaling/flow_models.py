@@ -128,13 +128,28 @@ class Ticket(Base):
     call_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     transferred_from_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     transferred_to_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The interpreting need (ISO 639-3: fse, fss, ara, ...; None: none), chosen at the kiosk or
+    # booked: the ring starts when an expert takes the ticket (migration 0013, issue 17).
+    interpreting: Mapped[str | None] = mapped_column(String(3), nullable=True)
 
 
 class Appointment(Base):
     """A booked slot; the customer checks in at a kiosk of the office with `code`."""
 
     __tablename__ = "appointments"
-    __table_args__ = (Index("ix_appointments_slot", "authority_id", "starts_at"),)
+    __table_args__ = (
+        Index("ix_appointments_slot", "authority_id", "starts_at"),
+        # No expert has two live appointments starting at one time, whichever process books
+        # (0010_bookings): the loser of a race for the last free slot gets "slot_taken".
+        Index(
+            "uq_appointments_expert_live_slot",
+            "expert_id",
+            "starts_at",
+            unique=True,
+            sqlite_where=text("status IN ('booked', 'checked_in')"),
+            postgresql_where=text("status IN ('booked', 'checked_in')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(8), unique=True)
@@ -154,6 +169,23 @@ class Appointment(Base):
     checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ticket_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # --- bookings (0010_bookings, signaling/booking.py) ---
+    # The end of the booked slot (None: booked by an expert without a slot length).
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Who booked: "expert", "secretary", "customer" (the public /book page), "admin".
+    booked_via: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Where the confirmation and the reminders go; the language they are written in.
+    contact_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    contact_phone: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    message_language: Mapped[str] = mapped_column(String(2), default="fi", server_default="fi")
+    # From home over video (the join page of issue 18) instead of at the office's kiosk.
+    remote: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # An interpreter for the slot: ISO 639-3 (fse, fss, ara, ...), None when not needed.
+    interpreting: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    # SHA-256 of the /booking/<token> link's token (the token itself is only in the message).
+    manage_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    # Times the booking was moved to another slot (the .ics SEQUENCE).
+    sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Call(Base):

@@ -25,6 +25,7 @@ from signaling.flow_common import (
     conflict,
     dump_ids,
     forbidden,
+    invalid,
     load_ids,
     not_found,
     participant_id_for,
@@ -37,6 +38,7 @@ from signaling.flow_models import (
     InterpreterRequest,
     ParticipantRole,
     RequestStatus,
+    Ticket,
 )
 from signaling.models import User, UserLanguage, UserPresence, UserRole
 from signaling.protocol import EventContext, EventModel, Principal, Role, on_event
@@ -248,6 +250,190 @@ async def ringing_for_interpreter(
     ]
 
 
+# --- the customer's interpreting need (issue 17) ----------------------------------------------
+
+# The service languages the expert speaks himself: never an interpreting need.
+SERVICE_LANGUAGES = frozenset({"fin", "swe", "eng"})
+# Offered at every kiosk whether or not an interpreter of them is on the network.
+KIOSK_SIGN_LANGUAGES = ("fse", "fss")
+
+# A language's own name (endonym) for the kiosk's tile, the BCP 47 tag of that name's text,
+# and a short sample of its script for the tile's speech bubble. A language missing here is
+# shown by its name in the kiosk's UI language.
+ENDONYMS: dict[str, tuple[str, str, str]] = {
+    "fse": ("suomalainen viittomakieli", "fi", ""),
+    "fss": ("finlandssvenskt teckenspråk", "sv", ""),
+    "ara": ("العربية", "ar", "ع"),
+    "rus": ("Русский", "ru", "Я"),
+    "ukr": ("Українська", "uk", "Ї"),
+    "est": ("Eesti", "et", "Õ"),
+    "som": ("Soomaali", "so", "Aa"),
+    "fas": ("فارسی", "fa", "ف"),
+    "prs": ("دری", "prs", "د"),
+    "pus": ("پښتو", "ps", "ښ"),
+    "ckb": ("کوردی", "ckb", "ک"),
+    "kmr": ("Kurmancî", "kmr", "Aa"),
+    "tur": ("Türkçe", "tr", "Ğ"),
+    "vie": ("Tiếng Việt", "vi", "Ư"),
+    "tha": ("ไทย", "th", "ก"),
+    "zho": ("中文", "zh", "中"),
+    "cmn": ("中文", "zh", "中"),
+    "sqi": ("Shqip", "sq", "Ë"),
+    "pol": ("Polski", "pl", "Ł"),
+    "deu": ("Deutsch", "de", "ß"),
+    "fra": ("Français", "fr", "Ç"),
+    "spa": ("Español", "es", "Ñ"),
+    "por": ("Português", "pt", "Ã"),
+    "tir": ("ትግርኛ", "ti", "ት"),
+    "amh": ("አማርኛ", "am", "አ"),
+    "ben": ("বাংলা", "bn", "ব"),
+    "hin": ("हिन्दी", "hi", "ह"),
+    "urd": ("اردو", "ur", "ا"),
+    "nep": ("नेपाली", "ne", "न"),
+    "swa": ("Kiswahili", "sw", "Aa"),
+    "tgl": ("Tagalog", "tl", "Aa"),
+    "bul": ("Български", "bg", "Б"),
+    "srp": ("Српски", "sr", "Ђ"),
+    "hrv": ("Hrvatski", "hr", "Č"),
+    "bos": ("Bosanski", "bs", "Č"),
+    "ron": ("Română", "ro", "Ă"),
+    "hun": ("Magyar", "hu", "Ő"),
+    "lit": ("Lietuvių", "lt", "Ė"),
+    "lav": ("Latviešu", "lv", "Ā"),
+    "ita": ("Italiano", "it", "Aa"),
+    "jpn": ("日本語", "ja", "あ"),
+    "kor": ("한국어", "ko", "한"),
+    "sme": ("davvisámegiella", "se", "Á"),
+    "smn": ("anarâškielâ", "smn", "Â"),
+    "sms": ("sääʹmǩiõll", "sms", "Ǩ"),
+    "rmf": ("kaalengo tšimb", "rmf", "Š"),
+}
+RTL_LANGUAGES = frozenset({"ara", "fas", "prs", "pus", "ckb", "urd"})
+
+
+def interpreting_view(code: str) -> dict[str, Any]:
+    """A kiosk tile: the language's own name (None when unknown: the kiosk names it)."""
+    from signaling.flow_common import SIGN_LANGUAGES
+
+    name, tag, sample = ENDONYMS.get(code, (None, code, ""))
+    return {
+        "code": code,
+        "own_name": name,
+        "lang": tag,
+        "dir": "rtl" if code in RTL_LANGUAGES else "ltr",
+        "sample": sample,
+        "sign_language": code in SIGN_LANGUAGES,
+    }
+
+
+async def interpreting_codes(session: AsyncSession) -> list[str]:
+    """fse and fss, then the other languages enabled interpreters cover (not fin/swe/eng)."""
+    rows = await session.execute(
+        select(UserLanguage.code)
+        .join(User, User.id == UserLanguage.user_id)
+        .where(User.role == UserRole.INTERPRETER, User.enabled.is_(True))
+        .distinct()
+    )
+    covered = set(rows.scalars()) - SERVICE_LANGUAGES - set(KIOSK_SIGN_LANGUAGES)
+    from signaling.flow_common import SIGN_LANGUAGES
+
+    # Other sign languages first, then the spoken ones, each by code.
+    ordered = sorted(covered, key=lambda c: (c not in SIGN_LANGUAGES, c))
+    return [*KIOSK_SIGN_LANGUAGES, *ordered]
+
+
+async def interpreting_languages(session: AsyncSession) -> list[dict[str, Any]]:
+    """The kiosk's interpreting tiles (`flow:sync` of a kiosk: `interpreting_languages`)."""
+    return [interpreting_view(code) for code in await interpreting_codes(session)]
+
+
+async def check_interpreting(session: AsyncSession, code: str | None) -> str | None:
+    """The need a kiosk asked for, if the network interprets it; `invalid` otherwise."""
+    if code is None:
+        return None
+    if code not in await interpreting_codes(session):
+        raise invalid(
+            f"no interpreting in {code!r}: choose one of the kiosk's interpreting languages",
+            "interpreting_unknown",
+        )
+    return code
+
+
+async def open_needed_ring(services: Services, call_id: int) -> tuple[int, list[int]] | None:
+    """The call's ticket asks for an interpreter: open the ring in the expert's name, as if
+    he had pressed "Call an interpreter" (committed; before `call:started`, so every view of
+    the new call shows it ringing). Returns (request id, alerted ids) or None."""
+    now = utcnow()
+    async with services.sessions() as session:
+        call = await session.get(Call, call_id)
+        if call is None or call.ticket_id is None or call.expert_id is None:
+            return None
+        ticket = await session.get(Ticket, call.ticket_id)
+        need = ticket.interpreting if ticket is not None else None
+        if not need or call.status != CallStatus.ACTIVE:
+            return None
+        existing = (
+            await session.execute(
+                select(InterpreterRequest.id).where(
+                    InterpreterRequest.call_id == call.id,
+                    InterpreterRequest.language == need,
+                    InterpreterRequest.status != RequestStatus.CANCELLED,
+                )
+            )
+        ).first()
+        if existing is not None:
+            return None
+        expert = await session.get(User, call.expert_id)
+        alerted = [
+            u.id for u in await available_interpreters(session, need, _online_users(services))
+        ]
+        # A booked interpreter (signaling/interpreter_reservations.py) is alerted first, alone;
+        # the others when he declines or after RESERVED_FIRST_SECONDS.
+        from signaling import interpreter_reservations as reservations
+
+        reserved = await reservations.reserved_interpreter(
+            session, ticket.appointment_id if ticket is not None else None
+        )
+        reserved_first = False
+        if reserved is not None and reserved in alerted and len(alerted) > 1:
+            reserved_first = True
+            alerted = [reserved]
+        request = InterpreterRequest(
+            call_id=call.id,
+            language=need,
+            status=RequestStatus.RINGING.value,
+            requested_at=now,
+            requested_by_kind="user",
+            requested_by_id=call.expert_id,
+            requested_by_name=expert.display_name if expert is not None else "",
+            alerted=dump_ids(alerted),
+            declined="[]",
+        )
+        session.add(request)
+        await session.commit()
+        if reserved_first:
+            reservations.widen_later(services, request.id)
+        return request.id, alerted
+
+
+async def announce_needed_ring(services: Services, ring: tuple[int, list[int]] | None) -> None:
+    """After `call:started`: alert the interpreters and tell the expert how many were reached
+    (`interpreter:update` with `alerted`; 0 makes his console say nobody is free)."""
+    if ring is None:
+        return
+    request_id, alerted = ring
+    async with services.sessions() as session:
+        request = await session.get(InterpreterRequest, request_id)
+        if request is None:
+            return
+        view = await request_view(session, request)
+    if alerted:
+        await services.sio.emit(
+            "interpreter:alert", {"request": view}, room=[rooms.user(u) for u in alerted]
+        )
+    await push_request_update(services, request_id, alerted=len(alerted), automatic=True)
+
+
 # --- pushes -----------------------------------------------------------------------------------
 
 
@@ -346,6 +532,14 @@ async def interpreter_decline(ctx: EventContext, data: RequestRef) -> dict[str, 
         if ctx.principal.id not in declined:
             request.declined = dump_ids([*declined, ctx.principal.id])
             await session.commit()
+        everyone_declined = request.status == RequestStatus.RINGING and set(
+            load_ids(request.alerted)
+        ) <= set(load_ids(request.declined))
+    if everyone_declined:
+        # The reserved interpreter alone was alerted and said no: ring the others now.
+        from signaling.interpreter_reservations import widen_ring
+
+        await widen_ring(ctx.services, data.request_id)
     return {}
 
 

@@ -62,8 +62,8 @@ class ClosedError(FlowError):
     """`ticket:take` outside the service hours; `opens_at` ISO 8601 with the Helsinki offset,
     or None when the line does not open within service_hours.HORIZON_DAYS."""
 
-    def __init__(self, message: str, opens_at: datetime | None) -> None:
-        super().__init__(ErrorCode.CLOSED, message)
+    def __init__(self, message: str, opens_at: datetime | None, reason: str | None = None) -> None:
+        super().__init__(ErrorCode.CLOSED, message, reason)
         self.opens_at = opens_at
 
     def to_ack(self) -> dict[str, Any]:
@@ -146,6 +146,38 @@ async def check_walk_in(
         when = opens.strftime("%Y-%m-%d %H:%M") if opens else "not within the coming weeks"
         raise ClosedError(
             f"{authority.name_en} is not served at this office now; it opens {when}", opens
+        )
+
+
+async def check_transfer(
+    session: AsyncSession, office_id: int, target: Authority, language: str, now: datetime
+) -> None:
+    """An expert sends a customer to `target`'s line: the customer's office must offer it (in
+    `language`) and it must be open there now, as for a new ticket. Reasons `target_not_offered`,
+    `target_language_not_offered` (forbidden) and `target_closed` (closed, with `opens_at`)."""
+    try:
+        await check_walk_in(session, office_id, target, language, now)
+    except ClosedError as exc:
+        raise ClosedError(
+            f"cannot transfer: {exc.message}", exc.opens_at, "target_closed"
+        ) from None
+    except FlowError as exc:
+        raise forbidden(
+            f"cannot transfer: the customer's office does not offer {target.code}"
+            + (f" in {language}" if exc.reason == "language_not_offered" else ""),
+            f"target_{exc.reason}",
+        ) from None
+
+
+async def check_appointment_offered(
+    session: AsyncSession, office_id: int, authority_id: int
+) -> None:
+    """Check-in of a booked appointment: refused (`forbidden`, `not_offered`) when the office no
+    longer offers its authority. The hours do not matter (the booking chose the time)."""
+    catalogue = await catalogue_of(session, office_id)
+    if catalogue is not None and authority_id not in catalogue:
+        raise forbidden(
+            "this office no longer offers the authority of this appointment", "not_offered"
         )
 
 
@@ -475,6 +507,35 @@ class MunicipalityBody(_Body):
     municipality: str | None = Field(default=None, max_length=MAX_MUNICIPALITY)
 
 
+class DeskServicesBody(_Body):
+    # Empty list: back to the global list (signaling/desk_services.py DESK_SERVICES).
+    services: list[str] = Field(default_factory=list, max_length=32)
+
+
+async def desk_services_dict(session: AsyncSession, office_id: int) -> dict[str, Any]:
+    """The office's desk-service list as the admin page, the API and the CLI show it."""
+    from signaling.desk_services import DESK_SERVICE_CODES, DESK_SERVICES, office_desk_list
+
+    own = await office_desk_list(session, office_id)
+    return {
+        "office_id": office_id,
+        "default": own is None,
+        "services": own if own is not None else list(DESK_SERVICE_CODES),
+        # Every desk service there is, with its names (fi/sv/en).
+        "all": [s.view() for s in DESK_SERVICES],
+    }
+
+
+async def set_desk_services(session: AsyncSession, office: Office, codes: list[str]) -> None:
+    """Replace the office's desk-service list (empty: the global list); OfferError when bad."""
+    from signaling.desk_services import set_office_desk_list
+
+    try:
+        await set_office_desk_list(session, office.id, [c.strip() for c in codes])
+    except ValueError as exc:
+        raise OfferError("invalid", str(exc)) from None
+
+
 def _api_error(exc: OfferError) -> web.HTTPException:
     from signaling.http_api import ApiError
 
@@ -509,6 +570,7 @@ async def api_office_offer(request: web.Request) -> web.Response:
                 municipality=office.municipality,
                 catalogue=await catalogue_dict(session, office),
                 hours=[rules_dict(a, hours.get(a.id), now) for a in authorities],
+                desk_services=await desk_services_dict(session, office.id),
                 now=now.astimezone(HELSINKI).isoformat(),
             )
     except OfferError as exc:
@@ -594,6 +656,24 @@ async def api_put_office_municipality(request: web.Request) -> web.Response:
     return json_ok(item=item)
 
 
+async def api_put_desk_services(request: web.Request) -> web.Response:
+    """PUT: the desk services the office's clerks may record (`services: []` = global list)."""
+    from signaling.http_api import json_ok, read_json, require_principal, services_of
+
+    services = services_of(request.app)
+    await require_principal(request, {Role.ADMIN})
+    body = await read_json(request, DeskServicesBody)
+    try:
+        async with services.sessions() as session:
+            office = await find_office_id(session, _office_id(request))
+            await set_desk_services(session, office, body.services)
+            await session.commit()
+            item = await desk_services_dict(session, office.id)
+    except OfferError as exc:
+        raise _api_error(exc) from None
+    return json_ok(item=item)
+
+
 async def api_put_user_municipality(request: web.Request) -> web.Response:
     """An expert's municipality; his open sockets pick it up at their next connect (the
     revocation sweep or a reload), so he is disconnected now to take it at once."""
@@ -622,6 +702,7 @@ def setup(app: web.Application, _services: Services) -> None:
     app.router.add_delete("/api/admin/offices/{id}/hours/{authority}", api_delete_hours)
     app.router.add_put("/api/admin/offices/{id}/catalogue", api_put_catalogue)
     app.router.add_put("/api/admin/offices/{id}/municipality", api_put_office_municipality)
+    app.router.add_put("/api/admin/offices/{id}/desk-services", api_put_desk_services)
     app.router.add_put("/api/admin/users/{id}/municipality", api_put_user_municipality)
 
 

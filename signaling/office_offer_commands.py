@@ -10,6 +10,8 @@
     etapalvelu admin catalogue show --office 1 / clear --office 1  # clear: offers everything
     etapalvelu admin municipality office --office 1 Helsinki
     etapalvelu admin municipality user 7 Helsinki                  # empty name clears
+    etapalvelu admin desk-services set --office 1 --services assisted_eservice,identity_check
+    etapalvelu admin desk-services show --office 1 / clear --office 1  # clear: the global list
 
 `hours set` replaces all of the authority's hours at the office. Rules: signaling/service_hours.py;
 meaning: signaling/office_offer.py. A running server tells the office's kiosks at its next
@@ -200,6 +202,44 @@ def _municipality_user(args: argparse.Namespace) -> int:
     return run_with_session(args, work)
 
 
+def _desk_print(args: argparse.Namespace, item: dict[str, Any]) -> None:
+    if args.json:
+        print(json.dumps(item, ensure_ascii=False))
+        return
+    which = "the global list" if item["default"] else "the office's own list"
+    print(f"desk services ({which}): {', '.join(item['services'])}")
+
+
+def _desk_set(args: argparse.Namespace) -> int:
+    from signaling import directory, office_offer
+    from signaling.serve import fail
+
+    codes = [c.strip() for c in (args.services or "").split(",") if c.strip()]
+    if not codes:
+        return fail("--services names at least one desk service (clear goes back to all)")
+
+    async def work(session: AsyncSession) -> int:
+        office = await directory.find_office(session, args.office)
+        await office_offer.set_desk_services(session, office, codes)
+        _desk_print(args, await office_offer.desk_services_dict(session, office.id))
+        return 0
+
+    return run_with_session(args, work)
+
+
+def _desk_show(args: argparse.Namespace, clear: bool = False) -> int:
+    from signaling import directory, office_offer
+
+    async def work(session: AsyncSession) -> int:
+        office = await directory.find_office(session, args.office)
+        if clear:
+            await office_offer.set_desk_services(session, office, [])
+        _desk_print(args, await office_offer.desk_services_dict(session, office.id))
+        return 0
+
+    return run_with_session(args, work)
+
+
 def register_admin(admin: Any) -> None:
     hours = admin.add_parser("hours", help="service hours of an authority at an office")
     actions = hours.add_subparsers(dest="hours_action", metavar="ACTION")
@@ -257,3 +297,19 @@ def register_admin(admin: Any) -> None:
     p.add_argument("id", type=int)
     p.add_argument("name", nargs="?", default="")
     p.set_defaults(func=_municipality_user)
+
+    desk = admin.add_parser("desk-services", help="the desk services an office's clerks record")
+    actions = desk.add_subparsers(dest="desk_action", metavar="ACTION")
+    desk.set_defaults(func=lambda _args: (desk.print_help(), 2)[1])
+    p = leaf_parser(actions, "set", "the office's clerks record exactly these desk services")
+    p.add_argument("--office", required=True)
+    p.add_argument(
+        "--services", required=True, help="codes, comma-separated: assisted_eservice,other"
+    )
+    p.set_defaults(func=_desk_set)
+    p = leaf_parser(actions, "show", "show the office's desk services")
+    p.add_argument("--office", required=True)
+    p.set_defaults(func=_desk_show)
+    p = leaf_parser(actions, "clear", "the office's clerks record from the global list again")
+    p.add_argument("--office", required=True)
+    p.set_defaults(func=lambda args: _desk_show(args, clear=True))

@@ -80,6 +80,7 @@ a{display:block;font-size:1.3rem;margin:.8rem 0}</style></head>
 <a href="/expert">Asiantuntija · Expert · Expert</a>
 <a href="/interpreter">Tulkki · Tolk · Interpreter</a>
 <a href="/admin">Ylläpito · Administration · Administration</a>
+<a href="/book">Ajanvaraus · Tidsbokning · Book an appointment</a>
 </nav></body></html>
 """
 

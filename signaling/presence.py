@@ -128,6 +128,8 @@ async def _tell_waiting_customers(services: Services, entry: dict[str, Any]) -> 
 
 
 async def _set_online(services: Services, principal: Principal, online: bool) -> None:
+    if principal.kind not in ("user", "endpoint"):
+        return  # the customer at home has no presence (signaling/remote_customer.py)
     now = utcnow()
     async with services.sessions() as session:
         if principal.kind == "endpoint":

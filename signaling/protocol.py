@@ -31,6 +31,9 @@ class Role(StrEnum):
     CLERK = "clerk"
     ADMIN = "admin"
     ENDPOINT = "endpoint"  # a kiosk device, not a person
+    # The customer at home (issue 18): a guest of one remote appointment, no account
+    # (signaling/remote_customer.py); kind "guest", rights only in his own call.
+    CUSTOMER = "customer"
 
 
 class ErrorCode(StrEnum):

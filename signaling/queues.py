@@ -69,6 +69,7 @@ from signaling.flow_models import Call, CallStatus, EndReason, Ticket, TicketKin
 from signaling.models import Authority, Office, User, UserPresence, UserRole, expert_authorities
 from signaling.office_offer import (
     Routing,
+    check_transfer,
     check_walk_in,
     enter_municipal_rooms,
     kiosk_authorities,
@@ -127,13 +128,18 @@ async def take_walk_in_ticket(
     language: str,
     now: datetime,
     hours_now: datetime | None = None,
+    interpreting: str | None = None,
 ) -> Ticket:
     """A kiosk's customer joins the authority's line (the caller commits). Refused when the
     office does not offer the authority (or language) or it is outside its service hours at
-    `hours_now` (default `now`): signaling/office_offer.py."""
+    `hours_now` (default `now`): signaling/office_offer.py. `interpreting`: the customer's
+    interpreting need (signaling/interpreters.py)."""
+    from signaling.interpreters import check_interpreting
+
     authority = await find_authority(session, authority_code)
     if kiosk.office_id is None:
         raise forbidden("this endpoint belongs to no office")
+    interpreting = await check_interpreting(session, interpreting)
     await check_walk_in(session, kiosk.office_id, authority, language, hours_now or now)
     await check_endpoint_free(session, kiosk.id)
     ticket = Ticket(
@@ -146,6 +152,7 @@ async def take_walk_in_ticket(
         queued_at=now,
         queue_key=now,
         created_at=now,
+        interpreting=interpreting,
     )
     session.add(ticket)
     await session.flush()
@@ -457,6 +464,7 @@ async def transfer_ticket(
     authority_id: int,
     language: str | None,
     now: datetime,
+    hours_now: datetime | None = None,
 ) -> tuple[Ticket, Ticket, int | None, list[int]]:
     """Move the customer to another authority's line keeping his place in time.
 
@@ -471,6 +479,10 @@ async def transfer_ticket(
         raise not_found(f"no authority {authority_id}", "authority_unknown")
     if target.id == ticket.authority_id:
         raise conflict("the customer is already in that authority's line", "same_authority")
+    # The customer's office must offer the target, open now (signaling/office_offer.py).
+    await check_transfer(
+        session, ticket.office_id, target, language or ticket.language, hours_now or now
+    )
     call: Call | None = None
     if ticket.status == TicketStatus.WAITING:
         if ticket.authority_id not in expert.authority_ids:
@@ -511,6 +523,7 @@ async def transfer_ticket(
         queue_key=ticket.queue_key,
         created_at=now,
         transferred_from_id=ticket.id,
+        interpreting=ticket.interpreting,
     )
     session.add(new)
     await session.flush()
@@ -560,6 +573,7 @@ async def requeue_ticket(
         queued_at=original.queued_at,
         queue_key=original.queue_key,
         created_at=now,
+        interpreting=original.interpreting,
     )
     session.add(ticket)
     await session.flush()
@@ -648,6 +662,7 @@ async def queue_views(
                 "office_id": ticket.office_id,
                 "office_name": await office_name(session, ticket.office_id),
                 "language": ticket.language,
+                "interpreting": ticket.interpreting,
                 "kind": ticket.kind,
                 "expert_id": ticket.expert_id,
                 "queued_at": ticket.queued_at.isoformat(),
@@ -755,6 +770,8 @@ async def publish_expert_change(services: Services, user_id: int) -> None:
 class TicketTake(EventModel):
     authority: str = Field(min_length=1, max_length=32)
     language: str = Field(pattern=LANGUAGE_PATTERN)
+    # The interpreting need chosen at the kiosk (fse, fss, ara, ...; signaling/interpreters.py).
+    interpreting: str | None = Field(default=None, pattern=LANGUAGE_PATTERN)
 
 
 class TicketRef(EventModel):
@@ -789,7 +806,13 @@ async def ticket_take(ctx: EventContext, data: TicketTake) -> dict[str, Any]:
     services = ctx.services
     async with services.sessions() as session:
         ticket = await take_walk_in_ticket(
-            session, ctx.principal, data.authority, data.language, utcnow(), services.clock()
+            session,
+            ctx.principal,
+            data.authority,
+            data.language,
+            utcnow(),
+            services.clock(),
+            interpreting=data.interpreting,
         )
         await session.commit()
         ticket_id, authority_id = ticket.id, ticket.authority_id
@@ -854,8 +877,13 @@ async def queue_list(ctx: EventContext, data: QueueList) -> dict[str, Any]:
 
 
 async def _after_take(services: Services, ticket: Ticket, call: Call) -> dict[str, Any]:
+    from signaling.interpreters import announce_needed_ring, open_needed_ring
+
     await push_ticket(services, ticket.id)
+    # The customer's interpreting need: the ring starts with the call (issue 17).
+    ring = await open_needed_ring(services, call.id)
     view = await announce_call(services, call.id)
+    await announce_needed_ring(services, ring)
     await publish_queue_change(services, ticket.authority_id, [ticket.office_id])
     async with services.sessions() as session:
         fresh = await session.get(Ticket, ticket.id)
@@ -892,7 +920,13 @@ async def queue_transfer(ctx: EventContext, data: Transfer) -> dict[str, Any]:
     services = ctx.services
     async with services.sessions() as session:
         old, new, ended_call, withdrawn = await transfer_ticket(
-            session, ctx.principal, data.ticket_id, data.authority_id, data.language, utcnow()
+            session,
+            ctx.principal,
+            data.ticket_id,
+            data.authority_id,
+            data.language,
+            utcnow(),
+            services.clock(),
         )
     await push_ticket(services, old.id)
     if ended_call is not None:
@@ -919,9 +953,10 @@ async def enter_flow_rooms(services: Services, sid: str, principal: Principal) -
     await enter_municipal_rooms(services, sid, principal)
 
 
-@on_event("flow:sync", Empty, roles=set(Role))
+# Not the customer at home: his own state is `remote:state` (signaling/remote_customer.py).
+@on_event("flow:sync", Empty, roles=set(Role) - {Role.CUSTOMER})
 async def flow_sync(ctx: EventContext, _data: Empty) -> dict[str, Any]:
-    from signaling.interpreters import ringing_for_interpreter
+    from signaling.interpreters import interpreting_languages, ringing_for_interpreter
     from signaling.secretary import alerts_of_office, open_alert_of_endpoint
 
     services, principal = ctx.services, ctx.principal
@@ -951,6 +986,8 @@ async def flow_sync(ctx: EventContext, _data: Empty) -> dict[str, Any]:
                     session, principal.office_id, authorities, services.clock()
                 ),
                 "server_time": iso(services.clock()),
+                # The language step's interpreting tiles (signaling/interpreters.py).
+                "interpreting_languages": await interpreting_languages(session),
                 "secretary_alert": await open_alert_of_endpoint(session, principal.id),
                 # The `ticket:requeue` still open to this kiosk (its expert was lost).
                 "requeue": await requeue_offer_of_endpoint(

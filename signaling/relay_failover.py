@@ -200,7 +200,11 @@ class RelayFailover:
             except Exception as exc:
                 log.info("rooms of relay node %s not readable: %s", node_id, exc)
                 continue
-            ids = {room: call_id_of_room(room) for room in open_rooms}
+            from signaling.kiosk_health import is_live_probe_room
+
+            # A kiosk's relay self-test room in progress is no leftover (signaling/kiosk_health.py).
+            ids = {room: call_id_of_room(room) for room in open_rooms
+                   if not is_live_probe_room(room)}
             wanted = [cid for cid in ids.values() if cid is not None]
             placed: dict[int, str] = {}
             if wanted:

@@ -37,6 +37,11 @@ def endpoint(endpoint_id: int) -> str:
     return f"endpoint:{endpoint_id}"
 
 
+def guest(guest_id: int) -> str:
+    """The customer at home (signaling/remote_customer.py): not a user, ids of their own."""
+    return f"guest:{guest_id}"
+
+
 def office(office_id: int) -> str:
     return f"office:{office_id}"
 
@@ -57,6 +62,8 @@ def principal_room(principal: Principal) -> str:
     """The room holding every socket of this person or kiosk."""
     if principal.kind == "endpoint":
         return endpoint(principal.id)
+    if principal.kind == "guest":
+        return guest(principal.id)
     return user(principal.id)
 
 

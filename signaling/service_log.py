@@ -299,7 +299,15 @@ async def build_record(
         # The customer's receipt code, when the kiosk issued one at the end of the call: the
         # signed record binds the code the customer holds to this call (signaling/receipts.py).
         **await _receipt_field(session, call.id),
+        # The chat transcript's SHA-256, when the expert attached it (signaling/chat.py).
+        **await _chat_transcript_field(session, call.id),
     }
+
+
+async def _chat_transcript_field(session: AsyncSession, call_id: int) -> dict[str, Any]:
+    from signaling.chat import transcript_field
+
+    return await transcript_field(session, call_id)
 
 
 async def _receipt_field(session: AsyncSession, call_id: int) -> dict[str, Any]:

@@ -43,7 +43,7 @@ async def test_clerk_answers_the_kiosk_and_requests_an_interpreter(
     expert = await live_service.connect_user("kela")
     assert (await expert.call("queue:take_next", {}))["ok"]
     await page.wait_for_selector("#office-calls li[data-call] form")
-    await page.select_option("#office-calls li[data-call] select", "ara")
+    await page.select_option("#office-calls li[data-call] select[name=language]", "ara")
     await page.click("#office-calls li[data-call] form button")
     await page.wait_for_selector("#notice:not([hidden])")
     await screenshot(page, "clerk-call-interpreter-requested")

@@ -1,5 +1,6 @@
 """Issue 17 over real sockets and HTTP: the clerk's desk entries in the signed log, the
-customer's receipt and its verification, the kiosk's anonymous feedback."""
+customer's receipt and its verification, the kiosk's anonymous feedback. The service tests run
+twice: on SQLite and on a throwaway PostgreSQL database (tests/support/databases.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from datetime import timedelta
 from typing import Any
 
 import aiohttp
+import pytest
+import pytest_asyncio
 import socketio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, inspect, select, text, update
@@ -25,8 +28,28 @@ from signaling.record_signing import sign_record
 from signaling.service_log import record_document
 from tests.expert_console.people import another_kiosk
 from tests.signaling.flow_support import call
-from tests.support.service import LiveService
+from tests.support.service import LiveService, make_live_service
 from tests.support.signing import file_signed_over_socket, register_key_over_socket
+
+# --- the service, on SQLite and on PostgreSQL --------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest) -> str | None:
+    """None: the service's own SQLite file; else a freshly emptied PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("fresh_postgres_url")
+    return url
+
+
+@pytest_asyncio.fixture
+async def live_service(tmp_path: Any, database: str | None) -> Any:
+    """This module's whole service (shadows tests/support/service.py's) on either database."""
+    overrides = {"database_url": database} if database else {}
+    async with make_live_service(tmp_path, **overrides) as live:
+        yield live
+
 
 # --- helpers ----------------------------------------------------------------------------------
 
@@ -47,6 +70,7 @@ async def _get(live: LiveService, path: str, token: str | None) -> tuple[int, An
 async def cli(live: LiveService, *args: str) -> tuple[int, str]:
     """The real `etapalvelu` command line against the running service's data folder."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETAPALVELU_")}
+    database = ["--database-url", live.settings.database_url] if live.settings.database_url else []
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -54,6 +78,7 @@ async def cli(live: LiveService, *args: str) -> tuple[int, str]:
         *args,
         "--data-dir",
         str(live.settings.data_dir),
+        *database,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env=env,
@@ -72,7 +97,12 @@ async def tamper(live: LiveService, seq: int, old: str, new: str) -> None:
     """Edit one entry's record in the database, as someone with database access would: the
     append-only triggers go first."""
     async with live.services.sessions() as session:
-        await session.execute(text("DROP TRIGGER IF EXISTS service_log_no_update"))
+        if session.bind.dialect.name == "postgresql":
+            await session.execute(
+                text("DROP TRIGGER IF EXISTS service_log_append_only ON service_log")
+            )
+        else:
+            await session.execute(text("DROP TRIGGER IF EXISTS service_log_no_update"))
         await session.execute(
             text("UPDATE service_log SET record = replace(record, :old, :new) WHERE seq = :seq"),
             {"old": old, "new": new, "seq": seq},

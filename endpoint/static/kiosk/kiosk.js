@@ -31,6 +31,7 @@ import { participantListElement, renderParticipantList } from "/static/common/js
 import { renderTileNotice, tileNotice } from "/static/common/js/call-notices.js";
 import { closeAllViewers } from "/static/common/js/doc-viewer.js";
 import { KIOSK_STRINGS } from "./strings.js";
+import { startSelfTest } from "./self-test.js";
 
 addStrings(KIOSK_STRINGS);
 
@@ -62,6 +63,7 @@ const state = {
   offerTimer: null,
   dismissedLost: null, // the call whose offer went back to the start screen unused
   ended: null, // {callId, receipt, answer, sent} while the "ended" screen is up
+  interpreting: [], // the language step's interpreting tiles (flow:sync interpreting_languages)
 };
 window.__etapalvelu = window.__etapalvelu || {};
 window.__etapalvelu.kiosk = state;
@@ -288,6 +290,92 @@ function renderServiceLanguages() {
     item.append(button);
     list.append(item);
   }
+  renderInterpreting();
+}
+
+// ---- interpreting need (issue 17) ----------------------------------------------------------
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+// A hand signing (sign languages) and a speech bubble with a sample of the language's script.
+const HAND_ICON = '<path d="M21 35V15a3 3 0 0 1 6 0v15M27 30V10a3 3 0 0 1 6 0v20M33 30V12a3 3 0 0 1 6 0v19M39 31V18a3 3 0 0 1 6 0v19c0 12-7 21-17 21-7 0-11-4-15-10l-6-11a3.2 3.2 0 0 1 5.6-3.2L21 40"/>' +
+  '<path d="M50 6q7 5 6 14M47 12q3 3 3 7"/>';
+const BUBBLE_ICON = '<path d="M10 8h44a7 7 0 0 1 7 7v25a7 7 0 0 1-7 7H28l-13 11V47h-5a7 7 0 0 1-7-7V15a7 7 0 0 1 7-7z"/>';
+
+function languageIcon(entry) {
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("viewBox", "0 0 64 64");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  svg.setAttribute("class", `lang-icon ${entry.sign_language ? "sign" : "spoken"}`);
+  svg.innerHTML = entry.sign_language ? HAND_ICON : BUBBLE_ICON;
+  if (!entry.sign_language) {
+    const sample = document.createElementNS(SVG_NS, "text");
+    sample.setAttribute("x", "32");
+    sample.setAttribute("y", "35");
+    sample.setAttribute("text-anchor", "middle");
+    sample.setAttribute("dominant-baseline", "middle");
+    sample.setAttribute("font-size", "22");
+    sample.textContent = entry.sample || entry.code.toUpperCase();
+    svg.append(sample);
+  }
+  return svg;
+}
+
+/** The service language an interpreted customer is served in: the screen's language where
+ * the office offers it, else the first one it offers (the interpreter bridges the gap). */
+function interpretedServiceLanguage() {
+  const offered = state.chosenAuthority && state.chosenAuthority.languages;
+  const own = SERVICE_LANGUAGES[language()];
+  return own.find((c) => !offered || offered.includes(c)) || (offered && offered[0]) || own[0];
+}
+
+function renderInterpreting() {
+  const section = $("interpreting");
+  const list = $("interpreting-list");
+  list.replaceChildren();
+  section.hidden = !state.interpreting.length;
+  if (!state.interpreting.length) return;
+  const service = interpretedServiceLanguage();
+  $("interpreting-help").textContent =
+    t("kiosk.language.interpretingHelp", { language: languageName(service) });
+  for (const entry of state.interpreting) {
+    const item = document.createElement("div");
+    item.setAttribute("role", "listitem");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.interpreting = entry.code;
+    const names = document.createElement("span");
+    names.className = "names";
+    // The language's own name, in its own script and direction; the screen language's name
+    // of it below when that differs.
+    const own = document.createElement("span");
+    own.className = "own";
+    own.textContent = entry.own_name || languageName(entry.code);
+    if (entry.own_name) {
+      own.lang = entry.lang;
+      own.dir = entry.dir;
+    }
+    names.append(own);
+    const local = languageName(entry.code);
+    if (local !== entry.code && local.toLowerCase() !== own.textContent.toLowerCase()) {
+      const sub = document.createElement("span");
+      sub.className = "sub";
+      sub.textContent = local;
+      names.append(sub);
+    }
+    button.append(languageIcon(entry), names);
+    button.addEventListener("click", () => takeTicket(interpretedServiceLanguage(), entry.code));
+    item.append(button);
+    list.append(item);
+  }
+}
+
+/** "Interpreting: Arabic" on the ticket, named in the screen's language. */
+function interpretingName(code) {
+  const name = languageName(code);
+  if (name !== code) return name;
+  const entry = state.interpreting.find((e) => e.code === code);
+  return (entry && entry.own_name) || code;
 }
 
 function renderTicket() {
@@ -301,6 +389,10 @@ function renderTicket() {
   if (ticket.booked_at) {
     appointment.textContent = t("kiosk.appointment.at", { time: formatDateTime(ticket.booked_at) });
   }
+  const interpreting = $("ticket-interpreting");
+  interpreting.hidden = !ticket.interpreting;
+  interpreting.textContent = ticket.interpreting
+    ? t("kiosk.ticket.interpreting", { language: interpretingName(ticket.interpreting) }) : "";
   const ahead = ticket.position == null ? null : ticket.position - 1;
   let position = "";
   if (ticket.status === "serving") position = t("kiosk.ticket.calling");
@@ -331,11 +423,12 @@ function waitLine(ticket) {
 
 // ---- queue --------------------------------------------------------------------------------
 
-async function takeTicket(languageCode) {
+async function takeTicket(languageCode, interpreting = null) {
   try {
     const ack = await request(state.socket, "ticket:take", {
       authority: state.chosenAuthority.code,
       language: languageCode,
+      ...(interpreting ? { interpreting } : {}),
     });
     showTicket(ack.ticket);
   } catch (error) {
@@ -452,6 +545,7 @@ async function checkIn(event) {
       cancelled: "kiosk.appointment.expired",
       wrong_office: "kiosk.appointment.wrongOffice",
       already_checked_in: "kiosk.appointment.alreadyCheckedIn",
+      not_offered: "kiosk.appointment.notOffered",
     };
     error.textContent = t(reasons[err.reason] || "kiosk.appointment.wrongCode");
     error.hidden = false;
@@ -957,6 +1051,7 @@ async function sync({ reconnect = false } = {}) {
   state.officeName = ack.office_name || "";
   $("office-name").textContent = state.officeName;
   state.authorities = ack.authorities || [];
+  state.interpreting = ack.interpreting_languages || [];
   if (ack.server_time) state.serverOffset = Date.parse(ack.server_time) - Date.now();
   const officeLanguage = ack.default_language || ack.office_default_language || null;
   if (officeLanguage && !state.defaultLanguage) {
@@ -1059,6 +1154,8 @@ function start() {
   }
   const socket = connect(credential);
   state.socket = socket;
+  // Camera, microphone, speaker and relay tested now and hourly; the clerk hears what fails.
+  startSelfTest(socket, { busy: () => Boolean(state.call) });
   socket.on("connect", async () => {
     setStatus("");
     renderNotices();

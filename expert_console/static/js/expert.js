@@ -8,7 +8,12 @@ import { $, errorText, notify, selectView, setStatus, startConsole } from "./con
 import { CallPanel } from "./call-panel.js";
 import { CallControls } from "./call-controls.js";
 import { DocCamPreview } from "./doccam-preview.js";
+import { SheetStitcher, watchStitchedSheets } from "./doccam-stitch.js";
 import { QueueTrends } from "./queue-trends.js";
+import { mountClerkBooking } from "./clerk-booking.js";
+import { ClerkChat } from "./clerk-chat.js";
+import { KioskHealth } from "./kiosk-health.js";
+import { mountRemoteCustomers } from "./remote-customers.js";
 import { request } from "./session.js";
 import { ensureSigningKeyRegistered, signRecord } from "/static/common/js/document-crypto.js";
 import { el } from "/static/common/js/dom.js";
@@ -37,6 +42,7 @@ const state = {
   officeCalls: [],
   doccamNotices: new Map(), // call id → the document camera's latest notice (clerk's rows)
   preview: null, // the clerk's document-camera preview: {callId, preview, state}
+  stitcher: null, // stitching a large sheet (doccam-stitch.js)
   desk: null, // the clerk's desk entries: {services, authorities, entries}
   appointments: [],
   // The expert's Ed25519 signing key (non-extractable, in this browser's IndexedDB), once
@@ -47,6 +53,9 @@ const state = {
 };
 window.__etapalvelu = window.__etapalvelu || {};
 window.__etapalvelu.expert = state;
+// The clerk's chat in an office call and his kiosks' self-test warnings (issue 18).
+let clerkChat = null;
+let kioskHealth = null;
 
 // ---- views ---------------------------------------------------------------------------------
 
@@ -132,7 +141,10 @@ function renderQueues() {
       row.append(
         el("td", { class: "num", text: ticket.number }),
         el("td", { text: ticket.office_name || "" }),
-        el("td", { text: languageName(ticket.language) }),
+        // The customer's interpreting need (issue 17): the ring starts when he is taken.
+        el("td", { text: languageName(ticket.language) + (ticket.interpreting
+          ? `, ${t("console.queues.interpreting", { language: languageName(ticket.interpreting) })}`
+          : "") }),
         el("td", { class: "wait", "data-base": String(ticket.waiting_seconds || 0),
                    text: clockText((ticket.waiting_seconds || 0) + elapsed) }),
         el("td", { text: t(`console.kind.${ticket.kind}`) }),
@@ -709,6 +721,14 @@ function renderClerk() {
       onclick: () => (showing ? closePreview() : openPreview(call.id)),
     });
     look.disabled = !camera && !showing;
+    const chatting = Boolean(clerkChat && clerkChat.isOpen(call.id));
+    const talk = el("button", {
+      type: "button", class: "chat-row secondary", "data-call-id": String(call.id),
+      text: t("console.clerk.chat"), "aria-label": t("console.clerk.chatLabel", { authority: label }),
+      "aria-pressed": String(chatting),
+      onclick: () => (chatting ? clerkChat.close() : clerkChat.open(call.id, label)).then(renderClerk)
+        .catch((error) => notify(errorText(error), "warn")),
+    });
     calls.append(el("li", { class: "clerk-call", "data-call": String(call.id) },
       el("span", { class: "who", text: t("console.clerk.callRow", {
         authority: authorityLabel(call.authority_id, call.authority_code),
@@ -716,7 +736,7 @@ function renderClerk() {
       el("div", { class: "call-tools" },
         el("span", { class: "doccam-state", "data-doccam": camera ? "on" : "off",
                      text: t(camera ? "console.clerk.doccamOn" : "console.clerk.doccamOff") }),
-        look, still),
+        look, still, talk, state.stitcher.rowControls(call, camera)),
       state.doccamNotices.has(call.id) ? el("p", {
         class: "doccam-notice warn", role: "status",
         "data-code": state.doccamNotices.get(call.id).code,
@@ -726,6 +746,7 @@ function renderClerk() {
   }
   if (focused) calls.querySelector(focused)?.focus({ preventScroll: true });
   renderPreview(active);
+  if (clerkChat) clerkChat.prune(active.map((c) => c.id));
 }
 
 // ---- the clerk's desk entries (signaling/desk_services.py) ---------------------------------
@@ -915,6 +936,11 @@ async function onSync(ack, ctx, { rejoin = true } = {}) {
     showView("clerk", { focus: false });
     renderClerk();
     if (!state.desk) loadDesk();
+    // The secretary's booking box (clerk-booking.js, issue 17).
+    if (!state.clerkBooking) {
+      state.clerkBooking = mountClerkBooking($("clerk-booking-slot"), () => state.ctx.socket);
+      state.clerkBooking.load().catch(() => {});
+    }
     return;
   }
   state.allAuthorities = ack.all_authorities || [];
@@ -948,6 +974,8 @@ function onSession(ctx) {
   const socket = ctx.socket;
   // The clerk signs his desk entries with a key of his own, as the expert signs records.
   if (["expert", "clerk"].includes(ctx.user.role)) state.signingKey = registerSigningKey(ctx);
+  // Customers at home waiting for him (issue 18): admitting one starts the call (call:started).
+  if (ctx.user.role === "expert") mountRemoteCustomers(socket, { notify, errorText });
   socket.on("queue:update", ({ authority_id: authorityId, queues }) => {
     if (state.role === "clerk") {
       // The push is not filtered for a clerk; re-read his office's lines and calls (a ticket
@@ -970,8 +998,10 @@ function onSession(ctx) {
     state.doccamNotices.set(notice.call_id, notice);
     if (state.role === "clerk") renderClerk();
   });
+  state.stitcher.attach(socket); // the large sheet's progress (doccam-stitch.js)
   socket.on("call:ended", ({ call_id: callId, call, reason }) => {
     state.doccamNotices.delete(callId);
+    state.stitcher.callEnded(callId);
     if (state.call && state.call.id === callId) {
       notify(endedText(reason), reason === "ended" ? "info" : "warn");
       afterCall(call || state.call);
@@ -1005,6 +1035,11 @@ function onSession(ctx) {
     if (state.call && state.call.id === callId && state.panel) state.panel.close();
   });
   if (ctx.user.role === "clerk") {
+    clerkChat = new ClerkChat(socket, { box: $("clerk-chat"), mount: $("clerk-chat-mount"),
+                                        title: $("clerk-chat-title") });
+    $("clerk-chat-close").addEventListener("click", () => clerkChat.close().then(renderClerk));
+    kioskHealth = new KioskHealth(socket, $("kiosk-health-list"));
+    window.__etapalvelu.kioskHealth = kioskHealth;
     $("console-title").dataset.i18n = "console.title.clerk";
     $("console-title").textContent = t("console.title.clerk");
     // Office calls have no push for clerks: re-read them now and then.
@@ -1038,6 +1073,10 @@ function init() {
   $("take-still").addEventListener("click", takeStill);
   $("clerk-preview-still").addEventListener("click", takeStill);
   $("clerk-preview-close").addEventListener("click", () => closePreview());
+  state.stitcher = new SheetStitcher($("clerk-stitch"), {
+    authorityOf: (call) => authorityLabel(call.authority_id, call.authority_code),
+    onBusy: () => { if (state.role === "clerk") renderClerk(); } });
+  watchStitchedSheets(document.body); // the expert's documents: stitched sheets zoom
   state.controls = new CallControls({ panel: () => state.panel });
   $("record-form").addEventListener("submit", fileRecord);
   $("desk-form").addEventListener("submit", fileDesk);
@@ -1056,6 +1095,7 @@ function init() {
     if (state.view === "history") loadHistory();
     if (state.role === "clerk") {
       renderClerk();
+      state.stitcher.render();
       renderDeskForm();
       renderDeskHistory();
     }

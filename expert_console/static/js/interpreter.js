@@ -10,6 +10,7 @@ import { CallPanel } from "./call-panel.js";
 import { CallControls } from "./call-controls.js";
 import { request } from "./session.js";
 import { el } from "/static/common/js/dom.js";
+import { mountReservations } from "./interpreter-reservations.js";
 
 const state = {
   ctx: null, alerts: [], authorities: [], call: null, request: null, panel: null, controls: null,
@@ -154,6 +155,7 @@ async function onSync(ack, ctx, { rejoin = true } = {}) {
   state.alerts = ack.alerts || [];
   state.authorities = ack.authorities || [];
   renderAlerts();
+  reservations.load();
   if (ack.call && ack.call.status === "active") {
     if (state.call && state.call.id === ack.call.id && state.panel && state.panel.media) {
       state.call = ack.call;
@@ -176,6 +178,7 @@ function onSession(ctx) {
     notify(t("console.alerts.new", { language: languageName(req.language) }), "warn",
            { tag: "alert" });
   });
+  socket.on("interpreter:reservations_changed", () => reservations.load());
   socket.on("interpreter:withdrawn", ({ request_id: id }) => {
     state.alerts = state.alerts.filter((a) => a.id !== id);
     renderAlerts();
@@ -198,6 +201,8 @@ function onSession(ctx) {
   });
 }
 
+// His booked reservations (issue 17), under the alerts.
+const reservations = mountReservations($("reservations"), () => state.ctx.socket);
 $("leave-call").addEventListener("click", leave);
 state.controls = new CallControls({ panel: () => state.panel });
 onLanguageChange(() => {

@@ -9,6 +9,8 @@ import {
 import { $, errorText, notify, selectView, startConsole } from "/static/console/js/console-app.js";
 import { api } from "/static/console/js/session.js";
 import { ADMIN_STRINGS } from "./strings.js";
+import { loadKioskHealth } from "./kiosk-health.js";
+import { loadBooking } from "./availability.js";
 import { el } from "/static/common/js/dom.js";
 
 addStrings(ADMIN_STRINGS);
@@ -70,6 +72,12 @@ function showView(name) {
   if (name === "stats") loadStats();
   if (name === "log") loadChoices().then(() => loadLog());
   if (["offices", "endpoints", "users"].includes(name)) loadDirectory();
+  // The experts' hours for appointments and the slot lengths (availability.js, issue 17).
+  if (name === "booking") loadBooking().catch((error) => notify(errorText(error), "error"));
+  // Each kiosk's latest device self-test, per office (kiosk-health.js).
+  if (name === "endpoints") {
+    loadKioskHealth($("kiosk-health-list")).catch((error) => notify(errorText(error), "error"));
+  }
 }
 
 const authorityName = (id, code) => {
@@ -696,7 +704,51 @@ function renderOffer() {
   const chosen = select.value;
   select.replaceChildren(...enabled.map((a) => el("option", { value: a.code, text: localName(a) })));
   if (chosen) select.value = chosen;
+  renderOfficeExtras();
   markScrollable();
+}
+
+/** The office's municipality and its clerks' desk services (issue 17). */
+function renderOfficeExtras() {
+  const offer = state.offer;
+  const input = $("offer-municipality");
+  // Not while the administrator is typing (a language switch re-renders).
+  if (document.activeElement !== input) input.value = offer.municipality || "";
+  const desk = offer.desk_services;
+  if (!desk) return;
+  checkboxes($("desk-service-choices"), "desk-service",
+    desk.all.map((s) => ({ value: s.code, label: localName(s) })), new Set(desk.services));
+}
+
+async function saveMunicipality(event) {
+  event.preventDefault();
+  try {
+    await api(`/api/admin/offices/${$("offer-office").value}/municipality`,
+      { method: "PUT", body: { municipality: $("offer-municipality").value } });
+    notify(t("admin.saved"));
+    await loadOffer();
+    await loadDirectory();
+  } catch (error) {
+    notify(errorText(error), "error");
+  }
+}
+
+async function saveDeskServices(event) {
+  event.preventDefault();
+  const chosen = checkedValues("desk-service");
+  if (!chosen.length) {
+    notify(t("admin.offer.noDeskService"), "error");
+    return;
+  }
+  const all = state.offer.desk_services.all.every((s) => chosen.includes(s.code));
+  try {
+    await api(`/api/admin/offices/${$("offer-office").value}/desk-services`,
+      { method: "PUT", body: { services: all ? [] : chosen } });
+    notify(t("admin.saved"));
+    await loadOffer();
+  } catch (error) {
+    notify(errorText(error), "error");
+  }
 }
 
 /** The chosen authority's current rules into the form, ready to edit. */
@@ -805,6 +857,8 @@ function init() {
   $("hours-authority").addEventListener("change", fillHoursForm);
   $("catalogue-form").addEventListener("submit", saveCatalogue);
   $("hours-form").addEventListener("submit", saveHours);
+  $("offer-municipality-form").addEventListener("submit", saveMunicipality);
+  $("desk-services-form").addEventListener("submit", saveDeskServices);
   $("hours-clear").addEventListener("click", clearHours);
   $("office-form").addEventListener("submit", (e) => submit(e, "offices", {
     name: $("office-name").value, municipality: $("office-municipality").value,

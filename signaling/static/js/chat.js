@@ -5,15 +5,18 @@
 //   chat.addEventListener("message", (e) => e.detail);   // {id, text, mine, name, role, at}
 //   await chat.send("Hei");
 //   const ui = mountChat(container, { chat, atKiosk, callLanguage });  ...; ui.destroy();
+//   const bytes = chat.transcript();        // canonical JSON of the messages (§8, transcript)
 //
 // At the kiosk the messages are large and a "Write a message" button opens an on-screen
 // keyboard (a public touch screen has no keyboard); at the consoles a text field with the
 // expert's quick phrases in Finnish, Swedish and English. Text is always shown as text: a link
 // in a message is never clickable (least of all at a public kiosk). Nothing is stored: the
-// messages are gone with the page's call.
+// messages are gone with the page's call, unless the expert attaches the transcript to the
+// service record: then its SHA-256 goes into the record (`chat:transcript`), the text stays
+// with him ("Save transcript"). The office's clerk is in the chat too (keys with role "clerk").
 
 import { addStrings, language, onLanguageChange, t } from "./i18n.js";
-import { CHAT_MAX_CHARS, fromB64u, openChat, sealChat } from "./document-crypto.js";
+import { CHAT_MAX_CHARS, canonicalJson, fromB64u, hex, openChat, sealChat } from "./document-crypto.js";
 
 addStrings({
   fi: {
@@ -22,6 +25,13 @@ addStrings({
     "chat.erase": "Pyyhi", "chat.space": "Välilyönti", "chat.keyboard": "Näppäimistö",
     "chat.failed": "Viestiä ei voitu lähettää.", "chat.phrases": "Valmiit lauseet",
     "chat.phrasesLanguage": "Lauseiden kieli", "chat.none": "Ei viestejä.",
+    "chat.role.clerk": "palvelusihteeri",
+    "chat.attach": "Liitä viestit palvelutapahtuman kirjaukseen",
+    "chat.attachHelp": "Kirjaukseen menee vain viestien tarkistussumma (SHA-256); viestit jäävät sinulle.",
+    "chat.attached": "Liitetty kirjaukseen: {n} viestiä (SHA-256 {hash}…).",
+    "chat.attachAgain": "Liittämisen jälkeen on tullut uusia viestejä: liitä uudelleen.",
+    "chat.attachFailed": "Viestejä ei voitu liittää kirjaukseen.",
+    "chat.saveTranscript": "Tallenna viestit",
   },
   sv: {
     "chat.title": "Meddelanden", "chat.input": "Meddelande", "chat.send": "Skicka",
@@ -29,6 +39,13 @@ addStrings({
     "chat.erase": "Radera", "chat.space": "Mellanslag", "chat.keyboard": "Tangentbord",
     "chat.failed": "Meddelandet kunde inte skickas.", "chat.phrases": "Färdiga fraser",
     "chat.phrasesLanguage": "Frasernas språk", "chat.none": "Inga meddelanden.",
+    "chat.role.clerk": "servicesekreterare",
+    "chat.attach": "Bifoga meddelandena till registreringen av servicehändelsen",
+    "chat.attachHelp": "Registreringen får bara meddelandenas kontrollsumma (SHA-256); meddelandena stannar hos dig.",
+    "chat.attached": "Bifogat till registreringen: {n} meddelanden (SHA-256 {hash}…).",
+    "chat.attachAgain": "Nya meddelanden har kommit efter bifogandet: bifoga igen.",
+    "chat.attachFailed": "Meddelandena kunde inte bifogas till registreringen.",
+    "chat.saveTranscript": "Spara meddelandena",
   },
   en: {
     "chat.title": "Messages", "chat.input": "Message", "chat.send": "Send",
@@ -36,6 +53,13 @@ addStrings({
     "chat.erase": "Erase", "chat.space": "Space", "chat.keyboard": "Keyboard",
     "chat.failed": "The message could not be sent.", "chat.phrases": "Quick phrases",
     "chat.phrasesLanguage": "Language of the phrases", "chat.none": "No messages.",
+    "chat.role.clerk": "service secretary",
+    "chat.attach": "Attach chat transcript to the record",
+    "chat.attachHelp": "The record gets only the transcript's checksum (SHA-256); the messages stay with you.",
+    "chat.attached": "Attached to the record: {n} messages (SHA-256 {hash}…).",
+    "chat.attachAgain": "New messages came after it was attached: attach it again.",
+    "chat.attachFailed": "The transcript could not be attached to the record.",
+    "chat.saveTranscript": "Save transcript",
   },
 });
 
@@ -76,19 +100,56 @@ export class CallChat extends EventTarget {
     this.socket.on("chat:message", this.onMessage);
   }
 
-  /** Seal `text` to everyone else in the call (people, never a device) and send it. */
+  /** Seal `text` to everyone else in the call (people and the office's clerk, never a
+   * device) and send it. */
   async send(text) {
     const channel = this.channel;
-    const recipients = channel.people();
+    const recipients = channel.chatPeople ? channel.chatPeople() : channel.people();
     if (!recipients.length) throw new Error("nobody to send to yet");
     const suite = channel.suiteFor(recipients);
     const keys = recipients.map((pid) => ({
       participantId: pid, publicBytes: fromB64u(channel.peers.get(pid)[suite].public_key),
     }));
+    const sentAt = new Date().toISOString();
     const envelope = await sealChat(text, channel.keys[suite], keys,
-                                    { callId: this.callId, senderId: channel.participantId });
+                                    { callId: this.callId, senderId: channel.participantId, sentAt });
     await channel.request("chat:send", { call_id: this.callId, envelope });
-    this.add({ id: envelope.id, text, mine: true, name: "", role: "", at: new Date() });
+    const me = this.self();
+    this.add({ id: envelope.id, text, mine: true, name: me.name, role: me.role,
+               from: channel.participantId, sentAt, at: new Date() });
+  }
+
+  /** Our own attested view (name, role) in the call's key list. */
+  self() {
+    const bySuite = this.channel.peers.get(this.channel.participantId);
+    const view = bySuite && Object.values(bySuite)[0];
+    return { name: view ? view.name : "", role: view ? view.role : "" };
+  }
+
+  /**
+   * The transcript of the messages so far (docs/document-protocol.md §8): UTF-8 bytes of the
+   * canonical JSON {v: 1, type, call_id, messages: [{at, from, name, role, text}]}, in the order
+   * this page saw them; `at` is the sender's own time from inside the sealed message.
+   */
+  transcript() {
+    const messages = this.messages.map((m) => ({
+      at: m.sentAt, from: m.from, name: m.name, role: m.role, text: m.text,
+    }));
+    const body = { v: 1, type: "etapalvelu.chat_transcript", call_id: this.callId, messages };
+    return new TextEncoder().encode(canonicalJson(body));
+  }
+
+  /** Attach the transcript's SHA-256 to the call's service record (the call's expert). */
+  async attachTranscript() {
+    const bytes = this.transcript();
+    const sha256 = hex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
+    const count = this.messages.length;
+    await this.channel.request("chat:transcript", {
+      call_id: this.callId, sha256, size: bytes.length, messages: count,
+    });
+    this.attached = { sha256, size: bytes.length, messages: count, bytes };
+    this.dispatchEvent(new CustomEvent("attached", { detail: this.attached }));
+    return this.attached;
   }
 
   async receive({ call_id: callId, sender, envelope }) {
@@ -102,7 +163,7 @@ export class CallChat extends EventTarget {
       senderPublic: fromB64u(attested.public_key),
     });
     this.add({ id: opened.id, text: opened.text, mine: false, name: attested.name,
-               role: attested.role, at: new Date() });
+               role: attested.role, from: sender, sentAt: opened.sentAt, at: new Date() });
   }
 
   add(message) {
@@ -114,6 +175,7 @@ export class CallChat extends EventTarget {
   destroy() {
     this.socket.off("chat:message", this.onMessage);
     this.messages = [];
+    this.attached = null;
   }
 }
 
@@ -218,17 +280,72 @@ export function mountChat(container, { chat, atKiosk = false, callLanguage = nul
     root.append(el("details", { class: "chat-phrase-box" },
       text(el("summary", {}), "chat.phrases"), el("p", {}, phraseLabel, " ", phraseSelect), phraseBox));
   }
+  // The call's expert attaches the transcript to the service record (console only).
+  let saveUrl = null;
+  let refreshAttach = () => {};
+  let stopAttachLanguage = null;
+  if (!atKiosk) {
+    const attach = text(el("button", { type: "button", class: "chat-attach", "data-testid": "chat-attach" }),
+                        "chat.attach");
+    const help = text(el("p", { class: "chat-attach-help", id: `chat-attach-help-${chat.callId}` }),
+                      "chat.attachHelp");
+    attach.setAttribute("aria-describedby", help.id);
+    const attachStatus = el("p", { class: "chat-attach-status", role: "status",
+                                   "data-testid": "chat-attach-status" });
+    const save = text(el("a", { class: "button chat-save", "data-testid": "chat-save", hidden: true }),
+                      "chat.saveTranscript");
+    const attachBox = el("div", { class: "chat-attach-box", hidden: true }, attach, help, attachStatus, save);
+    const describe = () => {
+      const done = chat.attached;
+      if (!done) return;
+      attachStatus.textContent = done.messages < chat.messages.length ? t("chat.attachAgain")
+        : t("chat.attached", { n: done.messages, hash: done.sha256.slice(0, 12) });
+    };
+    refreshAttach = () => {
+      attachBox.hidden = chat.self().role !== "expert";
+      attach.disabled = !chat.messages.length;
+      describe();
+    };
+    attach.addEventListener("click", async () => {
+      attach.disabled = true;
+      try {
+        const done = await chat.attachTranscript();
+        if (saveUrl) URL.revokeObjectURL(saveUrl);
+        saveUrl = URL.createObjectURL(new Blob([done.bytes], { type: "application/json" }));
+        save.href = saveUrl;
+        save.download = `chat-${chat.callId}.json`;
+        save.hidden = false;
+        describe();
+      } catch (error) {
+        console.warn("chat transcript:", error);
+        attachStatus.textContent = t("chat.attachFailed");
+      } finally {
+        attach.disabled = !chat.messages.length;
+      }
+    });
+    root.append(attachBox);
+    chat.channel.addEventListener("keys", refreshAttach);
+    refreshAttach();
+    stopAttachLanguage = onLanguageChange(() => describe());
+  }
   container.append(root);
 
+  const whoOf = (message) => {
+    if (message.mine) return t("chat.you");
+    return message.role === "clerk" ? `${message.name} (${t("chat.role.clerk")})` : message.name;
+  };
   const render = (message) => {
-    const who = message.mine ? t("chat.you") : message.name;
+    const who = whoOf(message);
     const item = el("li", { class: message.mine ? "mine" : "theirs", "data-testid": "chat-message",
-                            "data-mine": String(message.mine) },
+                            "data-mine": String(message.mine), "data-role": message.role || "",
+                            "data-sent-at": message.sentAt || "" },
       el("span", { class: "chat-who" }, who), " ",
       // textContent only: a link stays text, markup stays text
       el("span", { class: "chat-text" }, message.text));
+    item._message = message;
     list.append(item);
     item.scrollIntoView({ block: "nearest" });
+    refreshAttach();
   };
   const onMessage = (event) => render(event.detail);
   chat.addEventListener("message", onMessage);
@@ -256,12 +373,17 @@ export function mountChat(container, { chat, atKiosk = false, callLanguage = nul
       if (attr) node.setAttribute(attr, t(key));
       else node.textContent = t(key);
     }
-    for (const item of list.querySelectorAll("li.mine .chat-who")) item.textContent = t("chat.you");
+    for (const who of list.querySelectorAll("li .chat-who")) {
+      if (who.parentNode._message) who.textContent = whoOf(who.parentNode._message);
+    }
   });
   return {
     root,
     destroy() {
       chat.removeEventListener("message", onMessage);
+      chat.channel.removeEventListener("keys", refreshAttach);
+      if (stopAttachLanguage) stopAttachLanguage();
+      if (saveUrl) URL.revokeObjectURL(saveUrl);
       if (stopLanguage) stopLanguage();
       if (dialog && dialog.open) dialog.close();
       root.remove();

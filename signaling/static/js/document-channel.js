@@ -27,6 +27,8 @@ import {
 // and the server refuses a document addressed to it.
 export const DEFAULT_RECIPIENT_ROLES = ["customer", "expert"];
 export const DEVICE_ROLES = ["document_camera"];
+// The office's clerk holds call keys for the chat only: never a recipient of documents.
+export const CHAT_ONLY_ROLES = ["clerk"];
 
 const SEGMENT_BYTES = 4 << 20;
 const RETRIES = 5;
@@ -154,8 +156,13 @@ export class DocumentChannel extends EventTarget {
     return view ? view.role : "";
   }
 
-  /** The people besides us who could be sent a document: never a device. */
+  /** The people besides us who could be sent a document: never a device, nor the clerk. */
   people() {
+    return this.chatPeople().filter((pid) => !CHAT_ONLY_ROLES.includes(this.roleOf(pid)));
+  }
+
+  /** Everyone besides us a chat message is sealed to: the people and the office's clerk. */
+  chatPeople() {
     return [...this.peers.keys()].filter(
       (pid) => pid !== this.participantId && !DEVICE_ROLES.includes(this.roleOf(pid)));
   }

@@ -225,7 +225,8 @@ const STYLE = `
 .document-panel .chat-key.wide { flex: 1; }
 `;
 
-function installStyle() {
+/** The panel's rules (also for the clerk's chat, expert_console/static/js/clerk-chat.js). */
+export function installStyle() {
   if (document.getElementById("document-panel-style")) return;
   const style = document.createElement("style");
   style.id = "document-panel-style";
@@ -258,12 +259,13 @@ const PREVIEWABLE = new Set(["application/pdf", "image/jpeg", "image/png"]);
 
 export function mountDocumentPanel(container, {
   socket, call, role = "expert", device = "kiosk", sending = true, codesOnRequest = null,
-  chat: withChat = true,
+  chat: withChat = true, atKiosk: kioskMode = null,
 } = {}) {
   installStyle();
   const callId = typeof call === "object" ? call.id : call;
   const channel = new DocumentChannel(socket, callId, { device });
-  const atKiosk = role === "customer";
+  // The customer at home (signaling/static/join/) is a customer on his own device: atKiosk false.
+  const atKiosk = kioskMode ?? role === "customer";
   const codesHidden = codesOnRequest ?? atKiosk;
   const urls = [];
   // The kiosk's received documents (decrypted bytes), wiped when the panel goes.

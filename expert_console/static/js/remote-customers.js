@@ -1,0 +1,121 @@
+// Customers at home waiting for the expert (issue 18; signaling/remote_customer.py): a list
+// above the queues with an "Admit" button each, and a notice when one arrives. Admitting
+// makes the call; the console enters it through its ordinary `call:started` push.
+//
+//   mountRemoteCustomers(socket, { notify, errorText });   // once per log-in, experts only
+
+import { addStrings, formatDateTime, languageName, onLanguageChange, t } from "/static/common/js/i18n.js";
+import { el } from "/static/common/js/dom.js";
+import { request } from "./session.js";
+
+addStrings({
+  fi: {
+    "remote.title": "Etäasiakkaat odottavat",
+    "remote.none": "Kukaan ei odota kotoa.",
+    "remote.admit": "Päästä puheluun",
+    "remote.arrived": "Etäasiakas odottaa (varattu {when}).",
+    "remote.online": "paikalla",
+    "remote.offline": "ei yhteyttä",
+    "remote.identified": "tunnistettu",
+    "remote.notIdentified": "ei tunnistettu",
+    "remote.row": "{when} · {service} · {language}",
+  },
+  sv: {
+    "remote.title": "Distanskunder väntar",
+    "remote.none": "Ingen väntar hemifrån.",
+    "remote.admit": "Släpp in i samtalet",
+    "remote.arrived": "En distanskund väntar (bokad {when}).",
+    "remote.online": "på plats",
+    "remote.offline": "ingen förbindelse",
+    "remote.identified": "identifierad",
+    "remote.notIdentified": "inte identifierad",
+    "remote.row": "{when} · {service} · {language}",
+  },
+  en: {
+    "remote.title": "Customers at home waiting",
+    "remote.none": "Nobody is waiting from home.",
+    "remote.admit": "Admit to the call",
+    "remote.arrived": "A customer at home is waiting (booked {when}).",
+    "remote.online": "present",
+    "remote.offline": "not connected",
+    "remote.identified": "identified",
+    "remote.notIdentified": "not identified",
+    "remote.row": "{when} · {service} · {language}",
+  },
+});
+
+export function mountRemoteCustomers(socket, { notify = () => {}, errorText = (e) => e.message } = {}) {
+  const queues = document.getElementById("view-queues");
+  if (!queues || document.getElementById("remote-customers")) return null;
+  const list = el("ul", { class: "card-list", id: "remote-customer-list", "aria-live": "polite" });
+  const title = el("h3", { id: "remote-customers-title" });
+  const box = el("section", { id: "remote-customers", class: "remote-customers",
+                              "aria-labelledby": "remote-customers-title", hidden: "" }, title, list);
+  const anchor = document.getElementById("queues");
+  if (anchor) anchor.before(box);
+  else queues.append(box);
+  const waiting = new Map(); // appointment id -> view
+
+  function render() {
+    title.textContent = t("remote.title");
+    box.hidden = waiting.size === 0;
+    list.replaceChildren();
+    for (const view of [...waiting.values()].sort((a, b) => a.starts_at.localeCompare(b.starts_at))) {
+      const button = el("button", {
+        type: "button", class: "primary-action", text: t("remote.admit"),
+        "data-appointment": String(view.appointment_id), "data-testid": "remote-admit",
+        onclick: () => admit(view, button),
+      });
+      if (!view.online) button.disabled = true;
+      const facts = [view.online ? t("remote.online") : t("remote.offline"),
+                     view.identified ? t("remote.identified") : t("remote.notIdentified")];
+      list.append(el("li", { class: "card", "data-appointment": String(view.appointment_id),
+                             "data-online": String(view.online) },
+        el("p", { text: t("remote.row", { when: formatDateTime(view.starts_at),
+                                            service: view.service_type,
+                                            language: languageName(view.language) }) }),
+        el("p", { class: "help", text: facts.join(" · ") }),
+        button));
+    }
+  }
+
+  async function admit(view, button) {
+    button.disabled = true;
+    try {
+      await request(socket, "remote:admit", { appointment_id: view.appointment_id });
+      waiting.delete(view.appointment_id);
+      render();
+    } catch (error) {
+      notify(errorText(error), "warn");
+      button.disabled = false;
+    }
+  }
+
+  function update(view) {
+    const known = waiting.get(view.appointment_id);
+    if (view.admitted) waiting.delete(view.appointment_id);
+    else waiting.set(view.appointment_id, view);
+    if (!view.admitted && view.online && !(known && known.online)) {
+      notify(t("remote.arrived", { when: formatDateTime(view.starts_at) }), "info",
+             { tag: "remote" });
+    }
+    render();
+  }
+
+  async function reload() {
+    try {
+      const ack = await request(socket, "remote:list", {});
+      waiting.clear();
+      for (const view of ack.waiting) waiting.set(view.appointment_id, view);
+      render();
+    } catch (error) {
+      console.warn("remote:list", error);
+    }
+  }
+
+  socket.on("remote:waiting", ({ customer }) => update(customer));
+  socket.on("connect", reload);
+  if (socket.connected) reload();
+  onLanguageChange(render);
+  return { reload, box };
+}

@@ -1,0 +1,841 @@
+"""The customer at home (issue 18): `/join/<token>`, the waiting room and admission.
+
+A remote appointment's customer gets a link `/join/<token>` (signaling/join_tokens.py). The
+page it opens (signaling/static/join/) runs in a phone or laptop browser:
+
+1. **device and network check**: camera preview, microphone level, a speaker test sound, and a
+   short connection to the relay (`POST /join/<token>/probe`: a throw-away relay room, the ICE
+   servers the service hands out, TURN among them when configured) that must reach
+   "connected" with a candidate pair that succeeded;
+2. **identity step** (signaling/join_identity.py): none by default, or OpenID Connect;
+3. **waiting room**: entering spends the token (`POST /join/<token>/enter`, or the identity
+   callback) and gives this browser an HttpOnly session cookie; a reload keeps working,
+   another browser gets HTTP 410. The page shows the expert's name and the booked time; the
+   socket authenticates with the cookie (`auth: {guest: true}`) as a principal of kind "guest",
+   role `customer`, with rights only in his own call;
+4. **admission**: the expert sees him in his console (`remote:list`, pushes `remote:waiting`)
+   and admits him (`remote:admit`): a call is made with the expert and this customer, the
+   expert gets `call:started`, the customer `remote:admitted`;
+5. **the call**: `call:join` etc. as the kiosk's, documents both ways and chat.
+
+An unknown, expired, too early or already used link answers HTTP 410 with a page in the
+customer's language (`?lang=fi|sv|en`, else Accept-Language) saying why and what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import json
+import logging
+import secrets
+from datetime import datetime
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+
+from aiohttp import web
+from pydantic import Field
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from signaling import rooms
+from signaling.db import utcnow
+from signaling.flow_common import (
+    call_view,
+    conflict,
+    forbidden,
+    iso,
+    not_found,
+    participant_id_for,
+    relay_room_id,
+    user_name,
+)
+from signaling.flow_models import (
+    Appointment,
+    AppointmentStatus,
+    Call,
+    CallParticipant,
+    CallStatus,
+    ParticipantRole,
+    TicketKind,
+)
+from signaling.http_api import services_of
+from signaling.identity import AuthenticationError, SocketIdentity
+from signaling.join_identity import (
+    IdentityError,
+    decode_pending,
+    encode_pending,
+    identity_provider,
+)
+from signaling.join_tokens import (
+    JoinRefused,
+    Refusal,
+    appointment_end,
+    consume,
+    guest_for_session,
+    open_link,
+    plausible_token,
+)
+from signaling.models import Authority, Office, User
+from signaling.pages import ROOT, safe_join
+from signaling.protocol import EventContext, EventModel, Principal, Role, on_event
+from signaling.remote_models import JoinToken, RemoteGuest
+from signaling.service_hours import HELSINKI
+from signaling.services import Services
+
+log = logging.getLogger(__name__)
+
+COOKIE = "etapalvelu_join"
+PENDING_COOKIE = "etapalvelu_join_identity"
+PAGE = ROOT / "signaling" / "static" / "join" / "index.html"
+LANGUAGES = ("fi", "sv", "en")
+GUEST_NAME = "Etäasiakas"  # the participant's name when the identity step gave none
+PROBE_SECONDS = 20.0  # a device-check relay room is closed after this at the latest
+MAX_PROBES = 20  # device-check rooms open at once in this process
+NO_STORE = {"Cache-Control": "no-store"}
+
+# --- the language of the customer's pages ----------------------------------------------------
+
+
+def pick_language(request: web.Request, fallback: str = "fi") -> str:
+    """`?lang=` first, then the best of Accept-Language, then `fallback`."""
+    asked = request.query.get("lang", "")
+    if asked in LANGUAGES:
+        return asked
+    best: tuple[float, str] | None = None
+    for part in request.headers.get("Accept-Language", "")[:500].split(","):
+        tag, _, params = part.strip().partition(";")
+        code = tag.strip().lower()[:2]
+        if code not in LANGUAGES:
+            continue
+        quality = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                quality = float(params[2:])
+            except ValueError:
+                continue
+        if best is None or quality > best[0]:
+            best = (quality, code)
+    return best[1] if best else fallback
+
+
+REFUSED_TEXT: dict[str, dict[str, str]] = {
+    "fi": {
+        "title": "Linkki ei avaudu",
+        "unknown": "Tätä linkkiä ei tunneta. Tarkista, että kopioit sen kokonaan.",
+        "expired": "Linkki on vanhentunut: ajanvarauksen aika on jo mennyt.",
+        "too_early": "On vielä liian aikaista. Linkki avautuu {when}.",
+        "used": "Linkillä on jo tultu sisään toisesta selaimesta tai laitteesta. "
+        "Linkki toimii vain kerran.",
+        "cancelled": "Tämä ajanvaraus on peruttu.",
+        "what": "Mitä voit tehdä",
+        "call": "Soita asiointipisteeseen tai viranomaiselle, jonka ajan varasit "
+        "(numero on varausvahvistuksessa).",
+        "book": "Varaa uusi aika.",
+        "back": "Palaa tälle sivulle silloin uudelleen samalla linkillä.",
+    },
+    "sv": {
+        "title": "Länken öppnas inte",
+        "unknown": "Den här länken känns inte igen. Kontrollera att du kopierade hela länken.",
+        "expired": "Länken har gått ut: tiden för bokningen har redan passerat.",
+        "too_early": "Det är ännu för tidigt. Länken öppnas {when}.",
+        "used": "Någon har redan gått in med länken från en annan webbläsare eller enhet. "
+        "Länken fungerar bara en gång.",
+        "cancelled": "Bokningen har avbokats.",
+        "what": "Vad du kan göra",
+        "call": "Ring servicepunkten eller myndigheten du bokade tid hos "
+        "(numret finns i bokningsbekräftelsen).",
+        "book": "Boka en ny tid.",
+        "back": "Kom tillbaka till den här sidan då med samma länk.",
+    },
+    "en": {
+        "title": "The link does not open",
+        "unknown": "This link is not known. Check that you copied all of it.",
+        "expired": "The link has expired: the time of the appointment has passed.",
+        "too_early": "It is too early. The link opens {when}.",
+        "used": "Someone has already entered with this link from another browser or device. "
+        "The link works only once.",
+        "cancelled": "This appointment has been cancelled.",
+        "what": "What you can do",
+        "call": "Call the service point or the authority you booked with "
+        "(the number is in your booking confirmation).",
+        "book": "Book a new time.",
+        "back": "Come back to this page then with the same link.",
+    },
+}
+WHEN_FORMAT = {"fi": "%d.%m.%Y klo %H.%M", "sv": "%d.%m.%Y kl. %H.%M", "en": "%d/%m/%Y at %H:%M"}
+
+
+def refused_page(refusal: JoinRefused, lang: str, path: str) -> web.Response:
+    text = REFUSED_TEXT[lang]
+    reason = refusal.reason.value
+    when = ""
+    if refusal.opens_at is not None:
+        when = refusal.opens_at.astimezone(HELSINKI).strftime(WHEN_FORMAT[lang])
+    why = text[reason].format(when=html.escape(when))
+    steps = [text["back"]] if refusal.reason == Refusal.TOO_EARLY else [text["call"], text["book"]]
+    switch = " · ".join(
+        f'<a href="{html.escape(path)}?lang={code}" lang="{code}" hreflang="{code}">{name}</a>'
+        for code, name in (("fi", "Suomeksi"), ("sv", "På svenska"), ("en", "In English"))
+        if code != lang
+    )
+    body = f"""<!doctype html>
+<html lang="{lang}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>{html.escape(text["title"])} – Etäpalvelu</title>
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="/static/common/join/join.css">
+</head><body class="refused"><main>
+<h1>{html.escape(text["title"])}</h1>
+<p class="why" data-reason="{reason}">{why}</p>
+<h2>{html.escape(text["what"])}</h2>
+<ul class="steps">{"".join(f"<li>{html.escape(s)}</li>" for s in steps)}</ul>
+<nav class="lang-links" aria-label="Kieli · Språk · Language">{switch}</nav>
+</main></body></html>
+"""
+    return web.Response(status=410, text=body, content_type="text/html", headers=NO_STORE)
+
+
+# --- cookies -----------------------------------------------------------------------------------
+
+
+def cookie_value(header: str, name: str) -> str | None:
+    if not header or len(header) > 8192:
+        return None
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header)
+    except CookieError:
+        return None
+    morsel = jar.get(name)
+    return morsel.value if morsel is not None else None
+
+
+def _secure(request: web.Request) -> bool:
+    public = services_of(request.app).settings.public_url
+    return request.secure or public.startswith("https://")
+
+
+def _set_session_cookie(
+    request: web.Request, response: web.StreamResponse, secret: str, expires_at: datetime
+) -> None:
+    # Path "/": the socket.io handshake (/socket.io/) must carry it too. Lax: it survives the
+    # identity provider's redirect back to us, and is not sent with other sites' sub-requests.
+    response.set_cookie(
+        COOKIE,
+        secret,
+        max_age=max(60, int((expires_at - utcnow()).total_seconds())),
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=_secure(request),
+    )
+
+
+# --- socket authentication -----------------------------------------------------------------
+
+
+async def authenticate_guest(
+    sessions: async_sessionmaker[AsyncSession], environ: dict[str, Any]
+) -> SocketIdentity:
+    """The socket of a customer at home: his session cookie (dispatch, `auth: {guest: true}`).
+    Raises AuthenticationError."""
+    secret = cookie_value(str(environ.get("HTTP_COOKIE", "")), COOKIE)
+    if not secret:
+        raise AuthenticationError("no session of a customer at home; open your link again")
+    async with sessions() as session:
+        guest = await guest_for_session(session, secret, utcnow())
+        if guest is None:
+            raise AuthenticationError("this session has ended; open your link again")
+        appointment = await session.get(Appointment, guest.appointment_id)
+        if appointment is None or appointment.status == AppointmentStatus.CANCELLED:
+            raise AuthenticationError("this appointment has been cancelled")
+        principal = Principal(
+            kind="guest",
+            id=guest.id,
+            role=Role.CUSTOMER,
+            name=GUEST_NAME,
+            languages=frozenset({appointment.language}),
+        )
+        return SocketIdentity(principal, guest.expires_at, None)
+
+
+# --- views ---------------------------------------------------------------------------------
+
+
+async def _authority_names(session: AsyncSession, authority_id: int) -> dict[str, str]:
+    authority = await session.get(Authority, authority_id)
+    if authority is None:
+        return {"fi": "", "sv": "", "en": "", "code": ""}
+    return {
+        "fi": authority.name_fi,
+        "sv": authority.name_sv,
+        "en": authority.name_en,
+        "code": authority.code,
+    }
+
+
+async def appointment_for_customer(
+    session: AsyncSession, appointment: Appointment
+) -> dict[str, Any]:
+    """What the customer's page shows: never the booking code or who booked."""
+    office = await session.get(Office, appointment.office_id)
+    return {
+        "starts_at": iso(appointment.starts_at),
+        "ends_at": iso(appointment_end(appointment)),
+        "language": appointment.language,
+        "service_type": appointment.service_type,
+        "authority": await _authority_names(session, appointment.authority_id),
+        "expert_name": await user_name(session, appointment.expert_id) or None,
+        "office_name": office.name if office else "",
+    }
+
+
+async def guest_state(session: AsyncSession, guest: RemoteGuest) -> dict[str, Any]:
+    appointment = await session.get(Appointment, guest.appointment_id)
+    assert appointment is not None
+    call = await session.get(Call, guest.call_id) if guest.call_id else None
+    phase = "waiting"
+    if call is not None:
+        phase = "call" if call.status == CallStatus.ACTIVE else "ended"
+    return {
+        "phase": phase,
+        "appointment": await appointment_for_customer(session, appointment),
+        "call": await call_view(session, call) if call is not None else None,
+        "identified": bool(guest.identity_subject),
+    }
+
+
+def waiting_view(
+    services: Services, guest: RemoteGuest, appointment: Appointment, expert_name: str | None
+) -> dict[str, Any]:
+    return {
+        "guest_id": guest.id,
+        "appointment_id": appointment.id,
+        "authority_id": appointment.authority_id,
+        "office_id": appointment.office_id,
+        "starts_at": iso(appointment.starts_at),
+        "language": appointment.language,
+        "service_type": appointment.service_type,
+        "expert_id": appointment.expert_id,
+        "expert_name": expert_name,
+        "entered_at": iso(guest.entered_at),
+        "identity_provider": guest.identity_provider,
+        "identified": bool(guest.identity_subject),
+        "online": bool(services.connections.sids_of("guest", guest.id)),
+        "admitted": guest.call_id is not None,
+        "call_id": guest.call_id,
+    }
+
+
+async def push_waiting(services: Services, guest_id: int) -> None:
+    """Tell the experts who may admit him (the appointment's expert, else the authority's)."""
+    async with services.sessions() as session:
+        guest = await session.get(RemoteGuest, guest_id, populate_existing=True)
+        if guest is None:
+            return
+        appointment = await session.get(Appointment, guest.appointment_id)
+        if appointment is None:
+            return
+        view = waiting_view(
+            services, guest, appointment, await user_name(session, appointment.expert_id) or None
+        )
+    room = (
+        rooms.user(appointment.expert_id)
+        if appointment.expert_id is not None
+        else rooms.authority(appointment.authority_id)
+    )
+    await services.sio.emit("remote:waiting", {"customer": view}, room=room)
+
+
+# --- HTTP ----------------------------------------------------------------------------------
+
+
+def _token(request: web.Request) -> str:
+    return request.match_info["token"]
+
+
+async def _open(request: web.Request) -> tuple[Any, str | None]:
+    services = services_of(request.app)
+    secret = cookie_value(request.headers.get("Cookie", ""), COOKIE)
+    async with services.sessions() as session:
+        opened = await open_link(session, _token(request), utcnow(), secret)
+    return opened, secret
+
+
+def _json_refusal(refusal: JoinRefused) -> web.Response:
+    body: dict[str, Any] = {
+        "error": {"code": "gone", "reason": refusal.reason.value, "message": str(refusal)}
+    }
+    if refusal.opens_at is not None:
+        body["error"]["opens_at"] = iso(refusal.opens_at)
+    return web.json_response(body, status=410, headers=NO_STORE)
+
+
+async def join_page(request: web.Request) -> web.StreamResponse:
+    try:
+        await _open(request)
+    except JoinRefused as refusal:
+        return refused_page(refusal, pick_language(request), request.path)
+    found = safe_join(PAGE.parent, PAGE.name)
+    if found is None:
+        raise web.HTTPServiceUnavailable(text="the join page is not installed")
+    return web.FileResponse(found, headers={**NO_STORE, "Content-Type": "text/html; charset=utf-8"})
+
+
+async def join_state(request: web.Request) -> web.Response:
+    services = services_of(request.app)
+    try:
+        opened, _secret = await _open(request)
+    except JoinRefused as refusal:
+        return _json_refusal(refusal)
+    from signaling.calls import ice_servers_for
+
+    async with services.sessions() as session:
+        if opened.guest is not None:
+            state = await guest_state(session, opened.guest)
+        else:
+            state = {
+                "phase": "check",
+                "appointment": await appointment_for_customer(session, opened.appointment),
+                "call": None,
+                "identified": False,
+            }
+    probe_principal = Principal(kind="join", id=opened.token.id, role=Role.CUSTOMER, name="")
+    state["identity"] = identity_provider(services.settings).name
+    state["ice_servers"] = ice_servers_for(services, probe_principal)
+    return web.json_response(state, headers=NO_STORE)
+
+
+async def _enter(
+    request: web.Request, token: str, provider: str, subject: str | None
+) -> tuple[RemoteGuest, str]:
+    services = services_of(request.app)
+    now = utcnow()
+    async with services.sessions() as session:
+        guest, secret = await consume(
+            session, token, now, identity_provider=provider, identity_subject=subject
+        )
+        # The customer is here: his slot is not released as a no-show.
+        await session.execute(
+            update(Appointment)
+            .where(
+                Appointment.id == guest.appointment_id,
+                Appointment.status == AppointmentStatus.BOOKED,
+            )
+            .values(status=AppointmentStatus.CHECKED_IN.value, checked_in_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+        await session.refresh(guest)
+    log.info("customer at home entered the waiting room of appointment %s", guest.appointment_id)
+    await push_waiting(services, guest.id)
+    return guest, secret
+
+
+async def join_enter(request: web.Request) -> web.Response:
+    services = services_of(request.app)
+    try:
+        opened, _secret = await _open(request)
+    except JoinRefused as refusal:
+        return _json_refusal(refusal)
+    if opened.guest is not None:
+        return web.json_response({"ok": True, "phase": "waiting"}, headers=NO_STORE)
+    if identity_provider(services.settings).name != "none":
+        return web.json_response(
+            {
+                "error": {
+                    "code": "conflict",
+                    "reason": "identity_required",
+                    "message": "identify yourself first",
+                }
+            },
+            status=409,
+            headers=NO_STORE,
+        )
+    try:
+        guest, secret = await _enter(request, _token(request), "", None)
+    except JoinRefused as refusal:
+        return _json_refusal(refusal)
+    response = web.json_response({"ok": True, "phase": "waiting"}, headers=NO_STORE)
+    _set_session_cookie(request, response, secret, guest.expires_at)
+    return response
+
+
+def _redirect_uri(request: web.Request) -> str:
+    base = services_of(request.app).settings.public_url.rstrip("/") or str(request.url.origin())
+    return f"{base}/join/identity/callback"
+
+
+async def identity_start(request: web.Request) -> web.StreamResponse:
+    services = services_of(request.app)
+    lang = pick_language(request)
+    try:
+        opened, _secret = await _open(request)
+    except JoinRefused as refusal:
+        return refused_page(refusal, lang, f"/join/{_token(request)}")
+    if opened.guest is not None:
+        raise web.HTTPSeeOther(f"/join/{_token(request)}")
+    provider = identity_provider(services.settings)
+    try:
+        url, pending = await provider.start(redirect_uri=_redirect_uri(request))
+    except IdentityError as exc:
+        raise web.HTTPSeeOther(f"/join/{_token(request)}?identity_error={exc.reason}") from None
+    response = web.HTTPSeeOther(url, headers=NO_STORE)
+    response.set_cookie(
+        PENDING_COOKIE,
+        encode_pending(_token(request), pending),
+        max_age=600,
+        path="/join/",
+        httponly=True,
+        samesite="Lax",
+        secure=_secure(request),
+    )
+    return response
+
+
+async def identity_callback(request: web.Request) -> web.StreamResponse:
+    services = services_of(request.app)
+    pending = decode_pending(cookie_value(request.headers.get("Cookie", ""), PENDING_COOKIE) or "")
+    if pending is None or not plausible_token(pending["token"]):
+        return refused_page(JoinRefused(Refusal.UNKNOWN), pick_language(request), "/join/")
+    token = pending["token"]
+    provider = identity_provider(services.settings)
+    params = {k: v[:4000] for k, v in request.query.items()}
+    try:
+        identified = await provider.finish(params, pending, redirect_uri=_redirect_uri(request))
+    except IdentityError as exc:
+        log.info("identity step refused: %s (%s)", exc.reason, exc)
+        response = web.HTTPSeeOther(f"/join/{token}?identity_error={exc.reason}")
+        response.del_cookie(PENDING_COOKIE, path="/join/")
+        return response
+    try:
+        guest, secret = await _enter(request, token, identified.provider, identified.subject)
+    except JoinRefused as refusal:
+        return refused_page(refusal, pick_language(request), f"/join/{token}")
+    response = web.HTTPSeeOther(f"/join/{token}", headers=NO_STORE)
+    response.del_cookie(PENDING_COOKIE, path="/join/")
+    _set_session_cookie(request, response, secret, guest.expires_at)
+    return response
+
+
+# --- the relay probe of the device check ---------------------------------------------------
+
+_PROBES_KEY = "remote_probes"
+
+
+def _probes(services: Services) -> dict[str, tuple[str, str, asyncio.Task[None]]]:
+    """probe id -> (relay node, room id, closing timer); this process's open probes."""
+    found = services.extras.get(_PROBES_KEY)
+    if not isinstance(found, dict):
+        found = {}
+        services.extras[_PROBES_KEY] = found
+    return found
+
+
+async def _close_probe(services: Services, probe_id: str) -> None:
+    entry = _probes(services).pop(probe_id, None)
+    if entry is None:
+        return
+    node, room_id, timer = entry
+    if timer is not asyncio.current_task():
+        timer.cancel()
+    from signaling.calls import close_relay_room
+
+    await close_relay_room(services, node, room_id)
+
+
+async def probe_open(request: web.Request) -> web.Response:
+    services = services_of(request.app)
+    try:
+        await _open(request)
+    except JoinRefused as refusal:
+        return _json_refusal(refusal)
+    probes = _probes(services)
+    if len(probes) >= MAX_PROBES:
+        return web.json_response(
+            {"error": {"code": "unavailable", "message": "too many checks at once; try again"}},
+            status=503,
+        )
+    from signaling.relay_placement import router_of
+
+    router = router_of(services)
+    if router is None:
+        return web.json_response(
+            {
+                "error": {
+                    "code": "unavailable",
+                    "reason": "relay_down",
+                    "message": "the media relay is not running",
+                }
+            },
+            status=503,
+        )
+    probe_id = secrets.token_urlsafe(12)
+    room_id = f"probe-{probe_id}"
+    try:
+        node = router.choose(None)
+        relay = await router.client(node)
+        offer = await relay.join(room_id, "probe", publish=["audio"], subscribe=False)
+    except Exception as exc:  # any relay failure (RelayUnavailable among them): 503
+        log.warning("device-check probe could not open: %s", exc)
+        return web.json_response(
+            {"error": {"code": "unavailable", "reason": "relay_down", "message": str(exc)}},
+            status=503,
+        )
+
+    async def expire() -> None:
+        await asyncio.sleep(PROBE_SECONDS)
+        await _close_probe(services, probe_id)
+
+    probes[probe_id] = (node, room_id, asyncio.ensure_future(expire()))
+    return web.json_response({"probe_id": probe_id, "offer": offer}, headers=NO_STORE)
+
+
+async def _probe_body(request: web.Request, limit: int = 70000) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise web.HTTPBadRequest(text="the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body is not a JSON object")
+    return body
+
+
+def _bad(message: str) -> web.Response:
+    return web.json_response({"error": {"code": "invalid", "message": message}}, status=400)
+
+
+async def probe_answer(request: web.Request) -> web.Response:
+    services = services_of(request.app)
+    try:
+        await _open(request)
+    except JoinRefused as refusal:
+        return _json_refusal(refusal)
+    try:
+        body = await _probe_body(request)
+    except web.HTTPBadRequest as exc:
+        return _bad(exc.text or "bad body")
+    entry = _probes(services).get(request.match_info["probe"])
+    if entry is None:
+        return web.json_response(
+            {"error": {"code": "not_found", "message": "no such check (it may have timed out)"}},
+            status=404,
+        )
+    sdp = body.get("sdp")
+    if set(body) != {"sdp"} or not isinstance(sdp, str) or not 1 <= len(sdp) <= 60000:
+        return _bad("expected {sdp: string of at most 60000 characters}")
+    node, room_id, _timer = entry
+    from signaling.relay_placement import router_of
+
+    router = router_of(services)
+    try:
+        assert router is not None
+        relay = await router.client(node)
+        await relay.answer(room_id, "probe", sdp)
+    except Exception as exc:  # a refused SDP is the client's error
+        return _bad(f"the relay refused the answer: {getattr(exc, 'message', exc)}")
+    return web.json_response({"ok": True})
+
+
+async def probe_close(request: web.Request) -> web.Response:
+    services = services_of(request.app)
+    probe_id = request.match_info["probe"]
+    if probe_id in _probes(services):
+        await _close_probe(services, probe_id)
+    return web.json_response({"ok": True})
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+class Empty(EventModel):
+    pass
+
+
+class AdmitPayload(EventModel):
+    appointment_id: int = Field(gt=0, lt=2**31)
+
+
+async def _guest(session: AsyncSession, principal: Principal) -> RemoteGuest:
+    guest = await session.get(RemoteGuest, principal.id, populate_existing=True)
+    if guest is None:
+        raise not_found("your session has ended", "session_ended")
+    return guest
+
+
+@on_event("remote:state", Empty, roles={Role.CUSTOMER})
+async def remote_state(ctx: EventContext, _data: Empty) -> dict[str, Any]:
+    """The customer at home's page after (re)connecting: waiting, in the call, or ended."""
+    async with ctx.services.sessions() as session:
+        guest = await _guest(session, ctx.principal)
+        return await guest_state(session, guest)
+
+
+async def waiting_for(
+    services: Services, session: AsyncSession, principal: Principal
+) -> list[dict[str, Any]]:
+    now = utcnow()
+    rows = await session.execute(
+        select(RemoteGuest, Appointment)
+        .join(Appointment, Appointment.id == RemoteGuest.appointment_id)
+        .where(
+            RemoteGuest.call_id.is_(None),
+            RemoteGuest.expires_at > now,
+            Appointment.status == AppointmentStatus.CHECKED_IN,
+            Appointment.authority_id.in_(sorted(principal.authority_ids)),
+        )
+        .order_by(Appointment.starts_at, RemoteGuest.id)
+    )
+    found = []
+    for guest, appointment in rows.all():
+        if appointment.expert_id is not None and appointment.expert_id != principal.id:
+            continue
+        name = await user_name(session, appointment.expert_id) or None
+        found.append(waiting_view(services, guest, appointment, name))
+    return found
+
+
+@on_event("remote:list", Empty, roles={Role.EXPERT})
+async def remote_list(ctx: EventContext, _data: Empty) -> dict[str, Any]:
+    """The customers at home waiting for this expert (his own appointments, and those of his
+    authorities booked with no expert named)."""
+    async with ctx.services.sessions() as session:
+        return {"waiting": await waiting_for(ctx.services, session, ctx.principal)}
+
+
+@on_event("remote:admit", AdmitPayload, roles={Role.EXPERT})
+async def remote_admit(ctx: EventContext, data: AdmitPayload) -> dict[str, Any]:
+    """Admit the waiting customer at home of an appointment: a call of the two of them."""
+    services, principal = ctx.services, ctx.principal
+    from signaling.calls import active_call_of_user, announce_call, place_relay
+
+    now = utcnow()
+    async with services.sessions() as session:
+        appointment = await session.get(Appointment, data.appointment_id)
+        if appointment is None:
+            raise not_found(f"no appointment {data.appointment_id}")
+        if appointment.authority_id not in principal.authority_ids:
+            raise forbidden("this appointment is with another authority", "other_authority")
+        if appointment.expert_id is not None and appointment.expert_id != principal.id:
+            raise forbidden("this appointment is another expert's", "other_expert")
+        guest = (
+            await session.execute(
+                select(RemoteGuest).where(RemoteGuest.appointment_id == appointment.id)
+            )
+        ).scalar_one_or_none()
+        if guest is None or guest.expires_at <= now:
+            raise conflict("no customer is waiting for this appointment", "not_waiting")
+        if guest.call_id is not None:
+            raise conflict("this customer has already been admitted", "already_admitted")
+        if await active_call_of_user(session, principal.id) is not None:
+            raise conflict("you are in a call already", "busy")
+        expert = await session.get(User, principal.id)
+        assert expert is not None
+        node = place_relay(services)(None)
+        call = Call(
+            room_id="",
+            relay_node=node,
+            relay_epoch=0,
+            status=CallStatus.ACTIVE.value,
+            authority_id=appointment.authority_id,
+            office_id=appointment.office_id,
+            endpoint_id=None,
+            expert_id=principal.id,
+            ticket_id=None,
+            appointment_id=appointment.id,
+            kind=TicketKind.APPOINTMENT.value,
+            language=appointment.language,
+            queued_at=guest.entered_at,
+            started_at=now,
+        )
+        session.add(call)
+        await session.flush()
+        call.room_id = relay_room_id(call.id)
+        # Of two experts admitting at once, one wins: the other's whole transaction goes.
+        won = await session.execute(
+            update(RemoteGuest)
+            .where(RemoteGuest.id == guest.id, RemoteGuest.call_id.is_(None))
+            .values(call_id=call.id, admitted_at=now, admitted_by=principal.id)
+            .execution_options(synchronize_session=False)
+        )
+        if int(getattr(won, "rowcount", 0) or 0) != 1:
+            await session.rollback()
+            raise conflict("this customer has already been admitted", "already_admitted")
+        session.add_all(
+            [
+                CallParticipant(
+                    call_id=call.id,
+                    participant_id=participant_id_for("guest", guest.id, "customer"),
+                    kind="guest",
+                    principal_id=guest.id,
+                    role=ParticipantRole.CUSTOMER.value,
+                    name=GUEST_NAME,
+                    added_at=now,
+                ),
+                CallParticipant(
+                    call_id=call.id,
+                    participant_id=participant_id_for("user", principal.id, "expert"),
+                    kind="user",
+                    principal_id=principal.id,
+                    role=ParticipantRole.EXPERT.value,
+                    name=expert.display_name,
+                    added_at=now,
+                ),
+            ]
+        )
+        appointment.status = AppointmentStatus.SERVED.value
+        guest_id, call_id = guest.id, call.id
+        await session.commit()
+    log.info(
+        "expert %s admitted the customer at home of appointment %s (call %s)",
+        principal.id,
+        data.appointment_id,
+        call_id,
+    )
+    view = await announce_call(services, call_id)
+    await services.sio.emit("remote:admitted", {"call": view}, room=rooms.guest(guest_id))
+    await push_waiting(services, guest_id)
+    return {"call": view}
+
+
+async def _on_connect(services: Services, _sid: str, principal: Principal) -> None:
+    if principal.kind == "guest" and len(services.connections.sids_of("guest", principal.id)) == 1:
+        await push_waiting(services, principal.id)
+
+
+async def _on_disconnect(services: Services, _sid: str, principal: Principal) -> None:
+    if principal.kind == "guest" and not services.connections.sids_of("guest", principal.id):
+        await push_waiting(services, principal.id)
+
+
+def setup(app: web.Application, services: Services) -> None:
+    app.router.add_get("/join/identity/callback", identity_callback)
+    app.router.add_get("/join/{token}", join_page)
+    app.router.add_get("/join/{token}/state", join_state)
+    app.router.add_post("/join/{token}/enter", join_enter)
+    app.router.add_get("/join/{token}/identity", identity_start)
+    app.router.add_post("/join/{token}/probe", probe_open)
+    app.router.add_post("/join/{token}/probe/{probe}/answer", probe_answer)
+    app.router.add_post("/join/{token}/probe/{probe}/close", probe_close)
+    services.connections.on_connect(_on_connect)
+    services.connections.on_disconnect(_on_disconnect)
+
+    async def close_probes(_app: web.Application) -> Any:
+        yield
+        for probe_id in list(_probes(services)):
+            with contextlib.suppress(Exception):
+                await _close_probe(services, probe_id)
+
+    app.cleanup_ctx.append(close_probes)
+
+
+__all__ = ["JoinToken", "authenticate_guest", "setup"]
