@@ -17,14 +17,11 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field, model_validator
-from sqlalchemy import select
 
 from document_camera.zoom import Region
 from signaling import rooms
-from signaling.calls import load_call
-from signaling.flow_common import conflict, forbidden
-from signaling.flow_models import CallParticipant, CallStatus, ParticipantRole
 from signaling.protocol import EventContext, EventModel, Role, on_event
+from signaling.still_requests import call_cameras
 
 REGION_PUSH = "document_camera:region"
 
@@ -51,34 +48,13 @@ class DocumentView(EventModel):
 
 @on_event("document_camera:view", DocumentView, roles={Role.EXPERT})
 async def document_view(ctx: EventContext, data: DocumentView) -> dict[str, Any]:
-    principal = ctx.principal
-    async with ctx.services.sessions() as session:
-        call = await load_call(session, data.call_id)
-        if call.expert_id != principal.id:
-            raise forbidden(f"call {call.id} is not yours", "not_your_call")
-        if call.status != CallStatus.ACTIVE:
-            raise conflict(f"call {call.id} has ended", "call_ended")
-        cameras = (
-            (
-                await session.execute(
-                    select(CallParticipant.principal_id).where(
-                        CallParticipant.call_id == call.id,
-                        CallParticipant.role == ParticipantRole.DOCUMENT_CAMERA.value,
-                        CallParticipant.connected.is_(True),
-                    )
-                )
-            )
-            .scalars()
-            .all()
-        )
-    if not cameras:
-        raise conflict(f"no document camera is in call {call.id}", "no_document_camera")
+    call_id, cameras = await call_cameras(ctx, data.call_id)
     region = data.region
     payload = {
-        "call_id": call.id,
+        "call_id": call_id,
         "region": None if region is None else {"x": region.x, "y": region.y,
                                                "w": region.w, "h": region.h},
     }
-    for endpoint_id in set(cameras):
+    for endpoint_id in {endpoint for _pid, endpoint in cameras}:
         await ctx.services.sio.emit(REGION_PUSH, payload, room=rooms.endpoint(endpoint_id))
     return {"region": payload["region"]}

@@ -24,13 +24,8 @@ every kiosk, tested or not.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-import secrets
-import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -38,8 +33,7 @@ from aiohttp import web
 from pydantic import Field
 from sqlalchemy import select
 
-from signaling import rooms
-from signaling.calls import ice_servers_for, relay_unavailable
+from signaling import relay_probes, rooms
 from signaling.db import utcnow
 from signaling.flow_common import conflict, invalid, iso, not_found
 from signaling.kiosk_health_models import KioskSelfTest
@@ -51,8 +45,8 @@ log = logging.getLogger(__name__)
 
 CHECKS = ("camera", "microphone", "speaker", "relay")
 PUSH = "kiosk:self_test"
-PROBE_SECONDS = 30.0  # a relay probe's room is closed after this long in any case
-PROBE_PARTICIPANT = "selftest"
+PROBE_SECONDS = relay_probes.KIOSK.seconds  # a relay probe's room is closed after this at the latest
+PROBE_PARTICIPANT = relay_probes.KIOSK.participant
 
 # What a check can say. `unknown`: the browser cannot tell (e.g. whether sound really comes out
 # of the speaker); it is no failure.
@@ -91,141 +85,52 @@ class Empty(EventModel):
     pass
 
 
-# --- the relay probe ---------------------------------------------------------------------------
+# --- the relay probe (signaling/relay_probes.py) -------------------------------------------
 
-PROBE_ROOM_PREFIX = "selftest-"
-
-
-def probe_room_id(endpoint_id: int, probe_id: str, now: float | None = None) -> str:
-    """`selftest-<kiosk>-<unix seconds>-<probe>`: the time lets the relay sweep tell a probe in
-    progress from one a dead process left behind (`is_live_probe_room`)."""
-    return f"{PROBE_ROOM_PREFIX}{endpoint_id}-{int(time.time() if now is None else now)}-{probe_id}"
+# Re-exported for callers that knew them here.
+PROBE_ROOM_PREFIX = relay_probes.KIOSK.prefix
+probe_room_id = relay_probes.probe_room_id
+is_live_probe_room = relay_probes.is_live_probe_room
 
 
-def is_live_probe_room(room_id: str, now: float | None = None) -> bool:
-    """A relay probe's room younger than its lifetime: the relay's room sweep leaves it."""
-    if not room_id.startswith(PROBE_ROOM_PREFIX):
-        return False
-    parts = room_id[len(PROBE_ROOM_PREFIX) :].split("-", 2)
-    try:
-        started = int(parts[1])
-    except (IndexError, ValueError):
-        return False
-    return (time.time() if now is None else now) - started < PROBE_SECONDS + 10
-
-
-@dataclass
-class Probe:
-    probe_id: str
-    sid: str
-    endpoint_id: int
-    node: str
-    room_id: str
-    timer: asyncio.TimerHandle | None = None
-
-
-@dataclass
-class Probes:
-    by_id: dict[str, Probe] = field(default_factory=dict)
-
-
-def probes_of(services: Services) -> Probes:
-    found = services.extras.get("kiosk_probes")
-    if not isinstance(found, Probes):
-        found = Probes()
-        services.extras["kiosk_probes"] = found
-    return found
-
-
-async def _router_client(services: Services, site: str | None) -> tuple[str, Any]:
-    from signaling.calls import _router
-    from signaling.relay_placement import RelayUnavailable
-
-    router = _router(services)
-    try:
-        node = router.choose(site)
-        return node, await router.client(node)
-    except RelayUnavailable as exc:
-        raise relay_unavailable(str(exc)) from exc
-
-
-async def _close_probe(services: Services, probe_id: str) -> None:
-    probe = probes_of(services).by_id.pop(probe_id, None)
+def _probe_of(ctx: EventContext, probe_id: str) -> relay_probes.Probe:
+    probe = relay_probes.find(ctx.services, probe_id, ctx.sid)
     if probe is None:
-        return
-    if probe.timer is not None:
-        probe.timer.cancel()
-    from signaling.calls import _router
-
-    with contextlib.suppress(Exception):
-        client = await _router(services).client(probe.node)
-        await client.close_room(probe.room_id)
-
-
-def _probe_of(ctx: EventContext, probe_id: str) -> Probe:
-    probe = probes_of(ctx.services).by_id.get(probe_id)
-    if probe is None or probe.sid != ctx.sid:
         raise not_found("no such relay probe (it has ended)", "no_probe")
     return probe
 
 
 @on_event("selftest:relay_probe", Empty, roles={Role.ENDPOINT})
 async def relay_probe(ctx: EventContext, _data: Empty) -> dict[str, Any]:
-    """Open a throwaway relay room for the kiosk to connect to."""
-    probes = probes_of(ctx.services)
-    # One probe per socket at a time: a new one ends the old.
-    for old in [p.probe_id for p in probes.by_id.values() if p.sid == ctx.sid]:
-        await _close_probe(ctx.services, old)
+    """Open a throwaway relay room for the kiosk to connect to (one per socket at a time)."""
     async with ctx.services.sessions() as session:
         office = await session.get(Office, ctx.principal.office_id)
-    node, client = await _router_client(ctx.services, office.relay_site if office else None)
-    probe_id = secrets.token_urlsafe(16)
-    # Not "call-…": the call feature's relay listener ignores this room's events.
-    room_id = probe_room_id(ctx.principal.id, probe_id)
-    try:
-        offer = await client.join(room_id, PROBE_PARTICIPANT, publish=["audio"], subscribe=False)
-    except Exception as exc:
-        with contextlib.suppress(Exception):
-            await client.close_room(room_id)
-        log.warning("relay probe for kiosk %s failed: %s", ctx.principal.id, exc)
-        raise relay_unavailable() from exc
-    probe = Probe(probe_id, ctx.sid, ctx.principal.id, node, room_id)
-    probes.by_id[probe_id] = probe
-    loop = asyncio.get_running_loop()
-    probe.timer = loop.call_later(
-        PROBE_SECONDS, lambda: loop.create_task(_close_probe(ctx.services, probe_id))
+    probe = await relay_probes.open_probe(
+        ctx.services,
+        relay_probes.KIOSK,
+        owner=ctx.sid,
+        label=ctx.principal.id,
+        principal=ctx.principal,
+        site=office.relay_site if office else None,
     )
-    return {
-        "probe_id": probe_id,
-        "offer": offer,
-        "ice_servers": ice_servers_for(ctx.services, ctx.principal),
-    }
+    return {"probe_id": probe.probe_id, "offer": probe.offer, "ice_servers": probe.ice_servers}
 
 
 @on_event("selftest:relay_answer", ProbeAnswer, roles={Role.ENDPOINT})
 async def relay_answer(ctx: EventContext, data: ProbeAnswer) -> dict[str, Any]:
-    probe = _probe_of(ctx, data.probe_id)
-    from signaling.calls import _router
-
-    try:
-        client = await _router(ctx.services).client(probe.node)
-        await client.answer(probe.room_id, PROBE_PARTICIPANT, data.sdp)
-    except Exception as exc:
-        message = getattr(exc, "message", str(exc))
-        raise invalid(f"the relay refused the answer: {message}", "bad_answer") from exc
+    await relay_probes.answer(ctx.services, _probe_of(ctx, data.probe_id), data.sdp)
     return {}
 
 
 @on_event("selftest:relay_done", ProbeRef, roles={Role.ENDPOINT})
 async def relay_done(ctx: EventContext, data: ProbeRef) -> dict[str, Any]:
     _probe_of(ctx, data.probe_id)
-    await _close_probe(ctx.services, data.probe_id)
+    await relay_probes.close_probe(ctx.services, data.probe_id)
     return {}
 
 
 async def _socket_gone(services: Services, sid: str, _principal: Principal) -> None:
-    for probe_id in [p.probe_id for p in probes_of(services).by_id.values() if p.sid == sid]:
-        await _close_probe(services, probe_id)
+    await relay_probes.close_owned(services, sid)
 
 
 # --- results -----------------------------------------------------------------------------------

@@ -28,11 +28,14 @@ class TakeStill(EventModel):
     format: Literal["png", "jpeg"] = "png"
 
 
-@on_event("document_camera:take_still", TakeStill, roles={Role.EXPERT, Role.CLERK})
-async def take_still(ctx: EventContext, data: TakeStill) -> dict[str, Any]:
+async def call_cameras(ctx: EventContext, call_id: int) -> tuple[int, list[tuple[str, int]]]:
+    """The active call, checked against the asker (its expert, or a clerk of its office), and
+    its connected document cameras as (participant id, endpoint id). Refused as the document-
+    camera events of docs/signaling-events.md say: `not_your_call`, `other_office`,
+    `call_ended`, `no_document_camera`."""
     principal = ctx.principal
     async with ctx.services.sessions() as session:
-        call = await load_call(session, data.call_id)
+        call = await load_call(session, call_id)
         if principal.role == Role.EXPERT and call.expert_id != principal.id:
             raise forbidden(f"call {call.id} is not yours", "not_your_call")
         if principal.role == Role.CLERK and principal.office_id != call.office_id:
@@ -52,10 +55,16 @@ async def take_still(ctx: EventContext, data: TakeStill) -> dict[str, Any]:
             .scalars()
             .all()
         )
-        targets = [(c.participant_id, c.principal_id) for c in cameras]
-    if not targets:
+        found = sorted({(c.participant_id, c.principal_id) for c in cameras})
+    if not found:
         raise conflict(f"no document camera is in call {call.id}", "no_document_camera")
-    payload = {"call_id": call.id, "format": data.format}
+    return call.id, found
+
+
+@on_event("document_camera:take_still", TakeStill, roles={Role.EXPERT, Role.CLERK})
+async def take_still(ctx: EventContext, data: TakeStill) -> dict[str, Any]:
+    call_id, targets = await call_cameras(ctx, data.call_id)
+    payload = {"call_id": call_id, "format": data.format}
     for _pid, endpoint_id in targets:
         # The endpoint's room also holds its kiosk page, which ignores this push; the agent
         # acts only on a request for the call it is in.

@@ -18,14 +18,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
-from sqlalchemy import select
 
 from document_camera.notices import Notice, NoticeCode
 from signaling import rooms
 from signaling.calls import load_call, participant_for
-from signaling.flow_common import conflict, forbidden
-from signaling.flow_models import CallParticipant, CallStatus, ParticipantRole
-from signaling.protocol import EventContext, EventModel, Principal, Role, on_event
+from signaling.flow_common import conflict
+from signaling.flow_models import CallStatus
+from signaling.protocol import EventContext, EventModel, Role, on_event
+from signaling.still_requests import call_cameras
 
 STITCH_PUSH = "document_camera:stitch"
 CANCEL_PUSH = "document_camera:stitch_cancel"
@@ -94,42 +94,14 @@ class StitchProgress(EventModel):
         return self
 
 
-async def _cameras_of(ctx: EventContext, call_id: int) -> tuple[int, list[int]]:
-    """The call (checked against the asker) and the endpoints of its connected cameras."""
-    principal = ctx.principal
-    async with ctx.services.sessions() as session:
-        call = await load_call(session, call_id)
-        _check_asker(principal, call.expert_id, call.office_id, call.id)
-        if call.status != CallStatus.ACTIVE:
-            raise conflict(f"call {call.id} has ended", "call_ended")
-        cameras = (
-            (
-                await session.execute(
-                    select(CallParticipant.principal_id).where(
-                        CallParticipant.call_id == call.id,
-                        CallParticipant.role == ParticipantRole.DOCUMENT_CAMERA.value,
-                        CallParticipant.connected.is_(True),
-                    )
-                )
-            )
-            .scalars()
-            .all()
-        )
-    if not cameras:
-        raise conflict(f"no document camera is in call {call.id}", "no_document_camera")
-    return call.id, sorted(set(cameras))
-
-
-def _check_asker(principal: Principal, expert_id: int | None, office_id: int, call_id: int) -> None:
-    if principal.role == Role.EXPERT and expert_id != principal.id:
-        raise forbidden(f"call {call_id} is not yours", "not_your_call")
-    if principal.role == Role.CLERK and principal.office_id != office_id:
-        raise forbidden(f"call {call_id} is not at your office", "other_office")
+async def _endpoints_of_cameras(ctx: EventContext, call_id: int) -> tuple[int, list[int]]:
+    checked, cameras = await call_cameras(ctx, call_id)
+    return checked, sorted({endpoint_id for _pid, endpoint_id in cameras})
 
 
 @on_event("document_camera:stitch", StitchRequest, roles={Role.EXPERT, Role.CLERK})
 async def stitch(ctx: EventContext, data: StitchRequest) -> dict[str, Any]:
-    call_id, cameras = await _cameras_of(ctx, data.call_id)
+    call_id, cameras = await _endpoints_of_cameras(ctx, data.call_id)
     payload = {"call_id": call_id, "sheet": data.sheet, "format": data.format}
     for endpoint_id in cameras:
         # The kiosk page in the same room ignores it; the agent acts only for its call.
@@ -139,7 +111,7 @@ async def stitch(ctx: EventContext, data: StitchRequest) -> dict[str, Any]:
 
 @on_event("document_camera:stitch_cancel", StitchCancel, roles={Role.EXPERT, Role.CLERK})
 async def stitch_cancel(ctx: EventContext, data: StitchCancel) -> dict[str, Any]:
-    call_id, cameras = await _cameras_of(ctx, data.call_id)
+    call_id, cameras = await _endpoints_of_cameras(ctx, data.call_id)
     for endpoint_id in cameras:
         await ctx.services.sio.emit(
             CANCEL_PUSH, {"call_id": call_id}, room=rooms.endpoint(endpoint_id)

@@ -55,31 +55,6 @@ async def admin_health(live: LiveService, token: str) -> tuple[int, dict[str, An
         return response.status, await response.json()
 
 
-async def test_migration_0012_matches_the_models(database_url: str) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    import signaling.kiosk_health_models  # noqa: F401 (the tables in Base.metadata)
-    from signaling.db import Base, create_engine, migrate
-
-    engine = create_engine(database_url)
-    try:
-        await migrate(engine)
-        async with engine.connect() as connection:
-            diff = await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
-            )
-            tables = await connection.run_sync(
-                lambda sync: set(__import__("sqlalchemy").inspect(sync).get_table_names())
-            )
-    finally:
-        await engine.dispose()
-    mine = {"kiosk_self_tests", "chat_transcripts"}
-    assert mine <= tables
-    about_mine = [change for change in diff if any(name in repr(change) for name in mine)]
-    assert about_mine == []
-
-
 async def test_reports_are_stored_pushed_and_garbage_refused(live_service: LiveService) -> None:
     live = live_service
     kiosk = await live.connect_kiosk()

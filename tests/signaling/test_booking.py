@@ -126,26 +126,6 @@ def test_ics_is_folded_escaped_and_in_utc() -> None:
     assert fields["LOCATION"].endswith("ä" * 80)
 
 
-async def test_migration_0010_matches_the_models(tmp_path: Path) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from signaling.db import Base, create_engine, migrate
-
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'schema.db'}")
-    try:
-        await migrate(engine)
-        async with engine.connect() as connection:
-            diff = await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
-            )
-    finally:
-        await engine.dispose()
-    mine = {"expert_availability", "booking_slot_lengths", "booking_messages", "'appointments'"}
-    about_mine = [change for change in diff if any(name in repr(change) for name in mine)]
-    assert about_mine == []
-
-
 # --- no double booking -----------------------------------------------------------------------
 
 

@@ -511,22 +511,3 @@ async def test_feedback_is_anonymous_once_per_call_and_counted(live_service: Liv
 
 # --- schema -----------------------------------------------------------------------------------
 
-
-async def test_migration_0009_matches_the_models(tmp_path: Any) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from signaling.db import Base, create_engine, migrate
-
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'schema.db'}")
-    try:
-        await migrate(engine)
-        async with engine.connect() as connection:
-            diff = await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
-            )
-    finally:
-        await engine.dispose()
-    mine = {"receipts", "feedback_tallies", "feedback_claims"}
-    about_mine = [change for change in diff if any(name in repr(change) for name in mine)]
-    assert about_mine == []

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -39,25 +38,6 @@ RULES = BookingRules(slot_minutes=30, min_lead_minutes=0, days_ahead=28)
 
 def _utc(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
-
-
-async def test_migration_0014_matches_the_models(tmp_path: Path) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from signaling.db import Base, create_engine, migrate
-
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'schema.db'}")
-    try:
-        await migrate(engine)
-        async with engine.connect() as connection:
-            diff = await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
-            )
-    finally:
-        await engine.dispose()
-    about_mine = [change for change in diff if "interpreter_reservation" in repr(change)]
-    assert about_mine == []
 
 
 def test_cells_round_outwards_so_overlaps_share_a_cell() -> None:

@@ -81,26 +81,6 @@ def error_of(answer: dict[str, Any]) -> str:
 # --- migration and token rules ---------------------------------------------------------------
 
 
-async def test_migration_0011_matches_the_models(tmp_path: Path) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    import signaling.remote_models  # noqa: F401 (the models compared)
-    from signaling.db import Base, create_engine, migrate
-
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'schema.db'}")
-    try:
-        await migrate(engine)
-        async with engine.connect() as connection:
-            diff = await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
-            )
-    finally:
-        await engine.dispose()
-    mine = {"join_tokens", "remote_guests"}
-    assert [change for change in diff if any(name in repr(change) for name in mine)] == []
-
-
 async def test_link_window_single_use_and_garbage(live_service: LiveService) -> None:
     live = live_service
     _early_id, early = await remote_appointment(live, starts_in=timedelta(hours=2))

@@ -12,7 +12,6 @@ import asyncio
 import os
 import sys
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -369,31 +368,3 @@ async def test_office_municipality_api_refuses_bad_input(live_service: LiveServi
 
 # --- schema -------------------------------------------------------------------------------------
 
-
-async def test_migration_0013_matches_the_models(tmp_path: Path) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from signaling.db import Base, create_engine, migrate
-
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'schema.db'}")
-    try:
-        await migrate(engine)
-        async with engine.connect() as connection:
-            diff = await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
-            )
-            columns = await connection.run_sync(
-                lambda sync: [
-                    c["name"] for c in __import__("sqlalchemy").inspect(sync).get_columns("tickets")
-                ]
-            )
-    finally:
-        await engine.dispose()
-    assert "interpreting" in columns
-    about_mine = [
-        change
-        for change in diff
-        if "office_desk_services" in repr(change) or "'interpreting'" in repr(change)
-    ]
-    assert about_mine == []

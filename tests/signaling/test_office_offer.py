@@ -404,30 +404,6 @@ async def test_cli_hours_set_closes_ticket_take(tmp_path: Path) -> None:
         assert [a["code"] for a in synced["authorities"]] == ["kela", "vero"]
 
 
-async def test_offer_tables_match_the_migration(tmp_path: Path) -> None:
-    """0008_service_hours creates exactly what signaling/offer_models.py (and the new
-    users.municipality) declare."""
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    import signaling.offer_models  # noqa: F401 (registers the tables)
-    from signaling.db import Base, create_engine, migrate
-
-    engine = create_engine(f"sqlite:///{tmp_path / 'offer.db'}")
-    try:
-        await migrate(engine)
-        async with engine.connect() as connection:
-            diff = await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
-            )
-    finally:
-        await engine.dispose()
-    mine = {"office_catalogue", "service_hours", "service_hours_dates"}
-    text = repr(diff)
-    assert not [t for t in mine if t in text], text
-    assert "municipality" not in text, text
-
-
 async def test_appointments_check_in_whatever_the_hours(live_service: LiveService) -> None:
     """A booked time is the booking's business: outside the hours a walk-in is refused but
     the customer with an appointment checks in."""

@@ -319,54 +319,6 @@ async def test_kiosk_and_expert_over_socketio(live_service: LiveService) -> None
     assert again["error"]["code"] == "conflict"
 
 
-FLOW_TABLES = {
-    "tickets",
-    "appointments",
-    "calls",
-    "call_participants",
-    "interpreter_requests",
-    "service_log",
-}
-
-
-async def test_flow_tables_match_the_migration(database_url: str) -> None:
-    """0002_service_flow creates exactly what signaling/flow_models.py declares."""
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    import signaling.flow_models  # noqa: F401 (registers the tables on Base.metadata)
-    from signaling.db import Base
-
-    engine = create_engine(database_url)
-    try:
-        await migrate(engine)
-        async with engine.connect() as connection:
-            diff = await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
-            )
-    finally:
-        await engine.dispose()
-
-    def tables(change: object) -> set[str]:
-        found: set[str] = set()
-        stack = [change]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, list | tuple):
-                stack.extend(item)
-            elif isinstance(item, str) and item in FLOW_TABLES:
-                found.add(item)
-            else:
-                table = getattr(item, "table", None)
-                for name in (getattr(item, "name", None), getattr(table, "name", None)):
-                    if name in FLOW_TABLES:
-                        found.add(str(name))
-        return found
-
-    mine = [change for change in diff if tables(change)]
-    assert mine == []
-
-
 async def test_service_secretary_alert_and_acknowledgement(live_service: LiveService) -> None:
     kiosk = await live_service.connect_kiosk()
     clerk = await live_service.connect_user("sihteeri")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import socketio
-from sqlalchemy import func, inspect, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from signaling import rooms
@@ -273,31 +273,3 @@ async def test_answered_alerts_are_pruned_after_the_keep_time(
         kept = await ack(clerk, "secretary:acknowledge", {"alert_id": recent_id})
         assert kept["error"]["reason"] == "already_acknowledged"
 
-
-async def test_secretary_table_matches_the_migration(database_url: str) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from signaling.db import Base, create_engine, migrate
-
-    engine = create_engine(database_url)
-    try:
-        await migrate(engine)
-        async with engine.connect() as connection:
-            diff = await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
-            )
-            indexes = await connection.run_sync(
-                lambda sync: inspect(sync).get_indexes("secretary_alerts")
-            )
-            count = (
-                await connection.execute(select(func.count()).select_from(SecretaryAlert))
-            ).scalar_one()
-    finally:
-        await engine.dispose()
-    assert count == 0
-    assert [c for c in diff if "secretary_alerts" in repr(c)] == []
-    open_index = [i for i in indexes if i["name"] == "uq_secretary_alerts_open_endpoint"]
-    assert (
-        open_index and open_index[0]["unique"] and open_index[0]["column_names"] == ["endpoint_id"]
-    )
