@@ -8,7 +8,9 @@ dimension numbers and their boxes) are photographed and run through `DocumentPip
   truth). A found page that is wrong and came without a page notice (shadow / unsure) is a
   *silent wrong crop*: a failure. A wrong crop with a notice is told, not silent.
 - **blur message**: on the blurred conditions, the share of frames for which the pipeline
-  raised OUT_OF_FOCUS or MOTION_BLUR; on the sharp ones, the false alarms.
+  raised OUT_OF_FOCUS or MOTION_BLUR; on the sharp ones, the false alarms. Twice: the frame
+  on its own, and after the same page steady and sharp (`bench_scenes.shoot(steady=True)`),
+  as the clerk's camera sees it; the pipeline holds a page to its own recent sharpness.
 - **reading on the track**: the rectified page as the track carries it (pipeline at the
   track's 1536 px long side, fitted onto the track's canvas, turned to follow the page), OCRed
   with tesseract. The VP8 encoding is not in this measurement (the streaming part of the

@@ -24,7 +24,8 @@ Measures the document camera on pages it renders itself (document_camera/synthet
     11 pt text on the track and with remote zoom (the live zoom, zoom.PageZoom), share
     of an A3 plan's 7 pt dimension numbers read on the track and with remote zoom;
 (d) stitching of A2 and A1 sheets in the grid TileGuide plans, --runs runs each;
-(e) blur-message rate on blurred frames and false alarms on sharp ones;
+(e) blur-message rate on blurred frames and false alarms on sharp ones, each frame on its own
+    and after the same page steady and sharp ("in seq");
 (f) zoom latency: agent side (set_region -> the track's first frame showing the region) and,
     as zoom_latency_ms, through the relay to a decoding subscriber (zoom_bench).
 Prints the targets of issue 16 with meets/MISSES. Last line JSON (cer,

@@ -33,16 +33,11 @@ logger = logging.getLogger(__name__)
 VIDEO_CLOCK_RATE = 90_000
 TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 REOPEN_CHANGE = 0.15  # reopen libvpx only when the target moved by more than this share
-# A frame whose `opaque` is this starts a new picture (the expert zoomed or panned).
-SCENE_CUT = "scene_cut"
 
 
 class DetailVp8Encoder(Vp8Encoder):
-    def __init__(self, controller: RateController, *, cpu_used: int = -8,
-                 scene_cut_keyframes: bool = False, max_intra_rate: int = 0) -> None:
+    def __init__(self, controller: RateController, *, cpu_used: int = -8) -> None:
         super().__init__()
-        self.scene_cut_keyframes = scene_cut_keyframes
-        self.max_intra_rate = max_intra_rate
         self.controller = controller
         self.cpu_used = cpu_used
         self._context: av.VideoCodecContext | None = None
@@ -50,7 +45,6 @@ class DetailVp8Encoder(Vp8Encoder):
         self.frames_encoded = 0
         self.bytes_encoded = 0
         self.keyframes = 0
-        self.extra_options: dict[str, str] = {}
 
     # aiortc's sender writes REMB estimates here.
     @property
@@ -63,8 +57,6 @@ class DetailVp8Encoder(Vp8Encoder):
 
     def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         assert isinstance(frame, VideoFrame)
-        if self.scene_cut_keyframes and frame.opaque == SCENE_CUT:
-            force_keyframe = True
         if frame.format.name != "yuv420p":
             frame = frame.reformat(format="yuv420p")
         target = self.controller.target_bitrate
@@ -122,9 +114,8 @@ class DetailVp8Encoder(Vp8Encoder):
             "noise-sensitivity": "0",
             "undershoot-pct": "95",
             "overshoot-pct": "25",
-            "max-intra-rate": str(self.max_intra_rate),
+            "max-intra-rate": "0",  # a key frame of a page may be large; it is rare
         }
-        context.options.update(self.extra_options)
         context.thread_count = max(1, min(4, multiprocessing.cpu_count()))
         context.open()
         self._context = context

@@ -51,6 +51,8 @@ REFERENCE_SECONDS = 10.0
 SAME_PAGE_SIZE_SHARE = 0.10
 SAME_PAGE_CORRELATION = 0.90
 PAGE_LOOK_WIDTH = 48
+# A corner moving less than this share of the page's diagonal between two frames: at rest.
+REST_SHARE = 0.01
 # A blurred result is not reused for a still scene for longer than this many frames: the page
 # that came to rest after moving looks the same in the thumbnail but is sharp again.
 BLUR_RECHECK_FRAMES = 4
@@ -95,6 +97,8 @@ class DocumentPipeline:
         self._page_blur: deque[tuple[float, float]] = deque()
         self._page_size = 0.0
         self._page_look: np.ndarray | None = None
+        self._page_quad: Quad | None = None  # where the reference was measured
+        self._previous_quad: Quad | None = None
         self._reused_blurred = 0
 
     def process(self, frame: Image, *, long_side: int | None = None) -> ProcessedFrame:
@@ -110,6 +114,11 @@ class DocumentPipeline:
         if last is not None and last[1] == long_side and _same_scene(last[0], thumb) and not (
                 blurred and self._reused_blurred >= BLUR_RECHECK_FRAMES):
             self.reused += 1
+            if not blurred and self._page_blur:
+                # Still there and as sharp: the page's reference stays current while it lies
+                # still, so movement after a long look is still told.
+                self._page_blur.append((self._clock(), self._page_blur[-1][1]))
+                self._expire_reference()
             previous = last[2]
             return ProcessedFrame(
                 previous.image, previous.quad, previous.sharpness, previous.in_focus,
@@ -197,7 +206,12 @@ class DocumentPipeline:
     def forget_page(self) -> None:
         """Drop the page's blur reference: the next frame is judged on its own."""
         self._page_blur.clear()
-        self._page_look = None
+        self._page_look = self._page_quad = self._previous_quad = None
+
+    def _expire_reference(self, now: float | None = None) -> None:
+        now = self._clock() if now is None else now
+        while self._page_blur and now - self._page_blur[0][0] > REFERENCE_SECONDS:
+            self._page_blur.popleft()
 
     def _relative_blur(self, blur: Blur | None, quad: Quad | None,
                        page: Image | None) -> Notice | None:
@@ -205,22 +219,27 @@ class DocumentPipeline:
         last REFERENCE_SECONDS (None when it is not, when the absolute limit already told, or
         when there is no reference yet); keeps the page's reference up to date."""
         if blur is None or quad is None or page is None:
-            self._page_blur.clear()
-            self._page_look = None
+            self.forget_page()
             return None
         now = self._clock()
         size = _long_side(quad)
         look = _page_look(page)
-        previous = self._page_look
+        previous, previous_quad = self._page_look, self._previous_quad
         same = (previous is not None and previous.shape == look.shape
                 and abs(size - self._page_size) <= SAME_PAGE_SIZE_SHARE * self._page_size
                 and float((previous * look).mean()) >= SAME_PAGE_CORRELATION)
-        self._page_look = look
-        if not same:
+        self._page_look, self._previous_quad = look, quad.copy()
+        # A page at rest (where it was in the previous frame) somewhere else than where its
+        # reference was measured has been moved and laid down: the tilt and the pixels per
+        # millimetre there are its own, so its reference starts again. While it moves, and
+        # at rest where it was, it is held to its reference (movement blurs; focus drifts).
+        at_rest = previous_quad is not None and _moved(previous_quad, quad) <= REST_SHARE
+        if not same or (at_rest and self._page_quad is not None
+                        and _moved(self._page_quad, quad) > REST_SHARE):
             self._page_blur.clear()
             self._page_size = size
-        while self._page_blur and now - self._page_blur[0][0] > REFERENCE_SECONDS:
-            self._page_blur.popleft()
+            self._page_quad = quad.copy()
+        self._expire_reference(now)
         reference = min((worst for _, worst in self._page_blur), default=None)
         if not blur.in_focus:
             return None  # told by the absolute limit; not a reference either
@@ -247,6 +266,12 @@ class DocumentPipeline:
 def _long_side(quad: Quad) -> float:
     sides = [float(np.hypot(*(quad[(i + 1) % 4] - quad[i]))) for i in range(4)]
     return max(sides[0] + sides[2], sides[1] + sides[3]) / 2
+
+
+def _moved(a: Quad, b: Quad) -> float:
+    """The largest corner move from `a` to `b`, as a share of `a`'s diagonal."""
+    diagonal = float(np.hypot(*(a[2] - a[0])))
+    return float(np.max(np.hypot(*(b - a).T))) / max(diagonal, 1.0)
 
 
 def _page_look(page: Image) -> np.ndarray:

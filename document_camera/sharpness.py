@@ -19,6 +19,10 @@ outline, taking its long side as an A-series 297 mm, A4; a larger sheet is then 
 slightly stricter limit). On synthetic pages (tests/document_camera/test_sharpness.py,
 the bench's blur conditions) sharp pages measure 0.12–0.17 at 1080p (3.2 px/mm) and
 0.19–0.26 at 4K (6.4 px/mm); defocus of σ 1.5 px, 0.22 and 0.35.
+
+That limit cannot tell small blur on every page (sharp plans measure more than text moved by
+3 px), so `pipeline.DocumentPipeline` also holds each page to the sharpest it measured a
+moment before (RELATIVE_RISE there).
 """
 
 from __future__ import annotations

@@ -30,7 +30,6 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.video.frame import VideoFrame
 from numpy.typing import NDArray
 
-from document_camera.encoder import SCENE_CUT
 from document_camera.images import Image
 from document_camera.notices import Notice, NoticeCode
 from document_camera.pipeline import (
@@ -137,8 +136,6 @@ class DocumentTrack(MediaStreamTrack):
         video_frame = await loop.run_in_executor(None, self._produce)
         video_frame.pts = int((time.monotonic() - self._start) * VIDEO_CLOCK_RATE)
         video_frame.time_base = TIME_BASE
-        if changed:
-            video_frame.opaque = SCENE_CUT
         self.status.frame_rate = frame_rate
         self.status.target_bitrate = self.controller.target_bitrate
         self.status.frames_sent += 1

@@ -12,7 +12,7 @@ Events (docs/signaling-events.md, "Kiosk self-test"):
   with one participant that receives audio; the kiosk answers with a peer connection of its own
   and sees whether ICE and DTLS come up. No media needs to flow: it tests the path.
 - `selftest:relay_answer {probe_id, sdp}` → `{}`; `selftest:relay_done {probe_id}` → `{}` (also
-  when the socket goes, and by itself after PROBE_SECONDS).
+  when the socket goes, and by itself after 30 s). The probe itself: signaling/relay_probes.py.
 - `selftest:report {trigger, results: {camera, microphone, speaker, relay}}` (kiosk) →
   `{passed, next_seconds}`; each check is `{status: ok|fail|unknown, code, ms?}`. The office's
   clerks get the push `kiosk:self_test` (the kiosk's view below).
@@ -35,7 +35,7 @@ from sqlalchemy import select
 
 from signaling import relay_probes, rooms
 from signaling.db import utcnow
-from signaling.flow_common import conflict, invalid, iso, not_found
+from signaling.flow_common import conflict, iso, not_found
 from signaling.kiosk_health_models import KioskSelfTest
 from signaling.models import Endpoint, Office
 from signaling.protocol import EventContext, EventModel, Principal, Role, on_event
@@ -45,8 +45,6 @@ log = logging.getLogger(__name__)
 
 CHECKS = ("camera", "microphone", "speaker", "relay")
 PUSH = "kiosk:self_test"
-PROBE_SECONDS = relay_probes.KIOSK.seconds  # a relay probe's room is closed after this at the latest
-PROBE_PARTICIPANT = relay_probes.KIOSK.participant
 
 # What a check can say. `unknown`: the browser cannot tell (e.g. whether sound really comes out
 # of the speaker); it is no failure.
@@ -86,11 +84,6 @@ class Empty(EventModel):
 
 
 # --- the relay probe (signaling/relay_probes.py) -------------------------------------------
-
-# Re-exported for callers that knew them here.
-PROBE_ROOM_PREFIX = relay_probes.KIOSK.prefix
-probe_room_id = relay_probes.probe_room_id
-is_live_probe_room = relay_probes.is_live_probe_room
 
 
 def _probe_of(ctx: EventContext, probe_id: str) -> relay_probes.Probe:

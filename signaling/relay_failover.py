@@ -200,9 +200,10 @@ class RelayFailover:
             except Exception as exc:
                 log.info("rooms of relay node %s not readable: %s", node_id, exc)
                 continue
-            from signaling.kiosk_health import is_live_probe_room
+            from signaling.relay_probes import is_live_probe_room
 
-            # A kiosk's relay self-test room in progress is no leftover (signaling/kiosk_health.py).
+            # A relay probe in progress (kiosk self-test, join page's device check) is no
+            # leftover (signaling/relay_probes.py).
             ids = {room: call_id_of_room(room) for room in open_rooms
                    if not is_live_probe_room(room)}
             wanted = [cid for cid in ids.values() if cid is not None]

@@ -24,12 +24,10 @@ customer's language (`?lang=fi|sv|en`, else Accept-Language) saying why and what
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import hashlib
 import html
 import json
 import logging
-import secrets
 from datetime import datetime
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
@@ -39,9 +37,10 @@ from pydantic import Field
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from signaling import rooms
+from signaling import relay_probes, rooms
 from signaling.db import utcnow
 from signaling.flow_common import (
+    FlowError,
     call_view,
     conflict,
     forbidden,
@@ -91,8 +90,6 @@ PENDING_COOKIE = "etapalvelu_join_identity"
 PAGE = ROOT / "signaling" / "static" / "join" / "index.html"
 LANGUAGES = ("fi", "sv", "en")
 GUEST_NAME = "Etäasiakas"  # the participant's name when the identity step gave none
-PROBE_SECONDS = 20.0  # a device-check relay room is closed after this at the latest
-MAX_PROBES = 20  # device-check rooms open at once in this process
 NO_STORE = {"Cache-Control": "no-store"}
 
 # --- the language of the customer's pages ----------------------------------------------------
@@ -522,77 +519,28 @@ async def identity_callback(request: web.Request) -> web.StreamResponse:
     return response
 
 
-# --- the relay probe of the device check ---------------------------------------------------
-
-_PROBES_KEY = "remote_probes"
+# --- the relay probe of the device check (signaling/relay_probes.py) ----------------------
 
 
-def _probes(services: Services) -> dict[str, tuple[str, str, asyncio.Task[None]]]:
-    """probe id -> (relay node, room id, closing timer); this process's open probes."""
-    found = services.extras.get(_PROBES_KEY)
-    if not isinstance(found, dict):
-        found = {}
-        services.extras[_PROBES_KEY] = found
-    return found
-
-
-async def _close_probe(services: Services, probe_id: str) -> None:
-    entry = _probes(services).pop(probe_id, None)
-    if entry is None:
-        return
-    node, room_id, timer = entry
-    if timer is not asyncio.current_task():
-        timer.cancel()
-    from signaling.calls import close_relay_room
-
-    await close_relay_room(services, node, room_id)
+def _probe_owner(request: web.Request) -> str:
+    """A join link's probes are its own (the link itself is not kept)."""
+    return "join:" + hashlib.sha256(_token(request).encode()).hexdigest()[:32]
 
 
 async def probe_open(request: web.Request) -> web.Response:
     services = services_of(request.app)
     try:
-        await _open(request)
+        opened, _secret = await _open(request)
     except JoinRefused as refusal:
         return _json_refusal(refusal)
-    probes = _probes(services)
-    if len(probes) >= MAX_PROBES:
-        return web.json_response(
-            {"error": {"code": "unavailable", "message": "too many checks at once; try again"}},
-            status=503,
-        )
-    from signaling.relay_placement import router_of
-
-    router = router_of(services)
-    if router is None:
-        return web.json_response(
-            {
-                "error": {
-                    "code": "unavailable",
-                    "reason": "relay_down",
-                    "message": "the media relay is not running",
-                }
-            },
-            status=503,
-        )
-    probe_id = secrets.token_urlsafe(12)
-    room_id = f"probe-{probe_id}"
+    principal = Principal(kind="join", id=opened.token.id, role=Role.CUSTOMER, name="")
     try:
-        node = router.choose(None)
-        relay = await router.client(node)
-        offer = await relay.join(room_id, "probe", publish=["audio"], subscribe=False)
-    except Exception as exc:  # any relay failure (RelayUnavailable among them): 503
-        log.warning("device-check probe could not open: %s", exc)
-        return web.json_response(
-            {"error": {"code": "unavailable", "reason": "relay_down", "message": str(exc)}},
-            status=503,
+        probe = await relay_probes.open_probe(
+            services, relay_probes.JOIN, _probe_owner(request), opened.token.id, principal
         )
-
-    async def expire() -> None:
-        await asyncio.sleep(PROBE_SECONDS)
-        await _close_probe(services, probe_id)
-
-    probes[probe_id] = (node, room_id, asyncio.ensure_future(expire()))
-    return web.json_response({"probe_id": probe_id, "offer": offer}, headers=NO_STORE)
+    except FlowError as exc:  # the relay is down, or too many checks at once
+        return web.json_response({"error": exc.to_ack()["error"]}, status=503)
+    return web.json_response({"probe_id": probe.probe_id, "offer": probe.offer}, headers=NO_STORE)
 
 
 async def _probe_body(request: web.Request, limit: int = 70000) -> dict[str, Any]:
@@ -624,8 +572,8 @@ async def probe_answer(request: web.Request) -> web.Response:
         body = await _probe_body(request)
     except web.HTTPBadRequest as exc:
         return _bad(exc.text or "bad body")
-    entry = _probes(services).get(request.match_info["probe"])
-    if entry is None:
+    probe = relay_probes.find(services, request.match_info["probe"], _probe_owner(request))
+    if probe is None:
         return web.json_response(
             {"error": {"code": "not_found", "message": "no such check (it may have timed out)"}},
             status=404,
@@ -633,24 +581,18 @@ async def probe_answer(request: web.Request) -> web.Response:
     sdp = body.get("sdp")
     if set(body) != {"sdp"} or not isinstance(sdp, str) or not 1 <= len(sdp) <= 60000:
         return _bad("expected {sdp: string of at most 60000 characters}")
-    node, room_id, _timer = entry
-    from signaling.relay_placement import router_of
-
-    router = router_of(services)
     try:
-        assert router is not None
-        relay = await router.client(node)
-        await relay.answer(room_id, "probe", sdp)
-    except Exception as exc:  # a refused SDP is the client's error
-        return _bad(f"the relay refused the answer: {getattr(exc, 'message', exc)}")
+        await relay_probes.answer(services, probe, sdp)
+    except FlowError as exc:  # a refused SDP is the client's error
+        return _bad(exc.message)
     return web.json_response({"ok": True})
 
 
 async def probe_close(request: web.Request) -> web.Response:
     services = services_of(request.app)
-    probe_id = request.match_info["probe"]
-    if probe_id in _probes(services):
-        await _close_probe(services, probe_id)
+    probe = relay_probes.find(services, request.match_info["probe"], _probe_owner(request))
+    if probe is not None:
+        await relay_probes.close_probe(services, probe.probe_id)
     return web.json_response({"ok": True})
 
 
@@ -831,9 +773,7 @@ def setup(app: web.Application, services: Services) -> None:
 
     async def close_probes(_app: web.Application) -> Any:
         yield
-        for probe_id in list(_probes(services)):
-            with contextlib.suppress(Exception):
-                await _close_probe(services, probe_id)
+        await relay_probes.close_all(services)
 
     app.cleanup_ctx.append(close_probes)
 

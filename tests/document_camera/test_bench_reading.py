@@ -28,6 +28,8 @@ def test_a_tiny_run_finds_the_flat_4k_page_and_reads_it() -> None:
     # 10 pt on a flat page seen by a 4K camera is easily read, on the track and zoomed.
     assert cer["track"] < 0.05 and cer["zoom"] < 0.05
     assert summary["blur_message_rate"]["false_alarm"] == 0.0
+    # ...also seen after the same page steady (the sequence the clerk's camera sees).
+    assert summary["blur_message_rate"]["false_alarm_in_sequence"] == 0.0
     assert summary["stitch_success"]["A2"] in ("0/1", "1/1")
     assert any(line.startswith("    flat") and "4k" in line for line in lines)
     assert any("no silent wrong crop" in line for line in lines)

@@ -298,7 +298,7 @@ def test_the_report_parser_takes_only_whole_reports(payload: Any) -> None:
 
 
 def test_the_relay_sweep_leaves_a_probe_in_progress_alone() -> None:
-    from signaling.kiosk_health import is_live_probe_room, probe_room_id
+    from signaling.relay_probes import is_live_probe_room, probe_room_id
 
     room = probe_room_id(7, "abc-def_ghijklmnopqrs", now=1_000_000)
     assert room.startswith("selftest-7-1000000-")

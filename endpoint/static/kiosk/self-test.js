@@ -8,8 +8,9 @@
 //               AudioContext runs and a short quiet tone goes through it to the output. What a
 //               browser cannot know is whether sound really comes out of the loudspeaker (cable,
 //               volume knob): "ok" means the output path works, no more;
-//   relay       a short peer connection to the media relay (`selftest:relay_probe`): ICE and DTLS
-//               must come up within 10 s, as they must for a call.
+//   relay       a short peer connection to the media relay (`selftest:relay_probe`; the shared
+//               /static/common/js/relay-probe.js): ICE and DTLS must come up within 10 s, as
+//               they must for a call.
 // and reports it (`selftest:report`). Nothing is shown to the customer and nothing is blocked: a
 // kiosk with a broken camera still hands out tickets; the clerk's console and the
 // administrator's pages show what failed. A test that falls due during a call waits for its end.
@@ -17,7 +18,7 @@
 //   const selfTest = startSelfTest(socket, { busy: () => Boolean(state.call) });
 //   selfTest.run("manual");  selfTest.last;  selfTest.stop();
 
-import { RelayClient } from "/static/common/js/relay-client.js";
+import { runRelayProbe } from "/static/common/js/relay-probe.js";
 
 const CAMERA_MS = 6000;
 const MICROPHONE_MS = 4000;
@@ -162,38 +163,19 @@ export async function checkSpeaker() {
 
 export async function checkRelay(socket) {
   const started = performance.now();
-  const ms = () => Math.round(performance.now() - started);
-  let probeId = null;
-  const client = new RelayClient({
-    request: async (name, payload) => {
-      if (name === "join") {
-        const ack = await request(socket, "selftest:relay_probe", {});
-        probeId = ack.probe_id;
-        client.iceServers = ack.ice_servers || [];
-        return ack;
-      }
-      if (name === "answer") return request(socket, "selftest:relay_answer", { probe_id: probeId, sdp: payload.sdp });
-      throw new Error(`the relay probe does not ${name}`);
-    },
-  });
   try {
-    const connected = new Promise((resolve, reject) => {
-      client.onconnectionstatechange = (value) => {
-        if (value === "connected") resolve();
-        if (value === "failed" || value === "closed") reject(Object.assign(new Error(value), { code: "relay_failed" }));
-      };
+    const { ms } = await runRelayProbe({
+      open: () => request(socket, "selftest:relay_probe", {}),
+      answer: (probeId, sdp) => request(socket, "selftest:relay_answer", { probe_id: probeId, sdp }),
+      close: (probeId) => request(socket, "selftest:relay_done", { probe_id: probeId }),
+      setupMs: RELAY_MS,
+      connectMs: RELAY_MS,
     });
-    await withTimeout(client.join({}), RELAY_MS, "relay_timeout");
-    if (client.pc.connectionState !== "connected") await withTimeout(connected, RELAY_MS, "relay_timeout");
-    return { status: "ok", code: "ok", ms: ms() };
+    return { status: "ok", code: "ok", ms };
   } catch (error) {
     const code = error.code === "relay_down" ? "relay_down"
       : ["relay_timeout", "relay_failed"].includes(error.code) ? error.code : "relay_error";
-    return { status: "fail", code, ms: ms() };
-  } finally {
-    if (client.pc) client.pc.close();
-    client.closed = true;
-    if (probeId) request(socket, "selftest:relay_done", { probe_id: probeId }).catch(() => {});
+    return { status: "fail", code, ms: Math.round(performance.now() - started) };
   }
 }
 

@@ -16,6 +16,7 @@ import {
 import { connect, request } from "/static/console/js/session.js";
 import { CallMedia } from "/static/console/js/call-media.js";
 import { mountDocumentPanel } from "/static/console/js/documents.js";
+import { runRelayProbe } from "/static/common/js/relay-probe.js";
 import { JOIN_STRINGS } from "./strings.js";
 
 addStrings(JOIN_STRINGS);
@@ -188,65 +189,30 @@ function playTestSound() {
   $("heard-no").hidden = false;
 }
 
-function waitGathering(pc, ms) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    pc.addEventListener("icegatheringstatechange", () => {
-      if (pc.iceGatheringState === "complete") {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-}
-
-function waitConnected(pc, ms) {
-  return new Promise((resolve) => {
-    const done = (ok) => {
-      clearTimeout(timer);
-      resolve(ok);
-    };
-    const timer = setTimeout(() => done(false), ms);
-    pc.addEventListener("connectionstatechange", () => {
-      if (pc.connectionState === "connected") done(true);
-      if (pc.connectionState === "failed") done(false);
-    });
-  });
-}
-
 /** A short connection to the relay with the ICE servers the service hands out: it must
- * reach "connected" over a candidate pair that succeeded. */
+ * reach "connected" over a candidate pair that succeeded (/static/common/js/relay-probe.js). */
 async function probeRelay(iceServers) {
-  const opened = await postJson(`${base}/probe`);
-  if (opened.status !== 200) return false;
-  const { probe_id: probeId, offer } = opened.body;
-  const pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
   try {
-    await pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
-    for (const transceiver of pc.getTransceivers()) transceiver.direction = "inactive";
-    await pc.setLocalDescription(await pc.createAnswer());
-    await waitGathering(pc, 3000);
-    const connected = waitConnected(pc, 8000);
-    const answered = await postJson(`${base}/probe/${probeId}/answer`, { sdp: pc.localDescription.sdp });
-    if (answered.status !== 200) return false;
-    if (!(await connected)) return false;
-    const report = await pc.getStats();
-    let pair = null;
-    report.forEach((item) => {
-      if (item.type === "candidate-pair" && item.state === "succeeded" && (!pair || item.nominated)) pair = item;
+    const { pair } = await runRelayProbe({
+      open: async () => {
+        const opened = await postJson(`${base}/probe`);
+        if (opened.status !== 200) throw Object.assign(new Error("probe refused"), { code: "relay_down" });
+        return opened.body;
+      },
+      answer: async (probeId, sdp) => {
+        const answered = await postJson(`${base}/probe/${probeId}/answer`, { sdp });
+        if (answered.status !== 200) throw new Error("answer refused");
+      },
+      close: (probeId) => postJson(`${base}/probe/${probeId}/close`),
+      iceServers,
+      connectMs: 8000,
     });
     if (!pair) return false;
-    const local = report.get(pair.localCandidateId);
-    const remote = report.get(pair.remoteCandidateId);
-    debug.relayPair = { local: local && local.candidateType, remote: remote && remote.candidateType };
+    debug.relayPair = pair;
     return true;
   } catch (error) {
     console.warn("relay check failed", error);
     return false;
-  } finally {
-    pc.close();
-    postJson(`${base}/probe/${probeId}/close`).catch(() => {});
   }
 }
 
