@@ -83,7 +83,7 @@ async def test_chromium_decodes_the_document_track_at_full_resolution(
     context = await browser.new_context()
     page = await context.new_page()
     await page.goto(bridge.page_url("expert"))
-    await page.wait_for_function("window.joined === true", timeout=20_000)
+    await page.wait_for_function("() => window.joined === true", timeout=20_000)
 
     await page.wait_for_function(
         "(() => { const v = document.getElementById('doccam-3-document');"

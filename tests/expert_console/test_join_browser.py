@@ -51,9 +51,9 @@ async def test_customer_at_home_joins_from_a_phone(browser: Any, live_service: L
 
     # 1. the device and network check
     await page.wait_for_function(
-        "window.__join && window.__join.checksDone === true", timeout=20000
+        "() => window.__join && window.__join.checksDone === true", timeout=20000
     )
-    await page.wait_for_function("window.__join.checks.microphone === 'ok'", timeout=10000)
+    await page.wait_for_function("() => window.__join.checks.microphone === 'ok'", timeout=10000)
     checks = await page.evaluate("window.__join.checks")
     assert {k: checks[k] for k in ("camera", "microphone", "relay", "turn")} == {
         "camera": "ok",
@@ -66,7 +66,7 @@ async def test_customer_at_home_joins_from_a_phone(browser: Any, live_service: L
     await page.click("#heard-yes")
     assert await page.evaluate("window.__join.checks.speaker") == "ok"
     assert await page.inner_text("[data-testid=check-relay]") == "toimii"
-    await page.wait_for_function("document.getElementById('check-video').videoWidth > 0")
+    await page.wait_for_function("() => document.getElementById('check-video').videoWidth > 0")
     await assert_in_viewport(page, ["#check-title", "#language-switcher"], "check")
     await assert_axe_clean(page, "join check")
     await screenshot(page, "join-check-phone")
@@ -80,7 +80,7 @@ async def test_customer_at_home_joins_from_a_phone(browser: Any, live_service: L
     await page.reload()
     await page.wait_for_selector("#view-waiting:not([hidden])")
     await page.wait_for_function(
-        "document.getElementById('waiting-connection').textContent.length > 0"
+        "() => document.getElementById('waiting-connection').textContent.length > 0"
     )
     await page.click("#language-switcher button[lang=sv]")
     assert await page.inner_text("#waiting-title") == "Väntrum"
@@ -105,7 +105,9 @@ async def test_customer_at_home_joins_from_a_phone(browser: Any, live_service: L
     admit = expert.page.locator(f"[data-testid=remote-admit][data-appointment='{appointment_id}']")
     await admit.wait_for(timeout=10000)
     await expert.page.wait_for_function(
-        f"!document.querySelector(\"[data-testid=remote-admit][data-appointment='{appointment_id}']\").disabled"
+        "(id) => !document.querySelector("
+        "`[data-testid=remote-admit][data-appointment='${id}']`).disabled",
+        arg=str(appointment_id),
     )
     await screenshot(expert.page, "join-console-waiting")
     await admit.click()
@@ -119,7 +121,7 @@ async def test_customer_at_home_joins_from_a_phone(browser: Any, live_service: L
     # 5. a document each way; the server holds ciphertext only
     for p in (page, expert.page):
         await p.wait_for_function(
-            "document.querySelectorAll('[data-testid=documents-codes] li').length === 2",
+            "() => document.querySelectorAll('[data-testid=documents-codes] li').length === 2",
             timeout=15000,
         )
     marker = b"KOTOA-LAHETETTY-SALAINEN-" + hashlib.sha256(b"home").hexdigest().encode()

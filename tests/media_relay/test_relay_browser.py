@@ -75,7 +75,7 @@ async def test_two_browsers_exchange_audio_and_video(browser: Any, bridge: Relay
         await page.goto(bridge.page_url(name, **query))
         pages.append(page)
     for page in pages:
-        await page.wait_for_function("window.joined === true", timeout=20_000)
+        await page.wait_for_function("() => window.joined === true", timeout=20_000)
 
     async def decoded(page: Any, other: str) -> tuple[int, int]:
         tracks = await remote_stats(page)

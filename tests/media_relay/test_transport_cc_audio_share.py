@@ -84,7 +84,7 @@ async def test_a_subscribers_remb_caps_video_not_audio_and_video(
 ) -> None:
     page = await (await browser.new_context()).new_page()
     await page.goto(bridge.page_url(PUBLISHER))
-    await page.wait_for_function("window.joined === true", timeout=20_000)
+    await page.wait_for_function("() => window.joined === true", timeout=20_000)
     local = await page.evaluate("window.client.pc.localDescription.sdp")
 
     viewer = Peer(relay, ROOM, "viewer", {})

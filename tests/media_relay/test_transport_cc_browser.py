@@ -134,7 +134,7 @@ async def publish(browser: Any, bridge: ProxiedBridge, name: str = PUBLISHER) ->
     context = await browser.new_context()
     page = await context.new_page()
     await page.goto(bridge.page_url(name))
-    await page.wait_for_function("window.joined === true", timeout=20_000)
+    await page.wait_for_function("() => window.joined === true", timeout=20_000)
     return page
 
 

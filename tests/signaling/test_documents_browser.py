@@ -67,7 +67,7 @@ async def open_host(browser: Any, live: LiveService, call_id: int, auth: dict[st
     params = json.dumps({"auth": auth, "callId": call_id, "role": role})
     await page.set_content(HOST_PAGE.replace("__PARAMS__", params))
     try:
-        await page.wait_for_function("window.ready === true", timeout=15000)
+        await page.wait_for_function("() => window.ready === true", timeout=15000)
     except Exception as exc:
         raise AssertionError(f"panel did not come up: {errors} {console}") from exc
     return page
@@ -81,7 +81,7 @@ async def test_kiosk_to_console_and_back(browser: Any, live_service: LiveService
     expert = await open_host(browser, live_service, call.call_id, {"token": token}, "expert")
     # Both see both safety codes, and each sees the other's code as the other computes it.
     await kiosk.wait_for_function(
-        "document.querySelectorAll('[data-testid=documents-codes] li').length === 2")
+        "() => document.querySelectorAll('[data-testid=documents-codes] li').length === 2")
     kiosk_codes = await kiosk.locator("[data-testid=documents-codes] code").all_text_contents()
     expert_codes = await expert.locator("[data-testid=documents-codes] code").all_text_contents()
     assert sorted(kiosk_codes) == sorted(expert_codes) and kiosk_codes[0] != kiosk_codes[1]
@@ -136,7 +136,7 @@ async def test_disallowed_file_is_refused_at_the_sender(browser: Any,
     token = await live_service.issue_token("kela")
     await open_host(browser, live_service, call.call_id, {"token": token}, "expert")
     await kiosk.wait_for_function(
-        "document.querySelectorAll('[data-testid=documents-codes] li').length === 2")
+        "() => document.querySelectorAll('[data-testid=documents-codes] li').length === 2")
     await kiosk.set_input_files("[data-testid=documents-file]", files=[
         {"name": "ohjelma.exe", "mimeType": "application/pdf", "buffer": b"MZ" + bytes(500)}])
     await kiosk.click("[data-testid=documents-send]")
@@ -174,7 +174,7 @@ async def test_cancel_and_receive_after_reconnect(browser: Any,
     token = await live_service.issue_token("kela")
     expert = await open_host(browser, live_service, call.call_id, {"token": token}, "expert")
     await kiosk.wait_for_function(
-        "document.querySelectorAll('[data-testid=documents-codes] li').length === 2")
+        "() => document.querySelectorAll('[data-testid=documents-codes] li').length === 2")
 
     # Cancel while uploading: the sender stops, the server drops the ciphertext.
     result = await kiosk.evaluate(CANCEL_DURING_UPLOAD)

@@ -118,7 +118,7 @@ async def test_vectors_in_chromium(browser: Any, vector_server: str) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     await page.goto(vector_server + "/")
-    await page.wait_for_function("window.ready === true")
+    await page.wait_for_function("() => window.ready === true")
     names = sorted(p.stem for p in VECTORS.glob("encrypt-*.json"))
     seen = await page.evaluate(RUN_VECTORS, names)
     assert not errors

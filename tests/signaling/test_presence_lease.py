@@ -340,7 +340,13 @@ async def test_starting_process_sweeps_dead_leases(tmp_path: Path, redis_client:
             await redis_client.hset(f"{channel}:proc-sockets:ghost2", mapping={f"user:{kela}": 1})
             took = await wait_db(live.services, "user", kela, False, LEASE_SECONDS * 2 + 3)
             print(f"dead registration swept after {took:.2f} s")
+            # The sweep marks people offline first, then drops the registration: wait for both.
+            for _ in range(100):
+                if not await redis_client.exists(f"{channel}:proc-sockets:ghost2"):
+                    break
+                await asyncio.sleep(0.05)
             assert not await redis_client.exists(f"{channel}:proc-sockets:ghost2")
+            assert "ghost2" not in await redis_client.smembers(f"{channel}:procs")
             assert lost == [("user", kela)]
     finally:
         await drop_channel_keys(redis_client, channel)

@@ -341,7 +341,7 @@ async def test_kiosk_page_and_console_list_the_document_camera(
         ]
         for person, panel, other in panels:
             await person.page.wait_for_function(
-                f"{panel}.channel.peers.has('{stills.participant_id}')", timeout=15000
+                f"() => {panel}.channel.peers.has('{stills.participant_id}')", timeout=15000
             )
             assert await person.page.evaluate(f"{panel}.recipients()") == [other]
             assert await person.page.evaluate(f"{panel}.channel.others()") == [other]
