@@ -944,6 +944,9 @@ async function onSync(ack, ctx, { rejoin = true } = {}) {
     return;
   }
   state.allAuthorities = ack.all_authorities || [];
+  // The appointments form may have been opened before the first sync brought the
+  // authorities: fill it now, or its authority list stays empty.
+  if (state.view === "appointments") fillAppointmentForm();
   state.queues.clear();
   setQueues(ack.queues || []);
   state.unfiled = ack.unfiled_calls || [];
