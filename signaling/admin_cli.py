@@ -10,7 +10,8 @@
 Every command takes `--data-dir`, `--database-url` and `--config` like `serve`. A user or
 kiosk disabled here is disconnected by the running server within `revocation_check_seconds`.
 Other modules add resources through `ADMIN_COMMAND_MODULES` (signaling/features.py):
-`register_admin(admin_subparsers)`; use `leaf_parser(...)` and `run_with_session(...)`.
+`register_admin(admin_subparsers)`; use `resource_parser(...)`, `leaf_parser(...)` and
+`run_with_session(...)`.
 """
 
 from __future__ import annotations
@@ -326,7 +327,9 @@ def _set_enabled(kind: directory.EnablableKind, enabled: bool) -> Callable[[Any]
 # --- parsers ------------------------------------------------------------------------------
 
 
-def _resource(subparsers: Any, name: str, help_text: str) -> Any:
+def resource_parser(subparsers: Any, name: str, help_text: str) -> Any:
+    """`etapalvelu admin NAME ACTION`: the parser of NAME (alone, it prints its help and
+    returns 2); its actions are added with `leaf_parser` on the subparsers returned."""
     parser = subparsers.add_parser(name, help=help_text)
     actions = parser.add_subparsers(dest=f"{name}_action", metavar="ACTION")
     parser.set_defaults(func=lambda _args: _usage(parser))
@@ -347,7 +350,7 @@ def _enable_disable(actions: Any, kind: directory.EnablableKind) -> None:
 
 def register_admin(admin: Any) -> None:
     """Add the directory resources, then those of ADMIN_COMMAND_MODULES."""
-    offices = _resource(admin, "office", "one-stop service offices")
+    offices = resource_parser(admin, "office", "one-stop service offices")
     p = leaf_parser(offices, "add", "add an office")
     p.add_argument("--name", required=True)
     p.add_argument("--municipality", required=True)
@@ -364,7 +367,7 @@ def register_admin(admin: Any) -> None:
     p.set_defaults(func=_office_set_site)
     _enable_disable(offices, "office")
 
-    endpoints = _resource(admin, "endpoint", "kiosk endpoints of offices")
+    endpoints = resource_parser(admin, "endpoint", "kiosk endpoints of offices")
     p = leaf_parser(endpoints, "add", "enrol a kiosk; prints its credential once")
     p.add_argument("--office", required=True, help="office id or exact name")
     p.add_argument("--name", required=True)
@@ -377,7 +380,7 @@ def register_admin(admin: Any) -> None:
     p.set_defaults(func=_endpoint_credential)
     _enable_disable(endpoints, "endpoint")
 
-    users = _resource(admin, "user", "experts, interpreters, clerks and administrators")
+    users = resource_parser(admin, "user", "experts, interpreters, clerks and administrators")
     p = leaf_parser(users, "add", "add a person")
     p.add_argument("--username", required=True)
     p.add_argument("--display-name", required=True)
@@ -397,7 +400,7 @@ def register_admin(admin: Any) -> None:
     p.set_defaults(func=_user_list)
     _enable_disable(users, "user")
 
-    authorities = _resource(admin, "authority", "authorities whose experts serve remotely")
+    authorities = resource_parser(admin, "authority", "authorities whose experts serve remotely")
     p = leaf_parser(authorities, "add", "add an authority")
     p.add_argument("--code", required=True)
     p.add_argument("--name-fi", required=True)

@@ -67,6 +67,45 @@ def normalize_code(text: str) -> str | None:
 
 # --- domain -----------------------------------------------------------------------------------
 
+# The time each way out of BOOKED stamps.
+_LEFT_AT = {
+    AppointmentStatus.CHECKED_IN: "checked_in_at",
+    AppointmentStatus.CANCELLED: "released_at",
+    AppointmentStatus.NO_SHOW: "released_at",
+}
+
+
+async def leave_booked(
+    session: AsyncSession, appointment_id: int, status: AppointmentStatus, now: datetime
+) -> bool:
+    """Move the appointment from BOOKED to `status`, stamping the time, in one conditional
+    UPDATE: of two changes at the same moment only one wins. False when it was no longer
+    booked. The caller commits, or rolls back.
+
+    Cancelled or a no-show, the appointment's interpreter reservation is released in the same
+    transaction, whichever path cancels (staff's `appointment:cancel`, the customer's link or
+    code): his time is free for the next booking at once, and his list says so."""
+    result = await session.execute(
+        update(Appointment)
+        .where(Appointment.id == appointment_id, Appointment.status == AppointmentStatus.BOOKED)
+        .values(status=status.value, **{_LEFT_AT[status]: now})
+        .execution_options(synchronize_session=False)
+    )
+    left = int(getattr(result, "rowcount", 0) or 0) == 1
+    if left and status != AppointmentStatus.CHECKED_IN:
+        from signaling.interpreter_reservations import release
+
+        await release(session, appointment_id, now)
+    return left
+
+
+def is_slot_clash(exc: IntegrityError) -> bool:
+    """Whether the insert broke "one live appointment per expert per start time"
+    (uq_appointments_expert_live_slot, 0010_bookings): PostgreSQL names the index, SQLite
+    the columns."""
+    text = str(exc.orig)
+    return "uq_appointments_expert_live_slot" in text or "expert_id, appointments.starts_at" in text
+
 
 async def book(
     session: AsyncSession,
@@ -128,10 +167,7 @@ async def book(
             await session.commit()
             return appointment
         except IntegrityError as exc:
-            # One live appointment per expert per start time (0010_bookings).
-            if "uq_appointments_expert_live_slot" in str(exc.orig) or (
-                "appointments.expert_id, appointments.starts_at" in str(exc.orig)
-            ):
+            if is_slot_clash(exc):
                 raise conflict("the expert already has an appointment then", "slot_taken") from None
             continue
     raise conflict("could not find a free booking code; try again")
@@ -145,13 +181,7 @@ async def cancel_appointment(
         raise not_found(f"no appointment {appointment_id}")
     if principal.role == Role.EXPERT and appointment.authority_id not in principal.authority_ids:
         raise forbidden("this appointment is with another authority", "other_authority")
-    result = await session.execute(
-        update(Appointment)
-        .where(Appointment.id == appointment_id, Appointment.status == AppointmentStatus.BOOKED)
-        .values(status=AppointmentStatus.CANCELLED.value, released_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if int(getattr(result, "rowcount", 0) or 0) != 1:
+    if not await leave_booked(session, appointment_id, AppointmentStatus.CANCELLED, now):
         await session.rollback()
         raise conflict("the appointment is not open for cancelling", "not_booked")
     await session.commit()
@@ -200,13 +230,7 @@ async def check_in(
 
     await check_appointment_offered(session, appointment.office_id, appointment.authority_id)
     await check_endpoint_free(session, kiosk.id)
-    result = await session.execute(
-        update(Appointment)
-        .where(Appointment.id == appointment.id, Appointment.status == AppointmentStatus.BOOKED)
-        .values(status=AppointmentStatus.CHECKED_IN.value, checked_in_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if int(getattr(result, "rowcount", 0) or 0) != 1:
+    if not await leave_booked(session, appointment.id, AppointmentStatus.CHECKED_IN, now):
         await session.rollback()
         raise conflict("this booking code was already used", "already_checked_in")
     ticket = Ticket(
@@ -254,16 +278,7 @@ async def release_no_shows(
     )
     released = []
     for appointment in due:
-        result = await session.execute(
-            update(Appointment)
-            .where(
-                Appointment.id == appointment.id,
-                Appointment.status == AppointmentStatus.BOOKED,
-            )
-            .values(status=AppointmentStatus.NO_SHOW.value, released_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if int(getattr(result, "rowcount", 0) or 0) == 1:
+        if await leave_booked(session, appointment.id, AppointmentStatus.NO_SHOW, now):
             released.append(appointment)
     await session.commit()
     for appointment in released:
@@ -421,7 +436,12 @@ async def appointment_cancel(ctx: EventContext, data: AppointmentRef) -> dict[st
             session, ctx.principal, data.appointment_id, utcnow()
         )
         view = await appointment_view(session, appointment)
+        from signaling.interpreter_reservations import push_changed, reservation_of
+
+        released = await reservation_of(session, appointment.id)
     await push_appointment(ctx.services, view)
+    # The interpreter whose reservation the cancel released sees his list change.
+    await push_changed(ctx.services, [released.interpreter_id if released else None])
     return {"appointment": view}
 
 

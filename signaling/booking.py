@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from signaling import interpreter_reservations as reservations
-from signaling.appointments import new_code, normalize_code
+from signaling.appointments import is_slot_clash, leave_booked, new_code, normalize_code
 from signaling.booking_models import BookingSlotLength, ExpertAvailability
 from signaling.booking_slots import Booked, Slot, free_slots
 from signaling.flow_common import (
@@ -430,12 +430,6 @@ async def _free_experts_at(
     raise conflict("this time is not free; choose another", "slot_taken")
 
 
-def _is_slot_clash(exc: IntegrityError) -> bool:
-    return "uq_appointments_expert_live_slot" in str(
-        exc.orig
-    ) or "expert_id, appointments.starts_at" in str(exc.orig)
-
-
 async def book_slot(
     session: AsyncSession, request: BookingRequest, now: datetime, rules: BookingRules
 ) -> Booking:
@@ -492,7 +486,7 @@ async def book_slot(
                 await session.rollback()
                 raise
             except IntegrityError as exc:
-                if _is_slot_clash(exc) or await _taken(session, expert_id, slot.starts_at):
+                if is_slot_clash(exc) or await _taken(session, expert_id, slot.starts_at):
                     break  # this expert went to someone else at this moment: try the next
                 continue  # a booking code collision: draw another
     raise conflict("this time was just taken; choose another", "slot_taken")
@@ -531,6 +525,11 @@ async def by_token(session: AsyncSession, token: str) -> Appointment:
         .scalars()
         .first()
     )
+    if found is None:
+        # A later message's link (a reminder, a move): signaling/booking_links.py.
+        from signaling.booking_links import appointment_for
+
+        found = await appointment_for(session, token)
     if found is None:
         raise not_found("no booking for this link", "booking_unknown")
     return found
@@ -574,14 +573,8 @@ def _open_for_change(appointment: Appointment, now: datetime) -> None:
 
 async def cancel_booking(session: AsyncSession, appointment: Appointment, now: datetime) -> None:
     _open_for_change(appointment, now)
-    await reservations.release(session, appointment.id, now)
-    result = await session.execute(
-        update(Appointment)
-        .where(Appointment.id == appointment.id, Appointment.status == AppointmentStatus.BOOKED)
-        .values(status=AppointmentStatus.CANCELLED.value, released_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if int(getattr(result, "rowcount", 0) or 0) != 1:
+    # leave_booked releases the interpreter reservation too (every cancel path does).
+    if not await leave_booked(session, appointment.id, AppointmentStatus.CANCELLED, now):
         await session.rollback()
         raise conflict("this booking can no longer be changed", "not_booked")
     await session.commit()

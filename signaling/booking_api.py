@@ -21,7 +21,9 @@ Administrators: GET /api/booking/availability[?user=ID], PUT /api/booking/availa
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -43,15 +45,16 @@ from signaling.flow_common import (
     parse_time,
 )
 from signaling.interpreter_reservations import push_changed, reservation_of
-from signaling.login_guard import FailureCounter
+from signaling.login_guard import FailureCounter, RedisWindows, Window
 from signaling.models import Office
 from signaling.office_offer import catalogue_of
 from signaling.protocol import ErrorCode, EventContext, EventModel, Principal, Role, on_event
 from signaling.service_hours import HELSINKI
 from signaling.services import Services
 
+log = logging.getLogger(__name__)
+
 BOOK_DIR = pages.ROOT / "signaling" / "static" / "book"
-LIMITER_KEY = web.AppKey("booking_limiter", object)
 # Failed look-ups (wrong code or contact, unknown link) per address per window: guessing.
 LOOKUP_FAILURES = 10
 LOOKUP_WINDOW = 900.0
@@ -146,26 +149,90 @@ async def after_booking(
 
 class PublicLimiter:
     """Requests per address per minute (bookings and changes: a tenth of that), and failed
-    look-ups per address, in this process (the counters of signaling/login_guard.py)."""
+    look-ups per address (guessing codes blocks every request of the address).
+
+    One process (no Redis): the in-memory counters of signaling/login_guard.py decide
+    (`admit_here`, `lookup_failed_here`). Several processes: `use_redis` (signaling/leases.py
+    calls it at start) makes the counters `RedisWindows` under `<prefix>:booking:…`, one budget
+    over every process behind the load balancer, checked and counted in one atomic step. If
+    Redis does not answer, this process's own counters decide (logged), as for logins."""
 
     def __init__(self, per_minute: int, clock: Any = time.monotonic) -> None:
+        self.read_window = Window(per_minute, 60.0)
+        self.write_window = Window(max(1, per_minute // 10), 60.0)
+        self.lookup_window = Window(LOOKUP_FAILURES, LOOKUP_WINDOW)
         self.reads = FailureCounter(per_minute, 60.0, 100_000, clock)
-        self.writes = FailureCounter(max(1, per_minute // 10), 60.0, 100_000, clock)
+        self.writes = FailureCounter(self.write_window.limit, 60.0, 100_000, clock)
         self.lookups = FailureCounter(LOOKUP_FAILURES, LOOKUP_WINDOW, 100_000, clock)
+        self.shared: RedisWindows | None = None
+        self._warned_at = 0.0
 
-    def admit(self, address: str, write: bool) -> None:
+    def use_redis(self, client: Any, prefix: str) -> None:
+        self.shared = RedisWindows(client, prefix)
+
+    def use_memory(self) -> None:
+        self.shared = None
+
+    def _warn(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= 60:
+            self._warned_at = now
+            log.warning("booking limits in Redis failed (%r); this process's counts decide", exc)
+
+    @staticmethod
+    def _refuse() -> Exception:
         from signaling.http_api import ApiError
 
+        return ApiError(ErrorCode.RATE_LIMITED, "too many requests; try again in a minute", 60)
+
+    async def admit(self, address: str, write: bool) -> None:
+        """Count one request of `address`; raises the HTTP 429 error past a limit (over every
+        process when the counters are in Redis)."""
+        shared = self.shared
+        if shared is not None:
+            kind, window = ("writes", self.write_window) if write else ("reads", self.read_window)
+            counters = [
+                (shared.key(f"booking:{kind}", address), window),
+                (shared.key("booking:lookups", address), self.lookup_window),
+            ]
+            try:
+                reached = await shared.hit(counters, check=2, add=1)
+            except Exception as exc:
+                self._warn(exc)
+            else:
+                if reached:
+                    raise self._refuse()
+                # Counted here as well: these decide when Redis stops answering.
+                (self.writes if write else self.reads).add(address)
+                return
+        self.admit_here(address, write)
+
+    async def lookup_failed(self, address: str) -> None:
+        """A wrong code or contact, or an unknown link, from `address`."""
+        self.lookup_failed_here(address)
+        if self.shared is not None:
+            key = self.shared.key("booking:lookups", address)
+            try:
+                await self.shared.hit([(key, self.lookup_window)], check=0, add=1)
+            except Exception as exc:
+                self._warn(exc)
+
+    def admit_here(self, address: str, write: bool) -> None:
+        """`admit` with this process's counters only."""
         counter = self.writes if write else self.reads
         if counter.exceeded(address) or self.lookups.exceeded(address):
-            raise ApiError(ErrorCode.RATE_LIMITED, "too many requests; try again in a minute", 60)
+            raise self._refuse()
         counter.add(address)
+
+    def lookup_failed_here(self, address: str) -> None:
+        self.lookups.add(address)
+
+
+LIMITER_KEY = web.AppKey("booking_limiter", PublicLimiter)
 
 
 def _limiter(request: web.Request) -> PublicLimiter:
-    limiter = request.app[LIMITER_KEY]
-    assert isinstance(limiter, PublicLimiter)
-    return limiter
+    return request.app[LIMITER_KEY]
 
 
 def _address(request: web.Request) -> str:
@@ -197,23 +264,55 @@ def _check_time(value: str) -> str:
     return value
 
 
-class PublicBooking(_Body):
-    office_id: int = Field(gt=0, lt=2**31)
-    authority: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")
+class BookingForm(BaseModel):
+    """A new booking's fields: the customer's `POST /api/public/booking` (PublicBooking) and
+    the staff's `booking:book` (StaffBooking) send the same form."""
+
+    office_id: int = Field(gt=0)
+    authority: str = Field(min_length=1, max_length=32)
     service_type: str = Field(min_length=1, max_length=64)
     language: str = Field(pattern=LANGUAGE_PATTERN)
     starts_at: str = Field(min_length=10, max_length=40)
-    email: str | None = Field(default=None, max_length=254)
-    phone: str | None = Field(default=None, max_length=32)
+    contact_email: str | None = Field(default=None, max_length=254)
+    contact_phone: str | None = Field(default=None, max_length=32)
     message_language: str = Field(default="fi", pattern=r"^(fi|sv|en)$")
     remote: bool = False
     interpreting: str | None = Field(default=None, pattern=LANGUAGE_PATTERN)
 
     _time = field_validator("starts_at")(_check_time)
 
+    def request(
+        self, office_id: int, authority: str | int, via: str, booked_by: int | None = None
+    ) -> BookingRequest:
+        """The form as booking.book_slot takes it, at the office and authority the caller
+        settled on."""
+        return BookingRequest(
+            office_id=office_id,
+            authority=authority,
+            service_type=self.service_type,
+            language=self.language,
+            starts_at=parse_time(self.starts_at),
+            contact_email=self.contact_email,
+            contact_phone=self.contact_phone,
+            message_language=self.message_language,
+            remote=self.remote,
+            interpreting=self.interpreting,
+            via=via,
+            booked_by=booked_by,
+        )
+
+
+class PublicBooking(BookingForm, _Body):
+    # Narrower than the staff's form: ids within the database's integer, lower-case codes.
+    office_id: int = Field(gt=0, lt=2**31)
+    authority: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")
+    # The public body's names for the contact fields.
+    contact_email: str | None = Field(default=None, max_length=254, alias="email")
+    contact_phone: str | None = Field(default=None, max_length=32, alias="phone")
+
     @model_validator(mode="after")
     def _contact(self) -> PublicBooking:
-        if not (self.email or "").strip() and not (self.phone or "").strip():
+        if not (self.contact_email or "").strip() and not (self.contact_phone or "").strip():
             raise ValueError("give an e-mail address or a mobile number")
         return self
 
@@ -263,7 +362,7 @@ def _query_int(
 async def api_offices(request: web.Request) -> web.Response:
     from signaling.http_api import json_ok, services_of
 
-    _limiter(request).admit(_address(request), write=False)
+    await _limiter(request).admit(_address(request), write=False)
     async with services_of(request.app).sessions() as session:
         rows = await session.execute(
             select(Office).where(Office.enabled.is_(True)).order_by(Office.name, Office.id)
@@ -277,7 +376,7 @@ async def api_offices(request: web.Request) -> web.Response:
 async def api_offer(request: web.Request) -> web.Response:
     from signaling.http_api import ApiError, json_ok, services_of
 
-    _limiter(request).admit(_address(request), write=False)
+    await _limiter(request).admit(_address(request), write=False)
     office_id = _query_int(request, "office", 1, 2**31 - 1)
     async with services_of(request.app).sessions() as session:
         office = await session.get(Office, office_id)
@@ -289,7 +388,7 @@ async def api_offer(request: web.Request) -> web.Response:
 async def api_slots(request: web.Request) -> web.Response:
     from signaling.http_api import ApiError, json_ok, services_of
 
-    _limiter(request).admit(_address(request), write=False)
+    await _limiter(request).admit(_address(request), write=False)
     office_id = _query_int(request, "office", 1, 2**31 - 1)
     days = _query_int(request, "days", 1, booking.MAX_SLOT_DAYS, 7)
     authority = request.query.get("authority", "")
@@ -321,26 +420,14 @@ async def api_slots(request: web.Request) -> web.Response:
 async def api_book(request: web.Request) -> web.Response:
     from signaling.http_api import json_ok, read_json, services_of
 
-    _limiter(request).admit(_address(request), write=True)
+    await _limiter(request).admit(_address(request), write=True)
     body = await read_json(request, PublicBooking)
     services = services_of(request.app)
     try:
         async with services.sessions() as session:
             made = await booking.book_slot(
                 session,
-                BookingRequest(
-                    office_id=body.office_id,
-                    authority=body.authority,
-                    service_type=body.service_type,
-                    language=body.language,
-                    starts_at=parse_time(body.starts_at),
-                    contact_email=body.email,
-                    contact_phone=body.phone,
-                    message_language=body.message_language,
-                    remote=body.remote,
-                    interpreting=body.interpreting,
-                    via="customer",
-                ),
+                body.request(body.office_id, body.authority, via="customer"),
                 utcnow(),
                 rules_of(services),
             )
@@ -361,54 +448,65 @@ async def _find(request: web.Request, body: Credentials) -> Any:
             assert body.code is not None and body.contact is not None
             return await booking.by_code(session, body.code, body.contact)
         except FlowError as exc:
-            _limiter(request).lookups.add(_address(request))
+            await _limiter(request).lookup_failed(_address(request))
             raise _api_error(exc) from None
 
 
 async def api_lookup(request: web.Request) -> web.Response:
     from signaling.http_api import json_ok, read_json, services_of
 
-    _limiter(request).admit(_address(request), write=False)
+    await _limiter(request).admit(_address(request), write=False)
     body = await read_json(request, Credentials)
     appointment = await _find(request, body)
     async with services_of(request.app).sessions() as session:
         return json_ok(booking=await booking.booking_view(session, appointment))
 
 
-async def api_cancel(request: web.Request) -> web.Response:
-    from signaling.http_api import json_ok, read_json, services_of
+async def _change_booking(
+    request: web.Request,
+    body: Credentials,
+    change: Callable[[Any, Any], Awaitable[None]],
+    kind: str,
+) -> web.Response:
+    """Cancel or move the booking the body's link or code finds: `change(session, appointment)`
+    does it; then the customer's `kind` message and the consoles' update (after_booking)."""
+    from signaling.http_api import json_ok, services_of
 
-    _limiter(request).admit(_address(request), write=True)
-    body = await read_json(request, Credentials)
     appointment = await _find(request, body)
     services = services_of(request.app)
     try:
         async with services.sessions() as session:
             appointment = await session.merge(appointment)
-            await booking.cancel_booking(session, appointment, utcnow())
+            await change(session, appointment)
     except FlowError as exc:
         raise _api_error(exc) from None
-    views = await after_booking(services, appointment.id, "cancelled", None)
+    views = await after_booking(services, appointment.id, kind, None)
     return json_ok(booking=views["customer"])
+
+
+async def api_cancel(request: web.Request) -> web.Response:
+    from signaling.http_api import read_json
+
+    await _limiter(request).admit(_address(request), write=True)
+    body = await read_json(request, Credentials)
+
+    async def cancel(session: Any, appointment: Any) -> None:
+        await booking.cancel_booking(session, appointment, utcnow())
+
+    return await _change_booking(request, body, cancel, "cancelled")
 
 
 async def api_rebook(request: web.Request) -> web.Response:
-    from signaling.http_api import json_ok, read_json, services_of
+    from signaling.http_api import read_json, services_of
 
-    _limiter(request).admit(_address(request), write=True)
+    await _limiter(request).admit(_address(request), write=True)
     body = await read_json(request, Rebook)
-    appointment = await _find(request, body)
-    services = services_of(request.app)
-    try:
-        async with services.sessions() as session:
-            appointment = await session.merge(appointment)
-            await booking.rebook(
-                session, appointment, parse_time(body.starts_at), utcnow(), rules_of(services)
-            )
-    except FlowError as exc:
-        raise _api_error(exc) from None
-    views = await after_booking(services, appointment.id, "rebooked", None)
-    return json_ok(booking=views["customer"])
+    rules = rules_of(services_of(request.app))
+
+    async def move(session: Any, appointment: Any) -> None:
+        await booking.rebook(session, appointment, parse_time(body.starts_at), utcnow(), rules)
+
+    return await _change_booking(request, body, move, "rebooked")
 
 
 async def book_page(_request: web.Request) -> web.StreamResponse:
@@ -528,19 +626,8 @@ class SlotsPayload(EventModel):
     interpreting: str | None = Field(default=None, pattern=LANGUAGE_PATTERN)
 
 
-class StaffBooking(EventModel):
-    office_id: int = Field(gt=0)
-    authority: str = Field(min_length=1, max_length=32)
-    service_type: str = Field(min_length=1, max_length=64)
-    language: str = Field(pattern=LANGUAGE_PATTERN)
-    starts_at: str = Field(min_length=10, max_length=40)
-    contact_email: str | None = Field(default=None, max_length=254)
-    contact_phone: str | None = Field(default=None, max_length=32)
-    message_language: str = Field(default="fi", pattern=r"^(fi|sv|en)$")
-    remote: bool = False
-    interpreting: str | None = Field(default=None, pattern=LANGUAGE_PATTERN)
-
-    _time = field_validator("starts_at")(_check_time)
+class StaffBooking(BookingForm, EventModel):
+    """`booking:book`: the form of BookingForm, under the event payloads' rules."""
 
 
 class AvailabilityPayload(EventModel):
@@ -604,22 +691,10 @@ async def booking_book(ctx: EventContext, data: StaffBooking) -> dict[str, Any]:
         authority = await booking.find_authority(session, data.authority)
         if principal.role == Role.EXPERT and authority.id not in principal.authority_ids:
             raise forbidden("you may book only for your own authority", "other_authority")
+        via = {Role.CLERK: "secretary", Role.EXPERT: "expert"}.get(principal.role, "admin")
         made = await booking.book_slot(
             session,
-            BookingRequest(
-                office_id=office_id,
-                authority=authority.id,
-                service_type=data.service_type,
-                language=data.language,
-                starts_at=parse_time(data.starts_at),
-                contact_email=data.contact_email,
-                contact_phone=data.contact_phone,
-                message_language=data.message_language,
-                remote=data.remote,
-                interpreting=data.interpreting,
-                via={Role.CLERK: "secretary", Role.EXPERT: "expert"}.get(principal.role, "admin"),
-                booked_by=principal.id,
-            ),
+            data.request(office_id, authority.id, via, booked_by=principal.id),
             utcnow(),
             rules_of(services),
         )
@@ -654,7 +729,10 @@ async def availability_set(ctx: EventContext, data: AvailabilityPayload) -> dict
 
 
 def setup(app: web.Application, services: Services) -> None:
-    app[LIMITER_KEY] = PublicLimiter(services.settings.booking_rate_per_minute)
+    limiter = PublicLimiter(services.settings.booking_rate_per_minute)
+    app[LIMITER_KEY] = limiter
+    # signaling/leases.py moves the counters to Redis when it starts (several processes).
+    services.extras["booking_limiter"] = limiter
     app.router.add_get("/book", book_page)
     app.router.add_get("/booking/{token}", book_page)
     app.router.add_get("/static/book/{path:.+}", book_static)

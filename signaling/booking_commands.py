@@ -18,7 +18,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from signaling.admin_cli import leaf_parser, run_with_session
+from signaling.admin_cli import leaf_parser, resource_parser, run_with_session
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -166,11 +166,9 @@ def _slots(args: argparse.Namespace) -> int:
 
 
 def register_admin(admin: Any) -> None:
-    availability = admin.add_parser(
-        "availability", help="when experts take booked appointments (weekly hours)"
+    actions = resource_parser(
+        admin, "availability", "when experts take booked appointments (weekly hours)"
     )
-    actions = availability.add_subparsers(dest="availability_action", metavar="ACTION")
-    availability.set_defaults(func=lambda _args: (availability.print_help(), 2)[1])
     p = leaf_parser(actions, "set", "replace an expert's weekly availability for an authority")
     p.add_argument("--user", required=True, help="the expert's id or username")
     p.add_argument("--authority", required=True, help="authority code, e.g. kela")
@@ -186,9 +184,7 @@ def register_admin(admin: Any) -> None:
     p.add_argument("--authority", required=True)
     p.set_defaults(func=_availability_clear)
 
-    bookings = admin.add_parser("booking", help="booking: slot lengths, free slots")
-    actions = bookings.add_subparsers(dest="booking_action", metavar="ACTION")
-    bookings.set_defaults(func=lambda _args: (bookings.print_help(), 2)[1])
+    actions = resource_parser(admin, "booking", "booking: slot lengths, free slots")
     p = leaf_parser(actions, "slot-length", "an authority's slot length")
     p.add_argument("--authority", required=True)
     p.add_argument("--minutes", type=int, help="5 to 480")

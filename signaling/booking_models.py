@@ -1,7 +1,8 @@
 """Tables of booking (issue 17): when experts take booked appointments, the slot length of each
 authority, and the outbox of confirmations and reminders. Created by
 `signaling/migrations/versions/0010_bookings.py` (which also adds the booking columns of
-`appointments`, see `flow_models.Appointment`); keep the two in step.
+`appointments`, see `flow_models.Appointment`); keep the two in step. The manage links of later
+messages (`booking_links`) come with 0017_booking_links.
 """
 
 from __future__ import annotations
@@ -79,3 +80,18 @@ class BookingMessage(Base):
     last_error: Mapped[str | None] = mapped_column(String(300), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class BookingLink(Base):
+    """A manage link `/booking/<token>` handed out in a message after the booking's own (a
+    reminder, a move): only the token's SHA-256, as for the booking's first token
+    (`appointments.manage_token_hash`). Issued and looked up by signaling/booking_links.py;
+    created by `signaling/migrations/versions/0017_booking_links.py`."""
+
+    __tablename__ = "booking_links"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(
+        ForeignKey("appointments.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

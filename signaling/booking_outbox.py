@@ -10,7 +10,8 @@ row. A failed send is logged and tried again later (1, 2, 4 … minutes), at mos
 
 The confirmation carries the manage link `/booking/<token>`: the token is kept in the row only
 until that message is sent (or given up), then erased; the appointment keeps only its hash.
-Reminders carry the booking code and the /book address instead.
+Later messages (reminders, a move) carry a manage link too, with a fresh token each, of which
+only the hash is kept (signaling/booking_links.py); and the booking code.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from signaling import booking_links
 from signaling.booking_models import BookingMessage
 from signaling.db import utcnow
 from signaling.flow_common import service_types_for
@@ -191,6 +193,25 @@ async def join_link(
     return f"{services.settings.base_url}{path}?lang={language}"
 
 
+async def manage_link(
+    services: Services,
+    session: AsyncSession,
+    message: BookingMessage,
+    appointment: Appointment,
+    kind: str,
+) -> str | None:
+    """The message's `/booking/<token>` link: the booking's own token in its confirmation, a
+    fresh one (signaling/booking_links.py) in every later message but the cancellation."""
+    if message.link_token:
+        token = message.link_token
+    elif kind == "cancelled" or appointment.status != AppointmentStatus.BOOKED:
+        return None
+    else:
+        token = await booking_links.issue(session, appointment.id, utcnow())
+        await session.commit()  # the link works before the message arrives
+    return f"{services.settings.base_url}/booking/{token}"
+
+
 async def _compose(
     services: Services, session: AsyncSession, message: BookingMessage, appointment: Appointment
 ) -> tuple[texts.Message, bytes]:
@@ -207,8 +228,8 @@ async def _compose(
         appointment.service_type,
     )
     base = services.settings.base_url
-    manage_url = f"{base}/booking/{message.link_token}" if message.link_token else None
     kind = "reminder" if message.kind.startswith("reminder") else message.kind
+    manage_url = await manage_link(services, session, message, appointment, kind)
     join_url = await join_link(services, session, appointment) if kind != "cancelled" else None
     office_name = office.name if office else ""
     rendered = texts.render(

@@ -60,6 +60,7 @@ from signaling.flow_models import (
     ParticipantRole,
     RequestStatus,
     Ticket,
+    TicketKind,
     TicketStatus,
 )
 from signaling.models import Endpoint, User
@@ -134,61 +135,82 @@ async def active_call_of_endpoint(session: AsyncSession, endpoint_id: int) -> Ca
     return row.scalars().first()
 
 
+@dataclass(frozen=True)
+class HomeCustomer:
+    """The customer at home an expert admits to a call of his remote appointment
+    (signaling/remote_customer.py): his guest id, the name his participant row shows, and
+    since when he waited."""
+
+    guest_id: int
+    name: str
+    waiting_since: datetime
+
+
 async def create_call(
     session: AsyncSession,
-    ticket: Ticket,
+    source: Ticket | Appointment,
     expert: User,
     now: datetime,
     relay_node: str = "local",
+    *,
+    home: HomeCustomer | None = None,
 ) -> Call:
-    """The call for a ticket the expert has just claimed (the caller commits), placed on
-    `relay_node` (signaling/relay_placement.py)."""
+    """The call for a ticket the expert has just claimed, or for the remote appointment whose
+    customer at home (`home`) he admits; the caller commits. Placed on `relay_node`
+    (signaling/relay_placement.py). Its participants are the expert and the customer (the
+    ticket's kiosk, or the customer at home); the appointment, if any, is served."""
+    # (kind, principal id, role, name) of each participant row
+    people: list[tuple[str, int, ParticipantRole, str]] = []
+    if isinstance(source, Ticket):
+        ticket: Ticket | None = source
+        appointment_id, kind, queued_at = source.appointment_id, source.kind, source.queued_at
+        if source.endpoint_id is not None:
+            endpoint = await session.get(Endpoint, source.endpoint_id)
+            name = endpoint.name if endpoint else ""
+            people.append(("endpoint", source.endpoint_id, ParticipantRole.CUSTOMER, name))
+    else:
+        if home is None:
+            raise ValueError(f"appointment {source.id}: a call needs its customer at home")
+        ticket = None
+        appointment_id, kind = source.id, TicketKind.APPOINTMENT.value
+        queued_at = home.waiting_since
+        people.append(("guest", home.guest_id, ParticipantRole.CUSTOMER, home.name))
+    people.append(("user", expert.id, ParticipantRole.EXPERT, expert.display_name))
     call = Call(
         room_id="",
         relay_node=relay_node,
         relay_epoch=0,
         status=CallStatus.ACTIVE.value,
-        authority_id=ticket.authority_id,
-        office_id=ticket.office_id,
-        endpoint_id=ticket.endpoint_id,
+        authority_id=source.authority_id,
+        office_id=source.office_id,
+        endpoint_id=ticket.endpoint_id if ticket is not None else None,
         expert_id=expert.id,
-        ticket_id=ticket.id,
-        appointment_id=ticket.appointment_id,
-        kind=ticket.kind,
-        language=ticket.language,
-        queued_at=ticket.queued_at,
+        ticket_id=ticket.id if ticket is not None else None,
+        appointment_id=appointment_id,
+        kind=kind,
+        language=source.language,
+        queued_at=queued_at,
         started_at=now,
     )
     session.add(call)
     await session.flush()
     call.room_id = relay_room_id(call.id)
-    ticket.call_id = call.id
-    if ticket.endpoint_id is not None:
-        endpoint = await session.get(Endpoint, ticket.endpoint_id)
+    if ticket is not None:
+        ticket.call_id = call.id
+    for who, ident, role, name in people:
         session.add(
             CallParticipant(
                 call_id=call.id,
-                participant_id=participant_id_for("endpoint", ticket.endpoint_id, "customer"),
-                kind="endpoint",
-                principal_id=ticket.endpoint_id,
-                role=ParticipantRole.CUSTOMER.value,
-                name=endpoint.name if endpoint else "",
+                participant_id=participant_id_for(who, ident, role),
+                kind=who,
+                principal_id=ident,
+                role=role.value,
+                name=name,
                 added_at=now,
             )
         )
-    session.add(
-        CallParticipant(
-            call_id=call.id,
-            participant_id=participant_id_for("user", expert.id, "expert"),
-            kind="user",
-            principal_id=expert.id,
-            role=ParticipantRole.EXPERT.value,
-            name=expert.display_name,
-            added_at=now,
-        )
-    )
-    if ticket.appointment_id is not None:
-        appointment = await session.get(Appointment, ticket.appointment_id)
+    if appointment_id is not None:
+        appointment = await session.get(Appointment, appointment_id)
         if appointment is not None:
             appointment.status = AppointmentStatus.SERVED.value
     await session.flush()
@@ -270,7 +292,7 @@ async def participant_for(
                 "only the call's own kiosk has a document camera in it", "not_participant"
             )
         pid = participant_id_for("endpoint", principal.id, ParticipantRole.DOCUMENT_CAMERA)
-        row = await _participant(session, call.id, pid)
+        row = await participant_row(session, call.id, pid)
         if row is None:
             if not create:
                 raise forbidden("the document camera has not joined the call", "not_joined")
@@ -287,10 +309,14 @@ async def participant_for(
             await session.flush()
         return row
     pid = participant_id_for(principal.kind, principal.id, "")
-    row = await _participant(session, call.id, pid)
+    row = await participant_row(session, call.id, pid)
     if row is None:
         raise forbidden(f"you are not a participant of call {call.id}", "not_participant")
     if row.left_at is not None:
+        # An interpreter back needs a new request; a customer at home back in the waiting
+        # room, the expert's admission (signaling/remote_customer.py).
+        if row.kind == "guest":
+            raise conflict("you are in the waiting room; the expert lets you in again", "left")
         raise conflict("you left this call; a new interpreter request is needed", "left")
     return row
 
@@ -299,11 +325,13 @@ async def _is_the_calls_kiosk(session: AsyncSession, call: Call, endpoint_id: in
     """Whether this endpoint is the call's kiosk: the call's endpoint and its customer row."""
     if call.endpoint_id is None or call.endpoint_id != endpoint_id:
         return False
-    customer = await _participant(session, call.id, participant_id_for("endpoint", endpoint_id, ""))
+    pid = participant_id_for("endpoint", endpoint_id, "")
+    customer = await participant_row(session, call.id, pid)
     return customer is not None and customer.role == ParticipantRole.CUSTOMER
 
 
-async def _participant(session: AsyncSession, call_id: int, pid: str) -> CallParticipant | None:
+async def participant_row(session: AsyncSession, call_id: int, pid: str) -> CallParticipant | None:
+    """The participant row `pid` of the call, fresh from the database, or None."""
     row = await session.execute(
         select(CallParticipant)
         .where(CallParticipant.call_id == call_id, CallParticipant.participant_id == pid)
@@ -630,6 +658,8 @@ async def finish_call(
         targets.append(rooms.endpoint(call.endpoint_id))
     if call.expert_id is not None:
         targets.append(rooms.user(call.expert_id))
+    # A customer at home back in the waiting room is not in the call's room any more.
+    targets += [rooms.guest(p["id"]) for p in view["participants"] if p["kind"] == "guest"]
     await sio.emit("call:ended", payload, room=targets)
     if withdrawn:
         from signaling.interpreters import push_withdrawn
@@ -724,7 +754,7 @@ async def join_call(ctx: EventContext, data: JoinPayload) -> dict[str, Any]:
         current = await load_call(session, call.id)
         still_active = current.status == CallStatus.ACTIVE
         if still_active:
-            row = await _participant(session, call.id, pid)
+            row = await participant_row(session, call.id, pid)
             if row is not None:
                 row.connected = True
                 row.disconnected_at = None
@@ -762,7 +792,7 @@ async def _joined(ctx: EventContext, call_id: int) -> tuple[Call, CallParticipan
         sessions = call_sessions(ctx.services)
         for (cid, pid), sid in sessions.by_participant.items():
             if cid == call.id and sid == ctx.sid:
-                row = await _participant(session, call.id, pid)
+                row = await participant_row(session, call.id, pid)
                 if row is not None:
                     return call, row
         raise conflict("join the call first (call:join)", "not_joined")

@@ -16,6 +16,10 @@ Event (docs/signaling-events.md, "Chat"):
   `user-<id>` (`clerk_member`), so the others seal their messages to him as well; he is never a
   recipient of documents (`documents:offer` refuses him, `chat_only`). `chat:leave {call_id}`
   (or his socket going) withdraws his keys, and the others stop sealing to him.
+- `chat:history {call_id, envelope}` → `{id}`: a page of the chat so far, sealed by one who
+  holds it to one person whose call key is new (a reloaded page, a late interpreter, the clerk
+  opening the chat); he gets the push `chat:history {call_id, sender, envelope}` alone. The
+  server relays it and keeps nothing (below, "History").
 - `chat:transcript {call_id, sha256, size, messages}` (the call's expert): the SHA-256 of the
   transcript he built in his browser goes into the call's service record (`chat_transcript`,
   `transcript_field`), signed with the rest; the transcript itself never reaches the server.
@@ -121,6 +125,78 @@ async def send_message(ctx: EventContext, data: ChatSend) -> dict[str, Any]:
             "envelope": data.envelope.model_dump(),
         },
         room=documents_room(data.call_id),
+        skip_sid=ctx.sid,
+    )
+    return {"id": data.envelope.id}
+
+
+# --- history for a new key ---------------------------------------------------------------------
+#
+# A page that reloads makes a new call key and has lost the chat; an interpreter or the clerk
+# who comes later never had it. The messages cannot be sealed to him again by their senders
+# alone (a reloaded expert's own messages are gone with his old key, and a sender may have
+# left), and the server cannot help: it holds no key, and ciphertext kept for the call's
+# duration would be sealed to keys that are gone. So the people who hold the chat send it to
+# the new key, sealed end to end (docs/document-protocol.md §8, "History"), and the server
+# stores nothing, during the call or after.
+#
+# Who answers: every holder, and the new key de-duplicates by message id. Not the kiosk
+# alone, though it is there all call: it reloads too (then it is the one in need), a customer
+# at home has no kiosk, and with every holder answering a page that misattributes a message
+# disagrees with the others' copies, which the receiver shows (a single forwarder would be
+# believed blindly). A call has a handful of people, so the copies cost little.
+
+# A page's sealed body is at most 32 KiB (chat.js packs messages into pages): its base64url
+# ciphertext fits in one event under max_message_bytes (64 KiB by default).
+MAX_HISTORY_CIPHERTEXT_CHARS = 44_000
+
+
+class HistoryEnvelope(Envelope):
+    """The §8 envelope of a history page: a larger body, sealed to one person."""
+
+    ct: Annotated[
+        Binary, StringConstraints(min_length=22, max_length=MAX_HISTORY_CIPHERTEXT_CHARS)
+    ]
+    # sealed to one person only: the one whose key is new
+    keys: dict[str, Annotated[Binary, StringConstraints(min_length=80, max_length=80)]] = Field(
+        min_length=1, max_length=1
+    )
+
+
+class ChatHistory(EventModel):
+    call_id: int = Field(gt=0)
+    envelope: HistoryEnvelope
+
+
+@on_event(
+    "chat:history", ChatHistory,
+    roles={Role.ENDPOINT, Role.EXPERT, Role.INTERPRETER, Role.CUSTOMER, Role.CLERK},
+)
+async def send_history(ctx: EventContext, data: ChatHistory) -> dict[str, Any]:
+    """Relay a sealed page of the chat's history to the one person it is sealed to."""
+    [recipient] = data.envelope.keys
+    if not PARTICIPANT_ID.match(recipient):
+        raise invalid("the recipient is not a participant id", "bad_recipient")
+    member = await _member(ctx, data.call_id)
+    if is_device(member.role):
+        raise forbidden("a device does not chat", "device")
+    if recipient == member.participant_id:
+        raise invalid("a history page is not sealed to its own sender", "bad_recipient")
+    async with ctx.services.sessions() as session:
+        roles = set((await session.scalars(select(DocumentCallKey.role).where(
+            DocumentCallKey.call_id == data.call_id,
+            DocumentCallKey.participant_id == recipient,
+        ))).all())
+    if not roles or any(is_device(role) for role in roles):
+        raise invalid(f"{recipient} holds no chat key in call {data.call_id}", "bad_recipient")
+    await ctx.services.sio.emit(
+        "chat:history",
+        {
+            "call_id": data.call_id,
+            "sender": member.participant_id,
+            "envelope": data.envelope.model_dump(),
+        },
+        room=participant_room(data.call_id, recipient),
         skip_sid=ctx.sid,
     )
     return {"id": data.envelope.id}

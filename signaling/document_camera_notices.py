@@ -19,7 +19,7 @@ from document_camera.notices import Notice, NoticeCode
 from signaling import rooms
 from signaling.calls import load_call, participant_for
 from signaling.flow_common import conflict
-from signaling.flow_models import CallStatus
+from signaling.flow_models import Call, CallStatus
 from signaling.protocol import EventContext, EventModel, Role, on_event
 
 NOTICE_PUSH = "document_camera:notice"
@@ -31,15 +31,21 @@ class CameraNotice(EventModel):
     detail: str = Field(default="", max_length=200)
 
 
-@on_event("document_camera:notice", CameraNotice, roles={Role.ENDPOINT})
-async def camera_notice(ctx: EventContext, data: CameraNotice) -> dict[str, Any]:
+async def camera_call(ctx: EventContext, call_id: int) -> Call:
+    """The active call whose joined document camera this kiosk speaks for (its notices, its
+    stitching progress); refused otherwise: `call_ended`, `not_participant`, `not_joined`."""
     async with ctx.services.sessions() as session:
-        call = await load_call(session, data.call_id)
+        call = await load_call(session, call_id)
         if call.status != CallStatus.ACTIVE:
             raise conflict(f"call {call.id} has ended", "call_ended")
         await participant_for(session, call, ctx.principal, "document_camera")
-        office_id = call.office_id
+    return call
+
+
+@on_event("document_camera:notice", CameraNotice, roles={Role.ENDPOINT})
+async def camera_notice(ctx: EventContext, data: CameraNotice) -> dict[str, Any]:
+    call = await camera_call(ctx, data.call_id)
     notice = Notice(NoticeCode(data.code), data.detail)
     payload = {"call_id": call.id, **notice.to_dict()}
-    await ctx.services.sio.emit(NOTICE_PUSH, payload, room=rooms.office(office_id))
+    await ctx.services.sio.emit(NOTICE_PUSH, payload, room=rooms.office(call.office_id))
     return {"sent": True}

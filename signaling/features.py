@@ -26,6 +26,7 @@ FEATURE_MODULES: list[str] = [
     "signaling.document_camera_notices",
     "signaling.call_preview",
     "signaling.interpreters",
+    "signaling.interpreter_reservations",
     "signaling.service_log",
     "signaling.statistics",
     "signaling.documents",

@@ -270,6 +270,10 @@ class InterpreterRequest(Base):
     # JSON lists of user ids: who was alerted, who declined.
     alerted: Mapped[str] = mapped_column(Text, default="[]")
     declined: Mapped[str] = mapped_column(Text, default="[]")
+    # When a ring that alerted the reserved interpreter alone is widened to every interpreter
+    # of the language (signaling/interpreter_reservations.py); None once widened, or with no
+    # head start. In the database so that any process's sweep widens it (once).
+    widen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
 
 
 class ServiceLogEntry(Base):

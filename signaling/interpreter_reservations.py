@@ -4,7 +4,10 @@ A booking with an interpreting need (`appointments.interpreting`: fse, fss, ara,
 one interpreter who covers the language for the booked slot; the interpreter sees his
 reservations (`interpreter:reservations`), and when the booked call starts the ring alerts him
 first (signaling/interpreters.py `open_needed_ring`), everyone else only when he declines or
-does not answer within `RESERVED_FIRST_SECONDS`.
+does not answer within `RESERVED_FIRST_SECONDS`. That deadline is the ring's `widen_at` in the
+database, widened by the opening process's timer or, if that process is gone, by the sweep every
+process runs (`widen_due`), claimed with a conditional UPDATE so the ring widens once
+(migration 0015_shared_flow_state).
 
 **No double reservation, in the database.** A reservation covers the 5-minute cells of its
 slot (`interpreter_reservation_cells`, primary key interpreter + cell start, the slot rounded
@@ -14,16 +17,21 @@ when none is left gets `conflict` reason `no_interpreter`. The same with one pro
 and with many on PostgreSQL. Interpreters have no weekly availability of their own: an enabled
 interpreter of the language is reservable at any time he has no other reservation.
 
-Cancelling releases the reservation (its cells are deleted, the row keeps `released_at`);
-rebooking moves it, keeping the interpreter when he is free at the new time. An appointment
-that stops being live by another path (cancelled by staff, no-show) has its cells purged the
-next time someone reserves over them. Migration: 0014_interpreter_reservations.
+Cancelling releases the reservation at once (its cells are deleted, the row keeps
+`released_at`), whichever way: `appointments.leave_booked`, the one way out of BOOKED, releases
+it for a cancel (staff's `appointment:cancel`, the customer's link or code) and a no-show, and
+closing an office releases those of its appointments. Rebooking moves it, keeping the
+interpreter when he is free at the new time. Cells of an appointment no longer live that are
+still held (written before this rule) are purged the next time someone reserves over them.
+Migration: 0014_interpreter_reservations.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,10 +51,15 @@ from signaling.models import Authority, Office, User, UserLanguage, UserRole
 from signaling.protocol import EventContext, EventModel, Role, on_event
 from signaling.services import Services
 
+log = logging.getLogger(__name__)
+
 CELL = timedelta(minutes=5)
 LIVE = (AppointmentStatus.BOOKED.value, AppointmentStatus.CHECKED_IN.value)
 # How long the reserved interpreter alone is alerted when the booked call starts.
 RESERVED_FIRST_SECONDS = 30.0
+# How often every process looks for rings whose head start is over (a backstop for the timer of
+# the process that opened the ring: how late a ring widens when that process is gone).
+WIDEN_SWEEP_SECONDS = 1.0
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -379,25 +392,102 @@ async def interpreter_reservations(ctx: EventContext, data: ReservationsPayload)
 
 
 # --- the ring of a booked call: the reserved interpreter first ---------------------------------
+#
+# The deadline is the ring's `widen_at` (signaling/flow_models.py `InterpreterRequest`), set by
+# signaling/interpreters.py `open_needed_ring`. The process that opened the ring widens it on
+# time with a timer of its own; every process sweeps for due rings every
+# `WIDEN_SWEEP_SECONDS`, so a ring still widens when that process died or lost its timer.
+# Whoever widens first claims the ring with a conditional UPDATE (`widen_at` due → NULL): the
+# others' UPDATE matches nothing, and the ring widens once.
 
-_pending: set[asyncio.Task[None]] = set()
+
+class WidenTimers:
+    """This process's timers of rings it opened (the database holds the deadlines)."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def cancel(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        self.tasks.clear()
+
+
+def _timers(services: Services) -> WidenTimers:
+    found = services.extras.get("ring_widen_timers")
+    if not isinstance(found, WidenTimers):
+        found = WidenTimers()
+        services.extras["ring_widen_timers"] = found
+    return found
 
 
 def widen_later(services: Services, request_id: int, delay: float | None = None) -> None:
-    """After `delay` seconds, alert everyone else if the reserved interpreter has not taken it."""
+    """Widen the ring at its deadline (`RESERVED_FIRST_SECONDS`, or `delay`) if the reserved
+    interpreter has not taken it and no other process widened it meanwhile."""
 
     async def later() -> None:
         await asyncio.sleep(RESERVED_FIRST_SECONDS if delay is None else delay)
-        await widen_ring(services, request_id)
+        await widen_if_due(services, request_id)
 
+    timers = _timers(services)
     task = asyncio.get_running_loop().create_task(later())
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
+    timers.tasks.add(task)
+    task.add_done_callback(timers.tasks.discard)
+
+
+async def claim_widening(services: Services, request_id: int, now: datetime) -> bool:
+    """Take the ring's due deadline (committed); True for exactly one caller."""
+    from signaling.flow_models import InterpreterRequest, RequestStatus
+
+    async with services.sessions() as session:
+        result = await session.execute(
+            update(InterpreterRequest)
+            .where(
+                InterpreterRequest.id == request_id,
+                InterpreterRequest.status == RequestStatus.RINGING.value,
+                InterpreterRequest.widen_at.is_not(None),
+                InterpreterRequest.widen_at <= now,
+            )
+            .values(widen_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+async def widen_if_due(services: Services, request_id: int, now: datetime | None = None) -> bool:
+    """Widen one ring whose deadline has passed, unless someone else claimed it first."""
+    if not await claim_widening(services, request_id, now or utcnow()):
+        return False
+    await widen_ring(services, request_id)
+    return True
+
+
+async def widen_due(services: Services, now: datetime | None = None) -> list[int]:
+    """One sweep: widen every ringing request whose deadline has passed (any process may run
+    it at any time). Returns the requests this call widened."""
+    from signaling.flow_models import InterpreterRequest, RequestStatus
+
+    now = now or utcnow()
+    async with services.sessions() as session:
+        due = list(
+            (
+                await session.execute(
+                    select(InterpreterRequest.id)
+                    .where(
+                        InterpreterRequest.widen_at <= now,
+                        InterpreterRequest.status == RequestStatus.RINGING.value,
+                    )
+                    .order_by(InterpreterRequest.widen_at, InterpreterRequest.id)
+                )
+            ).scalars()
+        )
+    return [request_id for request_id in due if await widen_if_due(services, request_id, now)]
 
 
 async def widen_ring(services: Services, request_id: int) -> list[int]:
     """Alert the other available interpreters of a still ringing request (committed); returns
-    who was added."""
+    who was added. Widening clears the ring's deadline."""
     from signaling.flow_common import dump_ids, load_ids, request_view
     from signaling.flow_models import InterpreterRequest, RequestStatus
     from signaling.interpreters import _online_users, available_interpreters, push_request_update
@@ -406,14 +496,30 @@ async def widen_ring(services: Services, request_id: int) -> list[int]:
         request = await session.get(InterpreterRequest, request_id)
         if request is None or request.status != RequestStatus.RINGING:
             return []
-        alerted = load_ids(request.alerted)
+        before = request.alerted
+        alerted = load_ids(before)
         declined = set(load_ids(request.declined))
         found = await available_interpreters(session, request.language, _online_users(services))
         added = [u.id for u in found if u.id not in alerted and u.id not in declined]
         if not added:
             return []
-        request.alerted = dump_ids([*alerted, *added])
+        # On the list as read: of two processes widening at once (a decline here, the sweep
+        # there), one adds and alerts; the other's UPDATE matches nothing.
+        result = await session.execute(
+            update(InterpreterRequest)
+            .where(
+                InterpreterRequest.id == request_id,
+                InterpreterRequest.status == RequestStatus.RINGING.value,
+                InterpreterRequest.alerted == before,
+            )
+            .values(alerted=dump_ids([*alerted, *added]), widen_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        if int(getattr(result, "rowcount", 0) or 0) != 1:
+            await session.rollback()
+            return []
         await session.commit()
+        await session.refresh(request)
         view = await request_view(session, request)
         still = len([u for u in [*alerted, *added] if u not in declined])
     await services.sio.emit(
@@ -421,6 +527,31 @@ async def widen_ring(services: Services, request_id: int) -> list[int]:
     )
     await push_request_update(services, request_id, alerted=still)
     return added
+
+
+async def run_widen_sweep(services: Services, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await widen_due(services)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("interpreter ring widening sweep failed")
+
+
+def setup(app: Any, services: Services) -> None:
+    async def sweeper(_app: Any) -> AsyncIterator[None]:
+        # Runs after the migration (signaling.app._lifecycle comes first).
+        task = asyncio.ensure_future(run_widen_sweep(services, WIDEN_SWEEP_SECONDS))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        # This process's timers go with it; the sweep of the others takes over their rings.
+        _timers(services).cancel()
+
+    app.cleanup_ctx.append(sweeper)
 
 
 __all__ = [
@@ -433,5 +564,7 @@ __all__ = [
     "reserve",
     "reserved_interpreter",
     "slots_with_interpreter",
+    "widen_due",
+    "widen_later",
     "widen_ring",
 ]

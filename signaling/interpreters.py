@@ -7,7 +7,7 @@ withdrawn. An interpreter who leaves (`call:leave`) does not end the call.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import Field
@@ -408,6 +408,13 @@ async def open_needed_ring(services: Services, call_id: int) -> tuple[int, list[
             requested_by_name=expert.display_name if expert is not None else "",
             alerted=dump_ids(alerted),
             declined="[]",
+            # The deadline is kept with the ring: any process's sweep widens it if this
+            # process's timer never fires.
+            widen_at=(
+                now + timedelta(seconds=reservations.RESERVED_FIRST_SECONDS)
+                if reserved_first
+                else None
+            ),
         )
         session.add(request)
         await session.commit()

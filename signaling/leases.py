@@ -16,15 +16,18 @@ and the process id is in the set `<redis_channel>:procs`.
   INCR + PEXPIRE), in addition to the per-socket bucket of signaling/dispatch.py.
 - When a lease expires (the process was killed, or its host lost), a sweeper marks that
   process's people and kiosks offline in the database, unless another live process holds a
-  socket of theirs, pushes `presence:changed`, and deletes the registration. Every process
+  socket of theirs, pushes `presence:changed`, runs the lost hooks (customers at home too),
+  and deletes the registration. Every process
   looks for dead leases every quarter lease; only the holder of `<redis_channel>:lease-sweeper`
   (`SET NX PX`) sweeps. A starting process sweeps at once, and when no other process holds a
   lease it marks everyone disconnected (as a lone process without Redis does).
 - A process whose own lease lapsed (a stalled event loop, Redis restarted) writes its
   registration again at the next heartbeat and marks its people online again.
 
-If Redis fails, connects and events are let through on this process's own counts (logged):
-socket.io itself needs Redis to reach other processes, so the deployment is degraded anyway.
+While the leases run, the rate limits in `SHARED_LIMITS` count in Redis too (one budget over
+every process). If Redis fails, connects and events are let through on this process's own
+counts (logged): socket.io itself needs Redis to reach other processes, so the deployment is
+degraded anyway.
 The Lua scripts touch keys they compute, so a standalone Redis (or a single-slot setup) is
 required, not Redis Cluster.
 """
@@ -97,6 +100,10 @@ return 0
 """
 
 LostHook = Callable[[Services, str, int], Awaitable[None]]
+# Rate limits whose counters move to Redis while the leases run (`use_redis(client, prefix)`,
+# `use_memory()`), so that one budget holds over every process: login failures
+# (signaling/login_guard.py) and the public booking pages (signaling/booking_api.py).
+SHARED_LIMITS = ("login_guard", "booking_limiter")
 
 
 def field_of(kind: str, ident: int) -> str:
@@ -105,7 +112,9 @@ def field_of(kind: str, ident: int) -> str:
 
 def parse_field(value: str) -> PrincipalKey | None:
     kind, _, ident = value.partition(":")
-    if kind not in ("user", "endpoint") or not ident.isdigit():
+    # "guest": the customer at home (no presence of his own; the lost hooks tell his call and
+    # the experts waiting for him).
+    if kind not in ("user", "endpoint", "guest") or not ident.isdigit():
         return None
     return (kind, int(ident))
 
@@ -175,10 +184,10 @@ class ProcessLeases:
         self._unregister = self.redis.register_script(UNREGISTER_SCRIPT)
         self._count = self.redis.register_script(COUNT_SCRIPT)
         self._release = self.redis.register_script(RELEASE_SCRIPT)
-        guard = self.services.extras.get("login_guard")
-        if guard is not None and hasattr(guard, "use_redis"):
-            # Login failure limits over every process (signaling/login_guard.py).
-            guard.use_redis(self.redis, self.prefix)
+        for name in SHARED_LIMITS:
+            limits = self.services.extras.get(name)
+            if limits is not None and hasattr(limits, "use_redis"):
+                limits.use_redis(self.redis, self.prefix)
         await self._heartbeat()
         await self.sweep(starting=True)
         self.tasks = [
@@ -196,9 +205,10 @@ class ProcessLeases:
         self.tasks = []
         if self.redis is None:
             return
-        guard = self.services.extras.get("login_guard")
-        if guard is not None and hasattr(guard, "use_memory"):
-            guard.use_memory()
+        for name in SHARED_LIMITS:
+            limits = self.services.extras.get(name)
+            if limits is not None and hasattr(limits, "use_memory"):
+                limits.use_memory()
         try:
             # A clean stop is swept at once (its sockets are gone) rather than at lease expiry.
             await self.redis.delete(self.lease_key(self.process_id))

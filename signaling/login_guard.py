@@ -24,11 +24,15 @@ answer's timing does not tell whether an account exists.
 **Several processes.** With `use_redis(client, prefix)` the failure counters live in Redis
 (`RedisFailures`): one sorted set per key (`<prefix>:login:{pair,addr,user}:<sha256>`), the
 newest `limit` failure times within the window, timed by the Redis server clock, expiring with
-the window; checking and recording are one Lua script each, so concurrent logins on several
-processes see each other's failures at once. Callers use the async `admit` / `record_failure`
-(the sync `check` / `failed` are the one-process, in-memory path). If Redis does not answer,
-this process's own counters decide (logged). The hashing capacity stays per process (it
-protects this process's CPU).
+the window; checking and recording are one Lua script run each, so concurrent logins on
+several processes see each other's failures at once. Callers use the async `admit` /
+`record_failure` (the sync `check` / `failed` are the one-process, in-memory path). If Redis
+does not answer, this process's own counters decide (logged). The hashing capacity stays per
+process (it protects this process's CPU).
+
+`RedisWindows` is that mechanism on its own — sliding-window counters in Redis, some checked
+and some counted into in one atomic step — and the public booking pages' per-address request
+limits (signaling/booking_api.py `PublicLimiter`) count with it too.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -109,25 +113,35 @@ class Limits:
     max_keys: int = 100_000
 
 
-# KEYS: the three counters. ARGV: limit and window (ms) of each. Returns 0, or 1/2/3: which
-# limit (pair, address, username) is reached.
-_CHECK = """
+@dataclass(frozen=True)
+class Window:
+    """At most `limit` events per `seconds` (a sliding window)."""
+
+    limit: int
+    seconds: float
+
+    @property
+    def ms(self) -> int:
+        return max(1, int(self.seconds * 1000))
+
+
+# KEYS: sorted sets of event times. ARGV[1]: how many of the first keys to check; ARGV[2]: how
+# many of the first keys to count this event into when none of the checked ones is at its
+# limit; ARGV[3]: a unique member for this event; then limit and window (ms) of each key.
+# Returns 0, or the 1-based index of the first checked key at its limit (nothing counted then).
+# Timed by the Redis server's clock, so the processes' clocks do not matter.
+_WINDOWS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 1, 3 do
-  local limit, window = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+local check, add = tonumber(ARGV[1]), tonumber(ARGV[2])
+for i = 1, check do
+  local limit, window = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
   if redis.call('ZCARD', KEYS[i]) >= limit then return i end
 end
-return 0
-"""
-# KEYS as above; ARGV: limits and windows, then a unique member for this failure.
-_RECORD = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 1, 3 do
-  local limit, window = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
-  redis.call('ZADD', KEYS[i], now, ARGV[7])
+for i = 1, add do
+  local limit, window = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
+  redis.call('ZADD', KEYS[i], now, ARGV[3])
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
   redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -(limit + 1))
   redis.call('PEXPIRE', KEYS[i], window)
@@ -146,40 +160,61 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
 
 
+class RedisWindows:
+    """Sliding-window counters in Redis, shared by every process that uses the same `prefix`.
+
+    A counter is a sorted set `<prefix>:<kind>:<sha256 of its parts>` (nothing readable in
+    Redis) holding the newest `limit` event times within its window, expiring with it. `hit`
+    checks some counters and counts into some in one Lua script run, so two processes cannot
+    both let the last allowed event through."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self._script = client.register_script(_WINDOWS)
+
+    def key(self, kind: str, *parts: str) -> str:
+        return f"{self.prefix}:{kind}:{_digest(*parts)}"
+
+    async def hit(self, counters: Sequence[tuple[str, Window]], *, check: int, add: int) -> int:
+        """Check the first `check` counters; when none is at its limit, count one event into
+        the first `add`. Returns 0, or the 1-based index of the counter at its limit."""
+        if not 0 <= check <= len(counters) or not 0 <= add <= len(counters):
+            raise ValueError("check and add count counters that were given")
+        member = f"{time.time():.6f}:{secrets.token_hex(6)}"
+        args: list[int | str] = [check, add, member]
+        for _key, window in counters:
+            args += [window.limit, window.ms]
+        return int(await self._script(keys=[key for key, _ in counters], args=args))
+
+
 class RedisFailures:
     """The three failure counters of `LoginGuard` in Redis, shared by every process."""
 
     def __init__(self, client: Any, prefix: str, limits: Limits) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.limits = limits
-        self._check = client.register_script(_CHECK)
-        self._record = client.register_script(_RECORD)
+        self.windows = RedisWindows(client, prefix)
+        self.limits = lim = limits
+        self._windows = (
+            Window(lim.per_pair, lim.window),
+            Window(lim.per_address, lim.window),
+            Window(lim.per_username, lim.username_window),
+        )
 
     def keys(self, address: str, username: str) -> list[str]:
         return [
-            f"{self.prefix}:login:pair:{_digest(address, username)}",
-            f"{self.prefix}:login:addr:{_digest(address)}",
-            f"{self.prefix}:login:user:{_digest(username)}",
+            self.windows.key("login:pair", address, username),
+            self.windows.key("login:addr", address),
+            self.windows.key("login:user", username),
         ]
 
-    def _args(self) -> list[int]:
-        lim = self.limits
-        return [
-            lim.per_pair,
-            int(lim.window * 1000),
-            lim.per_address,
-            int(lim.window * 1000),
-            lim.per_username,
-            int(lim.username_window * 1000),
-        ]
+    def _counters(self, address: str, username: str) -> list[tuple[str, Window]]:
+        return list(zip(self.keys(address, username), self._windows, strict=True))
 
     async def reached(self, address: str, username: str) -> int:
-        return int(await self._check(keys=self.keys(address, username), args=self._args()))
+        return await self.windows.hit(self._counters(address, username), check=3, add=0)
 
     async def add(self, address: str, username: str) -> None:
-        member = f"{time.time():.6f}:{secrets.token_hex(6)}"
-        await self._record(keys=self.keys(address, username), args=[*self._args(), member])
+        await self.windows.hit(self._counters(address, username), check=0, add=3)
 
 
 class LoginGuard:
@@ -287,4 +322,6 @@ __all__ = [
     "LoginGuard",
     "LoginRefused",
     "RedisFailures",
+    "RedisWindows",
+    "Window",
 ]

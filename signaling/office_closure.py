@@ -8,7 +8,8 @@ waits for a customer who cannot be served:
 
 - waiting tickets are cancelled (the experts' lines drop them);
 - booked and checked-in appointments are cancelled (the administrator is told how many, to
-  contact the customers; booking at a disabled office is already refused);
+  contact the customers; booking at a disabled office is already refused) and their
+  interpreter reservations released;
 - active calls at the office end with the reason `office_disabled`, which the expert's
   console shows like any other end of call.
 
@@ -47,6 +48,8 @@ class OfficeClosure:
     ended_calls: list[int] = field(default_factory=list)
     # ringing interpreter requests withdrawn, per ended call
     withdrawn: dict[int, list[int]] = field(default_factory=dict)
+    # interpreters whose reservations for the cancelled appointments were released
+    released_interpreters: set[int] = field(default_factory=set)
     authorities: set[int] = field(default_factory=set)
 
     def summary(self) -> dict[str, int]:
@@ -100,6 +103,14 @@ async def close_office_records(
             .values(status=AppointmentStatus.CANCELLED.value, released_at=now)
             .execution_options(synchronize_session=False)
         )
+        # As every other cancel (appointments.leave_booked, which covers only BOOKED ones):
+        # the interpreters reserved for them are free at once.
+        from signaling.interpreter_reservations import release
+
+        for appointment_id in closure.cancelled_appointments:
+            interpreter_id = await release(session, appointment_id, now)
+            if interpreter_id is not None:
+                closure.released_interpreters.add(interpreter_id)
     calls = (
         await session.execute(
             select(Call).where(Call.office_id == office_id, Call.status == CallStatus.ACTIVE)
@@ -130,6 +141,9 @@ async def close_office(services: Services, office_id: int) -> tuple[OfficeClosur
         await finish_call(services, call_id, closure.withdrawn[call_id], END_REASON)
     for authority_id in closure.authorities:
         await publish_queue_change(services, authority_id)
+    from signaling.interpreter_reservations import push_changed
+
+    await push_changed(services, closure.released_interpreters)
     return closure, disconnected
 
 

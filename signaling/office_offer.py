@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -551,6 +551,33 @@ def _office_id(request: web.Request) -> int:
         raise ApiError(ErrorCode.NOT_FOUND, "no such office") from None
 
 
+BodyT = TypeVar("BodyT", bound=_Body)
+
+
+async def _put_office(
+    request: web.Request,
+    schema: type[BodyT],
+    change: Callable[[AsyncSession, Office, BodyT], Awaitable[dict[str, Any]]],
+    announce: bool,
+) -> web.Response:
+    """An administrator's PUT on the office `{id}`: `change` makes it, commits and gives the
+    new state (`item`). `announce`: what the office's kiosks offer changed, they sync again."""
+    from signaling.http_api import json_ok, read_json, require_principal, services_of
+
+    services = services_of(request.app)
+    await require_principal(request, {Role.ADMIN})
+    body = await read_json(request, schema)
+    try:
+        async with services.sessions() as session:
+            office = await find_office_id(session, _office_id(request))
+            item = await change(session, office, body)
+    except OfferError as exc:
+        raise _api_error(exc) from None
+    if announce:
+        await announce_offer(services, office.id)
+    return json_ok(item=item)
+
+
 async def api_office_offer(request: web.Request) -> web.Response:
     """GET: the office's catalogue and every authority's hours there."""
     from signaling.http_api import json_ok, require_principal, services_of
@@ -616,62 +643,43 @@ async def api_delete_hours(request: web.Request) -> web.Response:
 
 
 async def api_put_catalogue(request: web.Request) -> web.Response:
-    from signaling.http_api import json_ok, read_json, require_principal, services_of
+    async def change(session: AsyncSession, office: Office, body: CatalogueBody) -> dict[str, Any]:
+        if body.authorities:
+            await set_catalogue(session, office, body.authorities, body.languages)
+        else:
+            if body.languages:
+                raise OfferError("invalid", "languages need the authorities they are for")
+            await clear_catalogue(session, office.id)
+        await session.commit()
+        return await catalogue_dict(session, office)
 
-    services = services_of(request.app)
-    await require_principal(request, {Role.ADMIN})
-    body = await read_json(request, CatalogueBody)
-    try:
-        async with services.sessions() as session:
-            office = await find_office_id(session, _office_id(request))
-            if body.authorities:
-                await set_catalogue(session, office, body.authorities, body.languages)
-            else:
-                if body.languages:
-                    raise OfferError("invalid", "languages need the authorities they are for")
-                await clear_catalogue(session, office.id)
-            await session.commit()
-            item = await catalogue_dict(session, office)
-    except OfferError as exc:
-        raise _api_error(exc) from None
-    await announce_offer(services, office.id)
-    return json_ok(item=item)
+    return await _put_office(request, CatalogueBody, change, announce=True)
 
 
 async def api_put_office_municipality(request: web.Request) -> web.Response:
     from signaling import directory
-    from signaling.http_api import json_ok, read_json, require_principal, services_of
 
-    services = services_of(request.app)
-    await require_principal(request, {Role.ADMIN})
-    body = await read_json(request, MunicipalityBody)
-    try:
-        async with services.sessions() as session:
-            office = await find_office_id(session, _office_id(request))
-            await set_office_municipality(session, office, body.municipality or "")
-            await session.commit()
-            item = directory.office_dict(office)
-    except OfferError as exc:
-        raise _api_error(exc) from None
-    return json_ok(item=item)
+    async def change(
+        session: AsyncSession, office: Office, body: MunicipalityBody
+    ) -> dict[str, Any]:
+        await set_office_municipality(session, office, body.municipality or "")
+        await session.commit()
+        return directory.office_dict(office)
+
+    return await _put_office(request, MunicipalityBody, change, announce=False)
 
 
 async def api_put_desk_services(request: web.Request) -> web.Response:
     """PUT: the desk services the office's clerks may record (`services: []` = global list)."""
-    from signaling.http_api import json_ok, read_json, require_principal, services_of
 
-    services = services_of(request.app)
-    await require_principal(request, {Role.ADMIN})
-    body = await read_json(request, DeskServicesBody)
-    try:
-        async with services.sessions() as session:
-            office = await find_office_id(session, _office_id(request))
-            await set_desk_services(session, office, body.services)
-            await session.commit()
-            item = await desk_services_dict(session, office.id)
-    except OfferError as exc:
-        raise _api_error(exc) from None
-    return json_ok(item=item)
+    async def change(
+        session: AsyncSession, office: Office, body: DeskServicesBody
+    ) -> dict[str, Any]:
+        await set_desk_services(session, office, body.services)
+        await session.commit()
+        return await desk_services_dict(session, office.id)
+
+    return await _put_office(request, DeskServicesBody, change, announce=False)
 
 
 async def api_put_user_municipality(request: web.Request) -> web.Response:

@@ -24,7 +24,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from signaling.admin_cli import leaf_parser, run_with_session
+from signaling.admin_cli import leaf_parser, resource_parser, run_with_session
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -241,9 +241,7 @@ def _desk_show(args: argparse.Namespace, clear: bool = False) -> int:
 
 
 def register_admin(admin: Any) -> None:
-    hours = admin.add_parser("hours", help="service hours of an authority at an office")
-    actions = hours.add_subparsers(dest="hours_action", metavar="ACTION")
-    hours.set_defaults(func=lambda _args: (hours.print_help(), 2)[1])
+    actions = resource_parser(admin, "hours", "service hours of an authority at an office")
     p = leaf_parser(actions, "set", "replace an authority's hours at an office")
     p.add_argument("--office", required=True, help="office id or exact name")
     p.add_argument("--authority", required=True, help="authority code, e.g. kela")
@@ -267,9 +265,7 @@ def register_admin(admin: Any) -> None:
     p.add_argument("--authority", required=True)
     p.set_defaults(func=_hours_clear)
 
-    catalogue = admin.add_parser("catalogue", help="the authorities an office offers")
-    actions = catalogue.add_subparsers(dest="catalogue_action", metavar="ACTION")
-    catalogue.set_defaults(func=lambda _args: (catalogue.print_help(), 2)[1])
+    actions = resource_parser(admin, "catalogue", "the authorities an office offers")
     p = leaf_parser(actions, "set", "the office offers exactly these authorities")
     p.add_argument("--office", required=True)
     p.add_argument("--authorities", required=True, help="codes, comma-separated: kela,vero")
@@ -284,11 +280,9 @@ def register_admin(admin: Any) -> None:
     p.add_argument("--office", required=True)
     p.set_defaults(func=_catalogue_clear)
 
-    municipality = admin.add_parser(
-        "municipality", help="municipalities of offices and of municipal experts"
+    actions = resource_parser(
+        admin, "municipality", "municipalities of offices and of municipal experts"
     )
-    actions = municipality.add_subparsers(dest="municipality_action", metavar="ACTION")
-    municipality.set_defaults(func=lambda _args: (municipality.print_help(), 2)[1])
     p = leaf_parser(actions, "office", "set an office's municipality")
     p.add_argument("--office", required=True)
     p.add_argument("name")
@@ -298,9 +292,7 @@ def register_admin(admin: Any) -> None:
     p.add_argument("name", nargs="?", default="")
     p.set_defaults(func=_municipality_user)
 
-    desk = admin.add_parser("desk-services", help="the desk services an office's clerks record")
-    actions = desk.add_subparsers(dest="desk_action", metavar="ACTION")
-    desk.set_defaults(func=lambda _args: (desk.print_help(), 2)[1])
+    actions = resource_parser(admin, "desk-services", "the desk services an office's clerks record")
     p = leaf_parser(actions, "set", "the office's clerks record exactly these desk services")
     p.add_argument("--office", required=True)
     p.add_argument(

@@ -15,8 +15,14 @@ page it opens (signaling/static/join/) runs in a phone or laptop browser:
    role `customer`, with rights only in his own call;
 4. **admission**: the expert sees him in his console (`remote:list`, pushes `remote:waiting`)
    and admits him (`remote:admit`): a call is made with the expert and this customer, the
-   expert gets `call:started`, the customer `remote:admitted`;
-5. **the call**: `call:join` etc. as the kiosk's, documents both ways and chat.
+   expert gets `call:started`, the customer `remote:admitted`. Who waits is in the database;
+   whether his page is open (`online`) is the process leases' socket registry in Redis
+   (`guest_online`), so an expert on any signaling process sees the same;
+5. **the call**: `call:join` etc. as the kiosk's, documents both ways and chat. The browser
+   tab in the call holds its seat ("The seat" below): a reconnect or a reload of it goes on in
+   the call (`remote:state`, his `flow:sync`); when he drops out (the tab closed, the call
+   left, his media gone), the link opened again brings him back to the waiting room, the
+   expert sees him waiting again (`returning`) and lets him into the same call.
 
 An unknown, expired, too early or already used link answers HTTP 410 with a page in the
 customer's language (`?lang=fi|sv|en`, else Accept-Language) saying why and what to do.
@@ -25,29 +31,31 @@ customer's language (`?lang=fi|sv|en`, else Accept-Language) saying why and what
 from __future__ import annotations
 
 import hashlib
+import hmac
 import html
 import json
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import StrEnum
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 from aiohttp import web
 from pydantic import Field
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from signaling import relay_probes, rooms
 from signaling.db import utcnow
 from signaling.flow_common import (
     FlowError,
+    call_room,
     call_view,
     conflict,
     forbidden,
     iso,
     not_found,
     participant_id_for,
-    relay_room_id,
     user_name,
 )
 from signaling.flow_models import (
@@ -56,11 +64,11 @@ from signaling.flow_models import (
     Call,
     CallParticipant,
     CallStatus,
+    GoneReason,
     ParticipantRole,
-    TicketKind,
 )
 from signaling.http_api import services_of
-from signaling.identity import AuthenticationError, SocketIdentity
+from signaling.identity import AuthenticationError, SocketIdentity, new_secret, sha256_hex
 from signaling.join_identity import (
     IdentityError,
     decode_pending,
@@ -69,6 +77,7 @@ from signaling.join_identity import (
 )
 from signaling.join_tokens import (
     JoinRefused,
+    Opened,
     Refusal,
     appointment_end,
     consume,
@@ -76,6 +85,7 @@ from signaling.join_tokens import (
     open_link,
     plausible_token,
 )
+from signaling.leases import leases_of
 from signaling.models import Authority, Office, User
 from signaling.pages import ROOT, safe_join
 from signaling.protocol import EventContext, EventModel, Principal, Role, on_event
@@ -292,22 +302,44 @@ async def appointment_for_customer(
 
 
 async def guest_state(session: AsyncSession, guest: RemoteGuest) -> dict[str, Any]:
+    """Where the customer is: "waiting" (also `returning`: he dropped out of his call, which
+    goes on, and waits to be let in again), "call" (admitted), or "ended"."""
     appointment = await session.get(Appointment, guest.appointment_id)
     assert appointment is not None
     call = await session.get(Call, guest.call_id) if guest.call_id else None
     phase = "waiting"
-    if call is not None:
-        phase = "call" if call.status == CallStatus.ACTIVE else "ended"
+    if call is not None and call.status != CallStatus.ACTIVE:
+        phase = "ended"
+    elif call is not None and guest.admitted_at is not None:
+        phase = "call"
     return {
         "phase": phase,
         "appointment": await appointment_for_customer(session, appointment),
         "call": await call_view(session, call) if call is not None else None,
         "identified": bool(guest.identity_subject),
+        "returning": call is not None and phase == "waiting",
     }
 
 
+async def guest_online(services: Services, guest_id: int) -> bool:
+    """Whether the customer at home has his page open (a socket) on any signaling process: the
+    process leases' registry in Redis (signaling/leases.py), which forgets a dead process's
+    sockets with its lease; this process's sockets alone without Redis (one process)."""
+    if services.connections.sids_of("guest", guest_id):
+        return True
+    leases = leases_of(services)
+    if leases is None:
+        return False
+    principal = Principal(kind="guest", id=guest_id, role=Role.CUSTOMER, name="")
+    return await leases.held_anywhere(principal)
+
+
 def waiting_view(
-    services: Services, guest: RemoteGuest, appointment: Appointment, expert_name: str | None
+    services: Services,
+    guest: RemoteGuest,
+    appointment: Appointment,
+    expert_name: str | None,
+    online: bool,
 ) -> dict[str, Any]:
     return {
         "guest_id": guest.id,
@@ -322,14 +354,17 @@ def waiting_view(
         "entered_at": iso(guest.entered_at),
         "identity_provider": guest.identity_provider,
         "identified": bool(guest.identity_subject),
-        "online": bool(services.connections.sids_of("guest", guest.id)),
-        "admitted": guest.call_id is not None,
+        "online": online,
+        "admitted": guest.admitted_at is not None,
+        # He dropped out of his call (which goes on) and waits to be let in again.
+        "returning": guest.call_id is not None and guest.admitted_at is None,
         "call_id": guest.call_id,
     }
 
 
 async def push_waiting(services: Services, guest_id: int) -> None:
-    """Tell the experts who may admit him (the appointment's expert, else the authority's)."""
+    """Tell the experts who may admit him (the appointment's expert, else the authority's;
+    back from his call, its expert)."""
     async with services.sessions() as session:
         guest = await session.get(RemoteGuest, guest_id, populate_existing=True)
         if guest is None:
@@ -337,14 +372,18 @@ async def push_waiting(services: Services, guest_id: int) -> None:
         appointment = await session.get(Appointment, guest.appointment_id)
         if appointment is None:
             return
+        name = await user_name(session, appointment.expert_id) or None
         view = waiting_view(
-            services, guest, appointment, await user_name(session, appointment.expert_id) or None
+            services, guest, appointment, name, await guest_online(services, guest_id)
         )
+        call = await session.get(Call, guest.call_id) if view["returning"] else None
     room = (
         rooms.user(appointment.expert_id)
         if appointment.expert_id is not None
         else rooms.authority(appointment.authority_id)
     )
+    if call is not None and call.expert_id is not None:
+        room = rooms.user(call.expert_id)
     await services.sio.emit("remote:waiting", {"customer": view}, room=room)
 
 
@@ -355,21 +394,30 @@ def _token(request: web.Request) -> str:
     return request.match_info["token"]
 
 
-async def _open(request: web.Request) -> tuple[Any, str | None]:
+async def _open(request: web.Request) -> Opened:
+    """What the link shows to this browser (its session cookie). Raises JoinRefused."""
     services = services_of(request.app)
     secret = cookie_value(request.headers.get("Cookie", ""), COOKIE)
     async with services.sessions() as session:
-        opened = await open_link(session, _token(request), utcnow(), secret)
-    return opened, secret
+        return await open_link(session, _token(request), utcnow(), secret)
 
 
-def _json_refusal(refusal: JoinRefused) -> web.Response:
+def _gone(refusal: JoinRefused) -> web.HTTPGone:
+    """A refused link to the page's JSON requests: 410 `{error: {code: "gone", reason}}`."""
     body: dict[str, Any] = {
         "error": {"code": "gone", "reason": refusal.reason.value, "message": str(refusal)}
     }
     if refusal.opens_at is not None:
         body["error"]["opens_at"] = iso(refusal.opens_at)
-    return web.json_response(body, status=410, headers=NO_STORE)
+    return web.HTTPGone(text=json.dumps(body), content_type="application/json", headers=NO_STORE)
+
+
+async def _open_json(request: web.Request) -> Opened:
+    """`_open` for the page's JSON requests: a refused link raises 410 (`_gone`)."""
+    try:
+        return await _open(request)
+    except JoinRefused as refusal:
+        raise _gone(refusal) from None
 
 
 async def join_page(request: web.Request) -> web.StreamResponse:
@@ -385,10 +433,7 @@ async def join_page(request: web.Request) -> web.StreamResponse:
 
 async def join_state(request: web.Request) -> web.Response:
     services = services_of(request.app)
-    try:
-        opened, _secret = await _open(request)
-    except JoinRefused as refusal:
-        return _json_refusal(refusal)
+    opened = await _open_json(request)
     from signaling.calls import ice_servers_for
 
     async with services.sessions() as session:
@@ -435,10 +480,7 @@ async def _enter(
 
 async def join_enter(request: web.Request) -> web.Response:
     services = services_of(request.app)
-    try:
-        opened, _secret = await _open(request)
-    except JoinRefused as refusal:
-        return _json_refusal(refusal)
+    opened = await _open_json(request)
     if opened.guest is not None:
         return web.json_response({"ok": True, "phase": "waiting"}, headers=NO_STORE)
     if identity_provider(services.settings).name != "none":
@@ -456,7 +498,7 @@ async def join_enter(request: web.Request) -> web.Response:
     try:
         guest, secret = await _enter(request, _token(request), "", None)
     except JoinRefused as refusal:
-        return _json_refusal(refusal)
+        raise _gone(refusal) from None
     response = web.json_response({"ok": True, "phase": "waiting"}, headers=NO_STORE)
     _set_session_cookie(request, response, secret, guest.expires_at)
     return response
@@ -471,7 +513,7 @@ async def identity_start(request: web.Request) -> web.StreamResponse:
     services = services_of(request.app)
     lang = pick_language(request)
     try:
-        opened, _secret = await _open(request)
+        opened = await _open(request)
     except JoinRefused as refusal:
         return refused_page(refusal, lang, f"/join/{_token(request)}")
     if opened.guest is not None:
@@ -529,10 +571,7 @@ def _probe_owner(request: web.Request) -> str:
 
 async def probe_open(request: web.Request) -> web.Response:
     services = services_of(request.app)
-    try:
-        opened, _secret = await _open(request)
-    except JoinRefused as refusal:
-        return _json_refusal(refusal)
+    opened = await _open_json(request)
     principal = Principal(kind="join", id=opened.token.id, role=Role.CUSTOMER, name="")
     try:
         probe = await relay_probes.open_probe(
@@ -564,10 +603,7 @@ def _bad(message: str) -> web.Response:
 
 async def probe_answer(request: web.Request) -> web.Response:
     services = services_of(request.app)
-    try:
-        await _open(request)
-    except JoinRefused as refusal:
-        return _json_refusal(refusal)
+    await _open_json(request)
     try:
         body = await _probe_body(request)
     except web.HTTPBadRequest as exc:
@@ -607,6 +643,11 @@ class AdmitPayload(EventModel):
     appointment_id: int = Field(gt=0, lt=2**31)
 
 
+class SeatPayload(EventModel):
+    # The seat this browser tab keeps in its sessionStorage while it is in the call.
+    seat: str | None = Field(default=None, min_length=32, max_length=64)
+
+
 async def _guest(session: AsyncSession, principal: Principal) -> RemoteGuest:
     guest = await session.get(RemoteGuest, principal.id, populate_existing=True)
     if guest is None:
@@ -614,12 +655,30 @@ async def _guest(session: AsyncSession, principal: Principal) -> RemoteGuest:
     return guest
 
 
-@on_event("remote:state", Empty, roles={Role.CUSTOMER})
-async def remote_state(ctx: EventContext, _data: Empty) -> dict[str, Any]:
-    """The customer at home's page after (re)connecting: waiting, in the call, or ended."""
-    async with ctx.services.sessions() as session:
+@on_event("remote:state", SeatPayload, roles={Role.CUSTOMER})
+async def remote_state(ctx: EventContext, data: SeatPayload) -> dict[str, Any]:
+    """The customer at home's page after (re)connecting and when let in: waiting, in the call
+    (with the seat this tab keeps), or ended. A tab without the seat of a customer who
+    dropped out sends him back to the waiting room ("The seat" below)."""
+    services = ctx.services
+    async with services.sessions() as session:
         guest = await _guest(session, ctx.principal)
-        return await guest_state(session, guest)
+        judged = guest.seat_hash
+        seat, secret = await take_seat(session, guest, data.seat, utcnow())
+    if seat == Seat.DROPPED:
+        await send_back(services, ctx.principal.id, judged)
+    return await _tab_state(services, ctx.principal, secret)
+
+
+async def _tab_state(services: Services, principal: Principal, seat: str | None) -> dict[str, Any]:
+    """`guest_state` as the tab holding `seat` (or none) sees it: in the call with it only."""
+    async with services.sessions() as session:
+        state = await guest_state(session, await _guest(session, principal))
+    state["elsewhere"] = state["phase"] == "call" and seat is None
+    if state["elsewhere"]:
+        state["phase"] = "waiting"  # another tab of his is in the call
+    state["seat"] = seat if state["phase"] == "call" else None
+    return state
 
 
 async def waiting_for(
@@ -629,11 +688,19 @@ async def waiting_for(
     rows = await session.execute(
         select(RemoteGuest, Appointment)
         .join(Appointment, Appointment.id == RemoteGuest.appointment_id)
+        .outerjoin(Call, Call.id == RemoteGuest.call_id)
         .where(
-            RemoteGuest.call_id.is_(None),
+            RemoteGuest.admitted_at.is_(None),
             RemoteGuest.expires_at > now,
-            Appointment.status == AppointmentStatus.CHECKED_IN,
             Appointment.authority_id.in_(sorted(principal.authority_ids)),
+            or_(
+                and_(
+                    RemoteGuest.call_id.is_(None),
+                    Appointment.status == AppointmentStatus.CHECKED_IN,
+                ),
+                # back from his call, which goes on with this expert
+                and_(Call.status == CallStatus.ACTIVE, Call.expert_id == principal.id),
+            ),
         )
         .order_by(Appointment.starts_at, RemoteGuest.id)
     )
@@ -642,7 +709,8 @@ async def waiting_for(
         if appointment.expert_id is not None and appointment.expert_id != principal.id:
             continue
         name = await user_name(session, appointment.expert_id) or None
-        found.append(waiting_view(services, guest, appointment, name))
+        online = await guest_online(services, guest.id)
+        found.append(waiting_view(services, guest, appointment, name, online))
     return found
 
 
@@ -656,9 +724,18 @@ async def remote_list(ctx: EventContext, _data: Empty) -> dict[str, Any]:
 
 @on_event("remote:admit", AdmitPayload, roles={Role.EXPERT})
 async def remote_admit(ctx: EventContext, data: AdmitPayload) -> dict[str, Any]:
-    """Admit the waiting customer at home of an appointment: a call of the two of them."""
+    """Let the waiting customer at home of an appointment in: a call of the two of them, or,
+    when he dropped out of his call and waits again, back into that call."""
     services, principal = ctx.services, ctx.principal
-    from signaling.calls import active_call_of_user, announce_call, place_relay
+    from signaling.calls import (
+        HomeCustomer,
+        active_call_of_user,
+        announce_call,
+        create_call,
+        load_call,
+        place_relay,
+        push_participants,
+    )
 
     now = utcnow()
     async with services.sessions() as session:
@@ -676,77 +753,202 @@ async def remote_admit(ctx: EventContext, data: AdmitPayload) -> dict[str, Any]:
         ).scalar_one_or_none()
         if guest is None or guest.expires_at <= now:
             raise conflict("no customer is waiting for this appointment", "not_waiting")
-        if guest.call_id is not None:
+        if guest.admitted_at is not None:
             raise conflict("this customer has already been admitted", "already_admitted")
-        if await active_call_of_user(session, principal.id) is not None:
+        busy = await active_call_of_user(session, principal.id)
+        if busy is not None and busy.id != guest.call_id:
             raise conflict("you are in a call already", "busy")
-        expert = await session.get(User, principal.id)
-        assert expert is not None
-        node = place_relay(services)(None)
-        call = Call(
-            room_id="",
-            relay_node=node,
-            relay_epoch=0,
-            status=CallStatus.ACTIVE.value,
-            authority_id=appointment.authority_id,
-            office_id=appointment.office_id,
-            endpoint_id=None,
-            expert_id=principal.id,
-            ticket_id=None,
-            appointment_id=appointment.id,
-            kind=TicketKind.APPOINTMENT.value,
-            language=appointment.language,
-            queued_at=guest.entered_at,
-            started_at=now,
-        )
-        session.add(call)
-        await session.flush()
-        call.room_id = relay_room_id(call.id)
+        again = guest.call_id is not None
+        if again:
+            call = await session.get(Call, guest.call_id)
+            if call is None or call.status != CallStatus.ACTIVE:
+                raise conflict("his call has ended", "call_ended")
+            if call.expert_id != principal.id:
+                raise forbidden("he was in another expert's call", "other_expert")
+            row = await _home_participant(session, call.id, guest.id)
+            if row is not None:  # in again: not "left"; the watchdog counts from his join
+                row.left_at = None
+                row.connected = False
+                row.gone_reason = None
+                row.disconnected_at = None
+        else:
+            expert = await session.get(User, principal.id)
+            assert expert is not None
+            home = HomeCustomer(guest.id, GUEST_NAME, guest.entered_at)
+            node = place_relay(services)(None)
+            call = await create_call(session, appointment, expert, now, node, home=home)
         # Of two experts admitting at once, one wins: the other's whole transaction goes.
         won = await session.execute(
             update(RemoteGuest)
-            .where(RemoteGuest.id == guest.id, RemoteGuest.call_id.is_(None))
-            .values(call_id=call.id, admitted_at=now, admitted_by=principal.id)
+            .where(
+                RemoteGuest.id == guest.id,
+                RemoteGuest.admitted_at.is_(None),
+                (RemoteGuest.call_id == call.id) if again else RemoteGuest.call_id.is_(None),
+            )
+            .values(
+                call_id=call.id,
+                admitted_at=now,
+                admitted_by=principal.id,
+                seat_hash=None,
+                seat_taken_at=None,
+            )
             .execution_options(synchronize_session=False)
         )
         if int(getattr(won, "rowcount", 0) or 0) != 1:
             await session.rollback()
             raise conflict("this customer has already been admitted", "already_admitted")
-        session.add_all(
-            [
-                CallParticipant(
-                    call_id=call.id,
-                    participant_id=participant_id_for("guest", guest.id, "customer"),
-                    kind="guest",
-                    principal_id=guest.id,
-                    role=ParticipantRole.CUSTOMER.value,
-                    name=GUEST_NAME,
-                    added_at=now,
-                ),
-                CallParticipant(
-                    call_id=call.id,
-                    participant_id=participant_id_for("user", principal.id, "expert"),
-                    kind="user",
-                    principal_id=principal.id,
-                    role=ParticipantRole.EXPERT.value,
-                    name=expert.display_name,
-                    added_at=now,
-                ),
-            ]
-        )
-        appointment.status = AppointmentStatus.SERVED.value
         guest_id, call_id = guest.id, call.id
         await session.commit()
     log.info(
-        "expert %s admitted the customer at home of appointment %s (call %s)",
+        "expert %s admitted the customer at home of appointment %s (call %s%s)",
         principal.id,
         data.appointment_id,
         call_id,
+        ", again" if again else "",
     )
-    view = await announce_call(services, call_id)
+    if again:
+        await push_participants(services, call_id)
+        async with services.sessions() as session:
+            view = await call_view(session, await load_call(session, call_id))
+    else:
+        view = await announce_call(services, call_id)
     await services.sio.emit("remote:admitted", {"call": view}, room=rooms.guest(guest_id))
     await push_waiting(services, guest_id)
     return {"call": view}
+
+
+# --- the seat: the one browser tab in the call ----------------------------------------------
+#
+# The session cookie tells the customer's browser from others; the seat tells which of its
+# tabs is in the call. The first tab to ask (`remote:state`) after the expert let him in takes
+# it and keeps it in its sessionStorage, so a reconnect or a reload of that tab goes on in the
+# call. A tab without it (the link opened again after the tab was closed or the call left)
+# finds him dropped out and sends him back to the waiting room, where the expert sees him
+# waiting again and can let him into the same call; while another tab of his is in the call,
+# it only waits. A tab whose media does not come back gives the seat up (`remote:return`).
+
+SEAT_GRACE = timedelta(seconds=20)  # a tab that took the seat has this long to join the call
+
+
+class Seat(StrEnum):
+    NONE = "none"  # not let in: waiting, or the call is over
+    TAKEN = "taken"  # this tab is in the call: its seat, or the one it has just taken
+    ELSEWHERE = "elsewhere"  # another tab of his is in the call, or joining it
+    DROPPED = "dropped"  # he dropped out of the call: back to the waiting room
+
+
+def _holds(guest: RemoteGuest, seat: str | None) -> bool:
+    return bool(seat and guest.seat_hash and hmac.compare_digest(guest.seat_hash, sha256_hex(seat)))
+
+
+async def _home_participant(
+    session: AsyncSession, call_id: int, guest_id: int
+) -> CallParticipant | None:
+    from signaling.calls import participant_row
+
+    pid = participant_id_for("guest", guest_id, ParticipantRole.CUSTOMER)
+    return await participant_row(session, call_id, pid)
+
+
+async def take_seat(
+    session: AsyncSession, guest: RemoteGuest, seat: str | None, now: datetime
+) -> tuple[Seat, str | None]:
+    """What a `remote:state` from a tab holding `seat` (or none) finds, and the seat the tab
+    keeps when it is in the call. Commits when the tab takes the seat."""
+    if guest.admitted_at is None or guest.call_id is None:
+        return Seat.NONE, None
+    call = await session.get(Call, guest.call_id)
+    if call is None or call.status != CallStatus.ACTIVE:
+        return Seat.NONE, None
+    if _holds(guest, seat):
+        return Seat.TAKEN, seat
+    if guest.seat_hash is None:
+        fresh = new_secret()
+        took = await session.execute(
+            update(RemoteGuest)
+            .where(
+                RemoteGuest.id == guest.id,
+                RemoteGuest.admitted_at.is_not(None),
+                RemoteGuest.seat_hash.is_(None),
+            )
+            .values(seat_hash=sha256_hex(fresh), seat_taken_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+        if int(getattr(took, "rowcount", 0) or 0) == 1:
+            return Seat.TAKEN, fresh
+        return Seat.ELSEWHERE, None  # of two tabs asking at once, the other took it
+    row = await _home_participant(session, call.id, guest.id)
+    if row is not None and row.connected:
+        return Seat.ELSEWHERE, None
+    taken = guest.seat_taken_at or now
+    gone = row.disconnected_at if row is not None else None
+    if (gone is not None and gone >= taken) or now - taken >= SEAT_GRACE:
+        return Seat.DROPPED, None
+    return Seat.ELSEWHERE, None
+
+
+async def send_back(services: Services, guest_id: int, judged: str | None) -> bool:
+    """The customer at home dropped out of his call: back to the waiting room. His seat is
+    given up and his participant row `left` until the expert lets him in again; the expert
+    sees him waiting again. `judged`: the seat found given up (a tab that took a seat
+    meanwhile wins). False when he was not in the call."""
+    from signaling.calls import call_sessions, load_call, push_participants, relay_for
+
+    now = utcnow()
+    async with services.sessions() as session:
+        guest = await session.get(RemoteGuest, guest_id, populate_existing=True)
+        if guest is None or guest.call_id is None:
+            return False
+        same_seat = (
+            RemoteGuest.seat_hash.is_(None) if judged is None else RemoteGuest.seat_hash == judged
+        )
+        done = await session.execute(
+            update(RemoteGuest)
+            .where(RemoteGuest.id == guest_id, RemoteGuest.admitted_at.is_not(None), same_seat)
+            .values(admitted_at=None, seat_hash=None, seat_taken_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        if int(getattr(done, "rowcount", 0) or 0) != 1:
+            await session.rollback()
+            return False
+        call = await load_call(session, guest.call_id)
+        row = await _home_participant(session, call.id, guest_id)
+        if row is not None:
+            row.left_at = now
+            if row.connected:
+                row.connected = False
+                row.disconnected_at = now
+                row.gone_reason = GoneReason.LEFT.value
+        await session.commit()
+    pid = participant_id_for("guest", guest_id, ParticipantRole.CUSTOMER)
+    sessions = call_sessions(services)
+    sid = sessions.sid_of(call.id, pid)
+    sessions.unbind(call.id, pid)
+    if sid is not None:
+        await services.sio.leave_room(sid, call_room(call.id))
+    try:
+        relay = await relay_for(services, call)
+        await relay.leave(call.room_id, pid)
+    except Exception as exc:  # his relay session has usually ended already
+        log.info("relay leave %s/%s: %s", call.room_id, pid, exc)
+    log.info("the customer at home of call %s is back in the waiting room", call.id)
+    await push_participants(services, call.id)
+    await push_waiting(services, guest_id)
+    return True
+
+
+@on_event("remote:return", SeatPayload, roles={Role.CUSTOMER})
+async def remote_return(ctx: EventContext, data: SeatPayload) -> dict[str, Any]:
+    """The tab in the call gives its seat up (its media did not come back): he goes back to
+    the waiting room, where the expert sees him waiting again. Another tab changes nothing."""
+    services = ctx.services
+    async with services.sessions() as session:
+        guest = await _guest(session, ctx.principal)
+        judged = guest.seat_hash if _holds(guest, data.seat) else None
+    if judged is not None and await send_back(services, ctx.principal.id, judged):
+        return await _tab_state(services, ctx.principal, None)
+    return await _tab_state(services, ctx.principal, data.seat if judged else None)
 
 
 async def _on_connect(services: Services, _sid: str, principal: Principal) -> None:
@@ -757,6 +959,13 @@ async def _on_connect(services: Services, _sid: str, principal: Principal) -> No
 async def _on_disconnect(services: Services, _sid: str, principal: Principal) -> None:
     if principal.kind == "guest" and not services.connections.sids_of("guest", principal.id):
         await push_waiting(services, principal.id)
+
+
+async def _guest_lost(services: Services, kind: str, ident: int) -> None:
+    """A dead process held the customer's last socket (signaling/leases.py): the experts'
+    consoles show him gone."""
+    if kind == "guest":
+        await push_waiting(services, ident)
 
 
 def setup(app: web.Application, services: Services) -> None:
@@ -770,6 +979,9 @@ def setup(app: web.Application, services: Services) -> None:
     app.router.add_post("/join/{token}/probe/{probe}/close", probe_close)
     services.connections.on_connect(_on_connect)
     services.connections.on_disconnect(_on_disconnect)
+    leases = leases_of(services)
+    if leases is not None:
+        leases.on_lost(_guest_lost)
 
     async def close_probes(_app: web.Application) -> Any:
         yield

@@ -6,7 +6,8 @@ token is stored (a copy of the database holds no usable link); a token is valid 
 `valid_from` and `valid_until` and is spent (`used_at`) when the customer enters the waiting
 room. `remote_guests`: the one customer at home of an appointment once he has entered: the
 SHA-256 of his browser session cookie (a reload in the same browser keeps working, another
-browser does not), what the identity step learned of him, and whether the expert admitted him.
+browser does not), what the identity step learned of him, whether the expert admitted him,
+and the seat of the browser tab in the call (0016_remote_rejoin).
 """
 
 from __future__ import annotations
@@ -54,8 +55,15 @@ class RemoteGuest(Base):
     # The identity step's result: provider name ("" = none) and its subject, if any.
     identity_provider: Mapped[str] = mapped_column(String(32), default="")
     identity_subject: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Set while he is let into the call (None while waiting, also after he dropped out:
+    # then `call_id` is still his call, and the expert lets him in again).
     admitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     admitted_by: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
     call_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # SHA-256 of the seat: the credential of the one browser tab that is in the call (its
+    # sessionStorage), so that a reload of that tab goes back into the call and any other
+    # tab goes to the waiting room. None until a tab takes it after the admission.
+    seat_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    seat_taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

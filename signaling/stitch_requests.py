@@ -10,7 +10,8 @@
 
 As for stills, the pushes to the agent go through the endpoint's room, so they reach it
 whichever signaling process holds its socket; only the call's own kiosk may report for its
-document camera, and only after the camera joined the call (`participant_for`).
+document camera, and only after the camera joined the call (`camera_call` of
+signaling/document_camera_notices.py).
 """
 
 from __future__ import annotations
@@ -21,9 +22,7 @@ from pydantic import Field, model_validator
 
 from document_camera.notices import Notice, NoticeCode
 from signaling import rooms
-from signaling.calls import load_call, participant_for
-from signaling.flow_common import conflict
-from signaling.flow_models import CallStatus
+from signaling.document_camera_notices import camera_call
 from signaling.protocol import EventContext, EventModel, Role, on_event
 from signaling.still_requests import call_cameras
 
@@ -121,17 +120,12 @@ async def stitch_cancel(ctx: EventContext, data: StitchCancel) -> dict[str, Any]
 
 @on_event("document_camera:stitch_progress", StitchProgress, roles={Role.ENDPOINT})
 async def stitch_progress(ctx: EventContext, data: StitchProgress) -> dict[str, Any]:
-    async with ctx.services.sessions() as session:
-        call = await load_call(session, data.call_id)
-        if call.status != CallStatus.ACTIVE:
-            raise conflict(f"call {call.id} has ended", "call_ended")
-        await participant_for(session, call, ctx.principal, "document_camera")
-        office_id, expert_id = call.office_id, call.expert_id
+    call = await camera_call(ctx, data.call_id)
     payload = data.model_dump(exclude_none=True)
     if data.state == "refused" and data.code is not None:
         # The library's reason in the clerk's three languages (document_camera/notices.py).
         payload["text"] = Notice(NoticeCode(data.code)).to_dict()["text"]
-    await ctx.services.sio.emit(PROGRESS_PUSH, payload, room=rooms.office(office_id))
-    if expert_id is not None:
-        await ctx.services.sio.emit(PROGRESS_PUSH, payload, room=rooms.user(expert_id))
+    await ctx.services.sio.emit(PROGRESS_PUSH, payload, room=rooms.office(call.office_id))
+    if call.expert_id is not None:
+        await ctx.services.sio.emit(PROGRESS_PUSH, payload, room=rooms.user(call.expert_id))
     return {"sent": True}

@@ -36,6 +36,24 @@ async def eventually(check: Any, within: float = 5.0) -> None:
     raise AssertionError("the condition never came true")
 
 
+async def offer_pdf(socket: Any, call_id: int, recipient: str) -> dict[str, Any]:
+    """The server's answer to `documents:offer` of a small PDF to `recipient`."""
+    answer: dict[str, Any] = await socket.call(
+        "documents:offer",
+        {
+            "call_id": call_id,
+            "recipients": [recipient],
+            "suite": 1,
+            "ciphertext_bytes": 1000,
+            "sha256": "0" * 64,
+            "size": 10,
+            "type": "application/pdf",
+        },
+        timeout=ACK,
+    )
+    return answer
+
+
 async def test_clerk_keys_and_the_transcript(document_call: DocumentCall) -> None:
     call = document_call
     live = call.live
@@ -84,33 +102,9 @@ async def test_clerk_keys_and_the_transcript(document_call: DocumentCall) -> Non
     assert (await key_roles(expert))[clerk.participant_id] == "clerk"
     # Documents are not for him: the server refuses a document addressed to the clerk, and a
     # clerk cannot offer one.
-    offered = await call.expert.call(
-        "documents:offer",
-        {
-            "call_id": call.call_id,
-            "recipients": [clerk.participant_id],
-            "suite": 1,
-            "ciphertext_bytes": 1000,
-            "sha256": "0" * 64,
-            "size": 10,
-            "type": "application/pdf",
-        },
-        timeout=ACK,
-    )
+    offered = await offer_pdf(call.expert, call.call_id, clerk.participant_id)
     assert not offered["ok"] and offered["error"]["reason"] == "chat_only", offered
-    offered = await clerk_socket.call(
-        "documents:offer",
-        {
-            "call_id": call.call_id,
-            "recipients": [kiosk.participant_id],
-            "suite": 1,
-            "ciphertext_bytes": 1000,
-            "sha256": "0" * 64,
-            "size": 10,
-            "type": "application/pdf",
-        },
-        timeout=ACK,
-    )
+    offered = await offer_pdf(clerk_socket, call.call_id, kiosk.participant_id)
     assert not offered["ok"] and offered["error"]["code"] == "forbidden", offered
 
     # chat:leave withdraws his keys; the others are told.

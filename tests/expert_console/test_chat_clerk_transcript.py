@@ -3,7 +3,9 @@ Chromium through the real service: the office's clerk opens the chat of a call a
 publishes call keys of his own (role "clerk") and chats both ways with the kiosk in Swedish; the
 server relays ciphertext only (what it emitted is recorded and searched for the words). The
 expert then attaches the transcript: the filed, signed service record carries its SHA-256, which
-this test computes again from the messages it sent (docs/document-protocol.md §8)."""
+this test computes again from the messages it sent (docs/document-protocol.md §8). The clerk
+closes the chat, misses a message, and opens it again with a new key: the kiosk and the expert
+both send him the chat (`chat:history`), and he sees every message once, in order."""
 
 from __future__ import annotations
 
@@ -20,13 +22,13 @@ from signaling.flow_common import participant_id_for
 from signaling.models import Endpoint, User
 from signaling.record_signing import canonical_json
 from tests.expert_console.people import open_console, open_kiosk
-from tests.expert_console.test_call_flow import take_kela_ticket
-from tests.expert_console.test_chat import type_on_screen
+from tests.expert_console.test_chat import chat_emits, chat_items, start_chat_call, type_on_screen
 from tests.support.browser import screenshot
 from tests.support.service import LiveService
 from tests.support.ui import assert_axe_clean
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(150)]
+__all__ = ["chat_emits"]  # the fixture
 
 KIOSK_CHAT = "#documents [data-testid=chat]"
 CONSOLE_CHAT = "#document-panel-mount [data-testid=chat]"
@@ -58,32 +60,17 @@ async def names(live: LiveService) -> dict[str, tuple[str, str]]:
 
 
 async def test_clerk_chats_and_the_transcript_goes_into_the_record(
-    browser: Any, live_service: LiveService
+    browser: Any, live_service: LiveService, chat_emits: dict[str, list[str]]
 ) -> None:
     live = live_service
-    relayed: list[str] = []
-    sio = live.services.sio
-    original_emit = sio.emit
-
-    async def recording_emit(event: str, data: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if event == "chat:message":
-            relayed.append(json.dumps(data))
-        return await original_emit(event, data, *args, **kwargs)
-
-    sio.emit = recording_emit
+    relayed = chat_emits["chat:message"]
     who = await names(live)
     clerk_pid = who["clerk"][0]
     kiosk = await open_kiosk(browser, live)
     expert = await open_console(browser, live, "/expert", "kela")
     clerk = await open_console(browser, live, "/expert", "sihteeri", axe=True)
     try:
-        await take_kela_ticket(kiosk)
-        await expert.page.wait_for_selector("#queues td.num")
-        await expert.page.click("#take-next")
-        await kiosk.page.wait_for_selector(f"{KIOSK_CHAT} [data-testid=chat-write]", timeout=20000)
-        await expert.page.wait_for_selector(
-            f"{CONSOLE_CHAT} [data-testid=chat-input]", timeout=20000
-        )
+        await start_chat_call(kiosk, expert)
 
         # The clerk, in Swedish, opens the chat of the call at his office.
         await clerk.page.click("#language-switcher button[data-lang=sv]")
@@ -192,6 +179,34 @@ async def test_clerk_chats_and_the_transcript_goes_into_the_record(
             timeout=15000,
         )
 
+        # A message he is not there for; then he opens the chat again, with a new key: the
+        # kiosk and the expert each send him what they hold, and he sees every message once.
+        missed = "Asiakas odottaa vielä hetken."
+        await expert.page.fill(f"{CONSOLE_CHAT} [data-testid=chat-input]", missed)
+        await expert.page.click(f"{CONSOLE_CHAT} [data-testid=chat-send]")
+        await kiosk.page.wait_for_selector(f"{KIOSK_CHAT} li:has-text('{missed}')", timeout=15000)
+        await clerk.page.click("#office-calls li.clerk-call .chat-row")
+        await clerk.page.wait_for_function(
+            "([sel, n]) => document.querySelectorAll(sel).length >= n",
+            arg=[f"{CLERK_CHAT} li[data-testid=chat-message]", 4], timeout=15000)
+        # Both holders answered, each sealed to him alone; the second copy adds nothing.
+        pages = chat_emits["chat:history"]
+        expected_senders = {who["customer"][0], who["expert"][0]}
+        for _ in range(500):
+            if {json.loads(p)["sender"] for p in pages} == expected_senders:
+                break
+            await asyncio.sleep(0.02)
+        assert {json.loads(p)["sender"] for p in pages} == expected_senders, pages
+        assert all(json.loads(p)["envelope"]["keys"].keys() == {clerk_pid} for p in pages)
+        assert all(word not in p for p in pages for word in ("strax", "väntar", "odottaa"))
+        await asyncio.sleep(0.3)
+        again = await chat_items(clerk.page, CLERK_CHAT)
+        assert [(m["from"], m["mine"], m["text"]) for m in again] == [
+            (clerk_pid, "true", clerk_text), (who["customer"][0], "false", kiosk_text),
+            (who["expert"][0], "false", expert_text), (who["expert"][0], "false", missed)]
+        assert [m["at"] for m in again[:3]] == sent_at
+        await clerk.page.click("#clerk-chat-close")
+
         # The call ends, the expert files the record: it carries the transcript's hash.
         await expert.page.click("#end-call")
         await expert.page.wait_for_selector("#view-record:not([hidden])")
@@ -217,7 +232,6 @@ async def test_clerk_chats_and_the_transcript_goes_into_the_record(
         expert.assert_no_errors()
         clerk.assert_no_errors()
     finally:
-        sio.emit = original_emit
         await kiosk.close()
         await expert.close()
         await clerk.close()

@@ -1,16 +1,21 @@
 """The customer at home in Chromium (issue 18): on a phone viewport through the device check
 and the waiting room, admitted by the expert in his console, video both ways through the
 relay, a document each way with only ciphertext on the server; the link refused (HTTP 410) to
-another browser and when expired, in Finnish and Swedish. One shared flow (suite time)."""
+another browser and when expired, in Finnish and Swedish; a reload and a socket reconnect in the
+call go on in it; after leaving, the link opened again leads to the waiting room and the expert
+lets him into the same call again. One shared flow (suite time)."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from signaling.remote_models import RemoteGuest
 from tests.expert_console.people import open_console, wait_frames_growing
 from tests.signaling.test_join import remote_appointment
 from tests.support.browser import screenshot
@@ -152,10 +157,6 @@ async def test_customer_at_home_joins_from_a_phone(browser: Any, live_service: L
     call_id = await page.evaluate("window.__etapalvelu.pc ? 1 : 0")
     assert call_id == 1
     async with live.services.sessions() as session:
-        from sqlalchemy import select
-
-        from signaling.remote_models import RemoteGuest
-
         guest = (
             await session.execute(
                 select(RemoteGuest).where(RemoteGuest.appointment_id == appointment_id)
@@ -166,5 +167,51 @@ async def test_customer_at_home_joins_from_a_phone(browser: Any, live_service: L
     assert sorted(d["sha256"] for d in logged) == sorted([digest, png_digest])
     stored = [f for f in live.settings.data_dir.rglob("*") if f.is_file()]
     assert stored and not [f for f in stored if marker in f.read_bytes()]
+
+    # 6. a reload in the call: back in it (the seat in sessionStorage), media both ways, no
+    #    new link; the expert's console stays in the call. Then a socket reconnect: the page
+    #    rejoins by itself. The link in another browser is still refused.
+    started = time.monotonic()
+    await page.reload()
+    await page.wait_for_selector("#view-call:not([hidden])", timeout=10000)
+    await wait_frames_growing(page, streams=1, within=15)
+    await wait_frames_growing(expert.page, streams=1, within=15)
+    reloaded_in = time.monotonic() - started
+    print(f"reload to media both ways: {reloaded_in:.1f} s")
+    assert reloaded_in < 8
+    assert await expert.page.is_visible("#view-call")
+    await page.evaluate("() => window.__join.socket.io.engine.close()")
+    await page.wait_for_function("() => window.__etapalvelu.rejoins >= 1", timeout=10000)
+    await wait_frames_growing(page, streams=1, within=15)
+    await wait_frames_growing(expert.page, streams=1, within=15)
+    assert "Linkki toimii vain kerran" in await refused_text(browser, url, "fi-FI")
+
+    # 7. he leaves the call; his link opened again in his browser leads to the waiting room,
+    #    the expert sees him waiting again and lets him into the same call
+    await page.click("#leave")
+    await page.wait_for_selector("#back-to-waiting:not([hidden])")
+    await page.goto(url)
+    await page.wait_for_function(
+        "() => window.__join.phase === 'waiting' && window.__join.returning === true",
+        timeout=10000,
+    )
+    assert "Olet taas odotushuoneessa" in await page.inner_text("#waiting-connection")
+    readmit = expert.page.locator(
+        f"#remote-returned [data-testid=remote-readmit][data-appointment='{appointment_id}']"
+    )
+    await readmit.wait_for(timeout=10000)
+    assert "Asiakas odottaa taas" in await expert.page.inner_text("#remote-returned")
+    await expert.page.wait_for_function(
+        "() => !document.querySelector('#remote-returned [data-testid=remote-readmit]').disabled"
+    )
+    await screenshot(expert.page, "join-console-waiting-again")
+    await readmit.click()
+    await page.wait_for_selector("#view-call:not([hidden])", timeout=15000)
+    await wait_frames_growing(page, streams=1, within=15)
+    await wait_frames_growing(expert.page, streams=1, within=15)
+    assert await expert.page.is_hidden("#remote-returned")
+    async with live.services.sessions() as session:
+        again = await session.get(RemoteGuest, guest.id, populate_existing=True)
+        assert again is not None and again.call_id == guest.call_id and again.admitted_at
     assert errors == [] and expert.errors == []
     await context.close()

@@ -102,10 +102,10 @@ async def test_interpreter_sees_his_reservations(browser: Any, live_service: Liv
     from datetime import timedelta
 
     from signaling import booking
-    from signaling.booking import BookingRequest, BookingRules
+    from signaling.booking import BookingRules
     from signaling.db import utcnow
     from signaling.models import Office
-    from tests.signaling.test_booking import _set_availability
+    from tests.signaling.test_booking import _set_availability, kela_request
 
     live = live_service
     await _set_availability(live.services.sessions, "kela", ["mon-sun 00:00-24:00"])
@@ -122,20 +122,13 @@ async def test_interpreter_sees_his_reservations(browser: Any, live_service: Liv
             free = await booking.slots_for(
                 session, office, kela, "fin", now, now + timedelta(days=7), now, rules, "ara"
             )
-            made = await booking.book_slot(
-                session,
-                BookingRequest(
-                    office_id=live.demo.office_id,
-                    authority="kela",
-                    service_type="general_advice",
-                    language="fin",
-                    starts_at=free[0].starts_at,
-                    contact_email="asiakas@example.fi",
-                    interpreting="ara",
-                ),
-                now,
-                rules,
+            request = kela_request(
+                live.demo.office_id,
+                free[0].starts_at,
+                contact_email="asiakas@example.fi",
+                interpreting="ara",
             )
+            made = await booking.book_slot(session, request, now, rules)
         # The console is told (the push of the booking API) and lists it.
         from signaling.booking_api import after_booking
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,18 +27,7 @@ from signaling.models import Office
 from signaling.notifications import ics
 from signaling.service_hours import HELSINKI, ServiceHours, parse_weekly
 from tests.support.databases import database_url, fresh_postgres_url, postgres_url  # noqa: F401
-from tests.support.mail import (  # noqa: F401 (fixtures)
-    SMS_TOKEN,
-    MailBox,
-    SmsGateway,
-    body_of,
-    calendar_of,
-    gateway,
-    ics_fields,
-    mailbox,
-    wait_until,
-)
-from tests.support.net import LOOPBACK
+from tests.support.mail import Messaging, body_of, calendar_of, ics_fields, messaging, wait_until  # noqa: F401
 from tests.support.service import LiveService, make_live_service
 
 ALWAYS = ["mon-sun 00:00-24:00"]
@@ -170,6 +160,18 @@ async def _set_availability(sessions: Any, username: str, weekly: list[str]) -> 
 
 
 @pytest.mark.postgres
+def kela_request(office_id: int, starts_at: datetime, **details: Any) -> BookingRequest:
+    """A booking of Kela's general advice in Finnish (`details`: contacts, interpreting...)."""
+    return BookingRequest(
+        office_id=office_id,
+        authority="kela",
+        service_type="general_advice",
+        language="fin",
+        starts_at=starts_at,
+        **details,
+    )
+
+
 async def test_concurrent_bookings_of_the_last_slots(database_url: str) -> None:  # noqa: F811
     engine, sessions, demo = await _seeded(database_url)
     try:
@@ -187,14 +189,7 @@ async def test_concurrent_bookings_of_the_last_slots(database_url: str) -> None:
                 try:
                     made = await booking.book_slot(
                         session,
-                        BookingRequest(
-                            office_id=demo.office_id,
-                            authority="kela",
-                            service_type="general_advice",
-                            language="fin",
-                            starts_at=slot,
-                            contact_email=f"asiakas{n}@example.fi",
-                        ),
+                        kela_request(demo.office_id, slot, contact_email=f"asiakas{n}@example.fi"),
                         now,
                         rules,
                     )
@@ -251,23 +246,27 @@ async def _count(live: LiveService) -> int:
         return int(found.scalar_one())
 
 
-async def test_public_booking_messages_cancel_and_rebook(
-    tmp_path: Path,
-    mailbox: tuple[MailBox, int],  # noqa: F811
-    gateway: tuple[SmsGateway, str],  # noqa: F811
-) -> None:
-    box, smtp_port = mailbox
-    sms, sms_url = gateway
-    async with make_live_service(
+def _messaging_service(
+    tmp_path: Path, via: Messaging, **settings: Any
+) -> AbstractAsyncContextManager[LiveService]:
+    """The service sending its booking messages to the test's mail server and SMS gateway; any
+    free time is bookable and the periodic sweep stays away (the test sweeps itself)."""
+    return make_live_service(
         tmp_path,
-        smtp_host=LOOPBACK,
-        smtp_port=smtp_port,
-        smtp_from="ajanvaraus@example.fi",
-        booking_rate_per_minute=1000,
-        sms_gateway_url=sms_url,
-        sms_gateway_token=SMS_TOKEN,
+        **via.settings,
         booking_min_lead_minutes=0,
         booking_sweep_seconds=3600,
+        **settings,
+    )
+
+
+async def test_public_booking_messages_cancel_and_rebook(
+    tmp_path: Path,
+    messaging: Messaging,  # noqa: F811
+) -> None:
+    box, sms = messaging.box, messaging.sms
+    async with _messaging_service(
+        tmp_path, messaging, smtp_from="ajanvaraus@example.fi", booking_rate_per_minute=1000
     ) as live:
         await _set_availability(live.services.sessions, "kela", ALWAYS)
         office = live.demo.office_id
@@ -428,36 +427,22 @@ async def test_public_booking_messages_cancel_and_rebook(
 
 async def test_reminders_are_sent_once_and_failures_retried(
     tmp_path: Path,
-    mailbox: tuple[MailBox, int],  # noqa: F811
-    gateway: tuple[SmsGateway, str],  # noqa: F811
+    messaging: Messaging,  # noqa: F811
 ) -> None:
     from signaling.db import create_engine, session_factory
     from signaling.services import Services
 
-    box, smtp_port = mailbox
-    sms, sms_url = gateway
-    async with make_live_service(
-        tmp_path,
-        smtp_host=LOOPBACK,
-        smtp_port=smtp_port,
-        sms_gateway_url=sms_url,
-        sms_gateway_token=SMS_TOKEN,
-        booking_min_lead_minutes=0,
-        booking_sweep_seconds=3600,
-        booking_send_attempts=3,
-    ) as live:
+    box, sms = messaging.box, messaging.sms
+    async with _messaging_service(tmp_path, messaging, booking_send_attempts=3) as live:
         services = live.services
         await _set_availability(services.sessions, "kela", ALWAYS)
         now = datetime.now(UTC)
         async with services.sessions() as session:
             made = await booking.book_slot(
                 session,
-                BookingRequest(
-                    office_id=live.demo.office_id,
-                    authority="kela",
-                    service_type="general_advice",
-                    language="fin",
-                    starts_at=(await _first_slot(live, now + timedelta(days=2))),
+                kela_request(
+                    live.demo.office_id,
+                    await _first_slot(live, now + timedelta(days=2)),
                     contact_email="muistutus@example.fi",
                     contact_phone="+358501112222",
                     message_language="sv",
@@ -652,20 +637,20 @@ def test_public_limiter_counts_per_address() -> None:
     clock = [0.0]
     limiter = PublicLimiter(20, clock=lambda: clock[0])
     for _ in range(20):
-        limiter.admit("192.0.2.1", write=False)
+        limiter.admit_here("192.0.2.1", write=False)
     with pytest.raises(ApiError):
-        limiter.admit("192.0.2.1", write=False)
-    limiter.admit("192.0.2.2", write=False)  # another address is not affected
-    limiter.admit("192.0.2.2", write=True)
-    limiter.admit("192.0.2.2", write=True)
+        limiter.admit_here("192.0.2.1", write=False)
+    limiter.admit_here("192.0.2.2", write=False)  # another address is not affected
+    limiter.admit_here("192.0.2.2", write=True)
+    limiter.admit_here("192.0.2.2", write=True)
     with pytest.raises(ApiError):
-        limiter.admit("192.0.2.2", write=True)  # bookings: a tenth
+        limiter.admit_here("192.0.2.2", write=True)  # bookings: a tenth
     clock[0] = 61.0
-    limiter.admit("192.0.2.1", write=False)  # the window moved on
+    limiter.admit_here("192.0.2.1", write=False)  # the window moved on
     for _ in range(10):
-        limiter.lookups.add("192.0.2.3")
+        limiter.lookup_failed_here("192.0.2.3")
     with pytest.raises(ApiError):
-        limiter.admit("192.0.2.3", write=False)  # guessing codes blocks the address
+        limiter.admit_here("192.0.2.3", write=False)  # guessing codes blocks the address
 
 
 def test_contacts_are_normalised_or_refused() -> None:

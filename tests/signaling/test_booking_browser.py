@@ -21,18 +21,7 @@ from signaling.flow_models import Appointment
 from signaling.remote_models import JoinToken
 from tests.expert_console.people import _open, open_console
 from tests.support.browser import screenshot
-from tests.support.mail import (  # noqa: F401 (fixtures)
-    SMS_TOKEN,
-    MailBox,
-    SmsGateway,
-    body_of,
-    calendar_of,
-    gateway,
-    ics_fields,
-    mailbox,
-    wait_until,
-)
-from tests.support.net import LOOPBACK
+from tests.support.mail import Messaging, body_of, calendar_of, ics_fields, messaging, wait_until  # noqa: F401
 from tests.support.service import LiveService, make_live_service
 from tests.support.ui import (
     VIEWPORTS,
@@ -78,6 +67,12 @@ async def _to_the_day_of(live: LiveService, code: str) -> None:
         await session.commit()
 
 
+async def _booked(live: LiveService, code: str) -> Appointment:
+    async with live.services.sessions() as session:
+        found = await session.execute(select(Appointment).where(Appointment.code == code))
+        return found.scalar_one()
+
+
 def _link(body: str, label: str) -> str:
     """The address after `label: ` in a mail body."""
     found = re.search(rf"^{re.escape(label)}: (\S+)", body, re.MULTILINE)
@@ -88,22 +83,17 @@ def _link(body: str, label: str) -> str:
 async def test_customer_books_on_a_phone_and_the_secretary_at_her_console(
     browser: Any,
     tmp_path: Path,
-    mailbox: tuple[MailBox, int],  # noqa: F811
-    gateway: tuple[SmsGateway, str],  # noqa: F811
+    messaging: Messaging,  # noqa: F811
 ) -> None:
     """End to end through the real SMTP server and SMS gateway: the manage link and the join
     link are taken from the mail the customer received."""
-    box, smtp_port = mailbox
-    sms, sms_url = gateway
+    box, sms = messaging.box, messaging.sms
     async with make_live_service(
         tmp_path,
+        **messaging.settings,
         booking_min_lead_minutes=0,
         booking_sweep_seconds=0.5,
-        smtp_host=LOOPBACK,
-        smtp_port=smtp_port,
         smtp_from="ajanvaraus@example.fi",
-        sms_gateway_url=sms_url,
-        sms_gateway_token=SMS_TOKEN,
     ) as live:
         await _availability(live)
         customer = await _open(browser, f"{live.base_url}/book", VIEWPORTS["390x844"], axe=True)
@@ -140,12 +130,9 @@ async def test_customer_books_on_a_phone_and_the_secretary_at_her_console(
         assert size >= 36
         await assert_axe_clean(page, "book: booked (fi, phone)")
         await screenshot(page, "book-booked-phone-fi")
-        async with live.services.sessions() as session:
-            row = (
-                await session.execute(select(Appointment).where(Appointment.code == code))
-            ).scalar_one()
-            assert row.remote is True and row.interpreting == "fse"
-            assert row.starts_at.isoformat() == chosen.replace("Z", "+00:00")
+        row = await _booked(live, code)
+        assert row.remote is True and row.interpreting == "fse"
+        assert row.starts_at.isoformat() == chosen.replace("Z", "+00:00")
 
         # The confirmation arrives at the SMTP server (Finnish, the page's language) and at the
         # SMS gateway; both carry the code and the join link of the "from home" booking.
@@ -258,12 +245,9 @@ async def test_customer_books_on_a_phone_and_the_secretary_at_her_console(
         await cp.locator("#clerk-booking").scroll_into_view_if_needed()
         await assert_axe_clean(cp, "console: secretary booked")
         await screenshot(cp, "clerk-booking")
-        async with live.services.sessions() as session:
-            row = (
-                await session.execute(select(Appointment).where(Appointment.code == clerk_code))
-            ).scalar_one()
-            assert row.booked_via == "secretary" and row.contact_phone == "+358407654321"
-            assert row.office_id == live.demo.office_id
+        row = await _booked(live, clerk_code)
+        assert row.booked_via == "secretary" and row.contact_phone == "+358407654321"
+        assert row.office_id == live.demo.office_id
         await wait_until(lambda: box.to(CLERK_EMAIL) and sms.to("+358407654321"))
         (clerk_mail,) = box.to(CLERK_EMAIL)
         assert str(clerk_mail["Subject"]).startswith("Ajanvaraus vahvistettu: Kela")

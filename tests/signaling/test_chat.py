@@ -1,7 +1,9 @@
 """`chat:send` at the socket level (signaling/chat.py): the server relays a sealed message to
 the call's people as it came, with the sender it knows; it refuses garbage, outsiders and
-devices, and changes nothing when it refuses. The sealing itself runs in the browsers
-(tests/expert_console/test_chat.py)."""
+devices, and changes nothing when it refuses; `chat:history` (a page of the chat for a new
+key) goes to the one person it is sealed to, and garbage, oversized pages, pages for several
+people, for oneself, for someone without a key in the call or from outside it are refused.
+The sealing itself runs in the browsers (tests/expert_console/test_chat.py)."""
 
 from __future__ import annotations
 
@@ -29,9 +31,17 @@ def envelope(recipient: str) -> dict[str, Any]:
             "keys": {recipient: b64u(60)}}
 
 
-async def ack(client: socketio.AsyncClient, data: dict[str, Any]) -> dict[str, Any]:
-    answer: dict[str, Any] = await client.call("chat:send", data, timeout=ACK_TIMEOUT)
+async def ack(
+    client: socketio.AsyncClient, data: Any, event: str = "chat:send"
+) -> dict[str, Any]:
+    answer: dict[str, Any] = await client.call(event, data, timeout=ACK_TIMEOUT)
     return answer
+
+
+def history_page(recipient: str, ct_chars: int = 40_000) -> dict[str, Any]:
+    """A history page's envelope: sealed to one person, its body up to 44,000 characters."""
+    return {"v": 1, "suite": 1, "id": b64u(16), "iv": b64u(12), "ct": "A" * ct_chars,
+            "keys": {recipient: b64u(60)}}
 
 
 async def test_a_sealed_message_is_relayed_and_garbage_refused(
@@ -87,6 +97,66 @@ async def test_a_sealed_message_is_relayed_and_garbage_refused(
         assert not answer["ok"] and answer["error"]["code"] == "not_found", answer
         await asyncio.sleep(0.2)
         assert len(got) == 1  # nothing of the refused ones went anywhere
+
+        # History for a new key: to the one person it is sealed to, with the sender the
+        # server knows, and to nobody else.
+        history: list[dict[str, Any]] = []
+        call.expert.on("chat:history", lambda data: history.append(data))
+        kiosk_history: list[dict[str, Any]] = []
+        call.kiosk.on("chat:history", lambda data: kiosk_history.append(data))
+        page = history_page(expert.participant_id)
+        answer = await ack(call.kiosk, {"call_id": call.call_id, "envelope": page},
+                           "chat:history")
+        assert answer["ok"] and answer["id"] == page["id"], answer
+        for _ in range(100):
+            if history:
+                break
+            await asyncio.sleep(0.02)
+        assert history == [{"call_id": call.call_id, "sender": kiosk.participant_id,
+                            "envelope": page}]
+        # Bad pages: each refused with a clear error, and nothing relayed.
+        to_expert = {expert.participant_id: b64u(60)}
+        bad_pages: list[tuple[Any, str, str | None]] = [
+            ({"call_id": call.call_id}, "invalid", None),
+            ({"call_id": call.call_id, "envelope": {**page, "ct": "A" * 44_001}},
+             "invalid", None),  # oversized
+            ({"call_id": call.call_id, "envelope": {**page, "ct": "not base64!"}},
+             "invalid", None),
+            ({"call_id": call.call_id, "envelope": {**page, "v": 2}}, "invalid", None),
+            ({"call_id": call.call_id, "envelope": {**page, "id": "short"}}, "invalid", None),
+            ({"call_id": call.call_id, "envelope": {**page, "keys": {}}}, "invalid", None),
+            ({"call_id": call.call_id, "envelope": {**page, "keys": {
+                **to_expert, kiosk.participant_id: b64u(60)}}}, "invalid", None),
+            ({"call_id": call.call_id, "envelope": {**page, "keys": {
+                expert.participant_id: b64u(59)}}}, "invalid", None),
+            ({"call_id": call.call_id, "envelope": {**page, "extra": 1}}, "invalid", None),
+            ({"call_id": call.call_id, "envelope": page, "to": "user-1"}, "invalid", None),
+            ({"call_id": call.call_id, "envelope": [page]}, "invalid", None),
+            ("garbage", "invalid", None),
+            ({"call_id": call.call_id, "envelope": {**page, "keys": {"a b": b64u(60)}}},
+             "invalid", "bad_recipient"),
+            ({"call_id": call.call_id, "envelope": history_page(kiosk.participant_id)},
+             "invalid", "bad_recipient"),  # to himself
+            ({"call_id": call.call_id, "envelope": history_page("user-999999")},
+             "invalid", "bad_recipient"),  # no key in this call
+            ({"call_id": call.call_id + 999, "envelope": page}, "not_found", None),
+        ]
+        for bad, code, reason in bad_pages:
+            answer = await ack(call.kiosk, bad, "chat:history")
+            assert not answer["ok"] and answer["error"]["code"] == code, (bad, answer)
+            if reason:
+                assert answer["error"]["reason"] == reason, (bad, answer)
+            assert answer["error"]["message"], answer
+        # Too large for one event at all: refused before it is even parsed.
+        answer = await ack(call.kiosk, {"call_id": call.call_id, "envelope": history_page(
+            expert.participant_id, 70_000)}, "chat:history")
+        assert not answer["ok"] and answer["error"]["code"] in ("too_large", "invalid"), answer
+        answer = await ack(outsider, {"call_id": call.call_id, "envelope": page},
+                           "chat:history")
+        assert not answer["ok"] and answer["error"]["code"] in ("forbidden", "not_found"), answer
+        await asyncio.sleep(0.2)
+        assert len(history) == 1 and kiosk_history == []
+        assert len(got) == 1  # and no history page went out as a message
     finally:
         await kiosk.close()
         await expert.close()

@@ -329,3 +329,84 @@ async def test_secretary_interpreter_list_and_the_reserved_interpreter_rings_fir
     assert other["request"]["id"] == ring["id"]
     accepted = await call(tulkki, "interpreter:accept", {"request_id": ring["id"]})
     assert accepted["ok"], accepted
+
+    # The expert cancels the first booking with the older `appointment:cancel`: its interpreter
+    # is released at once (not at the next reservation over that time) and told so.
+    changed[first].clear()
+    cancelled = await call(
+        expert, "appointment:cancel", {"appointment_id": made["appointment"]["id"]}
+    )
+    assert cancelled["ok"], cancelled
+    await _wait_for(changed[first], "interpreter:reservations_changed after the cancel")
+    async with sessions() as session:
+        await _assert_released(session, made["appointment"]["id"])
+
+
+async def _assert_released(session: Any, appointment_id: int) -> int:
+    """The appointment's reservation is released and holds no cell; returns its interpreter."""
+    reservation = (
+        await session.execute(
+            select(InterpreterReservation).where(
+                InterpreterReservation.appointment_id == appointment_id
+            )
+        )
+    ).scalar_one()
+    assert reservation.released_at is not None, appointment_id
+    held = await session.execute(
+        select(func.count())
+        .select_from(InterpreterReservationCell)
+        .where(InterpreterReservationCell.reservation_id == reservation.id)
+    )
+    assert held.scalar_one() == 0, appointment_id
+    return int(reservation.interpreter_id)
+
+
+@pytest.mark.postgres
+async def test_every_way_of_cancelling_releases_the_interpreter_at_once(
+    database_url: str,  # noqa: F811
+) -> None:
+    """Staff's cancel, the customer's cancel, a no-show and a closed office: each releases the
+    interpreter reservation in its own transaction (appointments.leave_booked; office_closure)."""
+    from signaling.appointments import cancel_appointment, release_no_shows
+    from signaling.office_closure import close_office_records
+    from signaling.protocol import Principal, Role
+
+    engine, sessions, demo = await _seeded(database_url)
+    try:
+        await _set_availability(sessions, "kela", ["tue 10:00-12:00"])
+        now = _utc("2026-12-14T08:00:00+02:00")
+        ten = _utc("2026-12-15T10:00:00+02:00")
+        ids = []
+        async with sessions() as session:
+            for n in range(4):
+                slot = ten + timedelta(minutes=30 * n)
+                made = await booking.book_slot(
+                    session, _request(demo.office_id, slot, n, "ara"), now, RULES
+                )
+                ids.append(made.appointment.id)
+        tulkki = demo.user_ids["tulkki"]
+        admin = Principal(kind="user", id=demo.user_ids["admin"], role=Role.ADMIN, name="")
+        async with sessions() as session:
+            await cancel_appointment(session, admin, ids[0], now)  # appointment:cancel
+            assert await _assert_released(session, ids[0]) == tulkki
+            customer = await session.get(Appointment, ids[1])
+            assert customer is not None
+            await booking.cancel_booking(session, customer, now)  # the link or the code
+            assert await _assert_released(session, ids[1]) == tulkki
+            # 10:00 is free for an Arabic booking again, with the same interpreter.
+            again = await booking.book_slot(
+                session, _request(demo.office_id, ten, 9, "ara"), now, RULES
+            )
+            ids.append(again.appointment.id)
+            # No-show: the 11:00 customer (and the new 10:00 one) never came.
+            gone = await release_no_shows(session, ten + timedelta(minutes=75), timedelta(0))
+            assert {a.id for a in gone} == {ids[2], ids[4]}
+            for appointment_id in (ids[2], ids[4]):
+                await _assert_released(session, appointment_id)
+            closure = await close_office_records(session, demo.office_id, now)
+            await session.commit()
+            assert closure.cancelled_appointments == [ids[3]]
+            assert closure.released_interpreters == {tulkki}
+            await _assert_released(session, ids[3])
+    finally:
+        await engine.dispose()

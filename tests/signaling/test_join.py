@@ -5,6 +5,7 @@ tests/expert_console/test_join_browser.py."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -76,6 +77,27 @@ async def ack(client: socketio.AsyncClient, event: str, data: Any = None) -> dic
 def error_of(answer: dict[str, Any]) -> str:
     assert answer["ok"] is False, answer
     return str(answer["error"]["code"])
+
+
+async def guest_tab(live: LiveService, secret: str) -> socketio.AsyncClient:
+    """One browser tab of the customer at home: a socket with his session cookie."""
+    client = socketio.AsyncClient(reconnection=False)
+    await client.connect(
+        live.base_url,
+        auth={"guest": True},
+        headers={"Cookie": f"etapalvelu_join={secret}"},
+        transports=["websocket"],
+    )
+    live.clients.append(client)
+    return client
+
+
+async def until(check: Any, what: str) -> None:
+    for _ in range(100):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never: {what}")
 
 
 # --- migration and token rules ---------------------------------------------------------------
@@ -235,16 +257,9 @@ async def test_join_http_waiting_room_and_admission(live_service: LiveService) -
                 transports=["websocket"],
                 wait_timeout=5,
             )
-    guest = socketio.AsyncClient(reconnection=False)
+    guest = await guest_tab(live, secret)
     admitted: list[dict[str, Any]] = []
     guest.on("remote:admitted", lambda data: admitted.append(data))
-    await guest.connect(
-        base,
-        auth={"guest": True},
-        headers={"Cookie": f"etapalvelu_join={secret}"},
-        transports=["websocket"],
-    )
-    live.clients.append(guest)
     state = await ack(guest, "remote:state")
     assert state["ok"] and state["phase"] == "waiting"
     assert state["appointment"]["starts_at"] and state["call"] is None
@@ -319,6 +334,83 @@ async def test_join_http_waiting_room_and_admission(live_service: LiveService) -
         await guest.sleep(0.05)
     assert ended and ended[0]["call_id"] == call["id"]
     assert (await ack(guest, "remote:state"))["phase"] == "ended"
+
+
+async def test_the_seat_rejoin_and_admission_again(live_service: LiveService) -> None:
+    """The tab in the call keeps its seat (a reconnect or reload goes on in the call); another
+    tab waits while it is in, and brings the customer back to the waiting room once it dropped
+    out; the call's expert sees him waiting again and lets him into the same call."""
+    live = live_service
+    appointment_id, path = await remote_appointment(live)
+    async with http() as browser:
+        async with browser.post(f"{live.base_url}{path}/enter") as r:
+            secret = r.cookies["etapalvelu_join"].value
+    expert = await live.connect_user("kela")
+    pushed: list[dict[str, Any]] = []
+    expert.on("remote:waiting", lambda data: pushed.append(data["customer"]))
+    first = await guest_tab(live, secret)
+    call = (await ack(expert, "remote:admit", {"appointment_id": appointment_id}))["call"]
+
+    # the first tab to ask takes the seat; showing it again (a reconnect, a reload) keeps it
+    state = await ack(first, "remote:state")
+    seat = state["seat"]
+    assert state["phase"] == "call" and seat and len(seat) >= 43 and not state["elsewhere"]
+    again = await ack(first, "remote:state", {"seat": seat})
+    assert again["phase"] == "call" and again["seat"] == seat
+    assert error_of(await ack(first, "remote:state", {"seat": "short"})) == "invalid"
+    # another tab while the first joins, and while it is in the call: it only waits
+    second = await guest_tab(live, secret)
+    assert (await ack(second, "remote:state"))["elsewhere"] is True
+    assert (await ack(first, "call:join", {"call_id": call["id"]}))["ok"]
+    other = await ack(second, "remote:state", {"seat": "x" * 43})
+    assert other["phase"] == "waiting" and other["elsewhere"] and other["seat"] is None
+    # a seatless tab cannot give the call up for the tab that is in it
+    assert (await ack(second, "remote:return"))["elsewhere"] is True
+
+    # the tab in the call closes: the other tab (asking again, as the page does while
+    # `elsewhere`) brings him back to the waiting room once the server has seen it go
+    await first.disconnect()
+    for _ in range(100):
+        state = await ack(second, "remote:state")
+        if not state["elsewhere"]:
+            break
+        await asyncio.sleep(0.05)
+    assert state["phase"] == "waiting" and state["returning"] and not state["elsewhere"]
+    await until(lambda: pushed and pushed[-1]["returning"], "the expert hears he waits again")
+    assert pushed[-1]["online"] and not pushed[-1]["admitted"]
+    listed = (await ack(expert, "remote:list"))["waiting"]
+    assert [(w["appointment_id"], w["returning"]) for w in listed] == [(appointment_id, True)]
+    assert (await ack(await live.connect_user("rakennus"), "remote:list"))["waiting"] == []
+    # the old seat is spent, and nobody joins the call before he is let in again
+    reloaded = await guest_tab(live, secret)
+    assert (await ack(reloaded, "remote:state", {"seat": seat}))["phase"] == "waiting"
+    refused = await ack(second, "call:join", {"call_id": call["id"]})
+    assert error_of(refused) == "conflict" and refused["error"]["reason"] == "left"
+
+    # the expert lets him into the same call again; the tab that asks takes a new seat
+    admitted: list[dict[str, Any]] = []
+    second.on("remote:admitted", lambda data: admitted.append(data))
+    back = await ack(expert, "remote:admit", {"appointment_id": appointment_id})
+    assert back["ok"] and back["call"]["id"] == call["id"], back
+    guest_row = [p for p in back["call"]["participants"] if p["kind"] == "guest"]
+    assert guest_row and guest_row[0]["left"] is False
+    await until(lambda: admitted, "remote:admitted")
+    state = await ack(second, "remote:state")
+    assert state["phase"] == "call" and state["seat"] not in (None, seat)
+    assert (await ack(second, "call:join", {"call_id": call["id"]}))["ok"]
+    # his page gives up (the media did not come back): the waiting room, once more
+    assert (await ack(second, "remote:return", {"seat": state["seat"]}))["phase"] == "waiting"
+    await until(lambda: pushed[-1]["returning"], "the expert hears he waits again")
+    # the expert ends the call: the customer waiting to get back hears it
+    ended: list[dict[str, Any]] = []
+    second.on("call:ended", lambda data: ended.append(data))
+    assert (await ack(expert, "call:end", {"call_id": call["id"]}))["ok"]
+    await until(lambda: ended, "call:ended to the customer in the waiting room")
+    assert (await ack(second, "remote:state"))["phase"] == "ended"
+    assert (await ack(expert, "remote:list"))["waiting"] == []
+    assert error_of(await ack(expert, "remote:admit", {"appointment_id": appointment_id})) == (
+        "conflict"
+    )
 
 
 # --- OpenID Connect ---------------------------------------------------------------------------

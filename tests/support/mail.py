@@ -1,11 +1,14 @@
 """A real SMTP server (aiosmtpd) and a local HTTP SMS gateway for the booking messages.
 
-    from tests.support.mail import MailBox, SmsGateway, gateway, mailbox  # noqa: F401
+    from tests.support.mail import Messaging, messaging
 
-    async def test_x(mailbox: tuple[MailBox, int], gateway: tuple[SmsGateway, str]) -> None:
-        box, smtp_port = mailbox      # settings smtp_host=LOOPBACK, smtp_port=smtp_port
-        sms, sms_url = gateway        # sms_gateway_url=sms_url, sms_gateway_token=SMS_TOKEN
+    __all__ = ["messaging"]  # the fixture
 
+    async def test_x(tmp_path: Path, messaging: Messaging) -> None:
+        async with make_live_service(tmp_path, **messaging.settings) as live:
+            ...  # messaging.box: the mail received, messaging.sms: the texts
+
+The fixtures `mailbox` (box, smtp_port) and `gateway` (sms, sms_url) give each alone.
 `body_of`, `calendar_of` and `ics_fields` read a received message; `wait_until` polls.
 """
 
@@ -16,6 +19,8 @@ import email
 import email.policy
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from email.message import Message
 from typing import Any
 
@@ -52,8 +57,8 @@ class MailBox:
             return [m for m in self.messages if str(m["To"]).lower() == address.lower()]
 
 
-@pytest.fixture
-def mailbox() -> Iterator[tuple[MailBox, int]]:
+@contextmanager
+def smtp_server() -> Iterator[tuple[MailBox, int]]:
     from aiosmtpd.controller import Controller
 
     box = MailBox()
@@ -64,6 +69,12 @@ def mailbox() -> Iterator[tuple[MailBox, int]]:
         yield box, port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[MailBox, int]]:
+    with smtp_server() as found:
+        yield found
 
 
 class SmsGateway:
@@ -89,8 +100,8 @@ class SmsGateway:
         return [m for m in self.messages if m.get("to") == number]
 
 
-@pytest_asyncio.fixture
-async def gateway() -> AsyncIterator[tuple[SmsGateway, str]]:
+@asynccontextmanager
+async def sms_gateway() -> AsyncIterator[tuple[SmsGateway, str]]:
     sms = SmsGateway()
     app = web.Application()
     app.router.add_post("/send", sms.handle)
@@ -102,6 +113,37 @@ async def gateway() -> AsyncIterator[tuple[SmsGateway, str]]:
         yield sms, f"http://{LOOPBACK}:{port}/send"
     finally:
         await runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def gateway() -> AsyncIterator[tuple[SmsGateway, str]]:
+    async with sms_gateway() as found:
+        yield found
+
+
+@dataclass
+class Messaging:
+    """A test's mail server and SMS gateway, and the settings that send to them."""
+
+    box: MailBox
+    sms: SmsGateway
+    settings: dict[str, Any]
+
+
+@pytest_asyncio.fixture
+async def messaging() -> AsyncIterator[Messaging]:
+    with smtp_server() as (box, smtp_port):
+        async with sms_gateway() as (sms, sms_url):
+            yield Messaging(
+                box,
+                sms,
+                {
+                    "smtp_host": LOOPBACK,
+                    "smtp_port": smtp_port,
+                    "sms_gateway_url": sms_url,
+                    "sms_gateway_token": SMS_TOKEN,
+                },
+            )
 
 
 async def wait_until(condition: Callable[[], Any], seconds: float = 10.0) -> None:

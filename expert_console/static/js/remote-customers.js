@@ -1,6 +1,9 @@
 // Customers at home waiting for the expert (issue 18; signaling/remote_customer.py): a list
 // above the queues with an "Admit" button each, and a notice when one arrives. Admitting
-// makes the call; the console enters it through its ordinary `call:started` push.
+// makes the call; the console enters it through its ordinary `call:started` push. A customer
+// who dropped out of the expert's call and waits again (`returning`) is also shown in the call
+// view ("The customer is waiting again", `#remote-returned`), and admitting him puts him back
+// into the same call.
 //
 //   mountRemoteCustomers(socket, { notify, errorText });   // once per log-in, experts only
 
@@ -19,6 +22,8 @@ addStrings({
     "remote.identified": "tunnistettu",
     "remote.notIdentified": "ei tunnistettu",
     "remote.row": "{when} · {service} · {language}",
+    "remote.returned": "Asiakas odottaa taas",
+    "remote.admitAgain": "Päästä takaisin puheluun",
   },
   sv: {
     "remote.title": "Distanskunder väntar",
@@ -30,6 +35,8 @@ addStrings({
     "remote.identified": "identifierad",
     "remote.notIdentified": "inte identifierad",
     "remote.row": "{when} · {service} · {language}",
+    "remote.returned": "Kunden väntar igen",
+    "remote.admitAgain": "Släpp tillbaka in i samtalet",
   },
   en: {
     "remote.title": "Customers at home waiting",
@@ -41,6 +48,8 @@ addStrings({
     "remote.identified": "identified",
     "remote.notIdentified": "not identified",
     "remote.row": "{when} · {service} · {language}",
+    "remote.returned": "The customer is waiting again",
+    "remote.admitAgain": "Let back into the call",
   },
 });
 
@@ -54,21 +63,28 @@ export function mountRemoteCustomers(socket, { notify = () => {}, errorText = (e
   const anchor = document.getElementById("queues");
   if (anchor) anchor.before(box);
   else queues.append(box);
+  // In the call view: the customer of this call back in the waiting room.
+  const returned = el("div", { id: "remote-returned", class: "remote-returned", role: "status",
+                               "aria-live": "polite", hidden: "" });
+  const callHead = document.querySelector("#view-call .call-head");
+  if (callHead) callHead.append(returned);
   const waiting = new Map(); // appointment id -> view
 
   function render() {
     title.textContent = t("remote.title");
     box.hidden = waiting.size === 0;
     list.replaceChildren();
+    const back = [...waiting.values()].filter((view) => view.returning);
+    returned.hidden = back.length === 0;
+    returned.replaceChildren(...back.map((view) => el("p", {},
+      el("strong", { text: t("remote.returned") }), " ",
+      admitButton(view, "remote-readmit", "remote.admitAgain"))));
     for (const view of [...waiting.values()].sort((a, b) => a.starts_at.localeCompare(b.starts_at))) {
-      const button = el("button", {
-        type: "button", class: "primary-action", text: t("remote.admit"),
-        "data-appointment": String(view.appointment_id), "data-testid": "remote-admit",
-        onclick: () => admit(view, button),
-      });
-      if (!view.online) button.disabled = true;
+      const button = admitButton(view, "remote-admit", "remote.admit");
+      button.classList.add("primary-action");
       const facts = [view.online ? t("remote.online") : t("remote.offline"),
                      view.identified ? t("remote.identified") : t("remote.notIdentified")];
+      if (view.returning) facts.unshift(t("remote.returned"));
       list.append(el("li", { class: "card", "data-appointment": String(view.appointment_id),
                              "data-online": String(view.online) },
         el("p", { text: t("remote.row", { when: formatDateTime(view.starts_at),
@@ -77,6 +93,15 @@ export function mountRemoteCustomers(socket, { notify = () => {}, errorText = (e
         el("p", { class: "help", text: facts.join(" · ") }),
         button));
     }
+  }
+
+  function admitButton(view, testid, words) {
+    const button = el("button", {
+      type: "button", text: t(words), "data-appointment": String(view.appointment_id),
+      "data-testid": testid, onclick: () => admit(view, button),
+    });
+    if (!view.online) button.disabled = true;
+    return button;
   }
 
   async function admit(view, button) {
@@ -96,8 +121,9 @@ export function mountRemoteCustomers(socket, { notify = () => {}, errorText = (e
     if (view.admitted) waiting.delete(view.appointment_id);
     else waiting.set(view.appointment_id, view);
     if (!view.admitted && view.online && !(known && known.online)) {
-      notify(t("remote.arrived", { when: formatDateTime(view.starts_at) }), "info",
-             { tag: "remote" });
+      const text = view.returning ? t("remote.returned")
+        : t("remote.arrived", { when: formatDateTime(view.starts_at) });
+      notify(text, view.returning ? "warn" : "info", { tag: "remote" });
     }
     render();
   }
@@ -114,6 +140,7 @@ export function mountRemoteCustomers(socket, { notify = () => {}, errorText = (e
   }
 
   socket.on("remote:waiting", ({ customer }) => update(customer));
+  socket.on("call:ended", reload); // whoever waited to get back into it does not any more
   socket.on("connect", reload);
   if (socket.connected) reload();
   onLanguageChange(render);

@@ -6,8 +6,19 @@
 // socket authenticates with this browser's HttpOnly session cookie (`auth: {guest: true}`),
 // which entering the waiting room set; nothing here can read it.
 //
+// The seat (remote_customer.py "The seat"): once let into the call, this tab keeps the seat the
+// server hands out in its sessionStorage and shows it with every `remote:state` (after each
+// socket (re)connect, when let in, when a rejoin is refused). A reload or a reconnect of this
+// tab goes on in the call (CallMedia rejoins); the link opened in another tab, or again after
+// leaving, finds no seat and brings the customer back to the waiting room, where the expert
+// sees him waiting again. Media that stays down for GIVE_UP_MS while the socket works gives the
+// seat up (`remote:return`): back to the waiting room as well.
+//
 // Tests read `window.__join`: {phase, checks: {camera, microphone, speaker, relay, turn},
-// relayPair: {local, remote} candidate types of the device check's connection}.
+// relayPair: {local, remote} candidate types of the device check's connection,
+// relayError: why the relay check failed (its error code), turn: {state, reason, url, ms} of
+// the TURN allocation check, checksDone, checkRuns}.
+// Also there: `socket`, and `returning` / `elsewhere` of the last `remote:state`.
 
 import {
   LANGUAGES, addStrings, applyTranslations, language, mountLanguageSwitcher, onLanguageChange,
@@ -16,7 +27,7 @@ import {
 import { connect, request } from "/static/console/js/session.js";
 import { CallMedia } from "/static/console/js/call-media.js";
 import { mountDocumentPanel } from "/static/console/js/documents.js";
-import { runRelayProbe } from "/static/common/js/relay-probe.js";
+import { runRelayProbe, runTurnProbe } from "/static/common/js/relay-probe.js";
 import { JOIN_STRINGS } from "./strings.js";
 
 addStrings(JOIN_STRINGS);
@@ -24,7 +35,7 @@ addStrings(JOIN_STRINGS);
 const $ = (id) => document.getElementById(id);
 const token = decodeURIComponent(location.pathname.split("/")[2] || "");
 const base = `/join/${encodeURIComponent(token)}`;
-const debug = (window.__join = { phase: "loading", checks: {}, relayPair: null });
+const debug = (window.__join = { phase: "loading", checks: {}, relayPair: null, turn: null, checkRuns: 0 });
 
 const state = {
   info: null, // GET state: {phase, appointment, identity, ice_servers, call}
@@ -36,6 +47,9 @@ const state = {
   call: null,
   panel: null,
   expertTracks: {}, // source -> track
+  giveUpTimer: null, // runs while the call's media is down and the socket up
+  elsewhereTimer: null, // asks again while another tab of his is in the call
+  advice: [], // i18n keys of the last device check's advice
 };
 
 // --- language ---------------------------------------------------------------------------------
@@ -207,41 +221,52 @@ async function probeRelay(iceServers) {
       iceServers,
       connectMs: 8000,
     });
-    if (!pair) return false;
+    if (!pair) {
+      debug.relayError = "no_pair";
+      return false;
+    }
+    debug.relayError = null;
     debug.relayPair = pair;
     return true;
   } catch (error) {
     console.warn("relay check failed", error);
+    debug.relayError = (error && (error.code || error.message)) || "failed";
     return false;
   }
 }
 
-/** TURN, when the service hands out TURN servers: a relay candidate must be gathered. */
+/** TURN, when the service hands out TURN servers: a relayed address must be allocated through
+ * them with the short-lived credentials the service minted (/static/common/js/relay-probe.js).
+ * The result's words say what failed: credentials refused (the service's fault) or the server
+ * not reached (coturn down, or this network blocks it). */
 async function probeTurn(iceServers) {
-  const turn = iceServers.filter((server) => [].concat(server.urls || [])
-    .some((url) => /^turns?:/.test(url)));
-  if (!turn.length) return "skipped";
-  const pc = new RTCPeerConnection({ iceServers: turn, iceTransportPolicy: "relay" });
   try {
-    pc.createDataChannel("check");
-    const found = new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(false), 6000);
-      pc.addEventListener("icecandidate", (event) => {
-        if (event.candidate && / typ relay /.test(event.candidate.candidate)) {
-          clearTimeout(timer);
-          resolve(true);
-        }
-      });
-    });
-    await pc.setLocalDescription(await pc.createOffer());
-    return (await found) ? "ok" : "failed";
-  } finally {
-    pc.close();
+    return await runTurnProbe({ iceServers, waitMs: 5000 });
+  } catch (error) {
+    console.warn("TURN check failed", error);
+    return { state: "failed", reason: "error", url: null };
   }
 }
 
+const TURN_WORDS = {
+  ok: "join.check.ok",
+  skipped: "join.check.notConfigured",
+  refused: "join.check.turnRefused",
+  unreachable: "join.check.turnUnreachable",
+  error: "join.check.failed",
+};
+
+/** Fresh ICE servers for a repeated check: TURN credentials live `turn_credential_ttl` only. */
+async function refreshIceServers() {
+  const answer = await getJson(`${base}/state`);
+  if (answer.status === 200 && answer.body) state.info.ice_servers = answer.body.ice_servers;
+}
+
 async function runChecks() {
-  $("check-advice").hidden = true;
+  debug.checksDone = false;
+  debug.checkRuns += 1;
+  state.advice = [];
+  renderAdvice();
   for (const name of ["camera", "microphone", "relay", "turn"]) setCheck(name, "pending", "join.check.pending");
   if (!debug.checks.speaker || debug.checks.speaker === "pending") {
     setCheck("speaker", "pending", "join.check.notTested");
@@ -264,13 +289,22 @@ async function runChecks() {
   const [relayOk, turn] = await Promise.all([probeRelay(iceServers), probeTurn(iceServers)]);
   setCheck("relay", relayOk ? "ok" : "failed", relayOk ? "join.check.ok" : "join.check.failed");
   if (!relayOk) advice.push("join.advice.relay");
-  setCheck("turn", turn, { ok: "join.check.ok", failed: "join.check.failed",
-                            skipped: "join.check.notConfigured" }[turn]);
-  if (advice.length) {
-    $("check-advice").textContent = advice.map((key) => t(key)).join(" ");
-    $("check-advice").hidden = false;
-  }
+  debug.turn = turn;
+  setCheck("turn", turn.state, TURN_WORDS[turn.state === "failed" ? turn.reason : turn.state]);
+  // A failed TURN check does not stop anyone (nothing here does): the call takes the path the
+  // relay check just proved. TURN is the fallback for networks where that path is closed, so
+  // with the direct path working the customer is told he can go on; without it, what to try.
+  if (turn.state === "failed" && relayOk) advice.push("join.advice.turnDirectOk");
+  state.advice = advice;
+  renderAdvice();
   debug.checksDone = true;
+}
+
+/** The advice of the last check, in the current language (it follows the language switch). */
+function renderAdvice() {
+  const advice = state.advice || [];
+  $("check-advice").textContent = advice.map((key) => t(key)).join(" ");
+  $("check-advice").hidden = !advice.length;
 }
 
 async function enterWaitingRoom() {
@@ -300,14 +334,11 @@ function startWaiting() {
   if (state.socket) return;
   const socket = connect({ guest: true });
   state.socket = socket;
-  socket.on("connect", () => {
-    setText($("waiting-connection"), "join.waiting.connected");
-    request(socket, "remote:state", {}).then(applyState).catch((error) => {
-      console.warn("remote:state", error);
-    });
-  });
+  debug.socket = socket;
+  socket.on("connect", sync);
   socket.on("disconnect", () => {
     setText($("waiting-connection"), "join.waiting.reconnecting");
+    stopGiveUp(); // the reconnect's remote:state decides
   });
   socket.on("connect_error", (error) => {
     if (error && error.data && error.data.code === "unauthenticated") {
@@ -315,24 +346,96 @@ function startWaiting() {
       location.reload(); // the session ended: the server's page says why
     }
   });
-  socket.on("remote:admitted", ({ call }) => enterCall(call));
+  socket.on("remote:admitted", sync); // remote:state hands this tab the seat
   socket.on("call:ended", ({ call_id: callId }) => {
     if (state.call && state.call.id === callId) endCall();
+    else sync(); // waiting to be let back into it
+  });
+}
+
+// --- the seat -----------------------------------------------------------------------------------
+
+const SEAT_KEY = "etapalvelu.join.seat";
+const GIVE_UP_MS = 20000;
+const ELSEWHERE_POLL_MS = 5000;
+
+function savedSeat() {
+  try {
+    return sessionStorage.getItem(SEAT_KEY) || null;
+  } catch {
+    return null;
+  }
+}
+
+function keepSeat(seat) {
+  try {
+    if (seat) sessionStorage.setItem(SEAT_KEY, seat);
+    else sessionStorage.removeItem(SEAT_KEY);
+  } catch {
+    /* storage blocked: a reload then goes through the waiting room */
+  }
+}
+
+/** Where this tab stands: `remote:state` with its seat. */
+function sync() {
+  const socket = state.socket;
+  if (!socket || !socket.connected) return Promise.resolve();
+  const seat = savedSeat();
+  return request(socket, "remote:state", seat ? { seat } : {}).then(applyState).catch((error) => {
+    console.warn("remote:state", error);
   });
 }
 
 function applyState(info) {
+  clearTimeout(state.elsewhereTimer);
+  debug.returning = Boolean(info.returning);
+  debug.elsewhere = Boolean(info.elsewhere);
   if (info.phase === "call" && info.call) {
+    keepSeat(info.seat);
     if (state.media && state.call && state.call.id === info.call.id) {
       state.media.rejoin("reconnect");
     } else {
       enterCall(info.call);
     }
   } else if (info.phase === "ended") {
+    keepSeat(null);
     endCall();
-  } else if (!state.call) {
+  } else {
+    keepSeat(null);
+    closeCall(); // sent back to the waiting room (or never let in)
     show("waiting");
+    if (state.stream) $("waiting-video").srcObject = state.stream;
+    const words = info.elsewhere ? "join.waiting.elsewhere"
+      : info.returning ? "join.waiting.again" : "join.waiting.connected";
+    setText($("waiting-connection"), words);
+    if (info.elsewhere) state.elsewhereTimer = setTimeout(sync, ELSEWHERE_POLL_MS);
   }
+}
+
+/** The call's media is down while the socket works: after GIVE_UP_MS, back to the waiting room. */
+function watchMedia(mediaState) {
+  if (mediaState !== "reconnecting" || !state.socket || !state.socket.connected) {
+    stopGiveUp();
+  } else if (!state.giveUpTimer) {
+    state.giveUpTimer = setTimeout(giveUp, GIVE_UP_MS);
+  }
+}
+
+function stopGiveUp() {
+  clearTimeout(state.giveUpTimer);
+  state.giveUpTimer = null;
+}
+
+async function giveUp() {
+  state.giveUpTimer = null;
+  if (!state.call || !state.socket || !state.socket.connected) return;
+  const seat = savedSeat();
+  keepSeat(null);
+  closeCall();
+  await request(state.socket, "remote:return", seat ? { seat } : {}).catch((error) => {
+    console.warn("remote:return", error);
+  });
+  await sync();
 }
 
 function showExpertVideo() {
@@ -409,19 +512,25 @@ async function enterCall(call) {
         const key = { connected: "join.call.connected", reconnecting: "join.call.reconnecting" }[mediaState]
           || "join.call.connecting";
         setText($("call-state"), key);
+        watchMedia(mediaState);
       },
-      onJoinRefused: () => request(state.socket, "remote:state", {}).then(applyState).catch(() => {}),
+      onJoinRefused: sync,
     },
   });
   try {
     await state.media.join(call.id);
   } catch (error) {
     console.error("call:join failed", error);
-    if (error.code === "conflict") endCall();
+    if (error.code === "conflict") {
+      closeCall(); // ended, or back in the waiting room: the server says which
+      sync();
+    }
   }
 }
 
-function endCall() {
+/** Out of the call (media, documents, its sounds); the camera and the socket stay. */
+function closeCall() {
+  stopGiveUp();
   if (state.media) state.media.close();
   state.media = null;
   if (state.panel) state.panel.destroy();
@@ -430,18 +539,28 @@ function endCall() {
   audioElements.clear();
   state.expertTracks = {};
   state.call = null;
+}
+
+/** The end: the call ended, or he left it (`left`: the page offers the way back). */
+function endCall({ left = false } = {}) {
+  closeCall();
+  clearTimeout(state.elsewhereTimer);
   clearInterval(state.meterTimer);
   stopStream();
   if (state.socket) state.socket.disconnect();
+  setText($("ended-title"), left ? "join.left.title" : "join.ended.title");
+  setText($("ended-text"), left ? "join.left.text" : "join.ended.text");
+  $("back-to-waiting").hidden = !left;
   show("ended");
 }
 
 async function leave() {
   const call = state.call;
+  keepSeat(null); // the link opened again leads to the waiting room
   if (call && state.socket) {
     await request(state.socket, "call:leave", { call_id: call.id }).catch(() => {});
   }
-  endCall();
+  endCall({ left: true });
 }
 
 function toggleTrack(kind, button) {
@@ -461,13 +580,18 @@ async function start() {
   onLanguageChange(() => {
     renderAppointment();
     renderExpertLabel();
+    renderAdvice();
   });
   $("play-sound").addEventListener("click", playTestSound);
   $("heard-yes").addEventListener("click", () => setCheck("speaker", "ok", "join.check.ok"));
   $("heard-no").addEventListener("click", () => setCheck("speaker", "failed", "join.check.failed"));
-  $("check-again").addEventListener("click", () => runChecks());
+  $("check-again").addEventListener("click", async () => {
+    await refreshIceServers().catch((error) => console.warn("ICE servers not refreshed", error));
+    await runChecks();
+  });
   $("continue").addEventListener("click", enterWaitingRoom);
   $("leave").addEventListener("click", leave);
+  $("back-to-waiting").addEventListener("click", () => location.reload());
   $("toggle-mic").addEventListener("click", (event) => toggleTrack("audio", event.currentTarget));
   $("toggle-camera").addEventListener("click", (event) => toggleTrack("video", event.currentTarget));
   const answer = await getJson(`${base}/state`);

@@ -14,9 +14,18 @@
 // messages are gone with the page's call, unless the expert attaches the transcript to the
 // service record: then its SHA-256 goes into the record (`chat:transcript`), the text stays
 // with him ("Save transcript"). The office's clerk is in the chat too (keys with role "clerk").
+//
+// History: when a chat person's call key is new (his page reloaded, an interpreter or the
+// clerk came later), every one of us who holds messages seals them to that key and sends them
+// (`chat:history`, docs/document-protocol.md §8 "History"); he merges the copies by message id,
+// in the holders' order, with the original sender and time. Why every holder and not the
+// kiosk alone: signaling/chat.py, "history for a new key".
 
 import { addStrings, language, onLanguageChange, t } from "./i18n.js";
-import { CHAT_MAX_CHARS, canonicalJson, fromB64u, hex, openChat, sealChat } from "./document-crypto.js";
+import {
+  CHAT_HISTORY_MAX_BYTES, CHAT_MAX_CHARS, canonicalJson, fromB64u, hex, openChat, openChatHistory,
+  sealChat, sealChatHistory,
+} from "./document-crypto.js";
 
 addStrings({
   fi: {
@@ -32,6 +41,7 @@ addStrings({
     "chat.attachAgain": "Liittämisen jälkeen on tullut uusia viestejä: liitä uudelleen.",
     "chat.attachFailed": "Viestejä ei voitu liittää kirjaukseen.",
     "chat.saveTranscript": "Tallenna viestit",
+    "chat.disputed": "Tästä viestistä on saatu eri versioita: varmistakaa asia ääneen.",
   },
   sv: {
     "chat.title": "Meddelanden", "chat.input": "Meddelande", "chat.send": "Skicka",
@@ -46,6 +56,7 @@ addStrings({
     "chat.attachAgain": "Nya meddelanden har kommit efter bifogandet: bifoga igen.",
     "chat.attachFailed": "Meddelandena kunde inte bifogas till registreringen.",
     "chat.saveTranscript": "Spara meddelandena",
+    "chat.disputed": "Olika versioner av meddelandet har kommit: kontrollera saken muntligt.",
   },
   en: {
     "chat.title": "Messages", "chat.input": "Message", "chat.send": "Send",
@@ -60,6 +71,7 @@ addStrings({
     "chat.attachAgain": "New messages came after it was attached: attach it again.",
     "chat.attachFailed": "The transcript could not be attached to the record.",
     "chat.saveTranscript": "Save transcript",
+    "chat.disputed": "Different versions of this message arrived: check it aloud.",
   },
 });
 
@@ -78,6 +90,38 @@ export const PHRASES = {
 
 // The call's language of service (ISO 639-3 in tickets) as a page language.
 const SERVICE_LANGUAGE = { fin: "fi", swe: "sv", eng: "en" };
+
+// A history page's fixed part ({"after":"<id>","messages":[]}) besides its messages.
+const HISTORY_PAGE_OVERHEAD = 64;
+
+/** A message as a history page carries it (§8, "History"). */
+function historyItem(m) {
+  return { id: m.id, from: m.from, name: m.name, role: m.role, sent_at: m.sentAt, text: m.text };
+}
+
+/**
+ * Split messages into history pages whose sealed body stays within CHAT_HISTORY_MAX_BYTES
+ * (one event each, under the server's message size limit): [{after, items}], where `after` is
+ * the id of the message before the page's first ("" at the start).
+ */
+export function historyPages(messages, after = "") {
+  const encoder = new TextEncoder();
+  const pages = [];
+  let page = null;
+  let size = 0;
+  for (const message of messages) {
+    const item = historyItem(message);
+    const bytes = encoder.encode(JSON.stringify(item)).length + 1;
+    if (!page || size + bytes > CHAT_HISTORY_MAX_BYTES - HISTORY_PAGE_OVERHEAD) {
+      page = { after: page ? page.items[page.items.length - 1].id : after, items: [] };
+      pages.push(page);
+      size = 0;
+    }
+    page.items.push(item);
+    size += bytes;
+  }
+  return pages;
+}
 
 // The kiosk's on-screen keyboard: Finnish/Swedish letters, digits and the usual marks.
 const KEY_ROWS = [
@@ -98,14 +142,126 @@ export class CallChat extends EventTarget {
       this.receive(data).catch((error) => console.warn("chat message not opened:", error.message));
     };
     this.socket.on("chat:message", this.onMessage);
+    // History (§8): the keys each chat person had when we last looked; a new one gets what we
+    // hold. Pages go out one after another (each awaits its ack: order, and the rate limit);
+    // pages that come in are merged one after another (a page's `after` is in the one before).
+    this.keyed = new Map();
+    for (const pid of this.people()) this.keyed.set(pid, this.keysOf(pid));
+    this.outbox = Promise.resolve();
+    this.inbox = Promise.resolve();
+    this.onKeys = () => this.answerNewKeys();
+    channel.addEventListener("keys", this.onKeys);
+    channel.chatHistorySink = (data) => {
+      this.inbox = this.inbox.then(() => this.receiveHistory(data))
+        .catch((error) => console.warn("chat history not opened:", error.message));
+    };
+    for (const data of (channel.chatHistory || []).splice(0)) channel.chatHistorySink(data);
+  }
+
+  /** Everyone besides us in the chat: the people and the office's clerk, never a device. */
+  people() {
+    return this.channel.chatPeople ? this.channel.chatPeople() : this.channel.people();
+  }
+
+  /** A chat person's attested public keys, as one comparable string ("" when he has none). */
+  keysOf(pid) {
+    const bySuite = this.channel.peers.get(pid) || {};
+    return Object.values(bySuite).map((v) => `${v.suite}:${v.public_key}`).sort().join(",");
+  }
+
+  /** New keys in the call's key list: send each new key what we hold. */
+  answerNewKeys() {
+    const people = this.people();
+    for (const pid of [...this.keyed.keys()]) {
+      if (!people.includes(pid)) this.keyed.delete(pid); // back later: he missed what came meanwhile
+    }
+    for (const pid of people) {
+      const keys = this.keysOf(pid);
+      if (this.keyed.get(pid) === keys) continue;
+      this.keyed.set(pid, keys);
+      if (this.messages.length) this.queueHistory(pid);
+    }
+  }
+
+  /** Send `pid` our messages (all of them, as they are when it is his turn, by default). */
+  queueHistory(pid, messages = null, after = "") {
+    this.outbox = this.outbox.then(() => this.sendHistory(pid, messages, after))
+      .catch((error) => console.warn(`chat history for ${pid} not sent:`, error.message));
+    return this.outbox;
+  }
+
+  async sendHistory(pid, messages, after) {
+    const channel = this.channel;
+    if (!this.people().includes(pid)) return; // gone meanwhile
+    const suite = channel.suiteFor([pid]);
+    const recipient = { participantId: pid, publicBytes: fromB64u(channel.peers.get(pid)[suite].public_key) };
+    // A message whose sender gave no valid time could not be shown with one: it stays out.
+    const held = (messages || this.messages).filter((m) => !Number.isNaN(Date.parse(m.sentAt)));
+    for (const page of historyPages(held, after)) {
+      const envelope = await sealChatHistory(page.items, channel.keys[suite], recipient, {
+        callId: this.callId, senderId: channel.participantId, after: page.after,
+      });
+      await channel.request("chat:history", { call_id: this.callId, envelope });
+    }
+  }
+
+  /** A page of history from `sender`, who holds the chat, for our new key. */
+  async receiveHistory({ call_id: callId, sender, envelope }) {
+    if (callId !== this.callId || !envelope) return;
+    const attested = this.channel.peers.get(sender)?.[envelope.suite];
+    const me = this.channel.keys[envelope.suite];
+    if (!attested || !me) throw new Error(`no attested key of ${sender}`);
+    const page = await openChatHistory(envelope, me, {
+      callId: this.callId, myId: this.channel.participantId, senderId: sender,
+      senderPublic: fromB64u(attested.public_key),
+    });
+    this.merge(page, sender);
+  }
+
+  /**
+   * Merge a history page: a message we have is not added again (its copy is compared); one we
+   * lack goes right after the message before it in the page, so each holder's order stands
+   * and messages that reached us live since our key came stay after the earlier ones.
+   */
+  merge({ after, messages }, sender) {
+    const indexOf = (id) => this.messages.findIndex((m) => m.id === id);
+    let cursor = after ? indexOf(after) : -1;
+    if (after && cursor < 0) cursor = this.messages.length - 1;
+    for (const item of messages) {
+      const known = indexOf(item.id);
+      if (known >= 0) {
+        this.compare(this.messages[known], item, sender);
+        cursor = known;
+        continue;
+      }
+      // The sender's name and role as the server attests them now; if he has left, as the
+      // holder saw them attested.
+      const bySuite = this.channel.peers.get(item.from);
+      const view = bySuite && Object.values(bySuite)[0];
+      cursor += 1;
+      this.add({ id: item.id, text: item.text, mine: item.from === this.channel.participantId,
+                 name: view ? view.name : item.name, role: view ? view.role : item.role,
+                 from: item.from, sentAt: item.sent_at, at: new Date(item.sent_at), via: sender },
+               cursor);
+    }
+  }
+
+  /** Copies of one message from different holders must agree; if not, everyone sees it. */
+  compare(message, item, sender) {
+    if (message.from === item.from && message.text === item.text && message.sentAt === item.sent_at) return;
+    console.warn(`chat: ${sender}'s copy of message ${item.id} differs from ours`);
+    if (message.disputed) return;
+    message.disputed = true;
+    this.dispatchEvent(new CustomEvent("disputed", { detail: message }));
   }
 
   /** Seal `text` to everyone else in the call (people and the office's clerk, never a
    * device) and send it. */
   async send(text) {
     const channel = this.channel;
-    const recipients = channel.chatPeople ? channel.chatPeople() : channel.people();
+    const recipients = this.people();
     if (!recipients.length) throw new Error("nobody to send to yet");
+    const sealedTo = new Map(recipients.map((pid) => [pid, this.keysOf(pid)]));
     const suite = channel.suiteFor(recipients);
     const keys = recipients.map((pid) => ({
       participantId: pid, publicBytes: fromB64u(channel.peers.get(pid)[suite].public_key),
@@ -115,8 +271,16 @@ export class CallChat extends EventTarget {
                                     { callId: this.callId, senderId: channel.participantId, sentAt });
     await channel.request("chat:send", { call_id: this.callId, envelope });
     const me = this.self();
-    this.add({ id: envelope.id, text, mine: true, name: me.name, role: me.role,
-               from: channel.participantId, sentAt, at: new Date() });
+    const message = { id: envelope.id, text, mine: true, name: me.name, role: me.role,
+                      from: channel.participantId, sentAt, at: new Date() };
+    this.add(message);
+    // A key that came while this was sealed and sent (a page reloading just then) could not
+    // open it: he gets it as history (a copy he also gets otherwise is dropped by its id).
+    const index = this.messages.indexOf(message);
+    const before = index > 0 ? this.messages[index - 1].id : "";
+    for (const pid of this.people()) {
+      if (sealedTo.get(pid) !== this.keysOf(pid)) this.queueHistory(pid, [message], before);
+    }
   }
 
   /** Our own attested view (name, role) in the call's key list. */
@@ -166,14 +330,17 @@ export class CallChat extends EventTarget {
                role: attested.role, from: sender, sentAt: opened.sentAt, at: new Date() });
   }
 
-  add(message) {
+  /** Add a message at `index` (the end by default), once: messages are known by their id. */
+  add(message, index = this.messages.length) {
     if (this.messages.some((m) => m.id === message.id)) return;
-    this.messages.push(message);
+    this.messages.splice(index, 0, message);
     this.dispatchEvent(new CustomEvent("message", { detail: message }));
   }
 
   destroy() {
     this.socket.off("chat:message", this.onMessage);
+    this.channel.removeEventListener("keys", this.onKeys);
+    if (this.channel.chatHistorySink) this.channel.chatHistorySink = null;
     this.messages = [];
     this.attached = null;
   }
@@ -334,21 +501,35 @@ export function mountChat(container, { chat, atKiosk = false, callLanguage = nul
     if (message.mine) return t("chat.you");
     return message.role === "clerk" ? `${message.name} (${t("chat.role.clerk")})` : message.name;
   };
+  const items = new Map(); // message id -> its <li>
+  const markDisputed = (item) => {
+    if (item.querySelector(".chat-disputed")) return;
+    item.dataset.disputed = "true";
+    item.append(" ", el("span", { class: "chat-disputed" }, t("chat.disputed")));
+  };
   const render = (message) => {
     const who = whoOf(message);
     const item = el("li", { class: message.mine ? "mine" : "theirs", "data-testid": "chat-message",
                             "data-mine": String(message.mine), "data-role": message.role || "",
-                            "data-sent-at": message.sentAt || "" },
+                            "data-from": message.from || "", "data-sent-at": message.sentAt || "" },
       el("span", { class: "chat-who" }, who), " ",
       // textContent only: a link stays text, markup stays text
       el("span", { class: "chat-text" }, message.text));
     item._message = message;
-    list.append(item);
+    items.set(message.id, item);
+    // History comes in at its place among the messages (chat.messages is in order).
+    list.insertBefore(item, list.children[chat.messages.indexOf(message)] || null);
+    if (message.disputed) markDisputed(item);
     item.scrollIntoView({ block: "nearest" });
     refreshAttach();
   };
   const onMessage = (event) => render(event.detail);
+  const onDisputed = (event) => {
+    const item = items.get(event.detail.id);
+    if (item) markDisputed(item);
+  };
   chat.addEventListener("message", onMessage);
+  chat.addEventListener("disputed", onDisputed);
   for (const message of chat.messages) render(message);
 
   form.addEventListener("submit", async (event) => {
@@ -376,11 +557,13 @@ export function mountChat(container, { chat, atKiosk = false, callLanguage = nul
     for (const who of list.querySelectorAll("li .chat-who")) {
       if (who.parentNode._message) who.textContent = whoOf(who.parentNode._message);
     }
+    for (const note of list.querySelectorAll("li .chat-disputed")) note.textContent = t("chat.disputed");
   });
   return {
     root,
     destroy() {
       chat.removeEventListener("message", onMessage);
+      chat.removeEventListener("disputed", onDisputed);
       chat.channel.removeEventListener("keys", refreshAttach);
       if (stopAttachLanguage) stopAttachLanguage();
       if (saveUrl) URL.revokeObjectURL(saveUrl);

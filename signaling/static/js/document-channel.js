@@ -60,7 +60,16 @@ export class DocumentChannel extends EventTarget {
     this.maxBytes = 50 * 1024 * 1024;
     this.cancelled = new Set();
     this.seen = new Set();
+    // Pages of the chat's history (chat.js) that come with our publish, before the chat is
+    // mounted on these keys: kept for it (`chatHistorySink`), a bounded few.
+    this.chatHistory = [];
+    this.chatHistorySink = null;
     this.handlers = {
+      "chat:history": (data) => {
+        if (data.call_id !== this.callId) return;
+        if (this.chatHistorySink) this.chatHistorySink(data);
+        else if (this.chatHistory.length < 64) this.chatHistory.push(data);
+      },
       "documents:keys": (data) => data.call_id === this.callId && this.applyKeys(data.keys),
       "documents:incoming": (data) => this.announce(data),
       "documents:delivered": (data) => this.emitEvent("delivered", data),

@@ -537,14 +537,66 @@ export async function decryptDocument(data, me, options = {}) {
 // ---- chat messages (§8) -----------------------------------------------------------------
 
 export const CHAT_MAX_CHARS = 2000;
+// A history page's sealed body (§8, "History"): its ciphertext stays under the server's
+// 44,000 base64url characters (signaling/chat.py), one event well under max_message_bytes.
+export const CHAT_HISTORY_MAX_BYTES = 32768;
+const CHAT_LABEL = "etapalvelu-chat v1";
+// Its own label: a history page cannot be passed off as a live message, nor the other way.
+const CHAT_HISTORY_LABEL = "etapalvelu-chat v1 history";
+const CHAT_ID = /^[A-Za-z0-9_-]{22}$/; // 16 bytes, base64url
+const CHAT_PARTICIPANT = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
+const CHAT_ROLE = /^[a-z_]{1,32}$/;
 
-function chatAad(callId, senderId, msgId) {
-  return concat(enc.encode("etapalvelu-chat v1"), enc.encode(`|${callId}|${senderId}|`), msgId);
+function chatAad(callId, senderId, msgId, label = CHAT_LABEL) {
+  return concat(enc.encode(label), enc.encode(`|${callId}|${senderId}|`), msgId);
 }
 
-async function chatWrapKey(shared, msgId, suite, senderPublic, recipientPublic) {
-  const info = concat(enc.encode("etapalvelu-chat v1 wrap"), [suite], senderPublic, recipientPublic);
+async function chatWrapKey(shared, msgId, suite, senderPublic, recipientPublic, label = CHAT_LABEL) {
+  const info = concat(enc.encode(`${label} wrap`), [suite], senderPublic, recipientPublic);
   return aesKey(await hkdf(shared, msgId, info, 32));
+}
+
+/** Seal `body` (bytes) under `label` to `recipients`: the §8 construction. */
+async function sealChatBody(label, body, me, recipients, { callId, senderId }) {
+  const msgId = crypto.getRandomValues(new Uint8Array(16));
+  const messageKey = crypto.getRandomValues(new Uint8Array(32));
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const aad = chatAad(callId, senderId, msgId, label);
+  const ct = await gcmSeal(await aesKey(messageKey), iv, body, aad);
+  const keys = {};
+  for (const { participantId, publicBytes } of recipients) {
+    const shared = await exchange(me, publicBytes);
+    const wrapping = await chatWrapKey(shared, msgId, me.suite, me.publicBytes, publicBytes, label);
+    const wrapIv = crypto.getRandomValues(new Uint8Array(12));
+    const wrapped = await gcmSeal(wrapping, wrapIv, messageKey,
+                                  concat(aad, enc.encode(`|${participantId}`)));
+    keys[participantId] = b64u(concat(wrapIv, wrapped));
+  }
+  messageKey.fill(0);
+  return { v: 1, suite: me.suite, id: b64u(msgId), iv: b64u(iv), ct: b64u(ct), keys };
+}
+
+/** Open what `sealChatBody` sealed under `label`; resolves the body's bytes. */
+async function openChatBody(label, envelope, me, { callId, myId, senderId, senderPublic }) {
+  if (!envelope || envelope.v !== 1 || envelope.suite !== me.suite) {
+    throw new DocumentError("bad_header", "not a chat message of this version and suite");
+  }
+  const sealedKey = envelope.keys && envelope.keys[myId];
+  if (!sealedKey) throw new DocumentError("not_a_recipient", "not sealed to us");
+  try {
+    const msgId = fromB64u(envelope.id);
+    const aad = chatAad(callId, senderId, msgId, label);
+    const sealed = fromB64u(sealedKey);
+    const shared = await exchange(me, senderPublic);
+    const wrapping = await chatWrapKey(shared, msgId, me.suite, senderPublic, me.publicBytes, label);
+    const messageKey = await gcmOpen(wrapping, sealed.slice(0, 12), sealed.slice(12),
+                                     concat(aad, enc.encode(`|${myId}`)));
+    const body = await gcmOpen(await aesKey(messageKey), fromB64u(envelope.iv), fromB64u(envelope.ct), aad);
+    messageKey.fill(0);
+    return body;
+  } catch {
+    throw new DocumentError("chunk_auth", "the message does not open with our key from this sender");
+  }
 }
 
 /**
@@ -557,23 +609,8 @@ async function chatWrapKey(shared, msgId, suite, senderPublic, recipientPublic) 
 export async function sealChat(text, me, recipients, { callId, senderId, sentAt = null }) {
   if (typeof text !== "string" || !text.trim()) throw new DocumentError("bad_input", "empty message");
   if (text.length > CHAT_MAX_CHARS) throw new DocumentError("too_large", `${text.length} characters`);
-  const msgId = crypto.getRandomValues(new Uint8Array(16));
-  const messageKey = crypto.getRandomValues(new Uint8Array(32));
-  const iv = crypto.getRandomValues(new Uint8Array(12));
-  const aad = chatAad(callId, senderId, msgId);
   const body = enc.encode(JSON.stringify({ text, sent_at: sentAt || new Date().toISOString() }));
-  const ct = await gcmSeal(await aesKey(messageKey), iv, body, aad);
-  const keys = {};
-  for (const { participantId, publicBytes } of recipients) {
-    const shared = await exchange(me, publicBytes);
-    const wrapping = await chatWrapKey(shared, msgId, me.suite, me.publicBytes, publicBytes);
-    const wrapIv = crypto.getRandomValues(new Uint8Array(12));
-    const wrapped = await gcmSeal(wrapping, wrapIv, messageKey,
-                                  concat(aad, enc.encode(`|${participantId}`)));
-    keys[participantId] = b64u(concat(wrapIv, wrapped));
-  }
-  messageKey.fill(0);
-  return { v: 1, suite: me.suite, id: b64u(msgId), iv: b64u(iv), ct: b64u(ct), keys };
+  return sealChatBody(CHAT_LABEL, body, me, recipients, { callId, senderId });
 }
 
 /**
@@ -582,30 +619,75 @@ export async function sealChat(text, me, recipients, { callId, senderId, sentAt 
  * changed, or is not from that sender.
  */
 export async function openChat(envelope, me, { callId, myId, senderId, senderPublic }) {
-  if (!envelope || envelope.v !== 1 || envelope.suite !== me.suite) {
-    throw new DocumentError("bad_header", "not a chat message of this version and suite");
-  }
-  const sealedKey = envelope.keys && envelope.keys[myId];
-  if (!sealedKey) throw new DocumentError("not_a_recipient", "not sealed to us");
-  let body;
-  try {
-    const msgId = fromB64u(envelope.id);
-    const aad = chatAad(callId, senderId, msgId);
-    const sealed = fromB64u(sealedKey);
-    const shared = await exchange(me, senderPublic);
-    const wrapping = await chatWrapKey(shared, msgId, me.suite, senderPublic, me.publicBytes);
-    const messageKey = await gcmOpen(wrapping, sealed.slice(0, 12), sealed.slice(12),
-                                     concat(aad, enc.encode(`|${myId}`)));
-    body = await gcmOpen(await aesKey(messageKey), fromB64u(envelope.iv), fromB64u(envelope.ct), aad);
-    messageKey.fill(0);
-  } catch {
-    throw new DocumentError("chunk_auth", "the message does not open with our key from this sender");
-  }
+  const body = await openChatBody(CHAT_LABEL, envelope, me, { callId, myId, senderId, senderPublic });
   const value = JSON.parse(new TextDecoder().decode(body));
   if (typeof value.text !== "string" || value.text.length > CHAT_MAX_CHARS) {
     throw new DocumentError("metadata", "not a chat message");
   }
   return { id: envelope.id, text: value.text, sentAt: String(value.sent_at || "") };
+}
+
+/** The UTF-8 body of a history page: {after, messages: [{id, from, name, role, sent_at, text}]}. */
+export function chatHistoryBody(after, messages) {
+  return enc.encode(JSON.stringify({
+    after: after || "",
+    messages: messages.map((m) => ({ id: m.id, from: m.from, name: m.name, role: m.role,
+                                     sent_at: m.sent_at, text: m.text })),
+  }));
+}
+
+/**
+ * Seal a page of the chat's history to one person whose call key is new (§8, "History"):
+ * `messages` [{id, from, name, role, sent_at, text}] in the order this page holds them,
+ * `after` the id of the message before the first one ("" at the start).
+ * recipient: {participantId, publicBytes}. Returns an envelope sealed to him alone.
+ */
+export async function sealChatHistory(messages, me, recipient, { callId, senderId, after = "" }) {
+  const body = chatHistoryBody(after, messages);
+  if (body.length > CHAT_HISTORY_MAX_BYTES) throw new DocumentError("too_large", `${body.length} bytes`);
+  return sealChatBody(CHAT_HISTORY_LABEL, body, me, [recipient], { callId, senderId });
+}
+
+function checkHistoryPage(value) {
+  const bad = (why) => new DocumentError("metadata", `not a chat history page: ${why}`);
+  if (!value || typeof value !== "object" || Array.isArray(value)) throw bad("not an object");
+  if (Object.keys(value).sort().join() !== "after,messages") throw bad("fields");
+  if (value.after !== "" && !CHAT_ID.test(value.after)) throw bad("after");
+  const { messages } = value;
+  if (!Array.isArray(messages) || !messages.length) throw bad("no messages");
+  const ids = new Set();
+  for (const m of messages) {
+    if (!m || typeof m !== "object" || Object.keys(m).sort().join() !== "from,id,name,role,sent_at,text") {
+      throw bad("message fields");
+    }
+    if (typeof m.id !== "string" || !CHAT_ID.test(m.id) || ids.has(m.id)) throw bad("message id");
+    ids.add(m.id);
+    if (typeof m.from !== "string" || !CHAT_PARTICIPANT.test(m.from)) throw bad("sender");
+    if (typeof m.name !== "string" || m.name.length > 200) throw bad("name");
+    if (typeof m.role !== "string" || !CHAT_ROLE.test(m.role)) throw bad("role");
+    if (typeof m.sent_at !== "string" || m.sent_at.length > 40 || Number.isNaN(Date.parse(m.sent_at))) {
+      throw bad("time");
+    }
+    if (typeof m.text !== "string" || !m.text.trim() || m.text.length > CHAT_MAX_CHARS) throw bad("text");
+  }
+  return value;
+}
+
+/**
+ * Open a history page sealed to `myId` by `senderId` (the holder who forwards it, whose
+ * attested key is `senderPublic`). Resolves {after, messages}; throws DocumentError (and
+ * nothing of the page is used) when it does not open or any message in it is malformed.
+ */
+export async function openChatHistory(envelope, me, { callId, myId, senderId, senderPublic }) {
+  const body = await openChatBody(CHAT_HISTORY_LABEL, envelope, me,
+                                  { callId, myId, senderId, senderPublic });
+  let value;
+  try {
+    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
+  } catch {
+    throw new DocumentError("metadata", "not a chat history page: not JSON");
+  }
+  return checkHistoryPage(value);
 }
 
 // ---- canonical JSON (§6) -----------------------------------------------------------------

@@ -14,6 +14,9 @@
 // Resolves to {probeId, ms, pair: {local, remote} | null} (the candidate types of the pair that
 // succeeded); rejects with `error.code` "relay_timeout" or "relay_failed", or the error `open`
 // or `answer` threw. The peer connection is closed and the probe's room closed in any case.
+//
+// `runTurnProbe` (below) checks the TURN servers on their own: a relayed address must be
+// allocated with the credentials the service handed out.
 
 function timeout(ms, code) {
   let timer;
@@ -60,16 +63,29 @@ function waitConnected(pc) {
   });
 }
 
-async function succeededPair(pc) {
-  const report = await pc.getStats();
+function pairOf(report) {
   let pair = null;
   report.forEach((item) => {
     if (item.type === "candidate-pair" && item.state === "succeeded" && (!pair || item.nominated)) pair = item;
   });
-  if (!pair) return null;
-  const local = report.get(pair.localCandidateId);
-  const remote = report.get(pair.remoteCandidateId);
-  return { local: local && local.candidateType, remote: remote && remote.candidateType };
+  return pair;
+}
+
+// Right after "connected" Chromium's stats can still show the nominated pair, the transport's
+// selected one, as "in-progress" (seen in about one device check in five with TURN servers
+// handed out): ask again for a moment before calling the check failed.
+async function succeededPair(pc, attempts = 10, spacingMs = 100) {
+  for (let attempt = 0; attempt < attempts; attempt += 1) {
+    const report = await pc.getStats();
+    const pair = pairOf(report);
+    if (pair) {
+      const local = report.get(pair.localCandidateId);
+      const remote = report.get(pair.remoteCandidateId);
+      return { local: local && local.candidateType, remote: remote && remote.candidateType };
+    }
+    await new Promise((resolve) => setTimeout(resolve, spacingMs));
+  }
+  return null;
 }
 
 export async function runRelayProbe({
@@ -106,5 +122,74 @@ export async function runRelayProbe({
     finished = true;
     if (pc) pc.close();
     if (probeId) Promise.resolve().then(() => close(probeId)).catch(() => {});
+  }
+}
+
+// TURN credentials refused (RFC 8489 §14.8 401, §14.9 438 stale nonce; RFC 8656 §18 403, 441
+// wrong credentials): the service's configuration is at fault, not the customer's network.
+const TURN_REFUSED = new Set([401, 403, 438, 441]);
+// W3C webrtc-pc, RTCPeerConnectionIceErrorEvent: errorCode 701 = the server could not be reached.
+const TURN_UNREACHABLE = 701;
+
+function isTurnUrl(url) {
+  return /^turns?:/i.test(url);
+}
+
+/** The TURN servers among RTCIceServer dicts (with their credentials), STUN URLs left out. */
+export function turnServers(iceServers = []) {
+  const found = [];
+  for (const server of iceServers) {
+    const urls = [].concat(server.urls || []).filter(isTurnUrl);
+    if (urls.length) found.push({ ...server, urls });
+  }
+  return found;
+}
+
+// A TURN allocation check: a peer connection restricted to relayed candidates
+// (iceTransportPolicy "relay") gathers through the given TURN servers with the credentials
+// they carry (the short-lived ones the service minted, turn_config/credentials.py). A relay
+// candidate means coturn allocated a relayed address for these credentials. Nothing is sent
+// to any peer.
+//
+//   const { state, reason, url, ms } = await runTurnProbe({ iceServers, waitMs });
+//
+// state "ok" | "failed" | "skipped" (no TURN server handed out); reason when failed:
+// "refused" (401/403/438/441: credentials refused), "unreachable" (701, or no answer within
+// `waitMs`: coturn down or the network blocks its ports), "error" (another TURN error code);
+// url: the server that gave the relay candidate or the last error.
+export async function runTurnProbe({ iceServers = [], waitMs = 5000 } = {}) {
+  const servers = turnServers(iceServers);
+  if (!servers.length) return { state: "skipped", reason: null, url: null, ms: 0 };
+  const started = performance.now();
+  const pc = new RTCPeerConnection({ iceServers: servers, iceTransportPolicy: "relay" });
+  const errors = [];
+  try {
+    const outcome = new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(null), waitMs);
+      pc.addEventListener("icecandidateerror", (event) => {
+        errors.push({ code: event.errorCode, text: event.errorText, url: event.url });
+      });
+      pc.addEventListener("icecandidate", (event) => {
+        if (event.candidate && / typ relay /.test(event.candidate.candidate)) {
+          clearTimeout(timer);
+          resolve({ url: event.url || null });
+        } else if (!event.candidate) { // gathering complete without a relayed address
+          clearTimeout(timer);
+          resolve(null);
+        }
+      });
+    });
+    pc.createDataChannel("turn-check"); // something to gather candidates for
+    await pc.setLocalDescription(await pc.createOffer());
+    const found = await outcome;
+    const ms = Math.round(performance.now() - started);
+    if (found) return { state: "ok", reason: null, url: found.url, ms };
+    const refused = errors.find((error) => TURN_REFUSED.has(error.code));
+    const other = errors.find((error) => error.code !== TURN_UNREACHABLE && !TURN_REFUSED.has(error.code));
+    const reason = refused ? "refused" : other ? "error" : "unreachable";
+    const last = refused || other || errors[errors.length - 1];
+    return { state: "failed", reason, url: last ? last.url : null, ms, errors };
+  } finally {
+    pc.close();
   }
 }
