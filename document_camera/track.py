@@ -8,7 +8,8 @@ picture).
 Remote zoom (`set_region`, document_camera/zoom.py): while the expert looks at a region of the
 page, each frame is that region rendered from the camera's full-resolution pixels, with a
 marker strip saying which part of the page it shows; a new region is sent at once rather than
-at the next frame time.
+at the next frame time, rendered from the camera frame the track already has (the page lies
+still while the expert looks; the next frame reads the camera again).
 
 When the camera fails mid-call the track does not end: it shows the last page dimmed with the
 message on it, tells the clerk once (`on_notice`), tries to reopen the camera every few
@@ -30,7 +31,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.video.frame import VideoFrame
 from numpy.typing import NDArray
 
-from document_camera.images import Image
+from document_camera.images import Image, Quad
 from document_camera.notices import Notice, NoticeCode
 from document_camera.pipeline import (
     DocumentPipeline,
@@ -104,6 +105,8 @@ class DocumentTrack(MediaStreamTrack):
         self._zoom = PageZoom(flatten=self.pipeline.options.flatten_illumination,
                               enhance=self.pipeline.options.enhance_contrast)
         self._last_region: Region | None = None
+        # the camera frame last processed, its page and outline: what a new region is cut from
+        self._scene: tuple[Image, Image, Quad] | None = None
         self._region_changed = asyncio.Event()
         self._last_frame_at = 0.0
 
@@ -133,7 +136,7 @@ class DocumentTrack(MediaStreamTrack):
             # complete only when the next one starts (aiortc's jitter buffer) shows it then.
             self._next_at = min(self._next_at, time.monotonic() + 2 * MIN_FRAME_GAP)
         loop = asyncio.get_running_loop()
-        video_frame = await loop.run_in_executor(None, self._produce)
+        video_frame = await loop.run_in_executor(None, self._produce, changed)
         video_frame.pts = int((time.monotonic() - self._start) * VIDEO_CLOCK_RATE)
         video_frame.time_base = TIME_BASE
         self.status.frame_rate = frame_rate
@@ -150,8 +153,10 @@ class DocumentTrack(MediaStreamTrack):
 
     # -- runs in the executor
 
-    def _produce(self) -> VideoFrame:
-        canvas = self._next_canvas()
+    def _produce(self, region_changed: bool = False) -> VideoFrame:
+        canvas = self._reframe() if region_changed else None
+        if canvas is None:
+            canvas = self._next_canvas()
         if canvas is not self._yuv_of:
             # A page lying still gives the same canvas object: convert it once.
             self._yuv = np.ascontiguousarray(
@@ -192,23 +197,37 @@ class DocumentTrack(MediaStreamTrack):
                      NoticeCode.SHADOW_ON_PAGE, NoticeCode.PAGE_UNCERTAIN):
             if code not in current:
                 self._active.discard(code)
-        region = self.region if result.quad is not None else None
-        if (result.image is self._last_page and region == self._last_region
-                and self._last_image is not None):
+        self._scene = (raw, result.image, result.quad) if result.quad is not None else None
+        return self._compose(raw, result.image, result.quad)
+
+    def _reframe(self) -> Image | None:
+        """The canvas for a new region from the camera frame already processed, or None when
+        there is none to use (no page found, camera lost). Reading a new 4K frame and letting
+        the pipeline look at it first made the region's frame take 28 ms instead of 17 (median
+        at load 2.5; 198 against 139 ms at load 20)."""
+        scene = self._scene
+        if scene is None or not self.status.camera_ok:
+            return None
+        return self._compose(*scene)
+
+    def _compose(self, raw: Image, page: Image, quad: Quad | None) -> Image:
+        region = self.region if quad is not None else None
+        if page is self._last_page and region == self._last_region \
+                and self._last_image is not None:
             return self._last_image  # unchanged scene: the same canvas as last time
-        if result.image is not self._last_page:
+        if page is not self._last_page:
             self._zoom.new_scene()
-        if region is not None and result.quad is not None:
-            # Remote zoom: the region from the camera's own pixels, not from result.image.
-            canvas, shown = self._zoom.render(
-                raw, result.quad, region, zoom_canvas(region, result.quad, self.size))
+        if region is not None and quad is not None:
+            # Remote zoom: the region from the camera's own pixels, not from the page image.
+            canvas, shown = self._zoom.render(raw, quad, region,
+                                              zoom_canvas(region, quad, self.size))
             self.status.zoom = shown
         else:
             # The canvas follows the page: a landscape plan goes out landscape, not
             # letterboxed.
-            canvas = fit_to_canvas(result.image, canvas_for(result.image, self.size))
+            canvas = fit_to_canvas(page, canvas_for(page, self.size))
             self.status.zoom = None
-        self._last_page = result.image
+        self._last_page = page
         self._last_region = region
         self._last_image = canvas
         return canvas

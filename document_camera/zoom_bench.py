@@ -7,6 +7,12 @@ and for each of a few regions measures the time from `set_region` (what the agen
 it shows that region. Socket.io's hop (console → server → agent, a few ms on loopback) and the
 browser's paint are not in it; tests/expert_console/test_remote_zoom.py measures the whole path
 with real Chromium and prints it.
+
+The subscriber stands in for the expert's browser, so it takes a frame as complete when its
+last packet arrives (the RTP marker bit, RFC 7741 §4.1), as libwebrtc's packet buffer does.
+aiortc's own jitter buffer only knows a frame is complete when the *next* frame's first packet
+arrives, which added the whole of the following frame (its wait, camera read, encoding) to
+every figure; `frame_end=False` measures that way.
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtp import RtpPacket
 
 from document_camera.synthetic import SyntheticPage
 from document_camera.zoom import Region, decode_marker
@@ -38,8 +47,68 @@ class ZoomLatency:
         return statistics.median(self.latencies_ms) if self.latencies_ms else None
 
     @property
+    def p90_ms(self) -> float | None:
+        values = sorted(self.latencies_ms)
+        if len(values) < 2:
+            return values[0] if values else None
+        return statistics.quantiles(values, n=10, method="inclusive")[-1]
+
+    @property
     def max_ms(self) -> float | None:
         return max(self.latencies_ms) if self.latencies_ms else None
+
+
+class FrameEndJitterBuffer(JitterBuffer):
+    """aiortc's video jitter buffer that also hands out a frame as soon as all its packets are
+    there, from the first after the previous frame to the one with the marker bit, as a
+    browser does; when one is missing, aiortc's own rule applies."""
+
+    def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False) -> None:
+        super().__init__(capacity, prefetch, is_video)
+        self._ends: dict[int, int] = {}  # RTP timestamp → sequence number of its last packet
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        pli, frame = super().add(packet)
+        if packet.marker:
+            self._ends[packet.timestamp] = packet.sequence_number
+            if len(self._ends) > 16:  # frames handed out by aiortc's rule, or lost
+                del self._ends[next(iter(self._ends))]
+        if frame is None and packet.timestamp in self._ends:
+            frame = self._take(packet.timestamp)
+        return pli, frame
+
+    def _take(self, timestamp: int) -> JitterFrame | None:
+        origin = self._origin
+        if origin is None:
+            return None
+        end = self._ends[timestamp]
+        parts: list[bytes] = []
+        for count in range(self.capacity):
+            packet = self._packets[(origin + count) % self.capacity]
+            if packet is None or packet.timestamp != timestamp:
+                return None  # a packet missing, or an older frame still incomplete
+            if count == 0 and not _starts_vp8_frame(packet.payload):
+                return None  # the frame's first packets are missing (joined mid-frame)
+            parts.append(packet._data)  # type: ignore[attr-defined]  # set by the receiver
+            if packet.sequence_number == end:
+                self.remove(count + 1)
+                del self._ends[timestamp]
+                return JitterFrame(data=b"".join(parts), timestamp=timestamp)
+        return None
+
+
+def _starts_vp8_frame(payload: bytes) -> bool:
+    """The VP8 payload descriptor says: start of partition 0 (RFC 7741 §4.2, S = 1, PID = 0)."""
+    return bool(payload) and payload[0] & 0x10 != 0 and payload[0] & 0x07 == 0
+
+
+def complete_frames_at_their_end(receiver: Any) -> None:
+    """Give an aiortc video receiver a FrameEndJitterBuffer (before its media flows)."""
+    slot = "_RTCRtpReceiver__jitter_buffer"
+    current = getattr(receiver, slot, None)
+    if not isinstance(current, JitterBuffer):
+        raise RuntimeError("aiortc's RTCRtpReceiver has no jitter buffer slot: aiortc changed")
+    setattr(receiver, slot, FrameEndJitterBuffer(capacity=current.capacity, is_video=True))
 
 
 async def measure_zoom_latency(
@@ -51,12 +120,16 @@ async def measure_zoom_latency(
     size: tuple[int, int] = (1088, 1536),
     settle: float = 2.0,
     wait: float = 5.0,
+    rounds: int = 1,
+    frame_end: bool = True,
 ) -> ZoomLatency:
     """Median and per-region gesture-to-detail latency (ms), camera → relay → subscriber.
 
     `page`/`kind`: what lies under the synthetic camera (a text page by default, "plan" for
     a plan sheet). `settle`: seconds of whole-page streaming first (key frames, REMB);
-    `wait`: how long a region may take before it counts as a timeout.
+    `wait`: how long a region may take before it counts as a timeout; `rounds`: times the
+    regions are gone through; `frame_end`: the subscriber completes a frame at its last packet
+    as a browser does (False: aiortc's jitter buffer, at the next frame's first packet).
     """
     from document_camera.encoder import DetailVp8Encoder, install_encoder
     from document_camera.rate_control import RateController, RatePolicy
@@ -79,6 +152,10 @@ async def measure_zoom_latency(
                                 host_addresses=["127.0.0.1"])
 
     def on_track(remote_track: Any, _meta: dict[str, Any]) -> None:
+        if frame_end:
+            complete_frames_at_their_end(next(
+                t.receiver for t in subscriber.pc.getTransceivers()
+                if t.receiver.track is remote_track))
         if not got_track.done():
             got_track.set_result(remote_track)
 
@@ -113,7 +190,7 @@ async def measure_zoom_latency(
         until = time.monotonic() + settle
         while time.monotonic() < until:
             await asyncio.wait_for(remote.recv(), 10)
-        for region in regions:
+        for region in regions * rounds:
             asked = time.monotonic()
             track.set_region(region)
             while True:
@@ -141,9 +218,18 @@ async def measure_zoom_latency(
     return result
 
 
-def main() -> None:  # python -m document_camera.zoom_bench
-    result = asyncio.run(measure_zoom_latency())
-    print({"zoom_latency_ms": result.median_ms, "max_ms": result.max_ms,
+def main() -> None:  # python -m document_camera.zoom_bench [--aiortc-jitter] [--rounds N]
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m document_camera.zoom_bench")
+    parser.add_argument("--rounds", type=int, default=1, help="times through the regions")
+    parser.add_argument("--aiortc-jitter", action="store_true",
+                        help="complete frames as aiortc's jitter buffer does (at the next "
+                        "frame) instead of at their last packet")
+    args = parser.parse_args()
+    result = asyncio.run(measure_zoom_latency(rounds=args.rounds,
+                                              frame_end=not args.aiortc_jitter))
+    print({"zoom_latency_ms": result.median_ms, "p90_ms": result.p90_ms, "max_ms": result.max_ms,
            "all_ms": [round(v, 1) for v in result.latencies_ms], "timeouts": result.timeouts})
 
 

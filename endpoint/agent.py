@@ -49,8 +49,8 @@ logger = logging.getLogger(__name__)
 
 DOCUMENT_SOURCE = "document"
 STILL_REQUEST_EVENT = "document_camera:still"
-REGION_EVENT = "document_camera:region"  # remote zoom (signaling/document_view.py)
-# a large sheet, tile by tile (signaling/stitch_requests.py, endpoint/stitch_session.py)
+REGION_EVENT = "document_camera:region"  # remote zoom (signaling/in_call/document_view.py)
+# a large sheet, tile by tile (signaling/in_call/stitch_requests.py, endpoint/stitch_session.py)
 STITCH_EVENT = "document_camera:stitch"
 STITCH_CANCEL_EVENT = "document_camera:stitch_cancel"
 

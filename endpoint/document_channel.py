@@ -32,7 +32,7 @@ from endpoint.document_crypto import (
     decrypt_document,
     encrypt_document,
 )
-from signaling.record_signing import b64u_decode, b64u_encode
+from signaling.wire.canonical import b64u_decode, b64u_encode
 
 __all__ = ["DocumentChannel", "PeerKey", "ReceivedDocument", "SentDocument", "TransferError"]
 

@@ -68,9 +68,9 @@ async def bench_documents(
 ) -> dict[str, Any]:
     from aiohttp import web
 
-    from signaling.app import create_app
     from signaling.config import Settings
-    from signaling.demo import seed_demo
+    from signaling.server.app import create_app
+    from signaling.server.demo import seed_demo
 
     content = _payload(size)
     with tempfile.TemporaryDirectory(prefix="etapalvelu-bench-") as tmp:
@@ -143,8 +143,8 @@ async def _through_service(
     from sqlalchemy import select
 
     from endpoint.document_channel import DocumentChannel
-    from signaling.identity import issue_session
-    from signaling.models import User
+    from signaling.directory.identity import issue_session
+    from signaling.store.models import User
 
     async with services.sessions() as session:
         user = (await session.execute(select(User).where(User.username == "kela"))).scalar_one()
@@ -299,8 +299,8 @@ async def _browser_seconds(
     from playwright.async_api import async_playwright
     from sqlalchemy import select
 
-    from signaling.identity import issue_session
-    from signaling.models import User
+    from signaling.directory.identity import issue_session
+    from signaling.store.models import User
 
     async with services.sessions() as session:
         user = (await session.execute(select(User).where(User.username == "kela"))).scalar_one()

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from signaling.record_signing import CanonicalJSONError, canonical_json, parse_json
+from signaling.wire.canonical import CanonicalJSONError, canonical_json, parse_json
 
 __all__ = [
     "ALLOWED_TYPES",

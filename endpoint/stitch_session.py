@@ -5,7 +5,8 @@ result into the call as a still: end-to-end encrypted through the document chann
 expert gets it in his documents at full resolution (README "Large sheets").
 
 The clerk (or the call's expert) asks with `document_camera:stitch {call_id, sheet}`; the
-server pushes it to the agent (signaling/stitch_requests.py). Every step is reported back with
+server pushes it to the agent (signaling/in_call/stitch_requests.py). Every step is reported back
+with
 `document_camera:stitch_progress` (the server passes it on to the office's clerks and the
 call's expert):
 

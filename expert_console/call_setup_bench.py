@@ -124,9 +124,9 @@ def _free_port() -> int:
 async def _serve(data_dir: Path) -> tuple[Any, Any, str, Any]:
     from aiohttp import web
 
-    from signaling.app import create_app
     from signaling.config import Settings
-    from signaling.demo import seed_demo
+    from signaling.server.app import create_app
+    from signaling.server.demo import seed_demo
 
     port = _free_port()
     settings = Settings.model_validate(

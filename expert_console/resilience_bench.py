@@ -549,7 +549,7 @@ def _etapalvelu_command() -> list[str]:
     found = shutil.which("etapalvelu")
     if found:
         return [found]
-    return [sys.executable, "-c", "from signaling.cli import main; raise SystemExit(main())"]
+    return [sys.executable, "-c", "from signaling.cli.main import main; raise SystemExit(main())"]
 
 
 @dataclass

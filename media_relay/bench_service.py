@@ -41,7 +41,7 @@ def relay_command() -> list[str]:
     found = shutil.which("etapalvelu")
     if found:
         return [found, "relay"]
-    return [sys.executable, "-c", "from signaling.cli import main; main()", "relay"]
+    return [sys.executable, "-c", "from signaling.cli.main import main; main()", "relay"]
 
 
 class RelayService:

@@ -232,7 +232,7 @@ def _supervise(args: argparse.Namespace, secret: str) -> int:
     children = [child_args(args, index) for index in range(args.processes)]
     env = {**os.environ, SECRET_ENV: secret}
     processes = [
-        subprocess.Popen([sys.executable, "-m", "signaling.cli", *argv], env=env)
+        subprocess.Popen([sys.executable, "-m", "signaling.cli.main", *argv], env=env)
         for argv in children
     ]
 

@@ -105,7 +105,7 @@ def node_command(
     argv = [
         sys.executable,
         "-m",
-        "signaling.cli",
+        "signaling.cli.main",
         "relay",
         "--node-id",
         node_id,

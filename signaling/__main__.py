@@ -1,5 +1,5 @@
 import sys
 
-from signaling.cli import main
+from signaling.cli.main import main
 
 sys.exit(main())

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # "Bandwidth"; tests/resilience/test_two_way_bandwidth.py: a two-way Chromium call ramps
     # up both ways with it).
     relay_transport_cc: bool = True
-    # Where calls get their media relay (signaling/relay_placement.py): "local" runs one
+    # Where calls get their media relay (signaling/transport/relay_placement.py): "local" runs one
     # in-process relay (the one-machine default); "nodes" places each call on one of the relay
     # nodes (`etapalvelu relay`) registered in Redis under `redis_channel`, drives it over its
     # control API with `relay_secret`, and moves calls off nodes that die or drain.
@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     # tabs, a kiosk page and its endpoint agent, a reload overlapping the old socket).
     max_sockets_per_user: int = Field(10, ge=1, le=1000)
     max_sockets_per_endpoint: int = Field(6, ge=1, le=1000)
-    # With redis_url (signaling/leases.py): the socket limits above count every process's
+    # With redis_url (signaling/flow/leases.py): the socket limits above count every process's
     # sockets, one person's or kiosk's events over all his sockets and processes are limited to
     # `rate_limit_principal_events` per `rate_limit_window`, and each process holds a lease of
     # `process_lease_seconds` (renewed every third of it): when it lapses (a killed process),
@@ -92,7 +92,8 @@ class Settings(BaseSettings):
     # from anyone else X-Forwarded-For is ignored (it could be forged).
     trusted_proxies: list[str] = Field(default_factory=list)
 
-    # Login flood protection (signaling/login_guard.py): at most this many argon2 checks at
+    # Login flood protection (signaling/directory/login_guard.py): at most this many argon2 checks
+    # at
     # once, at most `login_queue_limit` waiting for one (more are refused at once with 503).
     login_hash_concurrency: int = Field(4, ge=1, le=256)
     login_queue_limit: int = Field(32, ge=0, le=10_000)
@@ -113,10 +114,11 @@ class Settings(BaseSettings):
     # Ciphertext of a document is deleted once every recipient has it, or after this long.
     document_retention_seconds: int = Field(3600, ge=10)
     # The kiosk tests its camera, microphone, speaker and the relay at start-up and then this
-    # often (signaling/kiosk_health.py, endpoint/static/kiosk/self-test.js).
+    # often (signaling/flow/kiosk_health.py, endpoint/static/kiosk/self-test.js).
     kiosk_self_test_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
 
-    # Checkpoints of the service log (signaling/log_checkpoints.py): the server's Ed25519 key
+    # Checkpoints of the service log (signaling/records/log_checkpoints.py): the server's Ed25519
+    # key
     # (created at first start, mode 0600) signs the log's head, appended as one JSON line to
     # an append-only file after every filed record and at least every `log_checkpoint_seconds`
     # when the head moved. Empty paths mean data_dir/log-checkpoint-key.pem and
@@ -126,14 +128,14 @@ class Settings(BaseSettings):
     log_checkpoint_seconds: float = Field(10.0, gt=0, le=3600)
     log_id: str = Field("etapalvelu", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
 
-    # Service flow (signaling/appointments.py, queues.py): a booked customer may check in this
+    # Service flow (signaling/flow/appointments.py, queues.py): a booked customer may check in this
     # early, and is released as a no-show this long after the booked time.
     appointment_checkin_early_minutes: int = Field(60, ge=0, le=24 * 60)
     appointment_no_show_grace_minutes: int = Field(15, ge=0, le=24 * 60)
     # Estimated wait when an authority has no recent calls to average over.
     default_service_minutes: int = Field(8, ge=1, le=240)
 
-    # Calls that lose people (signaling/call_watch.py, every `call_watch_interval` seconds):
+    # Calls that lose people (signaling/flow/call_watch.py, every `call_watch_interval` seconds):
     # a call whose expert has not been connected for `expert_return_seconds` ends
     # ("expert_lost") and its kiosk may take a new ticket at the head of the same line within
     # `requeue_window_seconds`; a call nobody is connected to for `empty_call_seconds` ends
@@ -143,7 +145,7 @@ class Settings(BaseSettings):
     requeue_window_seconds: float = Field(600.0, gt=0, le=24 * 3600)
     call_watch_interval: float = Field(1.0, gt=0, le=600)
 
-    # The customer at home (signaling/remote_customer.py, README "The customer at home"): the
+    # The customer at home (signaling/flow/remote_customer.py, README "The customer at home"): the
     # identity step of `/join/<token>` — "none" (skipped) or "oidc", an OpenID Connect provider
     # (authorization code + PKCE; the id_token's issuer, audience, nonce and RS256/ES256
     # signature against the provider's JWKS are checked). `oidc_issuer` must be https unless
@@ -155,7 +157,7 @@ class Settings(BaseSettings):
     oidc_scope: str = Field("openid", max_length=200)
     oidc_allow_http: bool = False
 
-    # Booking (signaling/booking.py, README "Booking"): slots of this many minutes unless an
+    # Booking (signaling/booking/booking.py, README "Booking"): slots of this many minutes unless an
     # authority has its own (`admin booking slot-length`), bookable from
     # `booking_min_lead_minutes` ahead up to `booking_days_ahead` days.
     booking_slot_minutes: int = Field(30, ge=5, le=480)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.ext.asyncio import (
@@ -37,6 +38,25 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# Every id column is an INTEGER: 32 bits on PostgreSQL, and SQLite's rowids stay within it.
+# An id that comes from outside (an event, a body, a URL) beyond it would pass a bare `int`
+# and make PostgreSQL fail ("integer out of range"): the client would get `internal` for bad
+# input. Schemas declare ids as `DbId` (`DbId | None` when optional), and counts or sizes
+# that are stored with `le=DB_INT_MAX`, so such values are refused as invalid before any
+# query; ids in URLs go through `parse_db_id`.
+DB_INT_MAX = 2**31 - 1
+DbId = Annotated[int, Field(gt=0, le=DB_INT_MAX)]
+
+
+def parse_db_id(text: str) -> int | None:
+    """The id a URL's path or query names, or None when it names none: ASCII digits only
+    (`int()` would also take "+1", " 1", "1_0" and Unicode digits) within 1..DB_INT_MAX."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(DB_INT_MAX)):
+        return None
+    value = int(text)
+    return value if 0 < value <= DB_INT_MAX else None
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -58,7 +58,10 @@ def test_verdicts_say_misses_when_a_target_is_missed() -> None:
         "cer": {"4k": {"8pt": {"zoom_flat": 0.0}}, "1080p": {"8pt": {"zoom_flat": 0.07}}},
         "silent_wrong_crops": 1, "frames": 10,
         "stitch_success": {"A2": "10/10", "A1": "8/10"},
+        "zoom_latency_ms": 363.0, "zoom_latency_p90_ms": 639.0, "zoom_latency_load": [2.5, 2.7],
     }
     lines = verdicts(summary)
-    assert sum("MISSES" in line for line in lines) == 4
+    assert sum("MISSES" in line for line in lines) == 5
     assert sum("— meets" in line for line in lines) == 2
+    assert any("gesture to detail" in line and "363 ms (p90 639, load 2.5) — MISSES" in line
+               for line in lines)

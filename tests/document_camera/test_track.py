@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+from typing import Any
 
 import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError
 from av.video.frame import VideoFrame
 
-from document_camera.encoder import DetailVp8Encoder
+from document_camera.encoder import DetailVp8Encoder, encoder_threads
 from document_camera.notices import Notice, NoticeCode
 from document_camera.rate_control import RateController, RatePolicy
 from document_camera.sources import SyntheticSource
@@ -74,6 +75,47 @@ def test_encoder_keeps_resolution_and_obeys_the_cap() -> None:
     encoder.encode(_frames(1, (640, 480), 5.0)[0])
     assert encoder.keyframes == keyframes + 1
     assert encoder._context is not None and encoder._context.width == 640
+
+
+def test_encoder_threads_follow_libwebrtcs_rule() -> None:
+    # VP8's row threads spin while they wait: one thread below 3 cores, whatever the size.
+    assert encoder_threads(1536, 1088, cpus=1) == 1
+    assert encoder_threads(1536, 1088, cpus=2) == 1
+    assert encoder_threads(1536, 1088, cpus=3) == 2
+    assert encoder_threads(1536, 1088, cpus=6) == 3
+    assert encoder_threads(1920, 1080, cpus=16) == 8
+    assert encoder_threads(640, 480, cpus=16) == 1
+    encoder = DetailVp8Encoder(RateController())
+    encoder.encode(_frames(1, (640, 480), 5.0)[0])
+    assert encoder._context is not None
+    assert encoder._context.thread_count == encoder_threads(640, 480)
+
+
+def test_turning_the_canvas_reuses_an_open_encoder_with_a_key_frame() -> None:
+    encoder = DetailVp8Encoder(RateController(RatePolicy(max_fps=5.0)))
+    portrait, landscape = _frames(4, (480, 640), 5.0), _frames(3, (640, 480), 5.0)
+    opened = []
+    real_open = encoder._open
+
+    def counting_open(width: int, height: int, bitrate: int) -> Any:
+        opened.append((width, height))
+        return real_open(width, height, bitrate)
+
+    encoder._open = counting_open  # type: ignore[method-assign]
+    for frame in portrait[:2]:
+        encoder.encode(frame)
+    # Opened for the page, and the other way round ahead of the first zoom that needs it.
+    assert opened == [(480, 640), (640, 480)] and encoder.keyframes == 1
+    first = encoder._context
+    encoder.encode(landscape[0])
+    assert encoder.keyframes == 2 and encoder._context is not first
+    encoder.encode(landscape[1])
+    assert encoder.keyframes == 2
+    encoder.encode(portrait[2])  # back: the same encoder, a key frame for the receiver
+    assert encoder._context is first and encoder.keyframes == 3
+    assert opened == [(480, 640), (640, 480)]
+    encoder.encode(portrait[3])
+    assert encoder.keyframes == 3 and encoder.frames_encoded == 6
 
 
 async def test_track_sends_fixed_size_frames_at_the_policy_rate() -> None:

@@ -230,6 +230,46 @@ async def test_track_switches_between_page_and_region() -> None:
         track.stop()
 
 
+class CountingSource(SyntheticSource):
+    reads = 0
+
+    def read(self) -> Any:
+        self.reads += 1
+        return super().read()
+
+
+async def test_a_new_region_is_cut_from_the_frame_the_track_has() -> None:
+    """A region change is rendered from the camera frame already processed, without waiting
+    for a camera read and the pipeline; the next frame reads the camera again."""
+    source = CountingSource(frame_size=(1920, 1080), seed=2)
+    track = DocumentTrack(source, size=(544, 768))
+    try:
+        await track.recv()
+        reads = source.reads
+        region = Region(0.2, 0.3, 0.25, 0.125)
+        track.set_region(region)
+        frame = (await asyncio.wait_for(track.recv(), 5)).to_ndarray(format="bgr24")
+        shown = decode_marker(frame)
+        assert shown is not None and shown.contains(region, slack=2e-4), shown
+        assert source.reads == reads
+        # The same as the region cut from a fresh frame of the still page.
+        fresh = DocumentTrack(SyntheticSource(frame_size=(1920, 1080), seed=2), size=(544, 768))
+        fresh.set_region(region)
+        again = (await fresh.recv()).to_ndarray(format="bgr24")
+        fresh.stop()
+        assert decode_marker(again) == shown
+        a, b = (cv2.GaussianBlur(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), (0, 0), 2.0)
+                .astype(np.float32).ravel() for f in (frame, again))
+        assert float(np.corrcoef(a, b)[0, 1]) > 0.98  # the same picture, other sensor noise
+        track.set_region(None)  # back to the whole page: also without a read
+        frame = (await asyncio.wait_for(track.recv(), 5)).to_ndarray(format="bgr24")
+        assert decode_marker(frame) is None and source.reads == reads
+        await track.recv()
+        assert source.reads == reads + 1
+    finally:
+        track.stop()
+
+
 def test_zoom_at_1080p_reads_8pt_text() -> None:
     """Remote zoom from a 1080p camera (A4 ≈ 3.4 px/mm) at 2.5×, 8 pt text read by
     tesseract, as the benchmark does it. One warp from the camera's pixels and an

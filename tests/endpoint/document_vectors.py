@@ -29,7 +29,8 @@ from endpoint.document_crypto import (  # noqa: E402
     encrypt_document,
     parse_header,
 )
-from signaling.record_signing import b64u_decode, b64u_encode, canonical_json, sign_record  # noqa: E402
+from signaling.records.record_signing import sign_record  # noqa: E402
+from signaling.wire.canonical import b64u_decode, b64u_encode, canonical_json  # noqa: E402
 
 VECTOR_DIR = ROOT / "tests" / "vectors" / "documents"
 

@@ -1,7 +1,7 @@
 """The kiosk's authority tiles say the service hours (issue 17), in real Chromium.
 
 The demo office has hours for the Digital and Population Data Services Agency (dvv: Mon–Thu
-9–15, Fri 9–12, signaling/demo.py); the others are open at all times. The service's clock is
+9–15, Fri 9–12, signaling/server/demo.py); the others are open at all times. The service's clock is
 set, not waited for: the server's "now" decides what the kiosk shows.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from signaling.service_hours import HELSINKI
+from signaling.directory.service_hours import HELSINKI
 from tests.expert_console.people import KIOSK_VIEWPORT, Person, _open
 from tests.support.browser import screenshot
 from tests.support.service import LiveService

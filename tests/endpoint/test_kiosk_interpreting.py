@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from signaling.models import Office
+from signaling.store.models import Office
 from tests.expert_console.people import KIOSK_VIEWPORT, Person, _open, open_console
 from tests.signaling.flow_support import call
 from tests.support.browser import screenshot

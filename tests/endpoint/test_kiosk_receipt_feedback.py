@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from signaling.db import utcnow
-from signaling.desk_models import FeedbackTally, Receipt
-from signaling.service_log import record_document
+from signaling.records.service_log import record_document
+from signaling.store.desk_models import FeedbackTally, Receipt
 from tests.endpoint.test_kiosk_call_screen import assert_axe_clean
 from tests.expert_console.people import open_kiosk
 from tests.signaling.flow_support import call

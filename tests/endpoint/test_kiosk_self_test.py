@@ -1,4 +1,4 @@
-"""The kiosk's device self-test (issue 18; signaling/kiosk_health.py, endpoint/static/kiosk/
+"""The kiosk's device self-test (issue 18; signaling/flow/kiosk_health.py, endpoint/static/kiosk/
 self-test.js).
 
 Socket level: a report is stored (one row per kiosk, shared by every process through the
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from expert_console.chromium import CHROMIUM, CHROMIUM_ARGS
-from signaling.kiosk_health_models import KioskSelfTest
+from signaling.store.kiosk_health_models import KioskSelfTest
 from tests.expert_console.people import open_console, open_kiosk
 from tests.support.browser import screenshot
 from tests.support.service import LiveService
@@ -283,7 +283,7 @@ def test_the_report_parser_takes_only_whole_reports(payload: Any) -> None:
     """Whatever comes, the schema either refuses it or gives four well-formed checks."""
     from pydantic import ValidationError
 
-    from signaling.kiosk_health import CHECKS, ReportPayload, failures
+    from signaling.flow.kiosk_health import CHECKS, ReportPayload, failures
 
     try:
         parsed = ReportPayload.model_validate(payload)
@@ -298,7 +298,7 @@ def test_the_report_parser_takes_only_whole_reports(payload: Any) -> None:
 
 
 def test_the_relay_sweep_leaves_a_probe_in_progress_alone() -> None:
-    from signaling.relay_probes import is_live_probe_room, probe_room_id
+    from signaling.flow.relay_probes import is_live_probe_room, probe_room_id
 
     room = probe_room_id(7, "abc-def_ghijklmnopqrs", now=1_000_000)
     assert room.startswith("selftest-7-1000000-")

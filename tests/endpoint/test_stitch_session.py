@@ -378,10 +378,10 @@ _FIELDS = [
 @given(st.dictionaries(st.sampled_from(_FIELDS), _FIELD_VALUES, max_size=len(_FIELDS)))
 def test_progress_reports_are_checked_whole(data: dict[str, Any]) -> None:
     """Whatever an endpoint sends as progress is refused with a validation error, or is a
-    report whose grid adds up (signaling/stitch_requests.py); nothing else comes out."""
+    report whose grid adds up (signaling/in_call/stitch_requests.py); nothing else comes out."""
     from pydantic import ValidationError
 
-    from signaling.stitch_requests import StitchProgress
+    from signaling.in_call.stitch_requests import StitchProgress
 
     try:
         report = StitchProgress.model_validate(data)
@@ -399,7 +399,7 @@ def test_progress_reports_are_checked_whole(data: dict[str, Any]) -> None:
 def test_a_good_progress_report_and_each_truncation_of_it() -> None:
     from pydantic import ValidationError
 
-    from signaling.stitch_requests import StitchProgress
+    from signaling.in_call.stitch_requests import StitchProgress
 
     good = {
         "call_id": 3,

@@ -149,7 +149,7 @@ async def wait_frames_growing(
 async def another_kiosk(live: LiveService, name: str) -> Any:
     """A second kiosk of the demo office, as a python-socketio client (a walk-in customer
     whose screen the test does not need to look at)."""
-    from signaling import directory
+    from signaling.directory import directory
 
     async with live.services.sessions() as session:
         endpoint, credential = await directory.create_endpoint(

@@ -115,7 +115,7 @@ async def test_walk_in_call_end_to_end(browser: Any, live_service: LiveService) 
     assert chain["ok"] is True
     assert chain["entries"] >= 1
 
-    from signaling.service_log import entry_view, iter_entries
+    from signaling.records.service_log import entry_view, iter_entries
 
     async with live_service.services.sessions() as session:
         entries = [entry_view(e) async for e in iter_entries(session)]
@@ -128,7 +128,7 @@ async def test_walk_in_call_end_to_end(browser: Any, live_service: LiveService) 
     assert body["kind"] == "walk_in"
     # Signed in the expert's browser with his non-extractable key; anyone holding the public
     # key verifies it without our server.
-    from signaling.record_signing import verify_record
+    from signaling.records.record_signing import verify_record
 
     entry = services[-1]
     assert entry["signature"] and entry["signer_public_key"]
@@ -203,10 +203,10 @@ async def test_interpreter_joins_and_leaves(browser: Any, live_service: LiveServ
 async def test_expert_is_told_when_the_last_alerted_interpreter_is_lost(
     browser: Any, live_service: LiveService
 ) -> None:
-    """The lease sweeper (signaling/leases.py) finds the only alerted interpreter's process
+    """The lease sweeper (signaling/flow/leases.py) finds the only alerted interpreter's process
     dead: the ring stays open, and the expert's console says nobody hears it. The hook the
     sweeper calls (`interpreter_lost`) runs here as the sweeper runs it."""
-    from signaling.interpreters import interpreter_lost
+    from signaling.flow.interpreters import interpreter_lost
 
     interpreter = await open_console(browser, live_service, "/interpreter", "tulkki")
     await interpreter.page.click("#presence button[data-presence=available]")

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from expert_console.call_setup_bench import BenchResult, percentile, report, summary
-from signaling.cli import build_parser, main
+from signaling.cli.main import build_parser, main
 
 
 def test_percentile_nearest_rank() -> None:

@@ -1,4 +1,4 @@
-"""The clerk's call keys and the chat transcript at the socket level (signaling/chat.py,
+"""The clerk's call keys and the chat transcript at the socket level (signaling/in_call/chat.py,
 issue 18): the office's clerk publishes keys attested with role "clerk" (only for an active
 call of his own office), is no recipient of documents, and his keys go when he leaves the chat
 or his socket goes; `chat:transcript` refuses garbage, strangers and a filed record, and the
@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import select
 
 from endpoint.document_channel import DocumentChannel
-from signaling import directory
-from signaling.kiosk_health_models import ChatTranscript
-from signaling.models import User
+from signaling.directory import directory
+from signaling.store.kiosk_health_models import ChatTranscript
+from signaling.store.models import User
 from tests.signaling.document_support import DocumentCall, document_call
 
 __all__ = ["document_call"]
@@ -170,7 +170,7 @@ async def test_clerk_keys_and_the_transcript(document_call: DocumentCall) -> Non
         timeout=ACK,
     )
     if not draft["ok"]:  # the demo's first Kela service type, whatever its code
-        from signaling.flow_common import service_types_for
+        from signaling.flow.flow_common import service_types_for
 
         code = service_types_for("kela")[0].code
         draft = await call.expert.call(

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from signaling.flow_common import participant_id_for
-from signaling.models import Endpoint, User
-from signaling.record_signing import canonical_json
+from signaling.flow.flow_common import participant_id_for
+from signaling.store.models import Endpoint, User
+from signaling.wire.canonical import canonical_json
 from tests.expert_console.people import open_console, open_kiosk
 from tests.expert_console.test_chat import chat_emits, chat_items, start_chat_call, type_on_screen
 from tests.support.browser import screenshot
@@ -213,7 +213,7 @@ async def test_clerk_chats_and_the_transcript_goes_into_the_record(
         await expert.page.check("#outcome-resolved")
         await expert.page.click("#record-form button[type=submit]")
         await expert.page.wait_for_selector("#view-queues:not([hidden])")
-        from signaling.service_log import entry_view, iter_entries
+        from signaling.records.service_log import entry_view, iter_entries
 
         async with live.services.sessions() as session:
             entries = [entry_view(e) async for e in iter_entries(session)]

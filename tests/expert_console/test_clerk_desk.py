@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from signaling.flow_models import ServiceLogEntry
-from signaling.models import User
-from signaling.service_log import verify_chain
+from signaling.records.service_log import verify_chain
+from signaling.store.flow_models import ServiceLogEntry
+from signaling.store.models import User
 from tests.expert_console.people import open_console
 from tests.signaling.flow_support import call
 from tests.support.browser import screenshot

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from signaling.remote_models import RemoteGuest
+from signaling.store.remote_models import RemoteGuest
 from tests.expert_console.people import open_console, wait_frames_growing
 from tests.signaling.test_join import remote_appointment
 from tests.support.browser import screenshot
@@ -152,7 +152,7 @@ async def test_customer_at_home_joins_from_a_phone(browser: Any, live_service: L
     await back.locator("[data-testid=documents-verified]").wait_for()
     await screenshot(page, "join-call-phone")
 
-    from signaling.service_log import documents_of_call
+    from signaling.records.service_log import documents_of_call
 
     call_id = await page.evaluate("window.__etapalvelu.pc ? 1 : 0")
     assert call_id == 1

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from signaling.models import Authority, Office
+from signaling.store.models import Authority, Office
 from tests.expert_console.people import (
     another_kiosk,
     open_console,

@@ -486,7 +486,7 @@ async def test_drain_flag_reaches_the_record(cluster: Cluster) -> None:
     base = [
         sys.executable,
         "-m",
-        "signaling.cli",
+        "signaling.cli.main",
         "relay",
         "--redis-url",
         REDIS_URL,

@@ -1,6 +1,6 @@
 """Shared set-up of the service-flow tests: a migrated database with offices, kiosks and people.
 
-Domain tests call the functions of signaling.queues / appointments / calls / interpreters /
+Domain tests call the functions of signaling.flow.queues / appointments / calls / interpreters /
 service_log directly over an AsyncSession, with explicit `now` times; socket-level tests use
 `live_service` (tests/support/service.py) instead.
 """
@@ -19,9 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from signaling.db import create_engine, migrate, session_factory
-from signaling.identity import principal_for_endpoint, principal_for_user
-from signaling.models import Authority, Endpoint, Office, User, UserLanguage, UserPresence
-from signaling.protocol import Principal
+from signaling.directory.identity import principal_for_endpoint, principal_for_user
+from signaling.directory.principals import Principal
+from signaling.store.models import Authority, Endpoint, Office, User, UserLanguage, UserPresence
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -150,7 +150,7 @@ async def world_fixture(flow_sessions: async_sessionmaker[AsyncSession]) -> Worl
 
 async def extra_kiosk(live: Any, name: str = "Kallio kioski 2") -> socketio.AsyncClient:
     """Enrol another kiosk in the demo office and connect it."""
-    from signaling.directory import EndpointCreate, create_endpoint
+    from signaling.directory.directory import EndpointCreate, create_endpoint
 
     async with live.services.sessions() as session:
         endpoint, credential = await create_endpoint(

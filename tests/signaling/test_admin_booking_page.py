@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from signaling.service_hours import HELSINKI
+from signaling.directory.service_hours import HELSINKI
 from tests.expert_console.people import open_console
 from tests.support.browser import screenshot
 from tests.support.service import LiveService
@@ -101,10 +101,10 @@ async def test_admin_edits_availability_and_slot_length(
 async def test_interpreter_sees_his_reservations(browser: Any, live_service: LiveService) -> None:
     from datetime import timedelta
 
-    from signaling import booking
-    from signaling.booking import BookingRules
+    from signaling.booking import booking
+    from signaling.booking.booking import BookingRules
     from signaling.db import utcnow
-    from signaling.models import Office
+    from signaling.store.models import Office
     from tests.signaling.test_booking import _set_availability, kela_request
 
     live = live_service
@@ -130,7 +130,7 @@ async def test_interpreter_sees_his_reservations(browser: Any, live_service: Liv
             )
             made = await booking.book_slot(session, request, now, rules)
         # The console is told (the push of the booking API) and lists it.
-        from signaling.booking_api import after_booking
+        from signaling.booking.booking_api import after_booking
 
         await after_booking(live.services, made.appointment.id, "confirmation", made.token)
         await page.wait_for_selector("#reservations li[data-reservation]")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from signaling.service_hours import HELSINKI
+from signaling.directory.service_hours import HELSINKI
 from tests.expert_console.people import open_console
 from tests.signaling.flow_support import call
 from tests.support.browser import screenshot

@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select, text
 
-from signaling import directory
-from signaling.flow_models import ServiceLogEntry
-from signaling.models import User
-from signaling.service_log import record_document
+from signaling.directory import directory
+from signaling.records.service_log import record_document
+from signaling.store.flow_models import ServiceLogEntry
+from signaling.store.models import User
 from tests.expert_console.people import Person, another_kiosk
 from tests.support.browser import screenshot
 from tests.support.service import LiveService
@@ -87,9 +87,9 @@ HISTORY = [((9, 10), 120), ((9, 40), 360), ((10, 5), 60), ((13, 30), 600)]
 async def add_history(live: LiveService, call_ids: list[int]) -> None:
     from datetime import timedelta
 
-    from signaling.flow_common import iso
-    from signaling.models import Authority
-    from signaling.service_log import append_entry
+    from signaling.flow.flow_common import iso
+    from signaling.records.service_log import append_entry
+    from signaling.store.models import Authority
 
     helsinki = ZoneInfo("Europe/Helsinki")
     today = datetime.now(helsinki).date()

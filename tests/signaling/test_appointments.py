@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signaling.appointments import (
+from signaling.db import utcnow
+from signaling.directory.principals import Principal
+from signaling.flow.appointments import (
     CODE_ALPHABET,
     CODE_LENGTH,
     book,
@@ -19,11 +21,9 @@ from signaling.appointments import (
     normalize_code,
     release_no_shows,
 )
-from signaling.db import utcnow
-from signaling.flow_common import FlowError
-from signaling.flow_models import Appointment, Ticket
-from signaling.protocol import Principal
-from signaling.queues import take_next, take_ticket, take_walk_in_ticket, waiting_tickets
+from signaling.flow.flow_common import FlowError
+from signaling.flow.queues import take_next, take_ticket, take_walk_in_ticket, waiting_tickets
+from signaling.store.flow_models import Appointment, Ticket
 from tests.signaling.flow_support import (  # noqa: F401 (fixtures)
     T0,
     World,

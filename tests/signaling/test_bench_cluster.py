@@ -23,7 +23,7 @@ pytestmark = [
 
 
 def _postgres_reachable() -> str | None:
-    from signaling.bench_cluster import BenchSetupError, _pg_execute
+    from signaling.cli.bench_cluster import BenchSetupError, _pg_execute
 
     try:
         asyncio.run(_pg_execute("SELECT 1"))
@@ -68,7 +68,7 @@ def test_cluster_bench_reports_and_recovers() -> None:
 
 
 def _databases() -> str:
-    from signaling.bench_cluster import PG_HOST, PG_PORT, PG_USER
+    from signaling.cli.bench_cluster import PG_HOST, PG_PORT, PG_USER
 
     async def names() -> str:
         import asyncpg

@@ -17,15 +17,15 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from signaling import booking, booking_outbox
-from signaling.booking import BookingRequest, BookingRules
-from signaling.booking_models import BookingMessage
-from signaling.booking_slots import Booked, free_slots
-from signaling.flow_common import FlowError
-from signaling.flow_models import Appointment
-from signaling.models import Office
-from signaling.notifications import ics
-from signaling.service_hours import HELSINKI, ServiceHours, parse_weekly
+from signaling.booking import booking, booking_outbox
+from signaling.booking.booking import BookingRequest, BookingRules
+from signaling.booking.notifications import ics
+from signaling.directory.service_hours import HELSINKI, ServiceHours, parse_weekly
+from signaling.flow.flow_common import FlowError
+from signaling.flow.free_slots import Booked, free_slots
+from signaling.store.booking_models import BookingMessage
+from signaling.store.flow_models import Appointment
+from signaling.store.models import Office
 from tests.support.databases import database_url, fresh_postgres_url, postgres_url  # noqa: F401
 from tests.support.mail import Messaging, body_of, calendar_of, ics_fields, messaging, wait_until  # noqa: F401
 from tests.support.service import LiveService, make_live_service
@@ -121,7 +121,7 @@ def test_ics_is_folded_escaped_and_in_utc() -> None:
 
 async def _seeded(url: str) -> tuple[Any, Any, Any]:
     from signaling.db import create_engine, migrate, session_factory
-    from signaling.demo import seed_demo
+    from signaling.server.demo import seed_demo
 
     engine = create_engine(url)
     await migrate(engine)
@@ -131,7 +131,7 @@ async def _seeded(url: str) -> tuple[Any, Any, Any]:
 
 
 async def _add_expert(sessions: Any, username: str) -> int:
-    from signaling.models import Authority, User
+    from signaling.store.models import Authority, User
 
     async with sessions() as session:
         kela = (
@@ -159,7 +159,6 @@ async def _set_availability(sessions: Any, username: str, weekly: list[str]) -> 
         await session.commit()
 
 
-@pytest.mark.postgres
 def kela_request(office_id: int, starts_at: datetime, **details: Any) -> BookingRequest:
     """A booking of Kela's general advice in Finnish (`details`: contacts, interpreting...)."""
     return BookingRequest(
@@ -430,7 +429,7 @@ async def test_reminders_are_sent_once_and_failures_retried(
     messaging: Messaging,  # noqa: F811
 ) -> None:
     from signaling.db import create_engine, session_factory
-    from signaling.services import Services
+    from signaling.transport.services import Services
 
     box, sms = messaging.box, messaging.sms
     async with _messaging_service(tmp_path, messaging, booking_send_attempts=3) as live:
@@ -457,7 +456,8 @@ async def test_reminders_are_sent_once_and_failures_retried(
         await booking_outbox.deliver_due(services)
         assert box.subjects() and box.subjects()[0].startswith("Tidsbokning bekräftad")
         assert "Hemifrån med video" in body_of(box.messages[0])
-        # A remote booking's messages carry the customer's join link (signaling/join_tokens.py).
+        # A remote booking's messages carry the customer's join link
+        # (signaling/flow/join_tokens.py).
         assert re.search(
             r"Anslut till videomötet: http://\S+/join/[A-Za-z0-9_-]{32,}", body_of(box.messages[0])
         )
@@ -577,6 +577,8 @@ async def test_secretary_and_expert_events(live_service: LiveService) -> None:
         ("booking:book", _staff(office, starts), "conflict"),
         ("booking:book", {**_staff(office, starts), "starts_at": "nope"}, "invalid"),
         ("booking:book", {**_staff(office, starts), "contact_email": "x"}, "invalid"),
+        # Ids beyond the database's integer are refused before any query (PostgreSQL errs).
+        ("booking:book", {**_staff(office, starts), "office_id": 2**31}, "invalid"),
         (
             "booking:slots",
             {"office_id": office, "authority": "kela", "language": "fin", "days": 0},
@@ -607,6 +609,16 @@ async def test_secretary_and_expert_events(live_service: LiveService) -> None:
         assert not ack["ok"], payload
     ack = await expert.call("availability:get", {})
     assert ack["ok"] and ack["items"][0]["weekly"] == ["mon-fri 09:00-12:00"]
+    # An expert's office id goes to the database as given: one beyond its integer is refused
+    # first (on PostgreSQL it would fail there).
+    for event, payload in (
+        ("booking:book", {**_staff(office, starts), "office_id": 2**31}),
+        ("booking:slots", {"office_id": 2**31, "authority": "kela", "language": "fin"}),
+        ("booking:offer", {"office_id": 2**63}),
+        ("availability:get", {"user_id": 2**31}),
+    ):
+        ack = await expert.call(event, payload)
+        assert not ack["ok"] and ack["error"]["code"] == "invalid", (event, payload, ack)
 
 
 def _staff(office: int, starts: str) -> dict[str, Any]:
@@ -631,8 +643,8 @@ def _old(office: int) -> dict[str, Any]:
 
 
 def test_public_limiter_counts_per_address() -> None:
-    from signaling.booking_api import PublicLimiter
-    from signaling.http_api import ApiError
+    from signaling.booking.booking_api import PublicLimiter
+    from signaling.transport.http import ApiError
 
     clock = [0.0]
     limiter = PublicLimiter(20, clock=lambda: clock[0])

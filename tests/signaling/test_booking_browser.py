@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from signaling import booking
+from signaling.booking import booking
 from signaling.db import utcnow
-from signaling.flow_models import Appointment
-from signaling.remote_models import JoinToken
+from signaling.store.flow_models import Appointment
+from signaling.store.remote_models import JoinToken
 from tests.expert_console.people import _open, open_console
 from tests.support.browser import screenshot
 from tests.support.mail import Messaging, body_of, calendar_of, ics_fields, messaging, wait_until  # noqa: F401

@@ -1,7 +1,8 @@
 """Every booking message after the confirmation carries a working manage link (issue 17):
 the reminder that reaches a real SMTP server (aiosmtpd) and the local SMS gateway has a
 `/booking/<token>` link of its own (a fresh token per message, only its SHA-256 kept:
-signaling/booking_links.py), which opens the manage page in Chromium and cancels the booking;
+signaling/booking/booking_links.py), which opens the manage page in Chromium and cancels the
+booking;
 the cancel frees the booking's interpreter at once."""
 
 from __future__ import annotations
@@ -15,22 +16,19 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from signaling import booking, booking_outbox
-from signaling.booking import BookingRequest, BookingRules
-from signaling.booking_models import BookingLink, BookingMessage
-from signaling.flow_models import Appointment
-from tests.signaling.test_booking import ALWAYS, _first_slot, _set_availability
-from tests.signaling.test_interpreter_reservations import _assert_released
-from tests.support.mail import (  # noqa: F401
-    SMS_TOKEN,
-    MailBox,
-    SmsGateway,
-    body_of,
-    gateway,
-    mailbox,
+from signaling.booking import booking, booking_outbox
+from signaling.booking.booking import BookingRules
+from signaling.store.booking_models import BookingLink, BookingMessage
+from signaling.store.flow_models import Appointment
+from tests.signaling.test_booking import (
+    ALWAYS,
+    _first_slot,
+    _messaging_service,
+    _set_availability,
+    kela_request,
 )
-from tests.support.net import LOOPBACK
-from tests.support.service import make_live_service
+from tests.signaling.test_interpreter_reservations import _assert_released
+from tests.support.mail import Messaging, body_of, messaging  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -51,33 +49,19 @@ def _sha256(token: str) -> str:
 async def test_the_reminders_manage_link_opens_the_booking_and_cancels_it(
     tmp_path: Path,
     browser: Any,
-    mailbox: tuple[MailBox, int],  # noqa: F811
-    gateway: tuple[SmsGateway, str],  # noqa: F811
+    messaging: Messaging,  # noqa: F811
 ) -> None:
-    box, smtp_port = mailbox
-    sms, sms_url = gateway
-    async with make_live_service(
-        tmp_path,
-        smtp_host=LOOPBACK,
-        smtp_port=smtp_port,
-        smtp_from="ajanvaraus@example.fi",
-        sms_gateway_url=sms_url,
-        sms_gateway_token=SMS_TOKEN,
-        booking_min_lead_minutes=0,
-        booking_sweep_seconds=3600,
-    ) as live:
+    box, sms = messaging.box, messaging.sms
+    async with _messaging_service(tmp_path, messaging, smtp_from="ajanvaraus@example.fi") as live:
         services = live.services
         await _set_availability(services.sessions, "kela", ALWAYS)
         now = datetime.now(UTC)
         async with services.sessions() as session:
             made = await booking.book_slot(
                 session,
-                BookingRequest(
-                    office_id=live.demo.office_id,
-                    authority="kela",
-                    service_type="general_advice",
-                    language="fin",
-                    starts_at=await _first_slot(live, now + timedelta(days=2)),
+                kela_request(
+                    live.demo.office_id,
+                    await _first_slot(live, now + timedelta(days=2)),
                     contact_email=EMAIL,
                     contact_phone=PHONE,
                     message_language="fi",

@@ -15,12 +15,12 @@ import socketio
 from aiortc.mediastreams import AudioStreamTrack
 from sqlalchemy import select
 
-from signaling.call_watch import verdict
-from signaling.calls import CallRelayListener, end_call, finish_call
 from signaling.db import utcnow
-from signaling.flow_common import FlowError, parse_time
-from signaling.flow_models import Call, CallParticipant, Ticket
-from signaling.queues import requeue_ticket, take_next, take_walk_in_ticket
+from signaling.flow.call_watch import verdict
+from signaling.flow.calls import CallRelayListener, end_call, finish_call
+from signaling.flow.flow_common import FlowError, parse_time
+from signaling.flow.queues import requeue_ticket, take_next, take_walk_in_ticket
+from signaling.store.flow_models import Call, CallParticipant, Ticket
 from tests.signaling.call_support import CallPeer, eventually, start_call
 from tests.signaling.flow_support import (  # noqa: F401 (fixtures)
     T0,

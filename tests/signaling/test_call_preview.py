@@ -1,4 +1,5 @@
-"""The clerk's preview of the document camera (signaling/call_preview.py), with the real relay
+"""The clerk's preview of the document camera (signaling/in_call/call_preview.py), with the real
+relay
 and real aiortc peers over UDP on 127.0.0.1: he is sent the camera's `document` source only
 (never a face or a voice), he is not a participant of the call, and nobody else may preview."""
 
@@ -12,7 +13,7 @@ from aiortc.mediastreams import VideoStreamTrack
 from sqlalchemy import select
 
 from media_relay.aiortc_client import RelayPeerClient
-from signaling.flow_models import CallParticipant
+from signaling.store.flow_models import CallParticipant
 from tests.signaling.call_support import CallPeer, eventually, face, start_call
 from tests.support.service import LiveService
 

@@ -11,10 +11,10 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from signaling.calls import CallRelayListener, end_call, participant_for
-from signaling.flow_common import FlowError
-from signaling.flow_models import Call, CallParticipant
-from signaling.queues import take_next, take_walk_in_ticket
+from signaling.flow.calls import CallRelayListener, end_call, participant_for
+from signaling.flow.flow_common import FlowError
+from signaling.flow.queues import take_next, take_walk_in_ticket
+from signaling.store.flow_models import Call, CallParticipant
 from tests.signaling.call_support import CallPeer, eventually, face, start_call
 from tests.signaling.flow_support import (  # noqa: F401 (fixtures)
     T0,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from signaling.relay_placement import cancel_for_sure
+from signaling.transport.relay_placement import cancel_for_sure
 
 
 async def test_a_task_that_swallows_a_cancel_is_cancelled_again() -> None:

@@ -1,21 +1,33 @@
-"""`chat:send` at the socket level (signaling/chat.py): the server relays a sealed message to
+"""`chat:send` at the socket level (signaling/in_call/chat.py): the server relays a sealed message
+to
 the call's people as it came, with the sender it knows; it refuses garbage, outsiders and
 devices, and changes nothing when it refuses; `chat:history` (a page of the chat for a new
 key) goes to the one person it is sealed to, and garbage, oversized pages, pages for several
 people, for oneself, for someone without a key in the call or from outside it are refused.
-The sealing itself runs in the browsers (tests/expert_console/test_chat.py)."""
+The sealing itself runs in the browsers (tests/expert_console/test_chat.py). The office's
+clerk keeps his chat keys while any console of his is connected, to whichever signaling process
+(two servers sharing a database and Redis)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import secrets
+from pathlib import Path
 from typing import Any
 
 import socketio
+from sqlalchemy import select
 
 from endpoint.document_channel import DocumentChannel
-from tests.signaling.document_support import DocumentCall, document_call
+from signaling.store.flow_models import DocumentCallKey
+from tests.signaling.document_support import DocumentCall, document_call, start_call
+from tests.signaling.test_presence_lease import (
+    drop_channel_keys,
+    redis_client,  # noqa: F401 (fixture)
+    shared_settings,
+)
+from tests.support.service import LiveService, make_live_service
 
 __all__ = ["document_call"]
 
@@ -160,3 +172,59 @@ async def test_a_sealed_message_is_relayed_and_garbage_refused(
     finally:
         await kiosk.close()
         await expert.close()
+
+
+async def _clerk_keys(live: LiveService, call_id: int) -> list[str]:
+    """The sids recorded with the clerk's keys in the call ("" once that socket went)."""
+    async with live.services.sessions() as session:
+        found = await session.scalars(
+            select(DocumentCallKey.sid).where(
+                DocumentCallKey.call_id == call_id, DocumentCallKey.role == "clerk"
+            )
+        )
+        return list(found)
+
+
+async def test_the_clerks_keys_stay_while_a_console_of_his_is_on_another_process(
+    tmp_path: Path,
+    redis_client: Any,  # noqa: F811
+) -> None:
+    shared = shared_settings(f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}", relay_mode="local")
+    try:
+        async with (
+            make_live_service(tmp_path / "a", **shared) as a,
+            make_live_service(tmp_path / "b", **shared) as b,
+        ):
+            call = await start_call(a)
+            expert = DocumentChannel(call.expert, a.base_url, call.call_id)
+            await expert.start()
+            # His chat opened on A (keys published from that socket); another console on B.
+            here = await a.connect_user("sihteeri")
+            clerk = DocumentChannel(here, a.base_url, call.call_id)
+            await clerk.start()
+            await expert.wait_for_peer(clerk.participant_id)
+            there = await b.connect_user("sihteeri")
+            assert (await there.call("flow:sync", {}, timeout=ACK_TIMEOUT))["ok"]
+
+            # The console on A goes: the documents' hook clears the key's socket, and the
+            # chat's hook (which runs after it) keeps the keys, since B holds a socket of his.
+            await here.disconnect()
+            for _ in range(250):
+                if await _clerk_keys(a, call.call_id) == ["", ""]:
+                    break
+                await asyncio.sleep(0.02)
+            assert await _clerk_keys(a, call.call_id) == ["", ""]
+            await asyncio.sleep(0.3)
+            assert await _clerk_keys(a, call.call_id) == ["", ""]
+            assert clerk.participant_id in expert.peers
+
+            # His last console goes (on B): now the keys go, and the expert is told.
+            await there.disconnect()
+            for _ in range(250):
+                if clerk.participant_id not in expert.peers:
+                    break
+                await asyncio.sleep(0.02)
+            assert clerk.participant_id not in expert.peers
+            assert await _clerk_keys(a, call.call_id) == []
+    finally:
+        await drop_channel_keys(redis_client, shared["redis_channel"])

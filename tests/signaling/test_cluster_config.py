@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from signaling.cli import main
+from signaling.cli.main import main
 
 BASE = [
     "cluster-config",

@@ -64,7 +64,7 @@ from endpoint.document_channel import DocumentChannel
 from expert_console.call_setup_bench import FIRST_FRAME_JS
 from media_relay.aiortc_client import RelayPeerClient
 from signaling.db import create_engine, session_factory, utcnow
-from signaling.flow_models import (
+from signaling.store.flow_models import (
     Appointment,
     Call,
     CallParticipant,
@@ -72,7 +72,7 @@ from signaling.flow_models import (
     ServiceLogEntry,
     Ticket,
 )
-from signaling.models import Endpoint, User
+from signaling.store.models import Endpoint, User
 from tests.signaling.call_support import CallPeer, face
 from tests.support.cluster import Cluster, cluster
 from tests.support.relay_nodes import relay_cluster
@@ -298,7 +298,7 @@ async def place(state: Cluster, person: Person, index: int) -> None:
 
 
 async def user_token(sessions: async_sessionmaker[AsyncSession], username: str) -> str:
-    from signaling.identity import issue_session
+    from signaling.directory.identity import issue_session
 
     async with sessions() as session:
         user = (await session.execute(select(User).where(User.username == username))).scalar_one()
@@ -310,7 +310,7 @@ async def user_token(sessions: async_sessionmaker[AsyncSession], username: str) 
 async def new_kiosk(
     sessions: async_sessionmaker[AsyncSession], office_id: int, name: str
 ) -> dict[str, Any]:
-    from signaling.directory import EndpointCreate, create_endpoint
+    from signaling.directory.directory import EndpointCreate, create_endpoint
 
     async with sessions() as session:
         endpoint, credential = await create_endpoint(
@@ -363,7 +363,7 @@ async def snapshot(sessions: async_sessionmaker[AsyncSession]) -> dict[str, dict
 
 
 async def chain_ok(sessions: async_sessionmaker[AsyncSession]) -> int:
-    from signaling.service_log import verify_chain
+    from signaling.records.service_log import verify_chain
 
     async with sessions() as session:
         report = await verify_chain(session)
@@ -871,7 +871,7 @@ async def test_a_stale_relay_gone_does_not_undo_a_rejoin(live_service: Any) -> N
     unbound, its `call:answer` refused (`not_joined`), and the page waited ~30 s for its own
     retry. A "gone" during a join of the same participant here is about the replaced
     session."""
-    from signaling import calls
+    from signaling.flow import calls
     from tests.signaling.call_support import start_call
 
     _kiosk, expert_sio, call_id = await start_call(live_service)

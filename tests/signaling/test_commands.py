@@ -36,7 +36,7 @@ def etapalvelu(*args: str, stdin: str | None = None) -> subprocess.CompletedProc
 def in_process(args: list[str], capsys: pytest.CaptureFixture[str], stdin: str = "") -> str:
     import io
 
-    from signaling.cli import main
+    from signaling.cli.main import main
 
     saved = sys.stdin
     sys.stdin = io.StringIO(stdin)
@@ -188,7 +188,7 @@ def test_admin_cli_refusals_exit_2_with_one_line(
     # In-process (the same code path as the console script) to keep the suite quick.
     import io
 
-    from signaling.cli import main
+    from signaling.cli.main import main
 
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin or ""))
     status = main(["admin", *args, "--data-dir", str(tmp_path / "data")])
@@ -226,7 +226,7 @@ def test_bad_configuration_exits_2_without_traceback(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from signaling.cli import main
+    from signaling.cli.main import main
 
     # Each case is refused before anything listens (no --port: a flag would beat the file).
     args = ["serve", "--data-dir", str(tmp_path / "data"), *flags]
@@ -442,7 +442,7 @@ async def test_serve_over_tls(start_serve: Any, tmp_path: Path) -> None:
 
 
 def test_unusable_tls_files_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from signaling.cli import main
+    from signaling.cli.main import main
 
     bogus = tmp_path / "bogus.pem"
     bogus.write_text("not a certificate")

@@ -22,10 +22,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, inspect, select, text, update
 
 from signaling.db import utcnow
-from signaling.desk_models import FeedbackClaim, FeedbackTally, Receipt
-from signaling.flow_models import Call, ServiceLogEntry
-from signaling.record_signing import sign_record
-from signaling.service_log import record_document
+from signaling.records.record_signing import sign_record
+from signaling.records.service_log import record_document
+from signaling.store.desk_models import FeedbackClaim, FeedbackTally, Receipt
+from signaling.store.flow_models import Call, ServiceLogEntry
 from tests.expert_console.people import another_kiosk
 from tests.signaling.flow_support import call
 from tests.support.service import LiveService, make_live_service
@@ -332,7 +332,7 @@ async def test_receipt_is_issued_at_call_end_and_verifies_against_the_log(
     async with live.services.sessions() as session:
         row = await session.get(Call, call_id)
         assert row is not None
-        from signaling.flow_common import iso
+        from signaling.flow.flow_common import iso
 
         assert receipt["pending_at"] == iso(row.started_at)
     # Nothing about the customer: no ticket, no call id, no names but the expert's.

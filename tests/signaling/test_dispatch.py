@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from signaling.dispatch import TokenBucket, dispatcher_of, payload_size
-from signaling.models import User
-from signaling.protocol import (
+from signaling.directory.principals import Role
+from signaling.server.dispatch import TokenBucket, dispatcher_of, payload_size
+from signaling.store.models import User
+from signaling.transport.protocol import (
     REGISTRY,
     EventContext,
     EventModel,
     EventRegistry,
     EventSpec,
-    Role,
 )
 from tests.support.service import LiveService, make_live_service
 
@@ -190,7 +190,7 @@ async def test_sockets_join_their_rooms(live_service: LiveService) -> None:
     got: dict[str, list[Any]] = {"expert": [], "kiosk": []}
     expert.on("hello", lambda data: got["expert"].append(data))
     kiosk.on("hello", lambda data: got["kiosk"].append(data))
-    from signaling import rooms
+    from signaling.transport import rooms
 
     kela_id = next(iter((await expert.call("session:whoami", {}))["principal"]["authority_ids"]))
     await services.sio.emit("hello", 1, room=rooms.authority(kela_id))

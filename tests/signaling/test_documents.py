@@ -23,9 +23,10 @@ from endpoint.document_crypto import (
     DocumentMetadata,
     encrypt_document,
 )
-from signaling.documents import registration_statement, sweep_expired
-from signaling.flow_models import DocumentTransfer
-from signaling.record_signing import b64u_encode, public_key_b64u, sign_record
+from signaling.in_call.documents import registration_statement, sweep_expired
+from signaling.records.record_signing import public_key_b64u, sign_record
+from signaling.store.flow_models import DocumentTransfer
+from signaling.wire.canonical import b64u_encode
 from tests.signaling.document_support import DocumentCall, document_call
 
 __all__ = ["document_call"]  # the fixture, used by name below
@@ -55,7 +56,7 @@ def stored_files(call: DocumentCall) -> list[Path]:
 
 
 async def logged_documents(call: DocumentCall) -> list[dict[str, object]]:
-    from signaling.service_log import documents_of_call
+    from signaling.records.service_log import documents_of_call
 
     async with call.live.services.sessions() as session:
         return await documents_of_call(session, call.call_id)
@@ -356,7 +357,7 @@ async def test_cancel_and_retention(
 
 
 async def test_register_signing_key(document_call: DocumentCall) -> None:
-    from signaling.models import User
+    from signaling.store.models import User
 
     key = Ed25519PrivateKey.generate()
     public = public_key_b64u(key)

@@ -118,7 +118,7 @@ async def test_kiosk_to_console_and_back(browser: Any, live_service: LiveService
     await screenshot(kiosk, "documents-kiosk-received")
     await screenshot(expert, "documents-console-received")
 
-    from signaling.service_log import documents_of_call
+    from signaling.records.service_log import documents_of_call
 
     async with live_service.services.sessions() as session:
         logged = await documents_of_call(session, call.call_id)
@@ -166,7 +166,7 @@ async def test_cancel_and_receive_after_reconnect(browser: Any,
                                                   live_service: LiveService) -> None:
     from sqlalchemy import select
 
-    from signaling.flow_models import DocumentTransfer
+    from signaling.store.flow_models import DocumentTransfer
 
     call = await start_call(live_service)
     kiosk = await open_host(browser, live_service, call.call_id, live_service.kiosk_auth,
@@ -221,8 +221,8 @@ SIGN_IN_BROWSER = """async (userId) => {
 
 async def test_expert_signs_a_record_in_the_browser(browser: Any,
                                                     live_service: LiveService) -> None:
-    from signaling.models import User
-    from signaling.record_signing import RecordSignatureError, verify_record
+    from signaling.records.record_signing import RecordSignatureError, verify_record
+    from signaling.store.models import User
 
     call = await start_call(live_service)
     token = await live_service.issue_token("kela")

@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import func, select
 
 from endpoint.document_channel import DocumentChannel
-from signaling.documents import sweep_expired
-from signaling.flow_models import DocumentCallKey, DocumentChunk, DocumentTransfer
+from signaling.in_call.documents import sweep_expired
+from signaling.store.flow_models import DocumentCallKey, DocumentChunk, DocumentTransfer
 from tests.signaling.test_redis import REDIS_URL, redis_reachable
 from tests.support.service import LiveService, make_live_service
 
@@ -36,7 +36,7 @@ async def count(live: LiveService, model: Any, **where: Any) -> int:
 
 
 async def logged_documents(live: LiveService, call_id: int) -> list[dict[str, Any]]:
-    from signaling.service_log import documents_of_call
+    from signaling.records.service_log import documents_of_call
 
     async with live.services.sessions() as session:
         return await documents_of_call(session, call_id)

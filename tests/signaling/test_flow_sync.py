@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from signaling.models import Authority, Office
+from signaling.store.models import Authority, Office
 from tests.support.service import LiveService
 
 

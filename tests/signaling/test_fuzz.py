@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signaling.protocol import REGISTRY, ErrorCode
-from signaling.socket_server import RESERVED_EVENT_NAMES
+from signaling.transport.protocol import REGISTRY, ErrorCode
+from signaling.transport.socket_server import RESERVED_EVENT_NAMES
 from tests.signaling.raw_socketio import RawSocketIO
 from tests.support.service import make_live_service
 
@@ -140,7 +140,7 @@ RAW_FRAMES = [
 async def test_malformed_wire_frames_never_crash_the_server(tmp_path: Path) -> None:
     import aiohttp
 
-    from signaling.bench import WireClient
+    from signaling.cli.bench import WireClient
 
     async with make_live_service(tmp_path) as live, aiohttp.ClientSession() as http:
         bystander = await live.connect_kiosk()

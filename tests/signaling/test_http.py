@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from signaling.pages import PAGES, safe_join
+from signaling.transport.pages import PAGES, safe_join
 from tests.support.service import LiveService
 
 

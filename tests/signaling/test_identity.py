@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, update
 
 from signaling.db import utcnow
-from signaling.identity import (
+from signaling.directory.identity import (
     AuthenticationError,
     authenticate,
     hash_password,
@@ -17,8 +17,8 @@ from signaling.identity import (
     sha256_hex,
     verify_password,
 )
-from signaling.models import Endpoint, User, UserSession
-from signaling.protocol import Role
+from signaling.directory.principals import Role
+from signaling.store.models import Endpoint, User, UserSession
 from tests.support.service import LiveService, connect_refusal, http_login
 
 
@@ -195,7 +195,7 @@ async def test_logout_ends_the_session(live_service: LiveService) -> None:
 
 
 async def test_password_guessing_is_throttled(live_service: LiveService) -> None:
-    from signaling.login_guard import Limits
+    from signaling.directory.login_guard import Limits
 
     url = f"{live_service.base_url}/api/login"
     async with aiohttp.ClientSession() as http:

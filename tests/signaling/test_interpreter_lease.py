@@ -1,5 +1,5 @@
-"""An alerted interpreter whose process died (signaling/interpreters.py `interpreter_lost`,
-run by the lease sweeper of signaling/leases.py), on a real Redis: the dead process is a
+"""An alerted interpreter whose process died (signaling/flow/interpreters.py `interpreter_lost`,
+run by the lease sweeper of signaling/flow/leases.py), on a real Redis: the dead process is a
 registration whose lease key is gone, as `kill -9` leaves it."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from signaling.flow_common import load_ids
-from signaling.flow_models import InterpreterRequest
+from signaling.flow.flow_common import load_ids
+from signaling.store.flow_models import InterpreterRequest
 from tests.signaling.test_presence_lease import (
     LEASE_SECONDS,
     drop_channel_keys,

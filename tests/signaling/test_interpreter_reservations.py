@@ -17,17 +17,17 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from signaling import booking
-from signaling.booking import BookingRequest, BookingRules
+from signaling.booking import booking
+from signaling.booking.booking import BookingRequest, BookingRules
 from signaling.db import utcnow
-from signaling.flow_common import FlowError
-from signaling.flow_models import Appointment
-from signaling.interpreter_reservations import (
+from signaling.flow.flow_common import FlowError
+from signaling.flow.interpreter_reservations import (
     InterpreterReservation,
     InterpreterReservationCell,
     cells,
 )
-from signaling.models import Office, User, UserLanguage
+from signaling.store.flow_models import Appointment
+from signaling.store.models import Office, User, UserLanguage
 from tests.signaling.flow_support import call
 from tests.signaling.test_booking import _add_expert, _seeded, _set_availability
 from tests.support.databases import database_url, fresh_postgres_url, postgres_url  # noqa: F401
@@ -367,9 +367,9 @@ async def test_every_way_of_cancelling_releases_the_interpreter_at_once(
 ) -> None:
     """Staff's cancel, the customer's cancel, a no-show and a closed office: each releases the
     interpreter reservation in its own transaction (appointments.leave_booked; office_closure)."""
-    from signaling.appointments import cancel_appointment, release_no_shows
-    from signaling.office_closure import close_office_records
-    from signaling.protocol import Principal, Role
+    from signaling.directory.principals import Principal, Role
+    from signaling.flow.appointments import cancel_appointment, release_no_shows
+    from signaling.flow.office_closure import close_office_records
 
     engine, sessions, demo = await _seeded(database_url)
     try:

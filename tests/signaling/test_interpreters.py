@@ -1,24 +1,26 @@
-"""The interpreting ring: who is alerted, first accept wins, withdrawals, leaving."""
+"""The interpreting ring: who is alerted, first accept wins, withdrawals (the winner's consoles
+hear none, on whichever process they are), leaving."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import update
 
-from signaling.calls import end_call
-from signaling.flow_common import FlowError, participant_view, participants_of
-from signaling.flow_models import Call
-from signaling.interpreters import (
+from signaling.flow.calls import end_call
+from signaling.flow.flow_common import FlowError, participant_view, participants_of
+from signaling.flow.interpreters import (
     accept_request,
     cancel_request,
     request_interpreter,
     ringing_for_interpreter,
 )
-from signaling.models import User, UserLanguage
-from signaling.queues import take_next, take_walk_in_ticket
+from signaling.flow.queues import take_next, take_walk_in_ticket
+from signaling.store.flow_models import Call
+from signaling.store.models import User, UserLanguage
 from tests.signaling.flow_support import (  # noqa: F401 (fixtures)
     T0,
     World,
@@ -27,7 +29,12 @@ from tests.signaling.flow_support import (  # noqa: F401 (fixtures)
     flow_sessions_fixture,
     world_fixture,
 )
-from tests.support.service import LiveService
+from tests.signaling.test_presence_lease import (
+    drop_channel_keys,
+    redis_client,  # noqa: F401 (fixture)
+    shared_settings,
+)
+from tests.support.service import LiveService, make_live_service
 
 
 async def active_call(world: World, kiosk: str = "kiosk", expert: str = "expert") -> int:
@@ -220,3 +227,55 @@ async def test_ring_over_socketio(live_service: LiveService) -> None:
     assert state["call"]["status"] == "active"
     interp = next(p for p in state["call"]["participants"] if p["role"] == "interpreter")
     assert interp["left"] and not interp["spotlight"]
+
+
+async def test_the_winner_hears_no_withdrawal_on_another_process(
+    tmp_path: Path,
+    redis_client: Any,  # noqa: F811
+) -> None:
+    # Two processes on one database and Redis: the interpreter has a console on each and
+    # accepts on the first; the other interpreter (on the second) hears "taken", he does not.
+    shared = shared_settings(f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}")
+    try:
+        async with (
+            make_live_service(tmp_path / "a", **shared) as a,
+            make_live_service(tmp_path / "b", **shared) as b,
+        ):
+            second_name = await _second_interpreter(a)
+            kiosk = await a.connect_kiosk()
+            expert = await a.connect_user("kela")
+            winner_here = await a.connect_user("tulkki")
+            winner_there = await b.connect_user("tulkki")
+            other = await b.connect_user(second_name)
+            heard: dict[str, list[Any]] = {"here": [], "there": [], "other": [], "alerts": []}
+            winner_here.on("interpreter:withdrawn", heard["here"].append)
+            winner_there.on("interpreter:withdrawn", heard["there"].append)
+            other.on("interpreter:withdrawn", heard["other"].append)
+            winner_there.on("interpreter:alert", heard["alerts"].append)
+            for client in (kiosk, expert, winner_here, winner_there, other):
+                assert (await call(client, "flow:sync"))["ok"]
+            await call(kiosk, "ticket:take", {"authority": "kela", "language": "fin"})
+            call_id = (await call(expert, "queue:take_next", {}))["call"]["id"]
+            ring = {"call_id": call_id, "language": "fse"}
+            asked = await call(expert, "interpreter:request", ring)
+            assert asked["ok"] and asked["alerted"] == 2, asked
+            request_id = asked["request"]["id"]
+            for _ in range(100):
+                if heard["alerts"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert heard["alerts"], "the ring never reached his console on the second process"
+
+            accepted = await call(winner_here, "interpreter:accept", {"request_id": request_id})
+            assert accepted["ok"], accepted
+            for _ in range(100):
+                if heard["other"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert heard["other"] == [{"request_id": request_id, "reason": "taken"}]
+            # One emit reached both sockets on the second process: had it been meant for
+            # his console there, it would have arrived with the other's.
+            await asyncio.sleep(0.2)
+            assert heard["there"] == [] and heard["here"] == []
+    finally:
+        await drop_channel_keys(redis_client, shared["redis_channel"])

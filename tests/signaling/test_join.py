@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from signaling.db import utcnow
-from signaling.flow_models import Appointment, AppointmentStatus
-from signaling.join_identity import IdentityError, OidcProvider, decode_pending
-from signaling.join_tokens import JoinRefused, Refusal, consume, issue_join_link, open_link
-from signaling.models import Authority
+from signaling.directory.join_identity import IdentityError, OidcProvider, decode_pending
+from signaling.flow.join_tokens import JoinRefused, Refusal, consume, issue_join_link, open_link
+from signaling.store.flow_models import Appointment, AppointmentStatus
+from signaling.store.models import Authority
 from tests.signaling.oidc_provider import LocalOidcProvider
 from tests.support.service import LiveService, connect_refusal, make_live_service
 
@@ -36,7 +36,7 @@ async def remote_appointment(
     authority: str = "kela",
 ) -> tuple[int, str]:
     """A remote appointment of the demo office and its link `/join/<token>`."""
-    from signaling.appointments import new_code
+    from signaling.flow.appointments import new_code
 
     now = utcnow()
     async with live.services.sessions() as session:
@@ -118,7 +118,7 @@ async def test_link_window_single_use_and_garbage(live_service: LiveService) -> 
             await open_link(session, late.removeprefix("/join/"), now, None)
         assert refused.value.reason == Refusal.EXPIRED
         # only the hash is stored
-        from signaling.remote_models import JoinToken
+        from signaling.store.remote_models import JoinToken
 
         stored = list((await session.execute(select(JoinToken.token_hash))).scalars())
         assert token not in stored and len(stored) == 3
@@ -164,9 +164,9 @@ async def test_link_window_single_use_and_garbage(live_service: LiveService) -> 
 @given(st.text(max_size=300), st.binary(max_size=200))
 def test_parsers_take_garbage(text: str, raw: bytes) -> None:
     """The cookie header, the identity step's cookie and the token check never raise."""
-    from signaling.join_identity import b64url
-    from signaling.join_tokens import plausible_token
-    from signaling.remote_customer import cookie_value
+    from signaling.directory.join_identity import b64url
+    from signaling.flow.join_tokens import plausible_token
+    from signaling.flow.remote_customer import cookie_value
 
     assert plausible_token(text) in (True, False)
     value = cookie_value(text, "etapalvelu_join")

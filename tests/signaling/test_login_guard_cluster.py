@@ -1,5 +1,6 @@
 """Login failure limits shared by several processes through a real Redis
-(signaling/login_guard.py `RedisFailures`): two guards, as two signaling processes hold them,
+(signaling/directory/login_guard.py `RedisFailures`): two guards, as two signaling processes hold
+them,
 with their own Redis connections."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from signaling.login_guard import Blocked, Limits, LoginGuard
+from signaling.directory.login_guard import Blocked, Limits, LoginGuard
 from tests.signaling.test_redis import REDIS_URL, redis_reachable
 
 LIMITS = Limits(per_pair=4, per_address=6, per_username=8, window=1.5, username_window=1.5)

@@ -13,7 +13,6 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from signaling import directory
 from signaling.db import (
     Base,
     create_engine,
@@ -23,7 +22,8 @@ from signaling.db import (
     normalize_url,
     session_factory,
 )
-from signaling.models import Authority, Endpoint, Office, User, UserLanguage, UserSession
+from signaling.directory import directory
+from signaling.store.models import Authority, Endpoint, Office, User, UserLanguage, UserSession
 
 SEEDED = {"kela", "poliisi", "vero", "te", "dvv", "migri", "kunta", "rakennusvalvonta"}
 
@@ -68,7 +68,7 @@ async def test_migrations_build_exactly_what_the_models_declare(engine: AsyncEng
     from alembic.migration import MigrationContext
 
     import signaling
-    from signaling.features import FEATURE_MODULES, import_optional
+    from signaling.server.features import FEATURE_MODULES, import_optional
 
     for name in FEATURE_MODULES:
         import_optional(name)

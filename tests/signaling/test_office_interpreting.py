@@ -19,9 +19,9 @@ import socketio
 from sqlalchemy import func, select, update
 
 from signaling.db import utcnow
-from signaling.flow_models import Appointment, InterpreterRequest, Ticket
-from signaling.office_desk_models import OfficeDeskService
-from signaling.service_hours import HELSINKI
+from signaling.directory.service_hours import HELSINKI
+from signaling.store.flow_models import Appointment, InterpreterRequest, Ticket
+from signaling.store.office_desk_models import OfficeDeskService
 from tests.signaling.flow_support import call
 from tests.support.service import LiveService
 

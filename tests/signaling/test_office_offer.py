@@ -20,7 +20,7 @@ import aiohttp
 import socketio
 from sqlalchemy import func, select
 
-from signaling.directory import (
+from signaling.directory.directory import (
     EndpointCreate,
     OfficeCreate,
     UserCreate,
@@ -28,9 +28,9 @@ from signaling.directory import (
     create_office,
     create_user,
 )
-from signaling.flow_models import Ticket
-from signaling.models import User
-from signaling.service_hours import HELSINKI
+from signaling.directory.service_hours import HELSINKI
+from signaling.store.flow_models import Ticket
+from signaling.store.models import User
 from tests.signaling.flow_support import call, extra_kiosk
 from tests.support.service import LiveService, make_live_service
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import socketio
 
-from signaling.presence import presence_snapshot
+from signaling.flow.presence import presence_snapshot
 from tests.support.service import LiveService, make_live_service
 
 
@@ -76,7 +76,7 @@ async def test_second_socket_keeps_a_person_online(live_service: LiveService) ->
 
 async def test_clerk_sees_only_own_office_kiosks(tmp_path: Path) -> None:
     async with make_live_service(tmp_path) as live:
-        from signaling import directory
+        from signaling.directory import directory
 
         async with live.services.sessions() as session:
             other = await directory.create_office(

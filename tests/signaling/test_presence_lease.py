@@ -1,4 +1,4 @@
-"""Presence and limits across signaling processes (signaling/leases.py), on a real Redis.
+"""Presence and limits across signaling processes (signaling/flow/leases.py), on a real Redis.
 
 A killed process is a real `python -m signaling serve` subprocess, killed with SIGKILL while
 an expert's socket is connected to it; the in-process server sharing its database and Redis
@@ -24,7 +24,7 @@ import pytest
 import pytest_asyncio
 import socketio
 
-from signaling.presence import presence_snapshot
+from signaling.flow.presence import presence_snapshot
 from tests.signaling.test_presence import Pushes, entry
 from tests.signaling.test_redis import REDIS_URL, redis_reachable
 from tests.support.net import free_port
@@ -319,7 +319,7 @@ async def test_starting_process_sweeps_dead_leases(tmp_path: Path, redis_client:
         await redis_client.hset(f"{channel}:proc-sockets:ghost", mapping={f"user:{kela}": 1})
         from sqlalchemy import update
 
-        from signaling.models import User
+        from signaling.store.models import User
 
         async with make_live_service(tmp_path / "a", **shared) as live:
             procs = await redis_client.smembers(f"{channel}:procs")
@@ -368,7 +368,7 @@ async def test_lapsed_lease_registers_again(tmp_path: Path, redis_client: Any) -
                 f"{channel}:proc:{own_id}", f"{channel}:proc-sockets:{own_id}"
             )
             await redis_client.srem(f"{channel}:procs", own_id)
-            from signaling.leases import mark_offline
+            from signaling.flow.leases import mark_offline
 
             await mark_offline(live.services, "user", kela)
             assert await online_in_db(live.services, "user", kela) is False
@@ -388,7 +388,7 @@ async def test_killed_process_expert_is_gone_from_his_call(
     counts him `socket_lost` from the sweep, so the call watchdog can end it (expert_lost)."""
     from sqlalchemy import select
 
-    from signaling.flow_models import CallParticipant
+    from signaling.store.flow_models import CallParticipant
 
     shared = shared_settings(f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}")
     try:

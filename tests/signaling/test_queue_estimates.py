@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import socketio
 
-from signaling.queues import LineStaff, wait_estimate
+from signaling.flow.queues import LineStaff, wait_estimate
 from tests.signaling.flow_support import call, extra_kiosk
 from tests.support.service import LiveService
 
-# The demo Kela expert speaks Finnish and Swedish (signaling/demo.py); default 8 minutes.
+# The demo Kela expert speaks Finnish and Swedish (signaling/server/demo.py); default 8 minutes.
 MEAN = 8 * 60
 
 

@@ -15,10 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from signaling.db import create_engine, migrate, session_factory
-from signaling.flow_common import FlowError
-from signaling.flow_models import Call, Ticket, TicketStatus
-from signaling.protocol import EventModel
-from signaling.queues import (
+from signaling.flow.flow_common import FlowError
+from signaling.flow.queues import (
     cancel_ticket,
     mean_service_seconds,
     queue_views,
@@ -29,6 +27,8 @@ from signaling.queues import (
     transfer_ticket,
     waiting_tickets,
 )
+from signaling.store.flow_models import Call, Ticket, TicketStatus
+from signaling.transport.protocol import EventModel
 from tests.signaling.flow_support import (  # noqa: F401 (fixtures)
     T0,
     World,
@@ -205,7 +205,7 @@ async def test_cancel_rules(world: World) -> None:
 
 
 async def test_estimate_follows_recent_call_durations(world: World) -> None:
-    from signaling.calls import end_call
+    from signaling.flow.calls import end_call
 
     for minutes, kiosk in ((0, "kiosk"), (1, "kiosk2")):
         await _ticket(world, kiosk, "kela", minutes)
@@ -261,7 +261,7 @@ async def test_take_race_guard_on_postgresql(fresh_postgres_url: str) -> None:
             results = await _race(world, ticket.id if by_id else None)
             assert sorted(map(str, results)) == sorted([str(ticket.id), "taken"]), results
             # Free both experts for the second round.
-            from signaling.calls import end_call
+            from signaling.flow.calls import end_call
 
             async with world.sessions() as session:
                 for active in (await session.execute(select(Call))).scalars():
@@ -389,10 +389,10 @@ JSON_VALUES = st.recursive(
 
 
 def _flow_schemas() -> list[type[EventModel]]:
-    import signaling.appointments
-    import signaling.interpreters
-    import signaling.service_log  # noqa: F401 (declares its events)
-    from signaling.protocol import REGISTRY
+    import signaling.flow.appointments
+    import signaling.flow.interpreters
+    import signaling.records.service_log  # noqa: F401 (declares its events)
+    from signaling.transport.protocol import REGISTRY
 
     prefixes = ("flow:", "ticket:", "queue:", "appointment:", "call:", "interpreter:", "record:")
     prefixes += ("secretary:",)
@@ -417,7 +417,7 @@ def test_event_schemas_refuse_garbage_cleanly(data: st.DataObject) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=40))
 def test_parse_time_accepts_only_aware_iso_times(text: str) -> None:
-    from signaling.flow_common import parse_time
+    from signaling.flow.flow_common import parse_time
 
     try:
         value = parse_time(text)

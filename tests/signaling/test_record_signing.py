@@ -12,18 +12,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signaling.record_signing import (
-    CanonicalJSONError,
+from signaling.records.record_signing import (
     RecordSignatureError,
-    b64u_decode,
-    canonical_json,
     generate_signing_key_file,
     load_signing_key,
-    parse_json,
     public_key_b64u,
     sign_record,
     verify_record,
 )
+from signaling.wire.canonical import CanonicalJSONError, b64u_decode, canonical_json, parse_json
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "documents"
 CANON = json.loads((VECTORS / "canonical-json.json").read_text(encoding="utf-8"))

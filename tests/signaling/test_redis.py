@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from signaling import rooms
+from signaling.transport import rooms
 from tests.support.service import make_live_service
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -69,11 +69,11 @@ async def test_rooms_and_presence_span_processes(tmp_path: Path) -> None:
         # Disabling the kiosk on the first server disconnects its socket on the second.
         kiosk = await second.connect_kiosk()
         async with first.services.sessions() as session:
-            from signaling import directory
+            from signaling.directory import directory
 
             await directory.set_enabled(session, "endpoint", first.demo.endpoint_id, False)
             await session.commit()
-        from signaling.dispatch import disconnect_principal
+        from signaling.transport.connections import disconnect_principal
 
         assert await disconnect_principal(first.services, "endpoint", first.demo.endpoint_id) == 0
         for _ in range(500):

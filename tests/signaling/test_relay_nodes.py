@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from signaling.flow_models import Call
+from signaling.store.flow_models import Call
 from tests.signaling.call_support import CallPeer, eventually, face
 from tests.support.relay_nodes import RelayCluster, relay_cluster
 from tests.support.service import LiveService, make_live_service
@@ -87,7 +87,7 @@ async def two_servers(
 
 
 async def wait_choosable(live: LiveService, count: int, within: float = 15.0) -> None:
-    from signaling.relay_placement import router_of
+    from signaling.transport.relay_placement import router_of
 
     router = router_of(live.services)
     assert router is not None and router.mode == "nodes"
@@ -193,7 +193,7 @@ async def test_drain_moves_calls_off_the_node(tmp_path: Path, fresh_postgres_url
                 break
             await asyncio.sleep(0.25)
         assert await old_room_gone()
-        from signaling.relay_placement import router_of
+        from signaling.transport.relay_placement import router_of
 
         router = router_of(first.services)
         assert router is not None
@@ -229,7 +229,7 @@ async def test_a_node_that_never_answers_is_not_chosen(
         beat = asyncio.create_task(keep_registered())
         try:
             async with two_servers(tmp_path, cluster, fresh_postgres_url) as (first, second):
-                from signaling.relay_placement import router_of
+                from signaling.transport.relay_placement import router_of
 
                 router = router_of(first.services)
                 assert router is not None
@@ -259,7 +259,7 @@ async def test_no_live_node_leaves_the_customer_in_line(
         two_servers(tmp_path, cluster, fresh_postgres_url) as (first, _second),
     ):
         cluster.nodes["n1"].kill()
-        from signaling.relay_placement import router_of
+        from signaling.transport.relay_placement import router_of
 
         router = router_of(first.services)
         assert router is not None

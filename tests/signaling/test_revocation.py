@@ -13,8 +13,8 @@ import socketio
 from sqlalchemy import update
 
 from signaling.db import utcnow
-from signaling.identity import sha256_hex
-from signaling.models import UserSession
+from signaling.directory.identity import sha256_hex
+from signaling.store.models import UserSession
 from tests.support.service import LiveService, connect_refusal, make_live_service
 
 

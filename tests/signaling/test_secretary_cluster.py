@@ -22,11 +22,11 @@ import socketio
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from signaling import rooms
 from signaling.db import utcnow
-from signaling.flow_common import clerks_room
-from signaling.flow_models import SecretaryAlert
-from signaling.secretary import KEEP_ANSWERED, raise_alert
+from signaling.flow.flow_common import clerks_room
+from signaling.flow.secretary import KEEP_ANSWERED, raise_alert
+from signaling.store.flow_models import SecretaryAlert
+from signaling.transport import rooms
 from tests.signaling.call_support import eventually
 from tests.signaling.test_redis import REDIS_URL, redis_reachable
 from tests.support.service import LiveService, make_live_service

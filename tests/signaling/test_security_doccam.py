@@ -21,7 +21,7 @@ from aiortc.mediastreams import VideoStreamTrack
 from sqlalchemy import select
 
 from endpoint.document_channel import DocumentChannel, TransferError
-from signaling.flow_models import CallParticipant, DocumentCallKey, DocumentTransfer
+from signaling.store.flow_models import CallParticipant, DocumentCallKey, DocumentTransfer
 from tests.signaling import call_support
 from tests.signaling.call_support import CallPeer, face, start_call
 from tests.support.service import LiveService

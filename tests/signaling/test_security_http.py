@@ -24,8 +24,8 @@ import aiohttp
 import pytest
 from sqlalchemy import text
 
-from signaling import identity
-from signaling.login_guard import FailureCounter, Limits, LoginGuard
+from signaling.directory import identity
+from signaling.directory.login_guard import FailureCounter, Limits, LoginGuard
 from tests.support.net import free_port
 from tests.support.service import LiveService, make_live_service
 

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from signaling.db import utcnow
-from signaling.flow_models import Appointment, Call, Ticket
+from signaling.store.flow_models import Appointment, Call, Ticket
 from tests.signaling.flow_support import call, extra_kiosk
 from tests.signaling.test_revocation import wait_disconnected
 from tests.support.service import LiveService, connect_refusal, http_login, make_live_service

@@ -2,7 +2,7 @@
 
 A service record is filed only when signed with the expert's registered key, and the head of
 the hash chain is anchored outside the database by checkpoints signed with the server's key
-(signaling/log_checkpoints.py). Someone with write access to the database — here: direct SQL
+(signaling/records/log_checkpoints.py). Someone with write access to the database — here: direct SQL
 on the real SQLite file or PostgreSQL database after the service has run — who removes the
 newest entries, empties the log, or rewrites an entry and recomputes every hash after it is
 caught by the real `etapalvelu admin log verify` (run as a subprocess), which exits non-zero
@@ -28,9 +28,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 
 from signaling.db import create_engine
-from signaling.log_checkpoints import Head, sign_checkpoint
-from signaling.record_signing import canonical_json, sign_record
-from signaling.service_log import entry_hash, record_document
+from signaling.records.log_checkpoints import Head, sign_checkpoint
+from signaling.records.record_signing import sign_record
+from signaling.records.service_log import entry_hash, record_document
+from signaling.wire.canonical import canonical_json
 from tests.signaling.flow_support import call
 from tests.support.service import LiveService, make_live_service
 from tests.support.signing import file_signed_over_socket, register_key_over_socket
@@ -422,7 +423,7 @@ async def test_document_receipts_are_anchored_by_the_periodic_checkpoint(tmp_pat
 
 
 def test_checkpoint_file_survives_a_torn_write_but_not_a_bad_line(tmp_path: Path) -> None:
-    from signaling.log_checkpoints import (
+    from signaling.records.log_checkpoints import (
         CheckpointSource,
         append_line,
         load_or_create_key,
@@ -452,7 +453,7 @@ def test_checkpoint_file_survives_a_torn_write_but_not_a_bad_line(tmp_path: Path
 
 
 def test_server_key_is_made_once_private_and_readable_as_a_public_key(tmp_path: Path) -> None:
-    from signaling.log_checkpoints import (
+    from signaling.records.log_checkpoints import (
         load_or_create_key,
         parse_public_key,
         public_key_b64u,

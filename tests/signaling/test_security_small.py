@@ -29,10 +29,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from signaling.csv_safe import safe_cell, safe_row
 from signaling.db import create_engine, migrate, normalize_url, session_factory, utcnow
-from signaling.documents import registration_statement
-from signaling.flow_models import Appointment
-from signaling.models import User, UserSession
-from signaling.record_signing import public_key_b64u, sign_record
+from signaling.in_call.documents import registration_statement
+from signaling.records.record_signing import public_key_b64u, sign_record
+from signaling.store.flow_models import Appointment
+from signaling.store.models import User, UserSession
 from tests.signaling.flow_support import call
 from tests.support.service import LiveService, make_live_service
 
@@ -155,7 +155,7 @@ async def test_compensation_csv_over_http_neutralises_formulas(live_service: Liv
     assert row["total_minutes"] == "0" and row["authority_code"] == "kela"
 
 
-# Needs wiring (not in this change's files): signaling/service_log_commands.py's write_csv must
+# Needs wiring (not in this change's files): signaling/cli/service_log_commands.py's write_csv must
 # use signaling.csv_safe.SafeDictWriter (with verbatim=("signature", "signer_public_key")).
 # Remove this marker then; strict, so it fails as soon as it passes.
 async def test_cli_log_export_neutralises_formulas(
@@ -250,7 +250,8 @@ async def test_sqlite_files_are_private_whatever_the_umask(tmp_path: Path) -> No
 
 
 # Checks the files a running service made (database, -wal/-shm, documents folder and
-# ciphertext). Needs wiring: the documents folder/files are created by signaling/documents.py
+# ciphertext). Needs wiring: the documents folder/files are created by
+# signaling/in_call/documents.py
 # (mkdir mode 0o700, files 0o600) or under a 0o077 umask set by the service itself. Remove
 # this marker then; strict, so it fails as soon as it passes.
 async def test_running_service_files_are_private(tmp_path: Path) -> None:

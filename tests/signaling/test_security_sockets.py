@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 from sqlalchemy import delete
 
-from signaling.identity import sha256_hex
-from signaling.models import UserSession
-from signaling.socket_server import RESERVED_EVENT_NAMES
+from signaling.directory.identity import sha256_hex
+from signaling.store.models import UserSession
+from signaling.transport.socket_server import RESERVED_EVENT_NAMES
 from tests.signaling.raw_socketio import RawSocketIO
 from tests.support.service import LiveService, connect_refusal, make_live_service
 

@@ -1,4 +1,5 @@
-"""The service-hour rules (signaling/service_hours.py): parsing, DST, holidays, opens_at."""
+"""The service-hour rules (signaling/directory/service_hours.py): parsing, DST, holidays,
+opens_at."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signaling.service_hours import (
+from signaling.directory.service_hours import (
     CLOSED_WEEK,
     HELSINKI,
     HoursError,

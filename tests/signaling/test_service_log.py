@@ -17,21 +17,21 @@ from sqlalchemy import text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from signaling.calls import end_call
-from signaling.cli import main as cli_main
+from signaling.cli.main import main as cli_main
 from signaling.db import create_engine, migrate, session_factory
-from signaling.flow_common import FlowError
-from signaling.flow_models import Call, ServiceLogEntry
-from signaling.models import User
-from signaling.queues import take_next, take_walk_in_ticket
-from signaling.record_signing import public_key_b64u, sign_record
-from signaling.service_log import (
+from signaling.flow.calls import end_call
+from signaling.flow.flow_common import FlowError
+from signaling.flow.queues import take_next, take_walk_in_ticket
+from signaling.records.record_signing import public_key_b64u, sign_record
+from signaling.records.service_log import (
     GENESIS_HASH,
     draft_record,
     file_record,
     record_document,
     verify_chain,
 )
+from signaling.store.flow_models import Call, ServiceLogEntry
+from signaling.store.models import User
 from tests.signaling.flow_support import (  # noqa: F401 (fixtures)
     T0,
     World,
@@ -342,7 +342,7 @@ def test_cli_verify_and_export(tmp_path: Path) -> None:
     exported = json.loads(output)
     assert status == 0 and exported[0]["signature"] and exported[0]["signer_public_key"]
     # Anyone with the public key verifies the exported record without the server.
-    from signaling.record_signing import verify_record
+    from signaling.records.record_signing import verify_record
 
     verify_record(exported[0]["record"], exported[0]["signature"], exported[0]["signer_public_key"])
     status, output = run("export", "--format", "csv")

@@ -3,13 +3,14 @@ this process, each with its own app, port, engine and sockets, sharing PostgreSQ
 Redis (as processes behind HAProxy do).
 
 - The public booking pages' per-address limits are one budget over the processes
-  (signaling/booking_api.py `PublicLimiter` on login_guard's `RedisWindows`), and fall back to
+  (signaling/booking/booking_api.py `PublicLimiter` on login_guard's `RedisWindows`), and fall back
+  to
   this process's counts when Redis does not answer.
 - The reserved interpreter's head start is the ring's `widen_at` in the database: when the
   process that opened the ring is gone, the other's sweep widens it, once
-  (signaling/interpreter_reservations.py).
+  (signaling/flow/interpreter_reservations.py).
 - The customer at home waiting on one process is seen `online` by an expert on the other, who
-  admits him there; a dead process's customer is shown gone (signaling/remote_customer.py).
+  admits him there; a dead process's customer is shown gone (signaling/flow/remote_customer.py).
 """
 
 from __future__ import annotations
@@ -29,17 +30,18 @@ import redis.asyncio as aioredis
 import socketio
 from sqlalchemy import update
 
-from signaling import booking, rooms
-from signaling.booking_api import PublicLimiter
+from signaling.booking import booking
+from signaling.booking.booking_api import PublicLimiter
 from signaling.db import utcnow
-from signaling.flow_common import load_ids
-from signaling.flow_models import InterpreterRequest
-from signaling.interpreter_reservations import (
+from signaling.flow.flow_common import load_ids
+from signaling.flow.interpreter_reservations import (
     RESERVED_FIRST_SECONDS,
     WIDEN_SWEEP_SECONDS,
     widen_due,
 )
-from signaling.models import Office
+from signaling.store.flow_models import InterpreterRequest
+from signaling.store.models import Office
+from signaling.transport import rooms
 from tests.signaling.call_support import eventually
 from tests.signaling.flow_support import call
 from tests.signaling.test_booking import _set_availability

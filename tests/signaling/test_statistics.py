@@ -12,12 +12,12 @@ import aiohttp
 import pytest
 from sqlalchemy import update
 
-from signaling.calls import end_call
-from signaling.flow_models import Call, CallParticipant
-from signaling.interpreters import accept_request, request_interpreter
-from signaling.queues import take_next, take_walk_in_ticket
-from signaling.service_log import record_document
-from signaling.statistics import compensation_csv, compensation_rows, service_stats
+from signaling.flow.calls import end_call
+from signaling.flow.interpreters import accept_request, request_interpreter
+from signaling.flow.queues import take_next, take_walk_in_ticket
+from signaling.records.service_log import record_document
+from signaling.records.statistics import compensation_csv, compensation_rows, service_stats
+from signaling.store.flow_models import Call, CallParticipant
 from tests.signaling.flow_support import (  # noqa: F401 (fixtures)
     T0,
     World,
@@ -184,7 +184,7 @@ async def test_admin_routes(live_service: LiveService) -> None:
 
 
 async def test_hourly_figures_in_finnish_time(world: World) -> None:
-    from signaling.statistics import hourly_rows
+    from signaling.records.statistics import hourly_rows
 
     # T0 is 09:00 UTC in November: 11:00 in Helsinki (UTC+2).
     await served(world, "kiosk", T0, 5)

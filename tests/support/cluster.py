@@ -36,8 +36,8 @@ from typing import Any
 import aiohttp
 import socketio
 
-from signaling.bench_cluster import consecutive_free_ports
-from signaling.bench_cluster import stop_process as stop
+from signaling.cli.bench_cluster import consecutive_free_ports
+from signaling.cli.bench_cluster import stop_process as stop
 from tests.support.net import free_port
 
 __all__ = [

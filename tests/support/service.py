@@ -9,7 +9,7 @@
 
 The service runs in the test's own event loop on 127.0.0.1 and a free port, with a fresh data
 folder (SQLite), `ice_addresses=["127.0.0.1"]`, no ICE servers and the demo data seeded
-(`live_service.demo`, a `signaling.demo.DemoCredentials`). Clients opened through it are
+(`live_service.demo`, a `signaling.server.demo.DemoCredentials`). Clients opened through it are
 disconnected when the test ends. `make_live_service(tmp_path, **settings)` starts one with
 other settings (use it as an async context manager), e.g. `port=` to start it again on the
 same port and data folder.
@@ -29,10 +29,10 @@ import pytest_asyncio
 import socketio
 from aiohttp import web
 
-from signaling.app import create_app, create_runner
 from signaling.config import Settings
-from signaling.demo import DemoCredentials, seed_demo
-from signaling.services import Services
+from signaling.server.app import create_app, create_runner
+from signaling.server.demo import DemoCredentials, seed_demo
+from signaling.transport.services import Services
 from tests.support.net import LOOPBACK, free_port
 
 __all__ = [
@@ -116,8 +116,8 @@ class LiveService:
         """A session token straight from the database: no argon2, for tests that log in a lot."""
         from sqlalchemy import select
 
-        from signaling.identity import issue_session
-        from signaling.models import User
+        from signaling.directory.identity import issue_session
+        from signaling.store.models import User
 
         async with self.services.sessions() as session:
             user = (
@@ -151,7 +151,8 @@ async def make_live_service(
     tmp_path: Path, *, demo: bool = True, features: list[str] | None = None, **overrides: Any
 ) -> AsyncIterator[LiveService]:
     """Run the whole service on 127.0.0.1 until the block ends (`features` overrides
-    signaling.features.FEATURE_MODULES; `overrides` are Settings fields). A `port` override is
+    signaling.server.features.FEATURE_MODULES; `overrides` are Settings fields). A `port` override
+    is
     where it listens (a restart test starts it twice on one port and `data_dir`)."""
     port = int(overrides.get("port") or free_port())
     values: dict[str, Any] = {

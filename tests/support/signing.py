@@ -17,11 +17,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from signaling.flow_models import ServiceLogEntry
-from signaling.models import User
-from signaling.protocol import Principal
-from signaling.record_signing import public_key_b64u, sign_record
-from signaling.service_log import draft_record, file_record
+from signaling.directory.principals import Principal
+from signaling.records.record_signing import public_key_b64u, sign_record
+from signaling.records.service_log import draft_record, file_record
+from signaling.store.flow_models import ServiceLogEntry
+from signaling.store.models import User
 
 __all__ = ["file_signed", "file_signed_over_socket", "register_key", "register_key_over_socket"]
 
@@ -42,7 +42,7 @@ async def register_key(
 async def register_key_over_socket(client: socketio.AsyncClient, user_id: int) -> Ed25519PrivateKey:
     """Register a new key the way the expert console does (`signing:register_key` with a proof
     of possession)."""
-    from signaling.documents import registration_statement
+    from signaling.in_call.documents import registration_statement
 
     key = Ed25519PrivateKey.generate()
     public = public_key_b64u(key)

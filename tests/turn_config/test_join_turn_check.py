@@ -60,7 +60,7 @@ async def test_device_check_allocates_through_coturn_and_says_why_not(
             assert ok["checks"]["relay"] == "ok" and ok["checks"]["turn"] == "ok", ok
             assert ok["turn_text"] == "toimii" and not ok["advice"], ok
             # The allocation was coturn's, for the credential minted for this join link
-            # (user name "<expiry>:join-<link id>", signaling/remote_customer.py).
+            # (user name "<expiry>:join-<link id>", signaling/flow/remote_customer.py).
             assert re.search(
                 r"user <\d+:join-\d+>: incoming packet ALLOCATE processed, success", coturn.log()
             ), coturn.log()[-3000:]

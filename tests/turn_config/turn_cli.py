@@ -1,4 +1,4 @@
-"""Run `etapalvelu turn …` through the same registration hook signaling/cli.py uses, but
+"""Run `etapalvelu turn …` through the same registration hook signaling/cli/main.py uses, but
 without importing the other packages' commands (so this suite tests only its own)."""
 
 from __future__ import annotations

@@ -143,7 +143,7 @@ function renderAuthorities() {
   }
 }
 
-// ---- service hours (signaling/office_offer.py) ----------------------------------------------
+// ---- service hours (signaling/flow/office_offer.py) ----------------------------------------------
 // Each authority of `flow:sync` has `hours`: {always_open, open_now, opens_at, closes_at,
 // weekly: [{days: [0..6], intervals: [["09:00", "15:00"]]}], today, today_special}. Times are
 // Europe/Helsinki whatever the kiosk's own time zone; "now" is the server's.
@@ -869,9 +869,9 @@ function endCall(reason = "ended", { requeue: offer = null } = {}) {
 }
 
 // ---- receipt and feedback on the "ended" screen ------------------------------------------
-// The receipt (signaling/receipts.py) is issued when the call has ended: office, authority,
+// The receipt (signaling/records/receipts.py) is issued when the call has ended: office, authority,
 // when the matter became pending, the log entries and the received documents' hashes, and a
-// code to quote later. One feedback question (signaling/feedback.py), anonymous: the server
+// code to quote later. One feedback question (signaling/records/feedback.py), anonymous: the server
 // counts the answer for the call's office and authority and keeps no link to the call.
 
 function showEndedExtras(call, reason) {

@@ -1,4 +1,4 @@
-// The kiosk's device self-test (issue 18; server: signaling/kiosk_health.py).
+// The kiosk's device self-test (issue 18; server: signaling/flow/kiosk_health.py).
 //
 // At start-up and then every `next_seconds` the server gives (an hour by default) the kiosk tests
 //   camera      getUserMedia({video}) and a decoded frame within a few seconds;

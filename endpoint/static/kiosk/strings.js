@@ -63,8 +63,8 @@ export const KIOSK_STRINGS = {
     "kiosk.ended.title": "Kiitos!",
     "kiosk.ended.text": "Puhelu on päättynyt. Voit ottaa tavarasi mukaan.",
     "kiosk.ended.start": "Alkuun",
-    // The receipt and the feedback question on the "ended" screen (signaling/receipts.py,
-    // signaling/feedback.py).
+    // The receipt and the feedback question on the "ended" screen (signaling/records/receipts.py,
+    // signaling/records/feedback.py).
     "kiosk.receipt.title": "Kuitti asioinnista",
     "kiosk.receipt.code": "Kuittikoodi",
     "kiosk.receipt.office": "Palvelupiste",

@@ -47,7 +47,7 @@ export class CallPanel {
       doccam.zoomOut?.addEventListener("click", () => this.viewer.zoom(0.8));
       doccam.zoomReset?.addEventListener("click", () => this.viewer.reset());
       // Remote zoom: the call's expert steers the document camera to the part of the page he
-      // looks at (signaling/document_view.py); the others' views follow what the frames show.
+      // looks at (signaling/in_call/document_view.py); the others' views follow what the frames show.
       if (role === "expert") {
         this.viewer.setRemote((region) => this.call
           ? request(socket, "document_camera:view", { call_id: this.call.id, region })

@@ -1,7 +1,7 @@
 // The service secretary books a customer's time at her console (issue 17): authority, matter,
 // language, interpreter, place, a free slot of her office, the customer's contact; the booking
 // code is then shown large. Events: booking:offer, booking:slots, booking:book
-// (signaling/booking_api.py).
+// (signaling/booking/booking_api.py).
 import { addStrings, language, languageName, localName, onLanguageChange, t } from "/static/common/js/i18n.js";
 import { el } from "/static/common/js/dom.js";
 import { errorText } from "./console-app.js";

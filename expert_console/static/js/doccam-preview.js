@@ -1,4 +1,4 @@
-// The clerk's live preview of the office's document camera in a call (signaling/call_preview.py):
+// The clerk's live preview of the office's document camera in a call (signaling/in_call/call_preview.py):
 // he lays the customer's page under the camera and sees what the expert will see before he
 // takes the still. Receive only: one RTCPeerConnection to the relay, which sends the call's
 // `document` source and nothing else (no faces, no voices); nothing of ours is sent.

@@ -1,4 +1,4 @@
-// Stitching a large sheet (A2, A1) during a call (signaling/stitch_requests.py,
+// Stitching a large sheet (A2, A1) during a call (signaling/in_call/stitch_requests.py,
 // endpoint/stitch_session.py).
 //
 // The clerk: each call row with the document camera gets a sheet size and "Stitch a large

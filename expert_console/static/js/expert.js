@@ -749,7 +749,7 @@ function renderClerk() {
   if (clerkChat) clerkChat.prune(active.map((c) => c.id));
 }
 
-// ---- the clerk's desk entries (signaling/desk_services.py) ---------------------------------
+// ---- the clerk's desk entries (signaling/records/desk_services.py) ---------------------------------
 
 async function loadDesk() {
   try {
@@ -996,7 +996,7 @@ function onSession(ctx) {
     }
   });
   // The office's document camera says what it cannot do (e.g. its resolution is too low for
-  // the office's documents): shown on the call's row (signaling/document_camera_notices.py).
+  // the office's documents): shown on the call's row (signaling/in_call/document_camera_notices.py).
   socket.on("document_camera:notice", (notice) => {
     state.doccamNotices.set(notice.call_id, notice);
     if (state.role === "clerk") renderClerk();

@@ -1,6 +1,6 @@
 // The interpreter's booked reservations (issue 17): the appointments he is reserved for, from
 // `interpreter:reservations`; refreshed when the server says they changed
-// (`interpreter:reservations_changed`) and after every reconnect (signaling/interpreter_reservations.py).
+// (`interpreter:reservations_changed`) and after every reconnect (signaling/flow/interpreter_reservations.py).
 import {
   addStrings, formatDateTime, language, languageName, localName, onLanguageChange, t,
 } from "/static/common/js/i18n.js";

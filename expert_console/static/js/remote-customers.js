@@ -1,4 +1,4 @@
-// Customers at home waiting for the expert (issue 18; signaling/remote_customer.py): a list
+// Customers at home waiting for the expert (issue 18; signaling/flow/remote_customer.py): a list
 // above the queues with an "Admit" button each, and a notice when one arrives. Admitting
 // makes the call; the console enters it through its ordinary `call:started` push. A customer
 // who dropped out of the expert's call and waits again (`returning`) is also shown in the call

@@ -195,7 +195,7 @@ export const CONSOLE_STRINGS = {
     "console.stitch.fit": "Koko arkki",
     "console.stitch.actual": "Täysi tarkkuus",
     "console.stitch.zoomLevel": "{percent} % kuvan pikseleistä",
-    // The clerk's own desk entries in the service log (signaling/desk_services.py).
+    // The clerk's own desk entries in the service log (signaling/records/desk_services.py).
     "console.desk.title": "Kirjaa tiskipalvelu",
     "console.desk.help": "Kirjaa palveludiaariin asiakkaan tiskillä saama apu: kenen viranomaisen asiaa se koski ja mitä tehtiin. Kirjaus allekirjoitetaan.",
     "console.desk.authority": "Viranomainen",

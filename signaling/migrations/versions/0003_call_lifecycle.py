@@ -2,7 +2,7 @@
 
 `call_participants.disconnected_at` / `gone_reason` are set when a participant's relay session
 or socket goes away and cleared when he joins again; the call watchdog
-(signaling/call_watch.py) reads them from the database, so it works after a restart and with
+(signaling/flow/call_watch.py) reads them from the database, so it works after a restart and with
 several processes. `calls.requeue_ticket_id` is the ticket a kiosk took with `ticket:requeue`
 after the call ended with `expert_lost` (at most one per call).
 

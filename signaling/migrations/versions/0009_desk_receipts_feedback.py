@@ -4,7 +4,7 @@
 it. `feedback_tallies`: anonymous counts of answers per office, authority, local hour, answer
 and reason (no row per answer, no call or ticket). `feedback_claims`: calls whose kiosk has
 already answered, kept only while the answer window is open. The clerk's desk entries are
-service-log entries and need no table. Models: signaling/desk_models.py.
+service-log entries and need no table. Models: signaling/store/desk_models.py.
 
 Revision ID: 0009_desk_receipts_feedback
 Revises: 0008_service_hours

@@ -6,7 +6,7 @@ confirmations and reminders (e-mail, SMS), sent once by whichever process claims
 `appointments` gains the booking's end, who booked, the customer's contact and message
 language, `remote`, the interpreting language, the hash of the manage link's token, the
 rebook counter, and a partial unique index: one live appointment per expert per start time.
-Models: signaling/booking_models.py and flow_models.Appointment.
+Models: signaling/store/booking_models.py and flow_models.Appointment.
 
 Revision ID: 0010_bookings
 Revises: 0009_desk_receipts_feedback

@@ -3,7 +3,7 @@
 `join_tokens`: links `/join/<token>` of remote appointments (SHA-256 of the token only, its
 validity window, when it was spent). `remote_guests`: the customer at home of an appointment
 once he entered the waiting room (SHA-256 of his browser session, identity step result,
-admission). Models: signaling/remote_models.py. The appointment's `remote` flag comes from
+admission). Models: signaling/store/remote_models.py. The appointment's `remote` flag comes from
 0010_bookings.
 
 Revision ID: 0011_remote_join

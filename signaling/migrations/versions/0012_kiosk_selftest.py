@@ -3,7 +3,7 @@
 `kiosk_self_tests`: each kiosk's latest self-test of its camera, microphone, speaker and the
 relay (one row per kiosk). `chat_transcripts`: the SHA-256, size and message count of the chat
 transcript an expert attached to a call's service record (the transcript stays with him).
-Models: signaling/kiosk_health_models.py.
+Models: signaling/store/kiosk_health_models.py.
 
 Revision ID: 0012_kiosk_selftest
 Revises: 0011_remote_join

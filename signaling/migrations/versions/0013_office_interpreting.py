@@ -2,9 +2,10 @@
 
 `tickets.interpreting` is the interpreting language (ISO 639-3: fse, fss, ara, …) the customer
 chose at the kiosk's language step, or the one his appointment booked; when an expert takes the
-ticket the interpreting ring starts for it (signaling/interpreters.py). None: no interpreter.
+ticket the interpreting ring starts for it (signaling/flow/interpreters.py). None: no interpreter.
 `office_desk_services` lists the desk services an office's clerk may record; an office without
-rows uses the global list (signaling/desk_services.py). Rows go with their office (`CASCADE`).
+rows uses the global list (signaling/records/desk_services.py). Rows go with their office
+(`CASCADE`).
 
 Revision ID: 0013_office_interpreting
 Revises: 0012_kiosk_selftest

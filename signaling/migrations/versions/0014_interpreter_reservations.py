@@ -4,7 +4,7 @@
 interpreter, language and slot; `released_at` once cancelled). `interpreter_reservation_cells`:
 the 5-minute cells of an interpreter's time a live reservation covers; its primary key
 (interpreter, cell start) keeps two reservations of one interpreter from overlapping, whichever
-process books. Models: signaling/interpreter_reservations.py.
+process books. Models: signaling/flow/interpreter_reservations.py.
 
 Revision ID: 0014_interpreter_reservations
 Revises: 0013_office_interpreting

@@ -4,8 +4,8 @@ ring (issue 17's reserved interpreter goes first).
 `interpreter_requests.widen_at`: when a ring that alerted the reserved interpreter alone is
 widened to every interpreter of the language; NULL once widened (or when the ring had no head
 start). A sweep on every process widens the due rings, each claimed by a conditional UPDATE, so
-the ring widens once even if the process that opened it died. Model: signaling/flow_models.py
-`InterpreterRequest`; rules: signaling/interpreter_reservations.py.
+the ring widens once even if the process that opened it died. Model: signaling/store/flow_models.py
+`InterpreterRequest`; rules: signaling/flow/interpreter_reservations.py.
 
 Revision ID: 0015_shared_flow_state
 Revises: 0014_interpreter_reservations

@@ -4,7 +4,7 @@
 browser tab in the call keeps in its sessionStorage (a reload of that tab goes back into the
 call; another tab, or the link opened again, goes to the waiting room), and when a tab took
 it. `admitted_at` now goes back to NULL when he drops out, while `call_id` keeps his call, so
-the expert can let him in again. Models: signaling/remote_models.py.
+the expert can let him in again. Models: signaling/store/remote_models.py.
 
 Revision ID: 0016_remote_rejoin
 Revises: 0015_shared_flow_state

@@ -2,8 +2,8 @@
 
 `booking_links`: the SHA-256 of each `/booking/<token>` token handed out in a message after
 the booking's own (a reminder, a move), with its appointment. The booking's first token stays
-in `appointments.manage_token_hash`. Model: signaling/booking_models.py `BookingLink`; code:
-signaling/booking_links.py.
+in `appointments.manage_token_hash`. Model: signaling/store/booking_models.py `BookingLink`; code:
+signaling/booking/booking_links.py.
 
 Revision ID: 0017_booking_links
 Revises: 0016_remote_rejoin

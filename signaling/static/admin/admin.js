@@ -294,7 +294,7 @@ function renderStats() {
   markScrollable();
 }
 
-/** The kiosks' anonymous feedback (signaling/feedback.py), grouped as the figures above. */
+/** The kiosks' anonymous feedback (signaling/records/feedback.py), grouped as the figures above. */
 function renderFeedback() {
   const data = state.feedback;
   if (!data) return;
@@ -648,7 +648,7 @@ function renderDirectory() {
   markScrollable();
 }
 
-// ---- service offer and hours of an office (signaling/office_offer.py) -----------------------
+// ---- service offer and hours of an office (signaling/flow/office_offer.py) -----------------------
 
 const lines = (id) => $(id).value.split("\n").map((l) => l.trim()).filter(Boolean);
 

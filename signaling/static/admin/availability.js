@@ -1,6 +1,6 @@
 // Booking settings of the administrator (issue 17): each expert's weekly availability per
 // authority (when he takes booked appointments) and each authority's slot length. HTTP API of
-// signaling/booking_api.py: GET /api/booking/availability, PUT /api/booking/availability/
+// signaling/booking/booking_api.py: GET /api/booking/availability, PUT /api/booking/availability/
 // {user}/{authority}, GET /api/booking/slot-lengths, PUT /api/booking/slot-lengths/{authority}.
 import { addStrings, localName, onLanguageChange, t } from "/static/common/js/i18n.js";
 import { $, errorText, notify } from "/static/console/js/console-app.js";

@@ -1,6 +1,6 @@
 // The administrator's view of the kiosks' device self-test (issue 18): per office, each kiosk
 // with the time and result of its latest self-test; a failing kiosk's row is highlighted.
-// `GET /api/admin/kiosk-health` (signaling/kiosk_health.py).
+// `GET /api/admin/kiosk-health` (signaling/flow/kiosk_health.py).
 //
 //   await loadKioskHealth(document.getElementById("kiosk-health-list"));
 

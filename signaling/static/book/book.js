@@ -1,5 +1,5 @@
 // The public booking page: a new booking (/book), or one opened by its link (/booking/<token>)
-// or by its code and contact. Talks to /api/public/booking/* (signaling/booking_api.py).
+// or by its code and contact. Talks to /api/public/booking/* (signaling/booking/booking_api.py).
 import {
   addStrings, applyTranslations, language, languageName, localName, mountLanguageSwitcher,
   onLanguageChange, rememberedLanguage, setLanguage, t,

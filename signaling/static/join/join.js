@@ -1,4 +1,4 @@
-// The customer at home (/join/<token>, signaling/remote_customer.py): device and network
+// The customer at home (/join/<token>, signaling/flow/remote_customer.py): device and network
 // check, the identity step, the waiting room, and the call with documents and chat.
 //
 // The call itself is the kiosk's: CallMedia (one peer connection to the relay, rejoins after

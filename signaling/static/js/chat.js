@@ -1,5 +1,5 @@
 // Text chat in a call, end-to-end encrypted with the call keys of the document channel
-// (docs/document-protocol.md §8; the server relays ciphertext only: signaling/chat.py).
+// (docs/document-protocol.md §8; the server relays ciphertext only: signaling/in_call/chat.py).
 //
 //   const chat = new CallChat(channel);      // a started DocumentChannel
 //   chat.addEventListener("message", (e) => e.detail);   // {id, text, mine, name, role, at}
@@ -19,7 +19,7 @@
 // clerk came later), every one of us who holds messages seals them to that key and sends them
 // (`chat:history`, docs/document-protocol.md §8 "History"); he merges the copies by message id,
 // in the holders' order, with the original sender and time. Why every holder and not the
-// kiosk alone: signaling/chat.py, "history for a new key".
+// kiosk alone: signaling/in_call/chat.py, "history for a new key".
 
 import { addStrings, language, onLanguageChange, t } from "./i18n.js";
 import {

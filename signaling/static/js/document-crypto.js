@@ -538,7 +538,7 @@ export async function decryptDocument(data, me, options = {}) {
 
 export const CHAT_MAX_CHARS = 2000;
 // A history page's sealed body (§8, "History"): its ciphertext stays under the server's
-// 44,000 base64url characters (signaling/chat.py), one event well under max_message_bytes.
+// 44,000 base64url characters (signaling/in_call/chat.py), one event well under max_message_bytes.
 export const CHAT_HISTORY_MAX_BYTES = 32768;
 const CHAT_LABEL = "etapalvelu-chat v1";
 // Its own label: a history page cannot be passed off as a live message, nor the other way.

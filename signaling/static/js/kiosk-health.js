@@ -1,4 +1,4 @@
-// Words for the kiosk's device self-test (signaling/kiosk_health.py), shared by the clerk's
+// Words for the kiosk's device self-test (signaling/flow/kiosk_health.py), shared by the clerk's
 // console (expert_console/static/js/kiosk-health.js) and the administrator's pages
 // (signaling/static/admin/kiosk-health.js).
 //

@@ -1,4 +1,4 @@
-// A relay probe (server: signaling/relay_probes.py): a short peer connection to the media relay
+// A relay probe (server: signaling/flow/relay_probes.py): a short peer connection to the media relay
 // that must reach "connected", as a call's must. Used by the kiosk's self-test
 // (endpoint/static/kiosk/self-test.js, over the socket) and the home customer's device check
 // (signaling/static/join/join.js, over HTTP); the page supplies the transport:

@@ -1,0 +1,2 @@
+"""The `etapalvelu` command line: serve, admin, bench, cluster-config.
+"""

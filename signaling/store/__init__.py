@@ -1,0 +1,2 @@
+"""The tables: every SQLAlchemy model of the service, read by the parts above.
+"""
