@@ -141,9 +141,14 @@ class LiveService:
 
     async def close_clients(self) -> None:
         for client in self.clients:
+            # Bounded: a client the server already dropped must not hold the test's teardown.
             with contextlib.suppress(Exception):
-                await client.disconnect()
+                await asyncio.wait_for(client.disconnect(), CLOSE_SECONDS)
         self.clients.clear()
+
+
+CLOSE_SECONDS = 5.0
+STOP_SECONDS = 30.0
 
 
 @contextlib.asynccontextmanager
@@ -188,7 +193,21 @@ async def make_live_service(
             await live.close_clients()
         # Let socket.io finish its disconnect bookkeeping before the loop goes away.
         await asyncio.sleep(0)
-        await runner.cleanup()
+        try:
+            await asyncio.wait_for(runner.cleanup(), STOP_SECONDS)
+        except TimeoutError:
+            # Name the hang and show what was still running, rather than sitting until the
+            # suite's per-test timeout with nothing to go on.
+            stacks = "\n".join(_task_stack(task) for task in asyncio.all_tasks())
+            raise AssertionError(
+                f"the service did not stop within {STOP_SECONDS:g} s; tasks:\n{stacks}"
+            ) from None
+
+
+def _task_stack(task: asyncio.Task[Any]) -> str:
+    frames = task.get_stack(limit=6)
+    where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in frames)
+    return f"  {task.get_name()}: {where}"
 
 
 @pytest_asyncio.fixture
