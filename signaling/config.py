@@ -69,7 +69,9 @@ class Settings(BaseSettings):
     turn_credential_ttl: int = Field(600, ge=30, le=86400)
 
     session_ttl_seconds: int = Field(8 * 3600, ge=60)
-    max_message_bytes: int = Field(64 * 1024, ge=1024)
+    # At least 48 KiB: a page of chat history (in_call/chat.py, up to 44,000 characters of
+    # ciphertext) must fit in one event.
+    max_message_bytes: int = Field(64 * 1024, ge=48 * 1024)
     # Per-socket event budget: `rate_limit_events` per `rate_limit_window` seconds.
     rate_limit_events: int = Field(50, ge=1)
     rate_limit_window: float = Field(1.0, gt=0)
@@ -110,7 +112,8 @@ class Settings(BaseSettings):
     # /readyz reports "not ready" when the data folder's disk has less free space than this.
     ready_min_free_bytes: int = Field(64 * 1024 * 1024, ge=0)
 
-    max_document_bytes: int = Field(50 * 1024 * 1024, ge=1024)
+    # At most what the database's INTEGER columns hold (sizes are stored; db.DB_INT_MAX).
+    max_document_bytes: int = Field(50 * 1024 * 1024, ge=1024, le=2**31 - 1)
     # Ciphertext of a document is deleted once every recipient has it, or after this long.
     document_retention_seconds: int = Field(3600, ge=10)
     # The kiosk tests its camera, microphone, speaker and the relay at start-up and then this

@@ -205,6 +205,10 @@ def test_admin_cli_refusals_exit_2_with_one_line(
         ("port = \n", {}, [], "is not valid TOML"),
         ("colour = 'blue'\n", {}, [], "colour: Extra inputs are not permitted"),
         (None, {"ETAPALVELU_MAX_MESSAGE_BYTES": "5"}, [], "max_message_bytes"),
+        # a chat history page would not fit in one event
+        (None, {"ETAPALVELU_MAX_MESSAGE_BYTES": "20000"}, [], "max_message_bytes"),
+        # larger than the database's INTEGER columns that store document sizes
+        (None, {"ETAPALVELU_MAX_DOCUMENT_BYTES": str(2**31)}, [], "max_document_bytes"),
         (None, {}, ["--ice-address", "not-an-ip"], "is not an IP address"),
         (None, {}, ["--tls-cert", "/nonexistent.pem"], "tls_cert and tls_key"),
         (None, {}, ["--database-url", "mysql://db/x"], "unsupported database"),
