@@ -380,7 +380,7 @@ class BookingRequest:
 @dataclass
 class Booking:
     appointment: Appointment
-    # The manage link's token: only here, in the new booking's answer and its first message.
+    # The manage link's token: only here and in the answer to the booking (never stored).
     token: str
 
 

@@ -123,9 +123,7 @@ async def slots_answer(
     return {"slots": [booking.slot_view(s) for s in slots], "from": first.isoformat(), "days": days}
 
 
-async def after_booking(
-    services: Services, appointment_id: int, kind: str, token: str | None
-) -> dict[str, Any]:
+async def after_booking(services: Services, appointment_id: int, kind: str) -> dict[str, Any]:
     """Queue the messages of a new, moved or cancelled booking, push it to the consoles and
     send the messages now (in the background; failures are retried by the sweep)."""
     from signaling.flow.appointments import appointment_view
@@ -134,7 +132,7 @@ async def after_booking(
     async with services.sessions() as session:
         appointment = await session.get(Appointment, appointment_id)
         assert appointment is not None
-        await booking_outbox.enqueue(session, appointment, kind, utcnow(), token)
+        await booking_outbox.enqueue(session, appointment, kind, utcnow())
         await session.commit()
         staff_view = await appointment_view(session, appointment)
         customer_view = await booking.booking_view(session, appointment)
@@ -434,7 +432,9 @@ async def api_book(request: web.Request) -> web.Response:
             )
     except FlowError as exc:
         raise _api_error(exc) from None
-    views = await after_booking(services, made.appointment.id, "confirmation", made.token)
+    views = await after_booking(services, made.appointment.id, "confirmation")
+    # The booking's own token leaves the server only here (the page shows its link); the
+    # confirmation carries a token of its own, made when it is sent (booking_outbox.py).
     return json_ok(booking=views["customer"], manage_path=f"/booking/{made.token}")
 
 
@@ -481,7 +481,7 @@ async def _change_booking(
             await change(session, appointment)
     except FlowError as exc:
         raise _api_error(exc) from None
-    views = await after_booking(services, appointment.id, kind, None)
+    views = await after_booking(services, appointment.id, kind)
     return json_ok(booking=views["customer"])
 
 
@@ -702,7 +702,7 @@ async def booking_book(ctx: EventContext, data: StaffBooking) -> dict[str, Any]:
             utcnow(),
             rules_of(services),
         )
-    views = await after_booking(services, made.appointment.id, "confirmation", made.token)
+    views = await after_booking(services, made.appointment.id, "confirmation")
     return {"appointment": views["staff"], "booking": views["customer"]}
 
 

@@ -1,11 +1,13 @@
-"""Manage links `/booking/<token>` in every booking message, not only the confirmation (issue 17).
+"""Manage links `/booking/<token>` in every booking message (issue 17).
 
-The booking's own token goes out once: in the booking's answer and its confirmation, while the
-appointment keeps only its SHA-256 (`appointments.manage_token_hash`), so a later message
-cannot rebuild that link. Each later message that carries a manage link (a reminder, a move)
-gets a fresh token instead: `issue` keeps only its SHA-256 in `booking_links`, and
-`appointment_for` finds the booking from any of its live tokens (signaling/booking/booking.py
-`by_token` asks here when the appointment's own hash does not match).
+The booking's own token goes out once, in the answer to the booking request (the page right
+after booking shows its link), while the appointment keeps only its SHA-256
+(`appointments.manage_token_hash`), so no message can rebuild that link. Each message that
+carries a manage link (the confirmation, a reminder, a move) gets a fresh token instead, made
+when it is sent (signaling/booking/booking_outbox.py): `issue` keeps only its SHA-256 in
+`booking_links`, and `appointment_for` finds the booking from any of its live tokens
+(signaling/booking/booking.py `by_token` asks here when the appointment's own hash does not
+match). So no outbox row waits with a token in it.
 
 Why fresh tokens and not the first token kept encrypted under a server key: the database then
 still holds nothing that opens a booking, and there is no key to generate, share between the

@@ -8,10 +8,13 @@ conditional UPDATE (`pending` → `sending`) before sending, so two processes ne
 row. A failed send is logged and tried again later (1, 2, 4 … minutes), at most
 `booking_send_attempts` times; a booking never fails because of its messages.
 
-The confirmation carries the manage link `/booking/<token>`: the token is kept in the row only
-until that message is sent (or given up), then erased; the appointment keeps only its hash.
-Later messages (reminders, a move) carry a manage link too, with a fresh token each, of which
-only the hash is kept (signaling/booking/booking_links.py); and the booking code.
+Every message but the cancellation carries a manage link `/booking/<token>` and the booking
+code. A row holds no token: the link's token is made when the message is sent, with a fresh
+token per message of which only the hash is kept (signaling/booking/booking_links.py), so the
+database never holds a token that opens a booking, not even while a message waits. The
+booking's own token goes only into the answer to the booking request (the page shows it);
+the appointment keeps its hash. A remote booking's `/join/<token>` link is made the same way
+at send time (signaling/flow/join_tokens.py).
 """
 
 from __future__ import annotations
@@ -95,7 +98,6 @@ async def enqueue(
     appointment: Appointment,
     kind: str,
     now: datetime,
-    token: str | None = None,
 ) -> int:
     """Queue `kind` for each of the booking's channels (the caller commits); returns how many
     were new."""
@@ -112,7 +114,6 @@ async def enqueue(
                         status="pending",
                         attempts=0,
                         next_attempt_at=now,
-                        link_token=token,
                         created_at=now,
                     )
                 )
@@ -122,11 +123,9 @@ async def enqueue(
     return added
 
 
-async def enqueue_and_commit(
-    services: Services, appointment: Appointment, kind: str, token: str | None
-) -> int:
+async def enqueue_and_commit(services: Services, appointment: Appointment, kind: str) -> int:
     async with services.sessions() as session:
-        added = await enqueue(session, appointment, kind, utcnow(), token)
+        added = await enqueue(session, appointment, kind, utcnow())
         await session.commit()
     return added
 
@@ -194,21 +193,14 @@ async def join_link(
 
 
 async def manage_link(
-    services: Services,
-    session: AsyncSession,
-    message: BookingMessage,
-    appointment: Appointment,
-    kind: str,
+    services: Services, session: AsyncSession, appointment: Appointment, kind: str
 ) -> str | None:
-    """The message's `/booking/<token>` link: the booking's own token in its confirmation, a
-    fresh one (signaling/booking/booking_links.py) in every later message but the cancellation."""
-    if message.link_token:
-        token = message.link_token
-    elif kind == "cancelled" or appointment.status != AppointmentStatus.BOOKED:
+    """The message's `/booking/<token>` link: a fresh token (signaling/booking/booking_links.py)
+    in every message but the cancellation, the confirmation too."""
+    if kind == "cancelled" or appointment.status != AppointmentStatus.BOOKED:
         return None
-    else:
-        token = await booking_links.issue(session, appointment.id, utcnow())
-        await session.commit()  # the link works before the message arrives
+    token = await booking_links.issue(session, appointment.id, utcnow())
+    await session.commit()  # the link works before the message arrives
     return f"{services.settings.base_url}/booking/{token}"
 
 
@@ -229,7 +221,7 @@ async def _compose(
     )
     base = services.settings.base_url
     kind = "reminder" if message.kind.startswith("reminder") else message.kind
-    manage_url = await manage_link(services, session, message, appointment, kind)
+    manage_url = await manage_link(services, session, appointment, kind)
     join_url = await join_link(services, session, appointment) if kind != "cancelled" else None
     office_name = office.name if office else ""
     rendered = texts.render(
@@ -301,6 +293,8 @@ async def _send_one(services: Services, message_id: int, now: datetime) -> str:
                 await senders.sms.send(appointment.contact_phone, rendered.sms)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
+        # `link_token` is erased for a row queued by a process of an older release (before
+        # migration 0019_outbox_tokens) during a rolling upgrade; this release never writes it.
         if error is None:
             values: dict[str, Any] = {"status": "sent", "sent_at": utcnow(), "link_token": None}
         elif message.attempts >= attempts_allowed:

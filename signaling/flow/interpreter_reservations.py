@@ -23,7 +23,7 @@ it for a cancel (staff's `appointment:cancel`, the customer's link or code) and 
 closing an office releases those of its appointments. Rebooking moves it, keeping the
 interpreter when he is free at the new time. Cells of an appointment no longer live that are
 still held (written before this rule) are purged the next time someone reserves over them.
-Migration: 0014_interpreter_reservations.
+Tables: signaling/store/reservation_models.py (migration 0014_interpreter_reservations).
 """
 
 from __future__ import annotations
@@ -36,18 +36,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import ForeignKey, Integer, String, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
-from signaling.db import Base, UTCDateTime, utcnow
+from signaling.db import utcnow
 from signaling.directory.principals import Role
 from signaling.flow.flow_common import conflict, iso
 from signaling.flow.free_slots import Slot
-from signaling.store import flow_models as _flow_models  # noqa: F401  # the tables our keys refer to
 from signaling.store.flow_models import Appointment, AppointmentStatus
 from signaling.store.models import Authority, Office, User, UserLanguage, UserRole
+from signaling.store.reservation_models import InterpreterReservation, InterpreterReservationCell
 from signaling.transport import rooms
 from signaling.transport.protocol import EventContext, EventModel, on_event
 from signaling.transport.services import Services
@@ -62,47 +61,6 @@ RESERVED_FIRST_SECONDS = 30.0
 # the process that opened the ring: how late a ring widens when that process is gone).
 WIDEN_SWEEP_SECONDS = 1.0
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-class InterpreterReservation(Base):
-    """One booked appointment's interpreter (at most one per appointment)."""
-
-    __tablename__ = "interpreter_reservations"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    appointment_id: Mapped[int] = mapped_column(
-        ForeignKey("appointments.id", ondelete="CASCADE"), unique=True
-    )
-    interpreter_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
-    language: Mapped[str] = mapped_column(String(3))
-    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # Set when the booking was cancelled (or found no longer live); the cells are gone then.
-    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-
-
-class InterpreterReservationCell(Base):
-    """A 5-minute cell of an interpreter's time taken by a reservation: the primary key is what
-    keeps two reservations of one interpreter from overlapping."""
-
-    __tablename__ = "interpreter_reservation_cells"
-
-    interpreter_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-    )
-    cell_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    reservation_id: Mapped[int] = mapped_column(
-        ForeignKey(
-            "interpreter_reservations.id",
-            ondelete="CASCADE",
-            # The convention's name is longer than PostgreSQL's 63 characters.
-            name="fk_interpreter_reservation_cells_reservation",
-        ),
-        index=True,
-    )
 
 
 # --- cells --------------------------------------------------------------------------------------
@@ -561,8 +519,6 @@ def setup(app: Any, services: Services) -> None:
 
 
 __all__ = [
-    "InterpreterReservation",
-    "InterpreterReservationCell",
     "cells",
     "free_interpreters",
     "release",

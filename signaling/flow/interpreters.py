@@ -444,6 +444,9 @@ async def announce_needed_ring(services: Services, ring: tuple[int, list[int]] |
 
 # --- pushes -----------------------------------------------------------------------------------
 
+# To the winner's own other consoles: drop the ring he took, quietly (not "someone else took it").
+ACCEPTED_ELSEWHERE_PUSH = "interpreter:accepted_elsewhere"
+
 
 async def push_withdrawn(
     services: Services, request: InterpreterRequest, reason: str, except_user: int | None = None
@@ -454,7 +457,8 @@ async def push_withdrawn(
     The winner of a ring is left out as a person: the push goes to the `user:<id>` rooms of the
     others, which reach their sockets on every process, rather than to `language:<code>`
     minus his sockets (`skip_sid` names sockets of this process only, so his consoles on other
-    processes would hear "taken" for the ring he took). He hears "accepted" from his ack."""
+    processes would hear "taken" for the ring he took). He hears "accepted" from his ack, his
+    other consoles `interpreter:accepted_elsewhere`."""
     async with services.sessions() as session:
         speakers = await session.scalars(
             select(UserLanguage.user_id)
@@ -469,6 +473,21 @@ async def push_withdrawn(
     payload = {"request_id": request.id, "reason": reason}
     targets = [rooms.user(u) for u in sorted(people)]
     await services.sio.emit("interpreter:withdrawn", payload, room=targets)
+
+
+async def push_accepted_elsewhere(
+    services: Services, request_id: int, winner: int, accepting_sid: str
+) -> None:
+    """`interpreter:accepted_elsewhere` to the winner's other sockets (another tab or device,
+    on any process): their alert goes without waiting for their next `flow:sync`. The socket
+    that accepted is skipped (the pub/sub manager carries `skip_sid` to every process): it is
+    entering the call and has its ack."""
+    await services.sio.emit(
+        ACCEPTED_ELSEWHERE_PUSH,
+        {"request_id": request_id},
+        room=rooms.user(winner),
+        skip_sid=accepting_sid,
+    )
 
 
 async def push_request_update(services: Services, request_id: int, **extra: Any) -> None:
@@ -537,6 +556,7 @@ async def interpreter_accept(ctx: EventContext, data: RequestRef) -> dict[str, A
         view = await request_view(session, request)
         call_data = await call_view(session, await load_call(session, call.id))
     await push_withdrawn(services, request, "taken", except_user=ctx.principal.id)
+    await push_accepted_elsewhere(services, request.id, ctx.principal.id, ctx.sid)
     await push_request_update(services, request.id)
     await push_participants(services, call.id)
     return {"request": view, "call": call_data}

@@ -38,10 +38,10 @@ import logging
 from datetime import datetime, timedelta
 from enum import StrEnum
 from http.cookies import CookieError, SimpleCookie
-from typing import Any
+from typing import Any, Literal, Self
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, model_validator
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -358,10 +358,22 @@ def waiting_view(
         "identified": bool(guest.identity_subject),
         "online": online,
         "admitted": guest.admitted_at is not None,
+        "check": join_check_of(guest),
         # He dropped out of his call (which goes on) and waits to be let in again.
         "returning": guest.call_id is not None and guest.admitted_at is None,
         "call_id": guest.call_id,
     }
+
+
+def join_check_of(guest: RemoteGuest) -> dict[str, Any] | None:
+    """The last device check his page reported (`remote:check`), with when; None if none."""
+    if not guest.join_check:
+        return None
+    try:
+        found = JoinCheckPayload.model_validate_json(guest.join_check)
+    except ValueError:  # written by an older version: not worth failing the list over
+        return None
+    return {**found.model_dump(), "at": iso(guest.join_check_at) if guest.join_check_at else None}
 
 
 async def push_waiting(services: Services, guest_id: int) -> None:
@@ -651,6 +663,28 @@ class SeatPayload(EventModel):
     seat: str | None = Field(default=None, min_length=32, max_length=64)
 
 
+class JoinCheckPayload(EventModel):
+    """The device check's result as the customer's page reports it. Fixed codes only: nothing
+    the client writes freely reaches the expert's screen or the database."""
+
+    camera: Literal["ok", "failed", "blocked"]  # blocked: the browser was not allowed to
+    microphone: Literal["ok", "silent", "failed", "blocked", "pending"]  # pending: not measured
+    speaker: Literal["ok", "failed", "not_tested"]  # failed: "I heard nothing"
+    relay: Literal["ok", "failed"]
+    relay_reason: Literal["no_pair", "relay_down", "error"] | None = None
+    turn: Literal["ok", "skipped", "failed"]  # skipped: the service hands out no TURN server
+    turn_reason: Literal["refused", "unreachable", "error"] | None = None
+
+    @model_validator(mode="after")
+    def _reason_with_failure(self) -> Self:
+        # A reason exactly when the check failed, so the expert's summary is never ambiguous.
+        if (self.relay == "failed") != (self.relay_reason is not None):
+            raise ValueError("relay_reason goes with relay 'failed', and only with it")
+        if (self.turn == "failed") != (self.turn_reason is not None):
+            raise ValueError("turn_reason goes with turn 'failed', and only with it")
+        return self
+
+
 async def _guest(session: AsyncSession, principal: Principal) -> RemoteGuest:
     guest = await session.get(RemoteGuest, principal.id, populate_existing=True)
     if guest is None:
@@ -671,6 +705,20 @@ async def remote_state(ctx: EventContext, data: SeatPayload) -> dict[str, Any]:
     if seat == Seat.DROPPED:
         await send_back(services, ctx.principal.id, judged)
     return await _tab_state(services, ctx.principal, secret)
+
+
+@on_event("remote:check", JoinCheckPayload, roles={Role.CUSTOMER})
+async def remote_check(ctx: EventContext, data: JoinCheckPayload) -> dict[str, Any]:
+    """His page reports the device check's result once it is in the waiting room (the check
+    ran before he entered, when he had no session yet). Only the last result is kept; the
+    experts who may admit him see it in their list (`remote:waiting`)."""
+    async with ctx.services.sessions() as session:
+        guest = await _guest(session, ctx.principal)
+        guest.join_check = data.model_dump_json()
+        guest.join_check_at = utcnow()
+        await session.commit()
+    await push_waiting(ctx.services, ctx.principal.id)
+    return {}
 
 
 async def _tab_state(services: Services, principal: Principal, seat: str | None) -> dict[str, Any]:

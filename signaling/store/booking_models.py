@@ -75,7 +75,10 @@ class BookingMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    # The one-time link token, only until the first message carrying it is sent.
+    # Written only by releases before migration 0019_outbox_tokens (which erased it): the link
+    # token is now made at send time and only its hash kept (signaling/booking/booking_links.py).
+    # Kept, always empty, so that an older process still running during a rolling upgrade can
+    # queue its messages; to be dropped in a later migration.
     link_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_error: Mapped[str | None] = mapped_column(String(300), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -7,7 +7,8 @@ token is stored (a copy of the database holds no usable link); a token is valid 
 room. `remote_guests`: the one customer at home of an appointment once he has entered: the
 SHA-256 of his browser session cookie (a reload in the same browser keeps working, another
 browser does not), what the identity step learned of him, whether the expert admitted him,
-and the seat of the browser tab in the call (0016_remote_rejoin).
+and the seat of the browser tab in the call (0016_remote_rejoin), and the last result of his
+device check (0018_join_check).
 """
 
 from __future__ import annotations
@@ -67,3 +68,8 @@ class RemoteGuest(Base):
     # tab goes to the waiting room. None until a tab takes it after the admission.
     seat_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     seat_taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The last result of his device check, as his page reported it: JSON of fixed codes only
+    # (remote_customer.py `JoinCheckPayload`, < 200 bytes), so the expert sees before admitting
+    # him whether his camera, sound or network may be trouble. None until reported.
+    join_check: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    join_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -143,6 +143,8 @@ async def test_interpreter_joins_and_leaves(browser: Any, live_service: LiveServ
     await interpreter.page.wait_for_selector(
         "#presence button[data-presence=available][aria-pressed=true]"
     )
+    # The same interpreter in a second console (another tab or device).
+    other_tab = await open_console(browser, live_service, "/interpreter", "tulkki")
     kiosk = await open_kiosk(browser, live_service)
     expert = await open_console(browser, live_service, "/expert", "kela")
     await take_kela_ticket(kiosk)
@@ -156,9 +158,16 @@ async def test_interpreter_joins_and_leaves(browser: Any, live_service: LiveServ
     await expert.page.select_option("#interpreter-language", "fse")
     await expert.page.click("#interpreter-form button[type=submit]")
     await interpreter.page.wait_for_selector("#alerts li[data-request]")
+    await other_tab.page.wait_for_selector("#alerts li[data-request]")
     await screenshot(interpreter.page, "interpreter-alert")
     await interpreter.page.click("#alerts li[data-request] button")
     await interpreter.page.wait_for_selector("#view-call:not([hidden])")
+    # His other console drops the ring he took, quietly (interpreter:accepted_elsewhere).
+    await other_tab.page.wait_for_selector("#alerts li[data-request]", state="detached")
+    assert await other_tab.page.is_hidden("#notice")
+    assert await other_tab.page.is_visible("#view-alerts")
+    other_tab.assert_no_errors()
+    await other_tab.close()
 
     # Three-way video: everyone decodes two incoming videos.
     await wait_frames_growing(interpreter.page, streams=2)

@@ -3,7 +3,8 @@ and the waiting room, admitted by the expert in his console, video both ways thr
 relay, a document each way with only ciphertext on the server; the link refused (HTTP 410) to
 another browser and when expired, in Finnish and Swedish; a reload and a socket reconnect in the
 call go on in it; after leaving, the link opened again leads to the waiting room and the expert
-lets him into the same call again. One shared flow (suite time)."""
+lets him into the same call again, from the overlay on his black video tile. The device check's
+result reaches the expert's waiting list. One shared flow (suite time)."""
 
 from __future__ import annotations
 
@@ -76,7 +77,9 @@ async def test_customer_at_home_joins_from_a_phone(browser: Any, live_service: L
     await assert_axe_clean(page, "join check")
     await screenshot(page, "join-check-phone")
 
-    # 2. the waiting room: the expert's name and the booked time
+    # 2. the waiting room: the expert's name and the booked time. He says he heard nothing:
+    #    the expert's list shows that result of his check (below).
+    await page.click("#heard-no")
     await page.click("#continue")
     await page.wait_for_selector("#view-waiting:not([hidden])")
     assert "Kaisa Kela-asiantuntija" in await page.inner_text("#appointment-with")
@@ -114,6 +117,16 @@ async def test_customer_at_home_joins_from_a_phone(browser: Any, live_service: L
         "`[data-testid=remote-admit][data-appointment='${id}']`).disabled",
         arg=str(appointment_id),
     )
+    row = expert.page.locator(f"#remote-customer-list li[data-appointment='{appointment_id}']")
+    await row.locator("[data-testid=remote-check]").wait_for(timeout=10000)
+    assert await row.locator("[data-testid=remote-check]").inner_text() == (
+        "Yhteystesti: kaiutin ei kuulu"
+    )
+    assert await row.locator("[data-testid=remote-check]").get_attribute("data-problems") == (
+        "speaker"
+    )
+    # sent once (before the reload above) and then forgotten by his tab
+    assert await page.evaluate("() => sessionStorage.getItem('etapalvelu.join.check')") is None
     await screenshot(expert.page, "join-console-waiting")
     await admit.click()
     await page.wait_for_selector("#view-call:not([hidden])", timeout=15000)
@@ -204,12 +217,19 @@ async def test_customer_at_home_joins_from_a_phone(browser: Any, live_service: L
     await expert.page.wait_for_function(
         "() => !document.querySelector('#remote-returned [data-testid=remote-readmit]').disabled"
     )
+    # over his black tile too, with the admit button; it lets him back in
+    overlay = expert.page.locator("#tile-customer #remote-tile-returned")
+    await overlay.wait_for(state="visible")
+    assert "Asiakas odottaa taas – päästä takaisin" in await overlay.inner_text()
     await screenshot(expert.page, "join-console-waiting-again")
-    await readmit.click()
+    await overlay.locator(
+        f"[data-testid=remote-tile-readmit][data-appointment='{appointment_id}']"
+    ).click()
     await page.wait_for_selector("#view-call:not([hidden])", timeout=15000)
     await wait_frames_growing(page, streams=1, within=15)
     await wait_frames_growing(expert.page, streams=1, within=15)
     assert await expert.page.is_hidden("#remote-returned")
+    assert await overlay.is_hidden()
     async with live.services.sessions() as session:
         again = await session.get(RemoteGuest, guest.id, populate_existing=True)
         assert again is not None and again.call_id == guest.call_id and again.admitted_at

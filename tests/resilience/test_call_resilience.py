@@ -23,7 +23,12 @@ from tests.support.netns import require_netlab
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # Shorter than the benchmark's defaults (15 s impaired) to keep the folder within minutes.
-TEST_OPTIONS = Options(seconds=10.0, steady=8.0, settle=3.0, recovery=30.0, after=4.0)
+# Only recovery is asserted: the fault comes after 4 s of steady media (still a full 4 s
+# baseline), without the loss case's longer ramp-up (it only raises the printed fps figure;
+# the bottleneck still waits until the call runs above the bottleneck's rate, or it would not
+# bite), and 1 s is observed after recovery (the printed fps of an outage case).
+TEST_OPTIONS = Options(seconds=10.0, steady=4.0, settle=3.0, recovery=30.0, after=1.0,
+                       figure_ramp_up=False)
 
 
 @pytest.mark.timeout(120)

@@ -132,7 +132,7 @@ async def test_interpreter_sees_his_reservations(browser: Any, live_service: Liv
         # The console is told (the push of the booking API) and lists it.
         from signaling.booking.booking_api import after_booking
 
-        await after_booking(live.services, made.appointment.id, "confirmation", made.token)
+        await after_booking(live.services, made.appointment.id, "confirmation")
         await page.wait_for_selector("#reservations li[data-reservation]")
         text = await page.text_content("#reservations") or ""
         assert "Kela" in text and "Kirjasto Kallio" in text, text

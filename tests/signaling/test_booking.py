@@ -245,6 +245,27 @@ async def _count(live: LiveService) -> int:
         return int(found.scalar_one())
 
 
+async def _rows_holding(live: LiveService, *tokens: str) -> list[str]:
+    """`table: row` of every row of every table (the outbox and the link tables among them) in
+    which one of `tokens` appears in plain text."""
+    from signaling.db import Base
+
+    found = []
+    async with live.services.sessions() as session:
+        for table in Base.metadata.sorted_tables:
+            for row in await session.execute(select(table)):
+                text = " ".join(str(value) for value in row)
+                if any(token in text for token in tokens):
+                    found.append(f"{table.name}: {text}")
+    return found
+
+
+def _manage_token(text: str) -> str:
+    """The token of the one manage link `/booking/<token>` in a message."""
+    (token,) = set(re.findall(r"/booking/([A-Za-z0-9_-]{32})\b", text))
+    return token
+
+
 def _messaging_service(
     tmp_path: Path, via: Messaging, **settings: Any
 ) -> AbstractAsyncContextManager[LiveService]:
@@ -323,7 +344,9 @@ async def test_public_booking_messages_cancel_and_rebook(
         code = made["booking"]["code"]
         assert made["booking"]["interpreting"] == "fse" and made["booking"]["remote"] is False
         token = made["manage_path"].rsplit("/", 1)[1]
-        # The link's token is not stored, only its hash.
+        # The link's token is not stored, only its hash: neither in the appointment nor in the
+        # queued confirmation (its token is made when it is sent).
+        assert await _rows_holding(live, token) == []
         async with live.services.sessions() as session:
             row = (
                 await session.execute(select(Appointment).where(Appointment.code == code))
@@ -342,7 +365,12 @@ async def test_public_booking_messages_cancel_and_rebook(
         assert mail["To"] == "Asiakas@Example.fi"
         assert str(mail["Subject"]).startswith("Ajanvaraus vahvistettu")
         body = body_of(mail)
-        assert code in body and f"/booking/{token}" in body and "Tulkki varattu: fse" in body
+        assert code in body and "Tulkki varattu: fse" in body
+        # The confirmation's manage link has a token of its own (not the page's), and so has the
+        # SMS; the database holds none of them in plain text, only their hashes.
+        mail_token, sms_token = _manage_token(body), _manage_token(sms.messages[0]["text"])
+        assert len({token, mail_token, sms_token}) == 3
+        assert await _rows_holding(live, token, mail_token, sms_token) == []
         event = ics_fields(calendar_of(mail))
         starts = _utc(first)
         assert event["DTSTART"] == starts.strftime("%Y%m%dT%H%M%SZ")
@@ -352,9 +380,13 @@ async def test_public_booking_messages_cancel_and_rebook(
         assert event["SUMMARY"].startswith("Kela")
         assert sms.messages[0]["to"] == "+358401234567" and code in sms.messages[0]["text"]
 
-        # Look up by link and by code + contact (case and phone spelling do not matter).
-        status, seen = await _api(live, "POST", "/api/public/booking/lookup", {"token": token})
-        assert status == 200 and seen["booking"]["code"] == code
+        # Look up by link (the page's and the confirmation's) and by code + contact (case and
+        # phone spelling do not matter).
+        for link_token in (token, mail_token):
+            status, seen = await _api(
+                live, "POST", "/api/public/booking/lookup", {"token": link_token}
+            )
+            assert status == 200 and seen["booking"]["code"] == code
         status, seen = await _api(
             live,
             "POST",
@@ -390,19 +422,17 @@ async def test_public_booking_messages_cancel_and_rebook(
         times = [s["starts_at"] for s in found["slots"]]
         assert first in times and second not in times
 
-        # Cancel by code + e-mail: the slot is free, a cancellation (METHOD:CANCEL) is sent.
-        status, gone = await _api(
-            live,
-            "POST",
-            "/api/public/booking/cancel",
-            {"code": code, "contact": "asiakas@example.fi"},
-        )
+        # Cancel by the confirmation's link (still valid after the move): the slot is free, a
+        # cancellation (METHOD:CANCEL) is sent; the page's link and the code + e-mail then find
+        # a booking that is no longer booked.
+        status, gone = await _api(live, "POST", "/api/public/booking/cancel", {"token": mail_token})
         assert status == 200 and gone["booking"]["status"] == "cancelled"
         await wait_until(lambda: any("peruttu" in s for s in box.subjects()))
         cancelled = calendar_of(next(m for m in box.messages if "peruttu" in str(m["Subject"])))
         assert b"METHOD:CANCEL" in cancelled and b"STATUS:CANCELLED" in cancelled
-        status, answer = await _api(live, "POST", "/api/public/booking/cancel", {"token": token})
-        assert status == 409 and answer["error"]["reason"] == "not_booked"
+        for again in ({"token": token}, {"code": code, "contact": "asiakas@example.fi"}):
+            status, answer = await _api(live, "POST", "/api/public/booking/cancel", again)
+            assert status == 409 and answer["error"]["reason"] == "not_booked", again
 
         # Bad query strings on the read endpoints.
         for path in (
@@ -452,15 +482,19 @@ async def test_reminders_are_sent_once_and_failures_retried(
             )
         appointment = made.appointment
         sms.fail = 1  # the gateway is down for the first try
-        await booking_outbox.enqueue_and_commit(services, appointment, "confirmation", made.token)
+        await booking_outbox.enqueue_and_commit(services, appointment, "confirmation")
         await booking_outbox.deliver_due(services)
         assert box.subjects() and box.subjects()[0].startswith("Tidsbokning bekräftad")
         assert "Hemifrån med video" in body_of(box.messages[0])
         # A remote booking's messages carry the customer's join link
         # (signaling/flow/join_tokens.py).
-        assert re.search(
-            r"Anslut till videomötet: http://\S+/join/[A-Za-z0-9_-]{32,}", body_of(box.messages[0])
+        joined = re.search(
+            r"Anslut till videomötet: http://\S+/join/([A-Za-z0-9_-]{32,})\?",
+            body_of(box.messages[0]),
         )
+        assert joined
+        # Its token, like the manage link's, is made at send time and stored only as a hash.
+        assert await _rows_holding(live, joined.group(1)) == []
         assert sms.refused == 1 and sms.messages == []
         async with services.sessions() as session:
             failed = (
@@ -504,7 +538,7 @@ async def test_reminders_are_sent_once_and_failures_retried(
 
         # A gateway that stays down: given up after booking_send_attempts, logged, no raise.
         sms.fail = 100
-        await booking_outbox.enqueue_and_commit(services, appointment, "rebooked", None)
+        await booking_outbox.enqueue_and_commit(services, appointment, "rebooked")
         later = datetime.now(UTC)
         for step in range(4):
             await booking_outbox.deliver_due(services, later + timedelta(minutes=10 * step))

@@ -1,9 +1,10 @@
-"""Every booking message after the confirmation carries a working manage link (issue 17):
-the reminder that reaches a real SMTP server (aiosmtpd) and the local SMS gateway has a
-`/booking/<token>` link of its own (a fresh token per message, only its SHA-256 kept:
-signaling/booking/booking_links.py), which opens the manage page in Chromium and cancels the
-booking;
-the cancel frees the booking's interpreter at once."""
+"""Every booking message carries a working manage link (issue 17): the confirmation and the
+reminder that reach a real SMTP server (aiosmtpd) and the local SMS gateway each have a
+`/booking/<token>` link of their own (a fresh token per message, made when it is sent, only its
+SHA-256 kept: signaling/booking/booking_links.py), so no table ever holds a plaintext token,
+not even while the confirmation waits in the outbox; the links open the booking, and the
+confirmation's link opens the manage page in Chromium and cancels the booking; the cancel frees
+the booking's interpreter at once."""
 
 from __future__ import annotations
 
@@ -22,8 +23,11 @@ from signaling.store.booking_models import BookingLink, BookingMessage
 from signaling.store.flow_models import Appointment
 from tests.signaling.test_booking import (
     ALWAYS,
+    _api,
     _first_slot,
+    _manage_token,
     _messaging_service,
+    _rows_holding,
     _set_availability,
     kela_request,
 )
@@ -46,7 +50,7 @@ def _sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def test_the_reminders_manage_link_opens_the_booking_and_cancels_it(
+async def test_every_messages_manage_link_opens_the_booking_and_none_is_stored(
     tmp_path: Path,
     browser: Any,
     messaging: Messaging,  # noqa: F811
@@ -71,10 +75,15 @@ async def test_the_reminders_manage_link_opens_the_booking_and_cancels_it(
                 BookingRules(30, 0, 28),
             )
         appointment = made.appointment
-        await booking_outbox.enqueue_and_commit(services, appointment, "confirmation", made.token)
+        await booking_outbox.enqueue_and_commit(services, appointment, "confirmation")
+        # Queued, the confirmation holds no token: nothing in the database opens the booking.
+        assert await _rows_holding(live, made.token) == []
         await booking_outbox.deliver_due(services)
         confirmation = _link(body_of(box.to(EMAIL)[0]), "Peru tai siirrä aika")
-        assert confirmation == f"{live.base_url}/booking/{made.token}"
+        mail_token = _manage_token(confirmation)
+        assert confirmation == f"{live.base_url}/booking/{mail_token}"
+        sms_confirmation = _manage_token(sms.to(PHONE)[0]["text"])
+        assert len({made.token, mail_token, sms_confirmation}) == 3
 
         # The 24 h reminder, by e-mail and by SMS: each with a manage link of its own.
         await booking_outbox.sweep(services, appointment.starts_at - timedelta(hours=23))
@@ -89,8 +98,13 @@ async def test_the_reminders_manage_link_opens_the_booking_and_cancels_it(
         text = sms.to(PHONE)[-1]["text"]
         assert text.startswith("Muistutus varatusta ajastasi.") and appointment.code in text
         sms_token = re.findall(r"/booking/([A-Za-z0-9_-]+)", text)[-1]
-        assert len({token, sms_token, made.token}) == 3
+        assert len({token, sms_token, made.token, mail_token, sms_confirmation}) == 5
         # The database keeps hashes only: nothing in it opens the booking.
+        tokens = (made.token, mail_token, sms_confirmation, token, sms_token)
+        assert await _rows_holding(live, *tokens) == []
+        for each in tokens:  # ... and each link opens it
+            status, seen = await _api(live, "POST", "/api/public/booking/lookup", {"token": each})
+            assert status == 200 and seen["booking"]["code"] == appointment.code, each
         async with services.sessions() as session:
             hashes = set(
                 (
@@ -101,17 +115,17 @@ async def test_the_reminders_manage_link_opens_the_booking_and_cancels_it(
                     )
                 ).scalars()
             )
-            assert hashes == {_sha256(token), _sha256(sms_token)}
+            assert hashes == {_sha256(t) for t in tokens[1:]}
             kept = (await session.execute(select(BookingMessage.link_token))).scalars()
             assert set(kept) == {None}
 
-        # The reminder's link in Chromium: the booking, then cancelled (asked twice).
+        # The confirmation's link in Chromium: the booking, then cancelled (asked twice).
         context = await browser.new_context(locale="fi-FI")
         try:
             page = await context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await page.goto(url)
+            await page.goto(confirmation)
             await page.wait_for_selector("#booking:not([hidden])")
             assert (await page.text_content("#booking-code") or "").strip() == appointment.code
             assert await page.text_content("#booking-title") == "Varauksesi"

@@ -21,13 +21,10 @@ from signaling.booking import booking
 from signaling.booking.booking import BookingRequest, BookingRules
 from signaling.db import utcnow
 from signaling.flow.flow_common import FlowError
-from signaling.flow.interpreter_reservations import (
-    InterpreterReservation,
-    InterpreterReservationCell,
-    cells,
-)
+from signaling.flow.interpreter_reservations import cells
 from signaling.store.flow_models import Appointment
 from signaling.store.models import Office, User, UserLanguage
+from signaling.store.reservation_models import InterpreterReservation, InterpreterReservationCell
 from tests.signaling.flow_support import call
 from tests.signaling.test_booking import _add_expert, _seeded, _set_availability
 from tests.support.databases import database_url, fresh_postgres_url, postgres_url  # noqa: F401

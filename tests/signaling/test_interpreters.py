@@ -1,5 +1,5 @@
 """The interpreting ring: who is alerted, first accept wins, withdrawals (the winner's consoles
-hear none, on whichever process they are), leaving."""
+hear none, on whichever process they are; his other consoles drop the ring quietly), leaving."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from tests.signaling.test_presence_lease import (
     redis_client,  # noqa: F401 (fixture)
     shared_settings,
 )
+from tests.support.cluster import wait_until
 from tests.support.service import LiveService, make_live_service
 
 
@@ -247,7 +248,11 @@ async def test_the_winner_hears_no_withdrawal_on_another_process(
             winner_here = await a.connect_user("tulkki")
             winner_there = await b.connect_user("tulkki")
             other = await b.connect_user(second_name)
-            heard: dict[str, list[Any]] = {"here": [], "there": [], "other": [], "alerts": []}
+            names = ("here", "there", "other", "alerts", "quiet_here", "quiet_there", "quiet_other")
+            heard: dict[str, list[Any]] = {name: [] for name in names}
+            winner_here.on("interpreter:accepted_elsewhere", heard["quiet_here"].append)
+            winner_there.on("interpreter:accepted_elsewhere", heard["quiet_there"].append)
+            other.on("interpreter:accepted_elsewhere", heard["quiet_other"].append)
             winner_here.on("interpreter:withdrawn", heard["here"].append)
             winner_there.on("interpreter:withdrawn", heard["there"].append)
             other.on("interpreter:withdrawn", heard["other"].append)
@@ -260,22 +265,56 @@ async def test_the_winner_hears_no_withdrawal_on_another_process(
             asked = await call(expert, "interpreter:request", ring)
             assert asked["ok"] and asked["alerted"] == 2, asked
             request_id = asked["request"]["id"]
-            for _ in range(100):
-                if heard["alerts"]:
-                    break
-                await asyncio.sleep(0.05)
-            assert heard["alerts"], "the ring never reached his console on the second process"
+            await wait_until(
+                lambda: bool(heard["alerts"]), 5.0, "the ring never reached his second console"
+            )
 
             accepted = await call(winner_here, "interpreter:accept", {"request_id": request_id})
             assert accepted["ok"], accepted
-            for _ in range(100):
-                if heard["other"]:
-                    break
-                await asyncio.sleep(0.05)
+            await wait_until(lambda: bool(heard["other"]), 5.0)
             assert heard["other"] == [{"request_id": request_id, "reason": "taken"}]
             # One emit reached both sockets on the second process: had it been meant for
             # his console there, it would have arrived with the other's.
             await asyncio.sleep(0.2)
             assert heard["there"] == [] and heard["here"] == []
+            # His console on the second process drops the ring quietly; the accepting one
+            # (skipped by sid, which the pub/sub manager carries to every process) hears nothing.
+            assert heard["quiet_there"] == [{"request_id": request_id}]
+            assert heard["quiet_here"] == [] and heard["quiet_other"] == []
     finally:
         await drop_channel_keys(redis_client, shared["redis_channel"])
+
+
+async def test_his_other_console_drops_the_ring_he_accepted(live_service: LiveService) -> None:
+    # Two consoles (tabs) of one interpreter on one process, and another interpreter: he
+    # accepts in one tab; the other tab hears the quiet `accepted_elsewhere`, not "taken".
+    kiosk = await live_service.connect_kiosk()
+    expert = await live_service.connect_user("kela")
+    accepting = await live_service.connect_user("tulkki")
+    other_tab = await live_service.connect_user("tulkki")
+    other = await live_service.connect_user(await _second_interpreter(live_service))
+    heard: dict[str, list[Any]] = {
+        name: [] for name in ("alerts", "quiet", "quiet_accepting", "quiet_other", "taken")
+    }
+    other_tab.on("interpreter:alert", heard["alerts"].append)
+    other_tab.on("interpreter:accepted_elsewhere", heard["quiet"].append)
+    accepting.on("interpreter:accepted_elsewhere", heard["quiet_accepting"].append)
+    other.on("interpreter:accepted_elsewhere", heard["quiet_other"].append)
+    for client in (accepting, other_tab, other):
+        client.on("interpreter:withdrawn", lambda d, c=client: heard["taken"].append((c, d)))
+    for client in (kiosk, expert, accepting, other_tab, other):
+        assert (await call(client, "flow:sync"))["ok"]
+    await call(kiosk, "ticket:take", {"authority": "kela", "language": "fin"})
+    call_id = (await call(expert, "queue:take_next", {}))["call"]["id"]
+    asked = await call(expert, "interpreter:request", {"call_id": call_id, "language": "fse"})
+    assert asked["ok"] and asked["alerted"] == 2, asked
+    request_id = asked["request"]["id"]
+    await wait_until(lambda: bool(heard["alerts"]), 5.0, "the ring never reached his second tab")
+
+    accepted = await call(accepting, "interpreter:accept", {"request_id": request_id})
+    assert accepted["ok"], accepted
+    await wait_until(lambda: bool(heard["quiet"] and heard["taken"]), 5.0)
+    await asyncio.sleep(0.2)  # anything meant for the accepting tab would be here by now
+    assert heard["quiet"] == [{"request_id": request_id}]
+    assert heard["quiet_accepting"] == [] and heard["quiet_other"] == []
+    assert heard["taken"] == [(other, {"request_id": request_id, "reason": "taken"})]

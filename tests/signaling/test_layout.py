@@ -107,3 +107,18 @@ def test_every_plugged_in_module_exists(name: str) -> None:
     # create_app skips a feature module that does not exist: a wrong name after a move would
     # silently switch a feature off.
     importlib.import_module(name)
+
+
+def test_every_table_is_declared_in_store() -> None:
+    # The store is the one place a newcomer looks for the schema (and the models-vs-migrations
+    # check in test_models.py imports exactly it).
+    outside: list[str] = []
+    for path in source_files():
+        if folder_of(module_name(path)) == "store":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(
+                isinstance(b, ast.Name) and b.id == "Base" for b in node.bases
+            ):
+                outside.append(f"{path.relative_to(PACKAGE.parent)}: {node.name}")
+    assert not outside, "tables outside signaling/store/:\n" + "\n".join(outside)

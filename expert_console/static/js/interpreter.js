@@ -14,6 +14,7 @@ import { mountReservations } from "./interpreter-reservations.js";
 
 const state = {
   ctx: null, alerts: [], authorities: [], call: null, request: null, panel: null, controls: null,
+  accepting: null, // the request this tab is accepting (it enters the call; the others drop it)
 };
 window.__etapalvelu = window.__etapalvelu || {};
 window.__etapalvelu.interpreter = state;
@@ -59,6 +60,7 @@ function showCall(inCall) {
 }
 
 async function accept(alert) {
+  state.accepting = alert.id;
   try {
     const ack = await request(state.ctx.socket, "interpreter:accept", { request_id: alert.id });
     state.alerts = state.alerts.filter((a) => a.id !== alert.id);
@@ -70,6 +72,8 @@ async function accept(alert) {
     state.alerts = state.alerts.filter((a) => a.id !== alert.id);
     renderAlerts();
     notify(error.reason === "taken" ? t("console.alerts.taken") : errorText(error), "warn");
+  } finally {
+    state.accepting = null;
   }
 }
 
@@ -179,10 +183,15 @@ function onSession(ctx) {
            { tag: "alert" });
   });
   socket.on("interpreter:reservations_changed", () => reservations.load());
-  socket.on("interpreter:withdrawn", ({ request_id: id }) => {
+  const dropAlert = (id) => {
     state.alerts = state.alerts.filter((a) => a.id !== id);
     renderAlerts();
     if (!state.alerts.some((a) => a.status === "ringing")) clearNotice("alert");
+  };
+  socket.on("interpreter:withdrawn", ({ request_id: id }) => dropAlert(id));
+  // He took it in another tab or on another device: gone quietly, no "someone else took it".
+  socket.on("interpreter:accepted_elsewhere", ({ request_id: id }) => {
+    if (state.accepting !== id) dropAlert(id);
   });
   socket.on("call:participants", ({ call_id: callId, participants }) => {
     if (state.call && state.call.id === callId && state.panel) {

@@ -2,8 +2,11 @@
 // above the queues with an "Admit" button each, and a notice when one arrives. Admitting
 // makes the call; the console enters it through its ordinary `call:started` push. A customer
 // who dropped out of the expert's call and waits again (`returning`) is also shown in the call
-// view ("The customer is waiting again", `#remote-returned`), and admitting him puts him back
-// into the same call.
+// view ("The customer is waiting again", `#remote-returned`) and over his (now black) video
+// tile (`#remote-tile-returned`, with the admit button), and admitting him puts him back into
+// the same call. Each row also says how his device check on the /join page went (`check`,
+// fixed codes reported by his page: "Yhteystesti: TURN ei toimi"), so the expert knows
+// before admitting him whether his camera, sound or network may be trouble.
 //
 //   mountRemoteCustomers(socket, { notify, errorText });   // once per log-in, experts only
 
@@ -24,6 +27,16 @@ addStrings({
     "remote.row": "{when} · {service} · {language}",
     "remote.returned": "Asiakas odottaa taas",
     "remote.admitAgain": "Päästä takaisin puheluun",
+    "remote.tileReturned": "Asiakas odottaa taas – päästä takaisin",
+    "remote.check": "Yhteystesti: {result}",
+    "remote.check.ok": "ok",
+    "remote.check.blocked": "kamera ja mikrofoni estetty",
+    "remote.check.camera": "kamera ei toimi",
+    "remote.check.microphone": "mikrofoni ei toimi",
+    "remote.check.silent": "mikrofonista ei kuulu ääntä",
+    "remote.check.speaker": "kaiutin ei kuulu",
+    "remote.check.relay": "yhteys palveluun ei toimi",
+    "remote.check.turn": "TURN ei toimi",
   },
   sv: {
     "remote.title": "Distanskunder väntar",
@@ -37,6 +50,16 @@ addStrings({
     "remote.row": "{when} · {service} · {language}",
     "remote.returned": "Kunden väntar igen",
     "remote.admitAgain": "Släpp tillbaka in i samtalet",
+    "remote.tileReturned": "Kunden väntar igen – släpp tillbaka in",
+    "remote.check": "Anslutningstest: {result}",
+    "remote.check.ok": "ok",
+    "remote.check.blocked": "kamera och mikrofon blockerade",
+    "remote.check.camera": "kameran fungerar inte",
+    "remote.check.microphone": "mikrofonen fungerar inte",
+    "remote.check.silent": "inget ljud från mikrofonen",
+    "remote.check.speaker": "högtalaren hörs inte",
+    "remote.check.relay": "anslutningen till tjänsten fungerar inte",
+    "remote.check.turn": "TURN fungerar inte",
   },
   en: {
     "remote.title": "Customers at home waiting",
@@ -50,8 +73,46 @@ addStrings({
     "remote.row": "{when} · {service} · {language}",
     "remote.returned": "The customer is waiting again",
     "remote.admitAgain": "Let back into the call",
+    "remote.tileReturned": "The customer is waiting again – let them back in",
+    "remote.check": "Connection check: {result}",
+    "remote.check.ok": "ok",
+    "remote.check.blocked": "camera and microphone blocked",
+    "remote.check.camera": "camera not working",
+    "remote.check.microphone": "microphone not working",
+    "remote.check.silent": "no sound from the microphone",
+    "remote.check.speaker": "speaker not heard",
+    "remote.check.relay": "connection to the service failed",
+    "remote.check.turn": "TURN not working",
   },
 });
+
+/** What failed in his device check (keys of `remote.check.*`), [] when all went well; null
+ * when his page reported none. A microphone not yet measured or a speaker not tried is no
+ * failure: nothing says they do not work. */
+export function checkProblems(check) {
+  if (!check) return null;
+  const problems = [];
+  if (check.camera === "blocked" || check.microphone === "blocked") problems.push("blocked");
+  else {
+    if (check.camera !== "ok") problems.push("camera");
+    if (check.microphone === "silent") problems.push("silent");
+    else if (check.microphone === "failed") problems.push("microphone");
+  }
+  if (check.speaker === "failed") problems.push("speaker");
+  if (check.relay !== "ok") problems.push("relay");
+  if (check.turn === "failed") problems.push("turn");
+  return problems;
+}
+
+function checkLine(check) {
+  const problems = checkProblems(check);
+  if (problems === null) return null;
+  const result = problems.length ? problems.map((key) => t(`remote.check.${key}`)).join(", ")
+    : t("remote.check.ok");
+  return el("p", { class: "help remote-check", "data-testid": "remote-check",
+                   "data-problems": problems.join(" ") || "none",
+                   text: t("remote.check", { result }) });
+}
 
 export function mountRemoteCustomers(socket, { notify = () => {}, errorText = (e) => e.message } = {}) {
   const queues = document.getElementById("view-queues");
@@ -68,6 +129,11 @@ export function mountRemoteCustomers(socket, { notify = () => {}, errorText = (e
                                "aria-live": "polite", hidden: "" });
   const callHead = document.querySelector("#view-call .call-head");
   if (callHead) callHead.append(returned);
+  // Over his video tile, which went black when he dropped out: the banner alone is missed by
+  // an expert who looks at the picture. Not a live region: the banner announces it already.
+  const tileReturned = el("div", { id: "remote-tile-returned", class: "remote-tile-returned",
+                                   hidden: "" });
+  document.getElementById("tile-customer")?.append(tileReturned);
   const waiting = new Map(); // appointment id -> view
 
   function render() {
@@ -79,6 +145,16 @@ export function mountRemoteCustomers(socket, { notify = () => {}, errorText = (e
     returned.replaceChildren(...back.map((view) => el("p", {},
       el("strong", { text: t("remote.returned") }), " ",
       admitButton(view, "remote-readmit", "remote.admitAgain"))));
+    // Only this expert's own call's customer comes back to him, so one at most in practice.
+    tileReturned.hidden = back.length === 0;
+    tileReturned.replaceChildren(...back.slice(0, 1).map((view) => {
+      const button = admitButton(view, "remote-tile-readmit", "remote.admitAgain");
+      button.classList.add("primary-action");
+      // Not the tile's own click (call-controls.js: a thumbnail click swaps the main view).
+      button.addEventListener("click", (event) => event.stopPropagation());
+      return el("div", {}, el("p", { class: "remote-tile-text", text: t("remote.tileReturned") }),
+                button);
+    }));
     for (const view of [...waiting.values()].sort((a, b) => a.starts_at.localeCompare(b.starts_at))) {
       const button = admitButton(view, "remote-admit", "remote.admit");
       button.classList.add("primary-action");
@@ -91,6 +167,7 @@ export function mountRemoteCustomers(socket, { notify = () => {}, errorText = (e
                                             service: view.service_type,
                                             language: languageName(view.language) }) }),
         el("p", { class: "help", text: facts.join(" · ") }),
+        ...[checkLine(view.check)].filter(Boolean),
         button));
     }
   }

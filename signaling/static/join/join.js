@@ -18,7 +18,12 @@
 // relayPair: {local, remote} candidate types of the device check's connection,
 // relayError: why the relay check failed (its error code), turn: {state, reason, url, ms} of
 // the TURN allocation check, checksDone, checkRuns}.
-// Also there: `socket`, and `returning` / `elsewhere` of the last `remote:state`.
+// Also there: `socket`, and `returning` / `elsewhere` of the last `remote:state`, and
+// `report`: the check's result as sent to the expert (`remote:check`), once acknowledged.
+//
+// The check runs before he has a session (entering the waiting room, or the identity step's
+// redirect, makes it), so its result is kept in this tab's sessionStorage when he goes on and
+// sent with `remote:check` once the waiting room's socket is up; the expert's list shows it.
 
 import {
   LANGUAGES, addStrings, applyTranslations, language, mountLanguageSwitcher, onLanguageChange,
@@ -50,6 +55,7 @@ const state = {
   giveUpTimer: null, // runs while the call's media is down and the socket up
   elsewhereTimer: null, // asks again while another tab of his is in the call
   advice: [], // i18n keys of the last device check's advice
+  blocked: false, // the browser refused the camera and microphone in the last check
 };
 
 // --- language ---------------------------------------------------------------------------------
@@ -272,6 +278,7 @@ async function runChecks() {
     setCheck("speaker", "pending", "join.check.notTested");
   }
   const advice = [];
+  state.blocked = false;
   try {
     const stream = await openDevices();
     $("check-video").srcObject = stream;
@@ -281,6 +288,7 @@ async function runChecks() {
     watchMicrophone(stream);
   } catch (error) {
     const blocked = error && error.name === "NotAllowedError";
+    state.blocked = Boolean(blocked);
     setCheck("camera", "failed", blocked ? "join.check.blocked" : "join.check.failed");
     setCheck("microphone", "failed", blocked ? "join.check.blocked" : "join.check.failed");
     advice.push("join.advice.camera");
@@ -300,6 +308,58 @@ async function runChecks() {
   debug.checksDone = true;
 }
 
+// --- the check's result for the expert (remote:check) ------------------------------------------
+
+const REPORT_KEY = "etapalvelu.join.check";
+
+/** The last check as the fixed codes the server accepts (remote_customer.py JoinCheckPayload). */
+function checkReport() {
+  const checks = debug.checks;
+  const relayReason = ["no_pair", "relay_down"].includes(debug.relayError) ? debug.relayError : "error";
+  const turn = debug.turn || { state: "failed", reason: "error" };
+  const turnState = ["ok", "skipped"].includes(turn.state) ? turn.state : "failed";
+  return {
+    camera: state.blocked ? "blocked" : checks.camera === "ok" ? "ok" : "failed",
+    microphone: state.blocked ? "blocked"
+      : ["ok", "silent", "pending"].includes(checks.microphone) ? checks.microphone : "failed",
+    speaker: checks.speaker === "ok" || checks.speaker === "failed" ? checks.speaker : "not_tested",
+    relay: checks.relay === "ok" ? "ok" : "failed",
+    relay_reason: checks.relay === "ok" ? null : relayReason,
+    turn: turnState,
+    turn_reason: turnState === "failed"
+      ? (["refused", "unreachable"].includes(turn.reason) ? turn.reason : "error") : null,
+  };
+}
+
+/** Kept when he goes on from the check (also across the identity provider's redirect). */
+function keepReport() {
+  if (!debug.checksDone) return;
+  try {
+    sessionStorage.setItem(REPORT_KEY, JSON.stringify(checkReport()));
+  } catch (error) {
+    console.warn("check result not kept", error);
+  }
+}
+
+/** Sent once the waiting room's socket is up; forgotten when the server has it. */
+async function sendReport() {
+  let report = null;
+  try {
+    report = JSON.parse(sessionStorage.getItem(REPORT_KEY) || "null");
+  } catch {
+    report = null;
+  }
+  if (!report || !state.socket) return;
+  try {
+    await request(state.socket, "remote:check", report);
+    debug.report = report;
+    sessionStorage.removeItem(REPORT_KEY);
+  } catch (error) {
+    console.warn("remote:check", error);
+    if (error && error.code === "invalid") sessionStorage.removeItem(REPORT_KEY);
+  }
+}
+
 /** The advice of the last check, in the current language (it follows the language switch). */
 function renderAdvice() {
   const advice = state.advice || [];
@@ -309,6 +369,7 @@ function renderAdvice() {
 
 async function enterWaitingRoom() {
   $("continue").disabled = true;
+  keepReport();
   try {
     const answer = await postJson(`${base}/enter`);
     if (answer.status === 410) {
@@ -336,6 +397,7 @@ function startWaiting() {
   state.socket = socket;
   debug.socket = socket;
   socket.on("connect", sync);
+  socket.on("connect", sendReport);
   socket.on("disconnect", () => {
     setText($("waiting-connection"), "join.waiting.reconnecting");
     stopGiveUp(); // the reconnect's remote:state decides
@@ -613,6 +675,7 @@ async function start() {
       $("continue").hidden = true;
       $("identify").hidden = false;
       $("identify").href = `${base}/identity`;
+      $("identify").addEventListener("click", keepReport);
       $("identity-note").hidden = false;
     }
     show("check");
