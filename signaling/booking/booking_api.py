@@ -51,6 +51,15 @@ from signaling.flow.interpreter_reservations import push_changed, reservation_of
 from signaling.flow.office_offer import catalogue_of
 from signaling.store.models import Office
 from signaling.transport import pages
+from signaling.transport.http import (
+    ApiError,
+    client_address,
+    json_ok,
+    path_id,
+    read_json,
+    require_principal,
+    services_of,
+)
 from signaling.transport.protocol import ErrorCode, EventContext, EventModel, on_event
 from signaling.transport.services import Services
 
@@ -181,8 +190,6 @@ class PublicLimiter:
 
     @staticmethod
     def _refuse() -> Exception:
-        from signaling.transport.http import ApiError
-
         return ApiError(ErrorCode.RATE_LIMITED, "too many requests; try again in a minute", 60)
 
     async def admit(self, address: str, write: bool) -> None:
@@ -236,14 +243,10 @@ def _limiter(request: web.Request) -> PublicLimiter:
 
 
 def _address(request: web.Request) -> str:
-    from signaling.transport.http import client_address, services_of
-
     return client_address(request, services_of(request.app).settings.trusted_proxies)
 
 
 def _api_error(exc: FlowError) -> web.HTTPException:
-    from signaling.transport.http import ApiError
-
     error = ApiError(exc.code, exc.message)
     detail: dict[str, Any] = {"code": str(exc.code), "message": exc.message}
     if exc.reason is not None:
@@ -344,8 +347,6 @@ class Rebook(Credentials):
 def _query_int(
     request: web.Request, name: str, low: int, high: int, default: int | None = None
 ) -> int:
-    from signaling.transport.http import ApiError
-
     raw = request.query.get(name)
     if raw is None and default is not None:
         return default
@@ -359,8 +360,6 @@ def _query_int(
 
 
 async def api_offices(request: web.Request) -> web.Response:
-    from signaling.transport.http import json_ok, services_of
-
     await _limiter(request).admit(_address(request), write=False)
     async with services_of(request.app).sessions() as session:
         rows = await session.execute(
@@ -373,8 +372,6 @@ async def api_offices(request: web.Request) -> web.Response:
 
 
 async def api_offer(request: web.Request) -> web.Response:
-    from signaling.transport.http import ApiError, json_ok, services_of
-
     await _limiter(request).admit(_address(request), write=False)
     office_id = _query_int(request, "office", 1, DB_INT_MAX)
     async with services_of(request.app).sessions() as session:
@@ -385,8 +382,6 @@ async def api_offer(request: web.Request) -> web.Response:
 
 
 async def api_slots(request: web.Request) -> web.Response:
-    from signaling.transport.http import ApiError, json_ok, services_of
-
     await _limiter(request).admit(_address(request), write=False)
     office_id = _query_int(request, "office", 1, DB_INT_MAX)
     days = _query_int(request, "days", 1, booking.MAX_SLOT_DAYS, 7)
@@ -417,8 +412,6 @@ async def api_slots(request: web.Request) -> web.Response:
 
 
 async def api_book(request: web.Request) -> web.Response:
-    from signaling.transport.http import json_ok, read_json, services_of
-
     await _limiter(request).admit(_address(request), write=True)
     body = await read_json(request, PublicBooking)
     services = services_of(request.app)
@@ -439,8 +432,6 @@ async def api_book(request: web.Request) -> web.Response:
 
 
 async def _find(request: web.Request, body: Credentials) -> Any:
-    from signaling.transport.http import services_of
-
     services = services_of(request.app)
     async with services.sessions() as session:
         try:
@@ -454,8 +445,6 @@ async def _find(request: web.Request, body: Credentials) -> Any:
 
 
 async def api_lookup(request: web.Request) -> web.Response:
-    from signaling.transport.http import json_ok, read_json, services_of
-
     await _limiter(request).admit(_address(request), write=False)
     body = await read_json(request, Credentials)
     appointment = await _find(request, body)
@@ -471,8 +460,6 @@ async def _change_booking(
 ) -> web.Response:
     """Cancel or move the booking the body's link or code finds: `change(session, appointment)`
     does it; then the customer's `kind` message and the consoles' update (after_booking)."""
-    from signaling.transport.http import json_ok, services_of
-
     appointment = await _find(request, body)
     services = services_of(request.app)
     try:
@@ -486,8 +473,6 @@ async def _change_booking(
 
 
 async def api_cancel(request: web.Request) -> web.Response:
-    from signaling.transport.http import read_json
-
     await _limiter(request).admit(_address(request), write=True)
     body = await read_json(request, Credentials)
 
@@ -498,8 +483,6 @@ async def api_cancel(request: web.Request) -> web.Response:
 
 
 async def api_rebook(request: web.Request) -> web.Response:
-    from signaling.transport.http import read_json, services_of
-
     await _limiter(request).admit(_address(request), write=True)
     body = await read_json(request, Rebook)
     rules = rules_of(services_of(request.app))
@@ -533,8 +516,6 @@ class AvailabilityBody(_Body):
 
 
 async def api_admin_availability(request: web.Request) -> web.Response:
-    from signaling.transport.http import json_ok, require_principal, services_of
-
     await require_principal(request, {Role.ADMIN})
     user_id = _query_int(request, "user", 1, DB_INT_MAX) if "user" in request.query else None
     async with services_of(request.app).sessions() as session:
@@ -542,13 +523,6 @@ async def api_admin_availability(request: web.Request) -> web.Response:
 
 
 async def api_admin_put_availability(request: web.Request) -> web.Response:
-    from signaling.transport.http import (
-        json_ok,
-        path_id,
-        read_json,
-        require_principal,
-        services_of,
-    )
 
     await require_principal(request, {Role.ADMIN})
     body = await read_json(request, AvailabilityBody)
@@ -573,8 +547,6 @@ class SlotLengthBody(_Body):
 
 async def api_admin_slot_lengths(request: web.Request) -> web.Response:
     """Every enabled authority's slot length (`custom`: set here, not the default)."""
-    from signaling.transport.http import json_ok, require_principal, services_of
-
     await require_principal(request, {Role.ADMIN})
     services = services_of(request.app)
     default = services.settings.booking_slot_minutes
@@ -594,8 +566,6 @@ async def api_admin_slot_lengths(request: web.Request) -> web.Response:
 
 
 async def api_admin_put_slot_length(request: web.Request) -> web.Response:
-    from signaling.transport.http import json_ok, read_json, require_principal, services_of
-
     await require_principal(request, {Role.ADMIN})
     body = await read_json(request, SlotLengthBody)
     services = services_of(request.app)

@@ -40,6 +40,7 @@ from signaling.flow.flow_common import conflict, iso, not_found
 from signaling.store.kiosk_health_models import KioskSelfTest
 from signaling.store.models import Endpoint, Office
 from signaling.transport import rooms
+from signaling.transport.http import json_ok, require_principal, services_of
 from signaling.transport.protocol import EventContext, EventModel, on_event
 from signaling.transport.services import Services
 
@@ -210,8 +211,6 @@ async def office_self_tests(ctx: EventContext, _data: Empty) -> dict[str, Any]:
 
 async def api_kiosk_health(request: web.Request) -> web.Response:
     """Every office's kiosks with their latest self-test (the administrator's pages)."""
-    from signaling.transport.http import json_ok, require_principal, services_of
-
     services = services_of(request.app)
     await require_principal(request, {Role.ADMIN})
     kiosks = await office_kiosks(services, None)

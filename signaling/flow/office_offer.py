@@ -50,6 +50,14 @@ from signaling.flow.flow_common import FlowError, authority_view, forbidden
 from signaling.store.models import LANGUAGE_CODE, Authority, Office, User, UserRole
 from signaling.store.offer_models import OfficeCatalogueEntry, ServiceHoursDate, ServiceHoursRule
 from signaling.transport import rooms
+from signaling.transport.http import (
+    ApiError,
+    json_ok,
+    path_id,
+    read_json,
+    require_principal,
+    services_of,
+)
 from signaling.transport.protocol import ErrorCode
 from signaling.transport.services import Services
 
@@ -539,14 +547,10 @@ async def set_desk_services(session: AsyncSession, office: Office, codes: list[s
 
 
 def _api_error(exc: OfferError) -> web.HTTPException:
-    from signaling.transport.http import ApiError
-
     return ApiError(ErrorCode(exc.code), exc.message)
 
 
 def _office_id(request: web.Request) -> int:
-    from signaling.transport.http import path_id
-
     return path_id(request, "id", "office")
 
 
@@ -561,8 +565,6 @@ async def _put_office(
 ) -> web.Response:
     """An administrator's PUT on the office `{id}`: `change` makes it, commits and gives the
     new state (`item`). `announce`: what the office's kiosks offer changed, they sync again."""
-    from signaling.transport.http import json_ok, read_json, require_principal, services_of
-
     services = services_of(request.app)
     await require_principal(request, {Role.ADMIN})
     body = await read_json(request, schema)
@@ -579,8 +581,6 @@ async def _put_office(
 
 async def api_office_offer(request: web.Request) -> web.Response:
     """GET: the office's catalogue and every authority's hours there."""
-    from signaling.transport.http import json_ok, require_principal, services_of
-
     services = services_of(request.app)
     await require_principal(request, {Role.ADMIN})
     now = services.clock()
@@ -604,8 +604,6 @@ async def api_office_offer(request: web.Request) -> web.Response:
 
 
 async def api_put_hours(request: web.Request) -> web.Response:
-    from signaling.transport.http import json_ok, read_json, require_principal, services_of
-
     services = services_of(request.app)
     await require_principal(request, {Role.ADMIN})
     body = await read_json(request, HoursBody)
@@ -625,8 +623,6 @@ async def api_put_hours(request: web.Request) -> web.Response:
 
 
 async def api_delete_hours(request: web.Request) -> web.Response:
-    from signaling.transport.http import json_ok, require_principal, services_of
-
     services = services_of(request.app)
     await require_principal(request, {Role.ADMIN})
     try:
@@ -686,13 +682,6 @@ async def api_put_user_municipality(request: web.Request) -> web.Response:
     revocation sweep or a reload), so he is disconnected now to take it at once."""
     from signaling.directory import directory
     from signaling.transport.connections import disconnect_principal
-    from signaling.transport.http import (
-        json_ok,
-        path_id,
-        read_json,
-        require_principal,
-        services_of,
-    )
 
     services = services_of(request.app)
     await require_principal(request, {Role.ADMIN})

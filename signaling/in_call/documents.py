@@ -55,6 +55,7 @@ from signaling.store.flow_models import (
     DocumentTransfer,
     ParticipantRole,
 )
+from signaling.transport.http import services_of
 from signaling.transport.protocol import ErrorCode, EventContext, EventModel, on_event
 from signaling.transport.services import Services
 from signaling.wire.canonical import b64u_decode
@@ -757,8 +758,6 @@ def _answering_refusals(
 
 
 async def _authorised(request: web.Request) -> tuple[Services, Transfer, str | None]:
-    from signaling.transport.http import services_of
-
     services = services_of(request.app)
     transfer = await load_transfer(services, request.match_info["transfer_id"])
     token = request.query.get("token", "")

@@ -36,6 +36,7 @@ from signaling.flow.flow_common import conflict, forbidden, not_found
 from signaling.store.desk_models import FeedbackClaim, FeedbackTally
 from signaling.store.flow_models import Call, CallStatus
 from signaling.store.models import Authority, Office
+from signaling.transport.http import ApiError, json_ok, require_principal, services_of
 from signaling.transport.protocol import EventContext, EventModel, on_event
 
 ANSWERS = ("good", "neutral", "bad")
@@ -192,7 +193,6 @@ async def feedback_give(ctx: EventContext, data: FeedbackPayload) -> dict[str, A
 
 async def get_feedback(request: web.Request) -> web.Response:
     from signaling.records.statistics import _month_param
-    from signaling.transport.http import ApiError, json_ok, require_principal, services_of
     from signaling.transport.protocol import ErrorCode
 
     services = services_of(request.app)

@@ -68,6 +68,7 @@ from signaling.records.service_log import (
     verify_entries,
 )
 from signaling.store.flow_models import ServiceLogEntry
+from signaling.transport.http import services_of
 from signaling.wire.canonical import CanonicalJSONError, b64u_decode, canonical_json
 
 if TYPE_CHECKING:
@@ -391,8 +392,6 @@ async def checkpoint_after_append(services: Services) -> None:
 
 async def checkpointer_context(app: web.Application) -> AsyncIterator[None]:
     """aiohttp cleanup context: the checkpointer of the app's database (service_log.setup)."""
-    from signaling.transport.http import services_of
-
     services = services_of(app)
     settings = services.settings
     checkpointer = LogCheckpointer.from_settings(settings, services.sessions)

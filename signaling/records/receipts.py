@@ -49,6 +49,7 @@ from signaling.records.service_log import (
 from signaling.store.desk_models import Receipt
 from signaling.store.flow_models import Call, CallStatus, EndReason, ServiceLogEntry
 from signaling.store.models import Authority
+from signaling.transport.http import ApiError, json_ok, require_principal, services_of
 from signaling.transport.protocol import EventContext, EventModel, on_event
 
 # Crockford-like: no I, O, 0, 1, so a code read aloud or typed from paper is not misread.
@@ -323,7 +324,6 @@ async def receipt_issue(ctx: EventContext, data: IssuePayload) -> dict[str, Any]
 async def get_receipt_verify(request: web.Request) -> web.Response:
     """GET /api/receipts/{code}: the receipt checked against the log (administrators)."""
     from signaling.records.log_checkpoints import CheckpointSource
-    from signaling.transport.http import ApiError, json_ok, require_principal, services_of
     from signaling.transport.protocol import ErrorCode
 
     services = services_of(request.app)

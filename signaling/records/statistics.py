@@ -39,6 +39,7 @@ from signaling.flow.flow_common import call_view
 from signaling.flow.flow_metrics import FlowMetrics
 from signaling.store.flow_models import Call, CallStatus, ServiceLogEntry
 from signaling.store.models import Authority, Office
+from signaling.transport.http import ApiError, json_ok, query_id, require_principal, services_of
 from signaling.transport.protocol import ErrorCode
 from signaling.transport.services import Services
 
@@ -306,8 +307,6 @@ async def live_view(session: AsyncSession) -> dict[str, Any]:
 
 
 def _month_param(request: web.Request, name: str) -> str | None:
-    from signaling.transport.http import ApiError
-
     value = request.query.get(name)
     if value is None or value == "":
         return None
@@ -317,15 +316,11 @@ def _month_param(request: web.Request, name: str) -> str | None:
 
 
 async def _admin(request: web.Request) -> Services:
-    from signaling.transport.http import require_principal, services_of
-
     await require_principal(request, {Role.ADMIN})
     return services_of(request.app)
 
 
 async def get_stats(request: web.Request) -> web.Response:
-    from signaling.transport.http import ApiError, json_ok
-
     services = await _admin(request)
     by = request.query.get("by", "authority")
     if by not in GROUPINGS:
@@ -337,14 +332,10 @@ async def get_stats(request: web.Request) -> web.Response:
 
 
 def _id_param(request: web.Request, name: str) -> int | None:
-    from signaling.transport.http import query_id
-
     return query_id(request, name)
 
 
 async def get_hourly(request: web.Request) -> web.Response:
-    from signaling.transport.http import json_ok
-
     services = await _admin(request)
     start, end = _month_param(request, "from"), _month_param(request, "to")
     authority_id, office_id = _id_param(request, "authority_id"), _id_param(request, "office_id")
@@ -368,8 +359,6 @@ async def get_compensation_csv(request: web.Request) -> web.Response:
 
 
 async def get_live(request: web.Request) -> web.Response:
-    from signaling.transport.http import json_ok
-
     services = await _admin(request)
     async with services.sessions() as session:
         view = await live_view(session)
@@ -378,8 +367,6 @@ async def get_live(request: web.Request) -> web.Response:
 
 async def get_log_verify(request: web.Request) -> web.Response:
     from signaling.records.log_checkpoints import CheckpointSource, verify_log
-    from signaling.transport.http import json_ok
-
     services = await _admin(request)
     # The chain, the signatures and the server's own signed checkpoints (truncation,
     # emptying, re-chaining); an authority checks against its own copy with the CLI.
