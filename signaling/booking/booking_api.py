@@ -21,7 +21,6 @@ Administrators: GET /api/booking/availability[?user=ID], PUT /api/booking/availa
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
@@ -34,7 +33,12 @@ from sqlalchemy import select
 from signaling.booking import booking, booking_outbox
 from signaling.booking.booking import BookingRequest, BookingRules
 from signaling.db import DB_INT_MAX, DbId, utcnow
-from signaling.directory.login_guard import FailureCounter, RedisWindows, Window
+from signaling.directory.login_guard import (
+    FailureCounter,
+    RedisFallbackLog,
+    RedisWindows,
+    Window,
+)
 from signaling.directory.principals import Principal, Role
 from signaling.directory.service_hours import HELSINKI
 from signaling.flow.appointments import push_appointment
@@ -62,8 +66,6 @@ from signaling.transport.http import (
 )
 from signaling.transport.protocol import ErrorCode, EventContext, EventModel, on_event
 from signaling.transport.services import Services
-
-log = logging.getLogger(__name__)
 
 BOOK_DIR = pages.ROOT / "signaling" / "static" / "book"
 # Failed look-ups (wrong code or contact, unknown link) per address per window: guessing.
@@ -174,19 +176,13 @@ class PublicLimiter:
         self.writes = FailureCounter(self.write_window.limit, 60.0, 100_000, clock)
         self.lookups = FailureCounter(LOOKUP_FAILURES, LOOKUP_WINDOW, 100_000, clock)
         self.shared: RedisWindows | None = None
-        self._warned_at = 0.0
+        self._warn = RedisFallbackLog("booking limits")
 
     def use_redis(self, client: Any, prefix: str) -> None:
         self.shared = RedisWindows(client, prefix)
 
     def use_memory(self) -> None:
         self.shared = None
-
-    def _warn(self, exc: BaseException) -> None:
-        now = time.monotonic()
-        if now - self._warned_at >= 60:
-            self._warned_at = now
-            log.warning("booking limits in Redis failed (%r); this process's counts decide", exc)
 
     @staticmethod
     def _refuse() -> Exception:

@@ -160,6 +160,21 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
 
 
+class RedisFallbackLog:
+    """Says, at most once a minute, that counters in Redis failed and this process's own counts
+    decide: a Redis outage must not flood the log with one line per request."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._warned_at = -60.0
+
+    def __call__(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= 60:
+            self._warned_at = now
+            log.warning("%s in Redis failed (%r); this process's counts decide", self.what, exc)
+
+
 class RedisWindows:
     """Sliding-window counters in Redis, shared by every process that uses the same `prefix`.
 
@@ -240,7 +255,7 @@ class LoginGuard:
         self._admitted = 0  # hashing or waiting for a place to hash
         self._in_flight: dict[str, int] = {}
         self.shared: RedisFailures | None = None
-        self._warned_at = 0.0
+        self._warn = RedisFallbackLog("login limits")
 
     def use_redis(self, client: Any, prefix: str) -> None:
         """Count failures in Redis from now on (None-safe: `use_memory` goes back)."""
@@ -248,12 +263,6 @@ class LoginGuard:
 
     def use_memory(self) -> None:
         self.shared = None
-
-    def _warn(self, exc: BaseException) -> None:
-        now = time.monotonic()
-        if now - self._warned_at >= 60:
-            self._warned_at = now
-            log.warning("login limits in Redis failed (%r); this process's counts decide", exc)
 
     async def admit(self, address: str, username: str) -> None:
         """Raise Blocked when a failure limit for this login is reached (over every process
