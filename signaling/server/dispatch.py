@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -319,9 +318,6 @@ class Dispatcher:
 
     # --- revocation -----------------------------------------------------------------------
 
-    async def disconnect_sids(self, sids: Iterable[str]) -> int:
-        return await disconnect_sids(self.services, sids)
-
     async def sweep(self) -> int:
         """Disconnect this process's sockets whose person/kiosk (or, for a kiosk or a clerk,
         office) was disabled, whose session expired, or whose session was logged out.
@@ -368,7 +364,7 @@ class Dispatcher:
             or (sid in self.session_expiry and self.session_expiry[sid] <= now)
             or (sid in self.session_of and self.session_of[sid] not in live_sessions)
         ]
-        return await self.disconnect_sids(doomed)
+        return await disconnect_sids(self.services, doomed)
 
     async def run_sweeper(self, interval: float) -> None:
         while True:
@@ -393,7 +389,7 @@ async def disconnect_session(services: Services, session_hash: str) -> int:
     Other processes find out by their sweep within `revocation_check_seconds`."""
     dispatcher = dispatcher_of(services)
     sids = [sid for sid, value in dispatcher.session_of.items() if value == session_hash]
-    return await dispatcher.disconnect_sids(sids)
+    return await disconnect_sids(services, sids)
 
 
 __all__ = [
